@@ -1,0 +1,89 @@
+// The kernel interface: every numeric op the model needs, with no model knowledge.
+//
+// Each op exists as a plain reference version (scalar loops, the definition) and a
+// fast version; both fill the same KernelTable, and tests run one body against every
+// table. Model code calls kernels() and never names an implementation.
+//
+// Conventions: activations are float32, row-major, contiguous unless a stride is
+// given; weights are MatrixViews in their stored dtype (F32, BF16 or F16), read in
+// PyTorch Linear layout W[out, in], so y = x W^T (+ b). All accumulation is float32.
+#pragma once
+
+#include <cstdint>
+
+#include "tensor/tensor.h"
+
+namespace pg::kernels {
+
+// Which keys each query of attention may see.
+struct AttentionParams {
+  int64_t num_queries = 0;    // T
+  int64_t num_keys = 0;       // S: keys 0..S-1 are valid
+  int64_t num_heads = 0;      // Hq
+  int64_t num_kv_heads = 0;   // Hkv; query head h reads kv head h / (Hq / Hkv)
+  int64_t head_dim = 0;       // D
+  int64_t q_stride = 0;       // floats between query rows (>= Hq * D)
+  int64_t kv_stride = 0;      // floats between key (and value) rows (>= Hkv * D)
+  int64_t out_stride = 0;     // floats between output rows (>= Hq * D)
+  // Query t sits at key index i = query_offset + t. With causal masking, key j is
+  // visible iff j < prefix_len (the bidirectional prefix) or j <= i. Without it,
+  // every key is visible.
+  int64_t query_offset = 0;
+  int64_t prefix_len = 0;
+  bool causal = false;
+  // > 0: key j is visible to query i only if i - j < sliding_window (on top of the above).
+  int64_t sliding_window = 0;
+  float scale = 1.0f;         // scores = (q . k) * scale
+  float softcap = 0.0f;       // > 0: scores = softcap * tanh(scores / softcap), before masking
+};
+
+struct KernelTable {
+  const char* name;
+
+  // y[m, w.rows] = x[m, w.cols] W^T (+ bias[w.rows] if bias != nullptr).
+  void (*matmul)(const float* x, int64_t m, const MatrixView& w, const float* bias, float* y);
+
+  // LayerNorm over the last dim (biased variance): y = (x - mean) / sqrt(var + eps) * gamma + beta.
+  void (*layer_norm)(const float* x, int64_t rows, int64_t dim, const float* gamma,
+                     const float* beta, float eps, float* y);
+
+  // Gemma RMSNorm: y = x * rsqrt(mean(x^2) + eps) * (1 + weight). x and y may alias.
+  void (*rms_norm)(const float* x, int64_t rows, int64_t dim, const float* weight, float eps,
+                   float* y);
+
+  // y = gelu_tanh(x) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))). x and y may alias.
+  void (*gelu_tanh)(const float* x, float* y, int64_t n);
+
+  // y = gelu_tanh(gate) * up (the Gemma MLP's gating). y may alias gate or up.
+  void (*gelu_tanh_mul)(const float* gate, const float* up, float* y, int64_t n);
+
+  // In-place rotary embedding, "rotate half" layout: for each row r (stride floats apart)
+  // and head h, pairs (x[i], x[i + D/2]) rotate by angle positions[r] * theta^(-2i/D),
+  // with the angle computed in float32 as inv_freq = 1 / theta^(2i/D), angle = pos * inv_freq.
+  void (*rope)(float* x, int64_t rows, int64_t stride, int64_t num_heads, int64_t head_dim,
+               const int64_t* positions, float theta);
+
+  // x = cap * tanh(x / cap), in place.
+  void (*softcap)(float* x, int64_t n, float cap);
+
+  // y += x.
+  void (*add)(float* y, const float* x, int64_t n);
+
+  // x *= s.
+  void (*scale)(float* x, int64_t n, float s);
+
+  // out[T, Hq*D] = softmax(mask(softcap(q k^T * scale))) v per head, softmax in float32.
+  // q: [T, q_stride], k and v: [S, kv_stride].
+  void (*attention)(const AttentionParams& p, const float* q, const float* k, const float* v,
+                    float* out);
+};
+
+const KernelTable& reference_kernels();
+const KernelTable& fast_kernels();
+
+// The table model code uses: fast_kernels() unless PG_KERNELS=reference is set in the
+// environment or set_active_kernels() chose another.
+const KernelTable& kernels();
+void set_active_kernels(const KernelTable* table);
+
+}  // namespace pg::kernels

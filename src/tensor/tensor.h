@@ -1,0 +1,67 @@
+// Tensors: an owning float32 activation buffer, and non-owning views of stored
+// (possibly memory-mapped) weights in their stored dtype.
+#pragma once
+
+#include <cassert>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tensor/dtype.h"
+
+namespace pg {
+
+using Shape = std::vector<int64_t>;
+
+int64_t shape_numel(const Shape& shape);
+std::string shape_to_string(const Shape& shape);  // "[2, 3]"
+
+// A read-only view of stored tensor data (weights), in its stored dtype.
+struct TensorView {
+  DType dtype = DType::kF32;
+  Shape shape;
+  const void* data = nullptr;
+
+  int64_t numel() const { return shape_numel(shape); }
+  int64_t dim(int i) const { return shape[static_cast<size_t>(i < 0 ? i + static_cast<int>(shape.size()) : i)]; }
+  size_t nbytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype); }
+};
+
+// A row-major matrix of weights [rows, cols] in a stored dtype (F32, BF16 or F16).
+// Matrix products read it as W in y = x W^T, PyTorch's Linear layout.
+struct MatrixView {
+  DType dtype = DType::kF32;
+  const void* data = nullptr;
+  int64_t rows = 0;
+  int64_t cols = 0;
+};
+
+// An owning, 64-byte aligned float32 tensor for activations.
+class Tensor {
+ public:
+  Tensor() = default;
+  explicit Tensor(Shape shape);  // zero-filled
+  static Tensor from_view(const TensorView& view);  // converts to float32
+
+  const Shape& shape() const { return shape_; }
+  int64_t dim(int i) const { return shape_[static_cast<size_t>(i < 0 ? i + static_cast<int>(shape_.size()) : i)]; }
+  int rank() const { return static_cast<int>(shape_.size()); }
+  int64_t numel() const { return numel_; }
+  float* data() { return data_.get(); }
+  const float* data() const { return data_.get(); }
+  float* row(int64_t r) { return data_.get() + r * shape_.back(); }
+  const float* row(int64_t r) const { return data_.get() + r * shape_.back(); }
+  // Same data, new shape of the same element count.
+  void reshape(Shape shape);
+
+ private:
+  struct Free {
+    void operator()(float* p) const;
+  };
+  Shape shape_;
+  int64_t numel_ = 0;
+  std::unique_ptr<float[], Free> data_;
+};
+
+}  // namespace pg
