@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "base/status.h"
 
@@ -34,5 +35,15 @@ Result<std::string> read_file(const std::string& path);
 
 // Writes data to path atomically (a temporary file in the same folder, then rename).
 Status write_file_atomic(const std::string& path, const void* data, size_t size);
+
+// One piece of a file written by write_file_atomic_parts.
+struct ConstBuffer {
+  const void* data = nullptr;
+  size_t size = 0;
+};
+
+// Like write_file_atomic, for a file made of several buffers written in order (no copy
+// into one buffer: large checkpoints are written straight from their tensors).
+Status write_file_atomic_parts(const std::string& path, const std::vector<ConstBuffer>& parts);
 
 }  // namespace pg::io

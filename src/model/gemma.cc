@@ -1,1 +1,129 @@
-// (being written)
+#include "model/gemma.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "kernels/kernels.h"
+#include "model/trace.h"
+
+namespace pg::model {
+namespace {
+
+// x: [T, H] -> out: [T, H]. Writes this layer's keys/values at cache rows [start, start+T).
+void self_attention(const GemmaLayerWeights& l, const io::TextConfig& cfg, int64_t layer,
+                    const Tensor& h, KvCache& cache, int64_t prefix_len, Tensor& out) {
+  const kernels::KernelTable& k = kernels::kernels();
+  const int64_t T = h.dim(0), start = cache.length();
+  const int64_t Hq = cfg.num_attention_heads, Hkv = cfg.num_key_value_heads, D = cfg.head_dim;
+
+  // q: [T, Hq*D]; keys and values go straight into the cache rows: [T, Hkv*D].
+  Tensor q({T, Hq * D});
+  k.matmul(h.data(), T, l.q_proj, nullptr, q.data());
+  float* k_rows = cache.k(layer).row(start);
+  float* v_rows = cache.v(layer).row(start);
+  k.matmul(h.data(), T, l.k_proj, nullptr, k_rows);
+  k.matmul(h.data(), T, l.v_proj, nullptr, v_rows);
+
+  // Positions are 1-indexed: cache row j holds position j + 1.
+  std::vector<int64_t> positions(static_cast<size_t>(T));
+  for (int64_t t = 0; t < T; ++t) positions[static_cast<size_t>(t)] = start + t + 1;
+  k.rope(q.data(), T, Hq * D, Hq, D, positions.data(), cfg.rope_theta);
+  k.rope(k_rows, T, Hkv * D, Hkv, D, positions.data(), cfg.rope_theta);
+
+  kernels::AttentionParams p;
+  p.num_queries = T;
+  p.num_keys = start + T;
+  p.num_heads = Hq;
+  p.num_kv_heads = Hkv;
+  p.head_dim = D;
+  p.q_stride = Hq * D;
+  p.kv_stride = Hkv * D;
+  p.out_stride = Hq * D;
+  p.query_offset = start;
+  p.prefix_len = prefix_len;
+  p.causal = true;
+  p.sliding_window = cfg.layer_is_sliding(layer) ? cfg.sliding_window : 0;
+  p.scale = cfg.attention_scale();
+  p.softcap = cfg.attn_logit_softcapping;
+  Tensor attn({T, Hq * D});
+  k.attention(p, q.data(), cache.k(layer).data(), cache.v(layer).data(), attn.data());
+  k.matmul(attn.data(), T, l.o_proj, nullptr, out.data());
+}
+
+// h: [T, H] -> out: [T, H] = down(gelu(gate(h)) * up(h))
+void mlp(const GemmaLayerWeights& l, const io::TextConfig& cfg, const Tensor& h, Tensor& out) {
+  const kernels::KernelTable& k = kernels::kernels();
+  const int64_t T = h.dim(0), F = cfg.intermediate_size;
+  Tensor gate({T, F}), up({T, F});
+  k.matmul(h.data(), T, l.gate_proj, nullptr, gate.data());
+  k.matmul(h.data(), T, l.up_proj, nullptr, up.data());
+  k.gelu_tanh_mul(gate.data(), up.data(), gate.data(), T * F);
+  k.matmul(gate.data(), T, l.down_proj, nullptr, out.data());
+}
+
+}  // namespace
+
+Tensor gemma_embed(const GemmaWeights& w, const io::TextConfig& cfg, const std::vector<int>& ids,
+                   int image_token, const Tensor* image_rows) {
+  const int64_t T = static_cast<int64_t>(ids.size()), H = cfg.hidden_size;
+  Tensor x({T, H});
+  int64_t next_image_row = 0;
+  const size_t row_bytes = static_cast<size_t>(H) * dtype_size(w.embed_tokens.dtype);
+  for (int64_t t = 0; t < T; ++t) {
+    const int id = ids[static_cast<size_t>(t)];
+    if (image_rows != nullptr && id == image_token && next_image_row < image_rows->dim(0)) {
+      std::memcpy(x.row(t), image_rows->row(next_image_row++), static_cast<size_t>(H) * sizeof(float));
+    } else {
+      const auto* src = static_cast<const uint8_t*>(w.embed_tokens.data) + static_cast<size_t>(id) * row_bytes;
+      convert_to_f32(w.embed_tokens.dtype, src, x.row(t), H);
+    }
+  }
+  // Gemma scales every input row by sqrt(H), rounded to float32 as the reference does.
+  const float normalizer = static_cast<float>(std::sqrt(static_cast<double>(H)));
+  kernels::kernels().scale(x.data(), T * H, normalizer);
+  return x;
+}
+
+Tensor gemma_forward(const GemmaWeights& w, const io::TextConfig& cfg, Tensor x, KvCache& cache,
+                     int64_t prefix_len) {
+  const kernels::KernelTable& k = kernels::kernels();
+  const int64_t T = x.dim(0), H = cfg.hidden_size;
+  const std::string step = ".pos" + std::to_string(cache.length());
+  trace("gemma.embeddings" + step, x);
+
+  Tensor h({T, H}), out({T, H});
+  for (int64_t i = 0; i < cfg.num_hidden_layers; ++i) {
+    const GemmaLayerWeights& l = w.layers[static_cast<size_t>(i)];
+    k.rms_norm(x.data(), T, H, l.input_layernorm.data(), cfg.rms_norm_eps, h.data());
+    self_attention(l, cfg, i, h, cache, prefix_len, out);
+    if (cfg.is_gemma2()) {
+      k.rms_norm(out.data(), T, H, l.post_attention_layernorm.data(), cfg.rms_norm_eps, out.data());
+    }
+    k.add(x.data(), out.data(), T * H);
+
+    const Tensor& pre_mlp = cfg.is_gemma2() ? l.pre_feedforward_layernorm : l.post_attention_layernorm;
+    k.rms_norm(x.data(), T, H, pre_mlp.data(), cfg.rms_norm_eps, h.data());
+    mlp(l, cfg, h, out);
+    if (cfg.is_gemma2()) {
+      k.rms_norm(out.data(), T, H, l.post_feedforward_layernorm.data(), cfg.rms_norm_eps, out.data());
+    }
+    k.add(x.data(), out.data(), T * H);
+    trace("gemma.layers." + std::to_string(i) + step, x);
+  }
+  cache.advance(T);
+  k.rms_norm(x.data(), T, H, w.norm.data(), cfg.rms_norm_eps, x.data());
+  trace("gemma.norm" + step, x);
+  return x;
+}
+
+Tensor gemma_logits(const GemmaWeights& w, const io::TextConfig& cfg, const float* hidden, int64_t m) {
+  const kernels::KernelTable& k = kernels::kernels();
+  Tensor logits({m, w.lm_head.rows});
+  k.matmul(hidden, m, w.lm_head, nullptr, logits.data());
+  if (cfg.final_logit_softcapping > 0.0f) {
+    k.softcap(logits.data(), logits.numel(), cfg.final_logit_softcapping);
+  }
+  return logits;
+}
+
+}  // namespace pg::model

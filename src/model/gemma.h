@@ -1,0 +1,36 @@
+// The Gemma and Gemma 2 decoders over a prefix-LM attention mask, with a KV cache.
+//
+// Gemma:   x += Attn(input_layernorm(x));  x += MLP(post_attention_layernorm(x))
+// Gemma 2: x += post_attention_layernorm(Attn(input_layernorm(x)));
+//          x += post_feedforward_layernorm(MLP(pre_feedforward_layernorm(x)))
+// Attention: RoPE ("rotate half") at 1-indexed positions, grouped-query heads, Gemma 2's
+// score soft-capping and sliding window on even layers. MLP: down(gelu(gate(x)) * up(x)).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "io/config.h"
+#include "model/kv_cache.h"
+#include "model/weights.h"
+#include "tensor/tensor.h"
+
+namespace pg::model {
+
+// Input embeddings [T, H]: embed_tokens[id] for text ids; rows where `image_rows`
+// is non-null and ids[t] == image_token come from image_rows (the image features, in
+// order). Every row is then multiplied by sqrt(H), as Gemma does.
+Tensor gemma_embed(const GemmaWeights& w, const io::TextConfig& cfg, const std::vector<int>& ids,
+                   int image_token, const Tensor* image_rows);
+
+// Runs every decoder layer over x [T, H] for the tokens at cache rows
+// [cache.length(), cache.length() + T), appends their keys and values, and returns the
+// final-normed hidden states [T, H]. Keys j < prefix_len are seen by every query
+// (the bidirectional prefix); later keys only causally.
+Tensor gemma_forward(const GemmaWeights& w, const io::TextConfig& cfg, Tensor x, KvCache& cache,
+                     int64_t prefix_len);
+
+// logits [m, V] = hidden [m, H] lm_head^T, soft-capped by final_logit_softcapping (Gemma 2).
+Tensor gemma_logits(const GemmaWeights& w, const io::TextConfig& cfg, const float* hidden, int64_t m);
+
+}  // namespace pg::model
