@@ -41,6 +41,14 @@ struct Case {
   }
 };
 
+// Compares and prints the max error, so a run reports how close the engine is.
+::testing::AssertionResult close_and_report(const std::string& what, const float* want, const float* got,
+                                            int64_t n, double tol) {
+  std::printf("[golden] %-40s max |err| = %.3g (tolerance %.3g)\n", what.c_str(),
+              pg::testing::max_abs_error(want, got, n), tol);
+  return all_close(want, got, n, tol);
+}
+
 // Loads each case once for the whole binary.
 Case& get_case(const std::string& name) {
   static std::map<std::string, std::unique_ptr<Case>> cache;
@@ -78,7 +86,8 @@ TEST_P(GoldenTest, PixelValuesPng) {
   ASSERT_TRUE(px.ok()) << px.status().message();
   const pg::TensorView& want = k.tensor("pixel_values");
   ASSERT_EQ(static_cast<int64_t>(px->size()), want.numel());
-  EXPECT_TRUE(all_close(k.f32("pixel_values"), px->data(), want.numel(), kPixelTolPng));
+  EXPECT_TRUE(close_and_report(GetParam() + " pixel_values", k.f32("pixel_values"), px->data(),
+                               want.numel(), kPixelTolPng));
 }
 
 TEST_P(GoldenTest, PixelValuesJpeg) {
@@ -87,7 +96,8 @@ TEST_P(GoldenTest, PixelValuesJpeg) {
   ASSERT_TRUE(px.ok()) << px.status().message();
   const pg::TensorView& want = k.tensor("pixel_values_jpg");
   ASSERT_EQ(static_cast<int64_t>(px->size()), want.numel());
-  EXPECT_TRUE(all_close(k.f32("pixel_values_jpg"), px->data(), want.numel(), kPixelTolJpg));
+  EXPECT_TRUE(close_and_report(GetParam() + " pixel_values_jpg", k.f32("pixel_values_jpg"), px->data(),
+                               want.numel(), kPixelTolJpg));
 }
 
 TEST_P(GoldenTest, ImageFeatures) {
@@ -97,7 +107,8 @@ TEST_P(GoldenTest, ImageFeatures) {
   const pg::TensorView& want = k.tensor("image_features");
   ASSERT_EQ(want.shape, (pg::Shape{k.model->info().image_tokens, k.model->info().text_hidden_size}));
   ASSERT_EQ(static_cast<int64_t>(f->size()), want.numel());
-  EXPECT_TRUE(all_close(k.f32("image_features"), f->data(), want.numel(), kLogitTol));
+  EXPECT_TRUE(close_and_report(GetParam() + " image_features", k.f32("image_features"), f->data(),
+                               want.numel(), kLogitTol));
 }
 
 // One prompt: input ids, greedy ids and text, and every logits row (KV-cache path).
@@ -121,7 +132,8 @@ void check_prompt(Case& k, const json& p, const std::vector<std::string>& images
   const int64_t V = k.model->info().vocab_size;
   const pg::TensorView& last = k.tensor(last_name);
   ASSERT_EQ(last.shape, (pg::Shape{V}));
-  EXPECT_TRUE(all_close(k.f32(last_name), out->logits.data(), V, kLogitTol)) << last_name;
+  EXPECT_TRUE(close_and_report(k.dir.substr(k.dir.rfind('/') + 1) + " " + last_name, k.f32(last_name),
+                               out->logits.data(), V, kLogitTol));
 
   const pg::TensorView& dec = k.tensor(decode_name);
   const int64_t steps = static_cast<int64_t>(out->ids.size());
@@ -131,6 +143,11 @@ void check_prompt(Case& k, const json& p, const std::vector<std::string>& images
     EXPECT_TRUE(all_close(k.f32(decode_name) + s * V, out->logits.data() + s * V, V, kLogitTol))
         << decode_name << " row " << s;
   }
+  const int64_t rows = std::min<int64_t>(steps, dec.shape[0]);
+  std::printf("[golden] %-40s max |err| = %.3g over %lld rows (tolerance %.3g)\n",
+              (k.dir.substr(k.dir.rfind('/') + 1) + " " + decode_name).c_str(),
+              pg::testing::max_abs_error(k.f32(decode_name), out->logits.data(), rows * V),
+              static_cast<long long>(rows), kLogitTol);
 }
 
 TEST_P(GoldenTest, PromptsGreedyWithLogits) {

@@ -1,1 +1,507 @@
-// (being written)
+// Kernel tests: every op runs against every table (reference and fast), checked against
+// hand-computed values and, over many odd sizes, against a double-precision oracle and
+// the reference table. Tolerances are error bounds derived from float32 rounding.
+#include <gtest/gtest.h>
+
+#include <cfloat>
+#include <cmath>
+#include <cstdlib>
+#include <random>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/parallel.h"
+#include "kernels/kernels.h"
+#include "tensor/dtype.h"
+
+namespace pg::kernels {
+namespace {
+
+constexpr double kEps = FLT_EPSILON;
+
+// Checks |ref[i] - got[i]| <= tol[i] for all i; on failure reports the worst index (by
+// error / tolerance), both values, the tolerance and how many values were off.
+void expect_close(const std::vector<double>& ref, const std::vector<float>& got,
+                  const std::vector<double>& tol, const std::string& what) {
+  ASSERT_EQ(ref.size(), got.size()) << what;
+  ASSERT_EQ(ref.size(), tol.size()) << what;
+  size_t bad = 0, worst = 0;
+  double worst_ratio = -1.0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    const double err = std::fabs(ref[i] - static_cast<double>(got[i]));
+    if (err <= tol[i]) continue;  // false for NaN
+    ++bad;
+    const double ratio = std::isnan(err) ? INFINITY : tol[i] > 0 ? err / tol[i] : INFINITY;
+    if (ratio > worst_ratio) worst_ratio = ratio, worst = i;
+  }
+  if (bad > 0) {
+    ADD_FAILURE() << what << ": " << bad << " of " << ref.size() << " values off; worst index "
+                  << worst << ": expected " << ref[worst] << ", got " << got[worst]
+                  << ", |diff| " << std::fabs(ref[worst] - got[worst]) << " > tol "
+                  << tol[worst];
+  }
+}
+
+// (Templates, so that a braced list of expected values picks the double version.)
+template <typename Float>
+void expect_close(const std::vector<Float>& ref, const std::vector<float>& got,
+                  const std::vector<double>& tol, const std::string& what) {
+  expect_close(std::vector<double>(ref.begin(), ref.end()), got, tol, what);
+}
+
+// A few ulps relative, at least a few ulps of 1: for elementwise ops.
+std::vector<double> ulps_tol(const std::vector<double>& ref, double ulps = 4) {
+  std::vector<double> tol(ref.size());
+  for (size_t i = 0; i < ref.size(); ++i) tol[i] = ulps * kEps * std::max(1.0, std::fabs(ref[i]));
+  return tol;
+}
+template <typename Float>
+std::vector<double> ulps_tol(const std::vector<Float>& ref, double ulps = 4) {
+  return ulps_tol(std::vector<double>(ref.begin(), ref.end()), ulps);
+}
+std::vector<double> scaled(std::vector<double> v, double s) {
+  for (double& x : v) x *= s;
+  return v;
+}
+
+std::vector<float> uniform(size_t n, float lo, float hi, std::mt19937& rng) {
+  std::uniform_real_distribution<float> dist(lo, hi);
+  std::vector<float> v(n);
+  for (float& x : v) x = dist(rng);
+  return v;
+}
+
+// A weight matrix [rows, cols] stored in `dtype`, with its exact values as doubles.
+struct Weights {
+  DType dtype;
+  int64_t rows, cols;
+  std::vector<float> f32;
+  std::vector<uint16_t> u16;
+  std::vector<double> exact;
+  MatrixView view() const {
+    return {dtype, dtype == DType::kF32 ? static_cast<const void*>(f32.data()) : u16.data(), rows,
+            cols};
+  }
+};
+
+Weights make_weights(DType dtype, int64_t rows, int64_t cols, const std::vector<float>& values) {
+  Weights w{dtype, rows, cols, {}, {}, {}};
+  for (float v : values) {
+    if (dtype == DType::kF32) {
+      w.f32.push_back(v);
+      w.exact.push_back(v);
+    } else {
+      const uint16_t h = dtype == DType::kBF16 ? f32_to_bf16(v) : f32_to_f16(v);
+      w.u16.push_back(h);
+      w.exact.push_back(dtype == DType::kBF16 ? bf16_to_f32(h) : f16_to_f32(h));
+    }
+  }
+  return w;
+}
+
+std::string dims(std::initializer_list<std::pair<const char*, double>> kv) {
+  std::ostringstream s;
+  for (const auto& [k, v] : kv) s << k << "=" << v << " ";
+  return s.str();
+}
+
+class KernelsTest : public ::testing::TestWithParam<const KernelTable*> {
+ protected:
+  // An odd thread count, so parallel loops split unevenly.
+  static void SetUpTestSuite() { set_num_threads(3); }
+  static void TearDownTestSuite() { set_num_threads(0); }
+  const KernelTable& K() const { return *GetParam(); }
+  static const KernelTable& R() { return reference_kernels(); }
+};
+
+// ------------------------------------------------------------------------------ matmul
+
+// Double oracle for y = x W^T + b and the bound 2 (k + 2) eps sum_k |x w| (+ |b|).
+void matmul_oracle(const std::vector<float>& x, int64_t m, const Weights& w, const float* bias,
+                   std::vector<double>& y, std::vector<double>& tol) {
+  const int64_t n = w.rows, k = w.cols;
+  y.assign(m * n, 0.0);
+  tol.assign(m * n, 0.0);
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t j = 0; j < n; ++j) {
+      double acc = bias ? bias[j] : 0.0, mag = bias ? std::fabs(bias[j]) : 0.0;
+      for (int64_t p = 0; p < k; ++p) {
+        acc += x[i * k + p] * w.exact[j * k + p];
+        mag += std::fabs(x[i * k + p] * w.exact[j * k + p]);
+      }
+      y[i * n + j] = acc;
+      tol[i * n + j] = 2.0 * static_cast<double>(k + 2) * kEps * mag;
+    }
+  }
+}
+
+void check_matmul(const KernelTable& kt, DType dtype, int64_t m, int64_t k, int64_t n,
+                  bool with_bias, std::mt19937& rng) {
+  const std::vector<float> x = uniform(m * k, -1, 1, rng);
+  const Weights w = make_weights(dtype, n, k, uniform(n * k, -1, 1, rng));
+  const std::vector<float> b = uniform(n, -1, 1, rng);
+  const float* bias = with_bias ? b.data() : nullptr;
+  std::vector<double> exact, tol;
+  matmul_oracle(x, m, w, bias, exact, tol);
+  std::vector<float> got(m * n, NAN), ref(m * n, NAN);
+  kt.matmul(x.data(), m, w.view(), bias, got.data());
+  reference_kernels().matmul(x.data(), m, w.view(), bias, ref.data());
+  const std::string what = std::string("matmul ") + dtype_name(dtype) + " " +
+                           dims({{"m", m}, {"k", k}, {"n", n}, {"bias", with_bias}});
+  expect_close(exact, got, tol, what + "vs exact");
+  expect_close(ref, got, scaled(tol, 2), what + "vs reference");
+}
+
+TEST_P(KernelsTest, Matmul) {
+  // Hand-computed: x = [[1, 2], [-1, 0.5]], W = [[1, 0], [0, 1], [1, 1]], b = [0.5, 0, -1].
+  const std::vector<float> x = {1, 2, -1, 0.5f}, b = {0.5f, 0, -1};
+  for (DType dt : {DType::kF32, DType::kBF16, DType::kF16}) {
+    const Weights w = make_weights(dt, 3, 2, {1, 0, 0, 1, 1, 1});
+    std::vector<float> y(6, NAN);
+    K().matmul(x.data(), 2, w.view(), b.data(), y.data());
+    expect_close({1.5, 2, 2, -0.5, 0.5, -1.5}, y, std::vector<double>(6, 0), "matmul hand");
+    K().matmul(x.data(), 1, w.view(), nullptr, y.data());
+    expect_close({1, 2, 3}, {y.begin(), y.begin() + 3}, std::vector<double>(3, 0), "no bias");
+  }
+  std::mt19937 rng(1);
+  const std::pair<int64_t, int64_t> kn[] = {{1, 1},    {3, 7},   {7, 31},   {31, 3},
+                                            {48, 64},  {64, 48}, {100, 97}, {97, 130},
+                                            {130, 257}, {257, 100}};
+  size_t c = 0;
+  for (int64_t m : {1, 2, 3, 5, 17, 64, 259}) {
+    for (const auto& [k, n] : kn) {
+      for (DType dt : {DType::kF32, DType::kBF16, DType::kF16}) {
+        check_matmul(K(), dt, m, k, n, (c++ % 2) == 0, rng);
+      }
+    }
+  }
+  for (DType dt : {DType::kF32, DType::kBF16, DType::kF16}) {  // model widths
+    check_matmul(K(), dt, 3, 1152, 97, true, rng);
+    check_matmul(K(), dt, 1, 2304, 300, false, rng);
+    check_matmul(K(), dt, 9, 600, 70, false, rng);
+  }
+}
+
+// ------------------------------------------------------------------------------- norms
+
+TEST_P(KernelsTest, RmsNorm) {
+  const std::vector<float> w = {0, 1, -0.5f};
+  std::vector<float> x = {1, 2, 3}, y(3, NAN);
+  const std::vector<double> want = {0.4629100002887783, 1.8516400011551133, 0.6943650004331675};
+  K().rms_norm(x.data(), 1, 3, w.data(), 1e-6f, y.data());
+  expect_close(want, y, ulps_tol(want, 2 * (3 + 8)), "rms_norm hand");
+  K().rms_norm(x.data(), 1, 3, w.data(), 1e-6f, x.data());  // in place
+  expect_close(want, x, ulps_tol(want, 2 * (3 + 8)), "rms_norm in place");
+
+  std::mt19937 rng(2);
+  for (int64_t rows : {1, 3, 17}) {
+    for (int64_t dim : {1, 3, 7, 31, 48, 64, 100, 257, 1152, 2048}) {
+      const std::vector<float> xs = uniform(rows * dim, -2, 2, rng), ws = uniform(dim, -1, 1, rng);
+      std::vector<double> exact(rows * dim), tol(rows * dim);
+      for (int64_t r = 0; r < rows; ++r) {
+        double sq = 0;
+        for (int64_t i = 0; i < dim; ++i) sq += double(xs[r * dim + i]) * xs[r * dim + i];
+        const double inv = 1.0 / std::sqrt(sq / dim + 1e-6);
+        for (int64_t i = 0; i < dim; ++i) {
+          exact[r * dim + i] = xs[r * dim + i] * inv * (1.0 + ws[i]);
+          tol[r * dim + i] = 2.0 * (dim + 8) * kEps * std::fabs(exact[r * dim + i]);
+        }
+      }
+      std::vector<float> got(rows * dim), ref(rows * dim);
+      K().rms_norm(xs.data(), rows, dim, ws.data(), 1e-6f, got.data());
+      R().rms_norm(xs.data(), rows, dim, ws.data(), 1e-6f, ref.data());
+      const std::string what = "rms_norm " + dims({{"rows", rows}, {"dim", dim}});
+      expect_close(exact, got, tol, what + "vs exact");
+      expect_close(ref, got, scaled(tol, 2), what + "vs reference");
+      std::vector<float> inplace = xs;
+      K().rms_norm(inplace.data(), rows, dim, ws.data(), 1e-6f, inplace.data());
+      expect_close(got, inplace, std::vector<double>(got.size(), 0), what + "in place");
+    }
+  }
+}
+
+TEST_P(KernelsTest, LayerNorm) {
+  const std::vector<float> x = {1, 2, 3, 4}, g = {1, 1, 2, 1}, b = {0, 0, 0, 1};
+  const std::vector<double> want = {-1.3416354199689269, -0.447211806656309, 0.894423613312618,
+                                    2.341635419968927};
+  std::vector<float> y(4, NAN);
+  K().layer_norm(x.data(), 1, 4, g.data(), b.data(), 1e-5f, y.data());
+  expect_close(want, y, ulps_tol(want, 2 * (4 + 13)), "layer_norm hand");
+
+  std::mt19937 rng(3);
+  for (int64_t rows : {1, 3, 17}) {
+    for (int64_t dim : {1, 3, 7, 31, 48, 64, 100, 257, 1152}) {
+      std::vector<float> xs = uniform(rows * dim, -2, 2, rng);
+      for (float& v : xs) v += 3.0f;  // a mean far from zero
+      const std::vector<float> gs = uniform(dim, -2, 2, rng), bs = uniform(dim, -1, 1, rng);
+      std::vector<double> exact(rows * dim), tol(rows * dim);
+      for (int64_t r = 0; r < rows; ++r) {
+        const float* xr = xs.data() + r * dim;
+        double mean = 0, mean_abs = 0, var = 0;
+        for (int64_t i = 0; i < dim; ++i) mean += xr[i] / double(dim), mean_abs += std::fabs(xr[i]) / dim;
+        for (int64_t i = 0; i < dim; ++i) var += (xr[i] - mean) * (xr[i] - mean) / dim;
+        const double inv = 1.0 / std::sqrt(var + 1e-5);
+        for (int64_t i = 0; i < dim; ++i) {
+          const double y_i = (xr[i] - mean) * inv * gs[i] + bs[i];
+          exact[r * dim + i] = y_i;
+          // Errors of the mean, of (x - mean) and of 1/sqrt(var), then of * gamma + beta.
+          tol[r * dim + i] = 2.0 * (std::fabs(gs[i]) * inv *
+                                        ((dim + 1) * kEps * mean_abs +
+                                         std::fabs(xr[i] - mean) * (dim + 13) * kEps / 2) +
+                                    2 * kEps * (std::fabs(y_i) + std::fabs(bs[i])));
+        }
+      }
+      std::vector<float> got(rows * dim), ref(rows * dim);
+      K().layer_norm(xs.data(), rows, dim, gs.data(), bs.data(), 1e-5f, got.data());
+      R().layer_norm(xs.data(), rows, dim, gs.data(), bs.data(), 1e-5f, ref.data());
+      const std::string what = "layer_norm " + dims({{"rows", rows}, {"dim", dim}});
+      expect_close(exact, got, tol, what + "vs exact");
+      expect_close(ref, got, scaled(tol, 2), what + "vs reference");
+    }
+  }
+}
+
+// ------------------------------------------------------------------------- elementwise
+
+const int64_t kLengths[] = {1, 3, 7, 31, 48, 64, 100, 257, 5000, 70001};
+
+TEST_P(KernelsTest, GeluTanh) {
+  const std::vector<double> want = {0.8411919906082768, -0.15880800939172324, 2.996362607918227,
+                                    0.0, -0.15428599017485606};
+  std::vector<float> x = {1, -1, 3, 0, -0.5f}, y(5, NAN);
+  K().gelu_tanh(x.data(), y.data(), 5);
+  expect_close(want, y, ulps_tol(want), "gelu_tanh hand");
+  K().gelu_tanh(x.data(), x.data(), 5);
+  expect_close(want, x, ulps_tol(want), "gelu_tanh in place");
+
+  std::mt19937 rng(4);
+  for (int64_t n : kLengths) {
+    const std::vector<float> xs = uniform(n, -6, 6, rng);
+    std::vector<float> got(n), ref(n);
+    K().gelu_tanh(xs.data(), got.data(), n);
+    R().gelu_tanh(xs.data(), ref.data(), n);
+    expect_close(ref, got, ulps_tol(ref), "gelu_tanh " + dims({{"n", n}}));
+  }
+}
+
+TEST_P(KernelsTest, GeluTanhMul) {
+  const std::vector<float> gate = {1, -1, 3}, up = {2, -3, 0.5f};
+  const std::vector<double> want = {2 * 0.8411919906082768, 3 * 0.15880800939172324,
+                                    0.5 * 2.996362607918227};
+  std::vector<float> y(3, NAN);
+  K().gelu_tanh_mul(gate.data(), up.data(), y.data(), 3);
+  expect_close(want, y, ulps_tol(want), "gelu_tanh_mul hand");
+
+  std::mt19937 rng(5);
+  for (int64_t n : kLengths) {
+    const std::vector<float> g = uniform(n, -6, 6, rng), u = uniform(n, -3, 3, rng);
+    std::vector<float> got(n), ref(n);
+    K().gelu_tanh_mul(g.data(), u.data(), got.data(), n);
+    R().gelu_tanh_mul(g.data(), u.data(), ref.data(), n);
+    const std::string what = "gelu_tanh_mul " + dims({{"n", n}});
+    expect_close(ref, got, ulps_tol(ref), what);
+    std::vector<float> g2 = g, u2 = u;  // y aliasing gate, then up
+    K().gelu_tanh_mul(g2.data(), u.data(), g2.data(), n);
+    K().gelu_tanh_mul(g.data(), u2.data(), u2.data(), n);
+    expect_close(got, g2, std::vector<double>(n, 0), what + "y = gate");
+    expect_close(got, u2, std::vector<double>(n, 0), what + "y = up");
+  }
+}
+
+TEST_P(KernelsTest, Rope) {
+  // head_dim 4, theta 1e4: inv_freq = [1, 0.01]; pairs (x0, x2) and (x1, x3).
+  std::vector<float> x = {1, 2, 3, 4, 1, 2, 3, 4};
+  const int64_t pos[] = {1, 2};
+  K().rope(x.data(), 2, 4, 1, 4, pos, 10000.0f);
+  const std::vector<double> want = {-1.9841106485555495, 1.959900667496664,  2.4623779024123156,
+                                    4.019799668334994,   -3.1440391170241875, 1.9196053465598233,
+                                    -0.33914308281574557, 4.039197360052977};
+  expect_close(want, x, ulps_tol(want), "rope hand");
+
+  std::mt19937 rng(6);
+  std::uniform_int_distribution<int64_t> pos_dist(0, 2000);
+  for (int64_t rows : {1, 3, 17}) {
+    for (int64_t heads : {1, 3}) {
+      for (int64_t dim : {2, 16, 24, 72, 256}) {
+        const int64_t stride = heads * dim + 5;  // padding must stay untouched
+        std::vector<int64_t> positions(rows);
+        for (int64_t& p : positions) p = pos_dist(rng);
+        std::vector<float> got = uniform(rows * stride, -1, 1, rng), ref = got;
+        K().rope(got.data(), rows, stride, heads, dim, positions.data(), 10000.0f);
+        R().rope(ref.data(), rows, stride, heads, dim, positions.data(), 10000.0f);
+        expect_close(ref, got, ulps_tol(ref),
+                     "rope " + dims({{"rows", rows}, {"heads", heads}, {"dim", dim}}));
+      }
+    }
+  }
+}
+
+TEST_P(KernelsTest, Softcap) {
+  std::vector<float> x = {100, -10, 1};
+  K().softcap(x.data(), 3, 50.0f);
+  const std::vector<double> want = {48.20137900379085, -9.8687660112452, 0.9998666879965465};
+  expect_close(want, x, ulps_tol(want), "softcap hand");
+
+  std::mt19937 rng(7);
+  for (int64_t n : kLengths) {
+    std::vector<float> got = uniform(n, -100, 100, rng), ref = got;
+    K().softcap(got.data(), n, 30.0f);
+    R().softcap(ref.data(), n, 30.0f);
+    expect_close(ref, got, ulps_tol(ref), "softcap " + dims({{"n", n}}));
+  }
+}
+
+TEST_P(KernelsTest, AddAndScale) {
+  std::vector<float> y = {1, 2, 3};
+  const std::vector<float> x = {0.5f, -2, 4};
+  K().add(y.data(), x.data(), 3);
+  expect_close({1.5, 0, 7}, y, std::vector<double>(3, 0), "add hand");
+  K().scale(y.data(), 3, -2.0f);
+  expect_close({-3, 0, -14}, y, std::vector<double>(3, 0), "scale hand");
+
+  std::mt19937 rng(8);
+  for (int64_t n : kLengths) {
+    const std::vector<float> a = uniform(n, -1, 1, rng), b = uniform(n, -1, 1, rng);
+    std::vector<float> got = a, ref = a;
+    K().add(got.data(), b.data(), n);
+    R().add(ref.data(), b.data(), n);
+    K().scale(got.data(), n, 0.37f);
+    R().scale(ref.data(), n, 0.37f);
+    expect_close(ref, got, ulps_tol(ref), "add+scale " + dims({{"n", n}}));
+  }
+}
+
+// ---------------------------------------------------------------------------- attention
+
+bool visible(const AttentionParams& p, int64_t i, int64_t j) {
+  if (p.causal && !(j < p.prefix_len || j <= i)) return false;
+  return p.sliding_window <= 0 || i - j < p.sliding_window;
+}
+
+// Double oracle over the whole out buffer (entries outside heads keep `out`'s values) and
+// the bound 2 sum_j P_j |v_j| (2 Delta + eps (|s_j - s_max| + 2 S + 6)), where Delta
+// bounds the float error of every score: (D + 2) eps |scale| sum |q k| + 6 eps |s|.
+void attention_oracle(const AttentionParams& p, const std::vector<float>& q,
+                      const std::vector<float>& k, const std::vector<float>& v,
+                      std::vector<double>& out, std::vector<double>& tol) {
+  const int64_t D = p.head_dim, S = p.num_keys, group = p.num_heads / p.num_kv_heads;
+  tol.assign(out.size(), 0.0);
+  std::vector<double> s(S), prob(S);
+  for (int64_t t = 0; t < p.num_queries; ++t) {
+    for (int64_t h = 0; h < p.num_heads; ++h) {
+      const int64_t i = p.query_offset + t, kvh = h / group;
+      double s_max = -INFINITY, delta = 0, z = 0;
+      for (int64_t j = 0; j < S; ++j) {
+        double dot = 0, mag = 0;
+        for (int64_t d = 0; d < D; ++d) {
+          const double a = q[t * p.q_stride + h * D + d], b = k[j * p.kv_stride + kvh * D + d];
+          dot += a * b, mag += std::fabs(a * b);
+        }
+        s[j] = dot * p.scale;
+        if (p.softcap > 0) s[j] = p.softcap * std::tanh(s[j] / p.softcap);
+        if (!visible(p, i, j)) continue;
+        s_max = std::max(s_max, s[j]);
+        delta = std::max(delta, (D + 2) * kEps * std::fabs(p.scale) * mag + 6 * kEps * std::fabs(s[j]));
+      }
+      for (int64_t j = 0; j < S; ++j) z += prob[j] = visible(p, i, j) ? std::exp(s[j] - s_max) : 0;
+      for (int64_t d = 0; d < D; ++d) {
+        double acc = 0, bound = 0;
+        for (int64_t j = 0; j < S; ++j) {
+          if (prob[j] == 0) continue;
+          const double vj = v[j * p.kv_stride + kvh * D + d], pj = prob[j] / z;
+          acc += pj * vj;
+          bound += pj * std::fabs(vj) * (2 * delta + kEps * (std::fabs(s[j] - s_max) + 2 * S + 6));
+        }
+        out[t * p.out_stride + h * D + d] = z > 0 ? acc : 0.0;
+        tol[t * p.out_stride + h * D + d] = 2 * bound;
+      }
+    }
+  }
+}
+
+TEST_P(KernelsTest, Attention) {
+  {  // One head, D = 2, keys [1, 0] and [0, 1], values [1, 2] and [3, 4].
+    const std::vector<float> q = {1, 0, 1, 0}, k = {1, 0, 0, 1}, v = {1, 2, 3, 4};
+    AttentionParams p{.num_queries = 2, .num_keys = 2, .num_heads = 1, .num_kv_heads = 1,
+                      .head_dim = 2, .q_stride = 2, .kv_stride = 2, .out_stride = 2};
+    auto run = [&](AttentionParams pp) {
+      std::vector<float> out(4, NAN);
+      K().attention(pp, q.data(), k.data(), v.data(), out.data());
+      return out;
+    };
+    const std::vector<double> both = {1.5378828427399902, 2.5378828427399904};
+    const std::vector<double> capped = {1.763553421857599, 2.763553421857599};
+    expect_close({both[0], both[1], both[0], both[1]}, run(p), ulps_tol({3, 3, 3, 3}), "plain");
+    p.causal = true;  // query 0 sees key 0 only
+    expect_close({1, 2, both[0], both[1]}, run(p), ulps_tol({3, 3, 3, 3}), "causal");
+    p.prefix_len = 2;  // bidirectional prefix: both see both
+    expect_close({both[0], both[1], both[0], both[1]}, run(p), ulps_tol({3, 3, 3, 3}), "prefix");
+    p.prefix_len = 0, p.sliding_window = 1;  // each query sees only itself
+    expect_close({1, 2, 3, 4}, run(p), ulps_tol({3, 3, 3, 3}), "sliding window");
+    p.causal = false, p.sliding_window = 0, p.softcap = 0.5f;  // scores [0.5 tanh 2, 0]
+    expect_close({capped[0], capped[1], capped[0], capped[1]}, run(p), ulps_tol({3, 3, 3, 3}),
+                 "softcap");
+    p.softcap = 0, p.query_offset = 5, p.sliding_window = 2;  // sees no key: zeros
+    expect_close({0, 0, 0, 0}, run(p), std::vector<double>(4, 0), "no visible key");
+  }
+
+  struct Case {
+    int64_t T, S, offset, prefix;
+    bool causal;
+    int64_t window;
+  };
+  const Case cases[] = {{1, 1, 0, 0, false, 0},   {5, 5, 0, 0, true, 0},    {5, 5, 0, 0, false, 0},
+                        {3, 20, 17, 0, true, 0},  {21, 21, 0, 16, true, 0}, {37, 37, 0, 0, true, 20},
+                        {4, 37, 33, 0, true, 20}, {2, 10, 20, 0, false, 3}};
+  std::mt19937 rng(9);
+  for (const Case& c : cases) {
+    for (auto [hq, hkv] : {std::pair<int64_t, int64_t>{4, 1}, {4, 2}, {4, 4}}) {
+      for (int64_t D : {16, 24, 72}) {
+        for (float cap : {0.0f, 5.0f}) {
+          AttentionParams p{.num_queries = c.T, .num_keys = c.S, .num_heads = hq,
+                            .num_kv_heads = hkv, .head_dim = D, .q_stride = hq * D + 3,
+                            .kv_stride = hkv * D + 5, .out_stride = hq * D + 2,
+                            .query_offset = c.offset, .prefix_len = c.prefix, .causal = c.causal,
+                            .sliding_window = c.window, .scale = 1.0f / std::sqrt(float(D)),
+                            .softcap = cap};
+          const std::vector<float> q = uniform(c.T * p.q_stride, -2, 2, rng),
+                                   k = uniform(c.S * p.kv_stride, -2, 2, rng),
+                                   v = uniform(c.S * p.kv_stride, -1, 1, rng);
+          std::vector<float> got(c.T * p.out_stride, 7.0f), ref = got;  // 7: untouched pad
+          std::vector<double> exact(got.begin(), got.end()), tol;
+          attention_oracle(p, q, k, v, exact, tol);
+          K().attention(p, q.data(), k.data(), v.data(), got.data());
+          R().attention(p, q.data(), k.data(), v.data(), ref.data());
+          const std::string what =
+              "attention " + dims({{"T", c.T}, {"S", c.S}, {"offset", c.offset},
+                                   {"prefix", c.prefix}, {"causal", c.causal},
+                                   {"window", c.window}, {"Hq", hq}, {"Hkv", hkv}, {"D", D},
+                                   {"softcap", cap}});
+          expect_close(exact, got, tol, what + "vs exact");
+          expect_close(ref, got, scaled(tol, 2), what + "vs reference");
+        }
+      }
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Tables, KernelsTest,
+                         ::testing::Values(&reference_kernels(), &fast_kernels()),
+                         [](const auto& info) { return std::string(info.param->name); });
+
+TEST(KernelSelection, DefaultAndOverride) {
+  const char* env = std::getenv("PG_KERNELS");
+  const bool want_ref = env != nullptr && std::string_view(env) == "reference";
+  EXPECT_EQ(&kernels(), want_ref ? &reference_kernels() : &fast_kernels());
+  set_active_kernels(&reference_kernels());
+  EXPECT_EQ(&kernels(), &reference_kernels());
+  set_active_kernels(&fast_kernels());
+  EXPECT_EQ(&kernels(), &fast_kernels());
+  set_active_kernels(nullptr);
+  EXPECT_EQ(&kernels(), want_ref ? &reference_kernels() : &fast_kernels());
+}
+
+}  // namespace
+}  // namespace pg::kernels

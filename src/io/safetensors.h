@@ -25,7 +25,9 @@ class SafetensorsFile {
   static Result<SafetensorsFile> open(const std::string& path);
 
   const std::string& path() const { return file_->path(); }
-  // Views point into the mapping, which lives as long as any copy of this object.
+  // Views point into the mapping, which lives as long as any copy of this object. Their
+  // data is not necessarily aligned to the dtype size (offsets are the file's), so read it
+  // with memcpy-safe loads.
   const std::map<std::string, TensorView>& tensors() const { return tensors_; }
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
 

@@ -110,7 +110,13 @@ size_t complete_utf8_prefix(const std::string& s) {
 std::string StreamingDecoder::push(int id) {
   ids_.push_back(id);
   const std::string text = tok_.decode(ids_);
-  const size_t ready = complete_utf8_prefix(text);
+  // Byte-fallback pieces of an unfinished character decode to U+FFFD: hold them back.
+  size_t ready = complete_utf8_prefix(text);
+  static const std::string kReplacement = "\xEF\xBF\xBD";
+  while (ready >= kReplacement.size() &&
+         text.compare(ready - kReplacement.size(), kReplacement.size(), kReplacement) == 0) {
+    ready -= kReplacement.size();
+  }
   if (ready <= emitted_ || text.compare(0, emitted_, text, 0, emitted_) != 0) return "";
   std::string delta = text.substr(emitted_, ready - emitted_);
   emitted_ = ready;
