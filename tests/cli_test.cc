@@ -17,7 +17,7 @@ using ::testing::HasSubstr;
 using pg::testing::TempDir;
 using pg::testing::testdata;
 
-struct Run {
+struct CliRun {
   int exit_code = -1;
   bool signaled = false;
   std::string out, err;
@@ -28,12 +28,12 @@ std::string slurp(const std::string& path) {
   return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
 }
 
-Run run_cli(const std::string& args) {
+CliRun run_cli(const std::string& args) {
   TempDir tmp;
   const std::string cmd = std::string(PG_CLI_PATH) + " " + args + " >" + tmp.file("out") + " 2>" + tmp.file("err") +
                           " </dev/null";
   const int status = std::system(cmd.c_str());
-  Run r;
+  CliRun r;
   r.signaled = WIFSIGNALED(status);
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   r.out = slurp(tmp.file("out"));
@@ -46,7 +46,7 @@ const std::string kPg1 = testdata("golden/tiny-pg1");
 TEST(Cli, GenerateJsonMatchesGolden) {
   const auto expected = nlohmann::json::parse(slurp(kPg1 + "/expected.json"));
   const auto& p = expected["prompts"][0];
-  Run r = run_cli("generate --model " + kPg1 + " --image " + kPg1 + "/image.png --prompt \"" +
+  CliRun r = run_cli("generate --model " + kPg1 + " --image " + kPg1 + "/image.png --prompt \"" +
                   p["prompt"].get<std::string>() + "\" --max-tokens 12 --json --threads 2");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto j = nlohmann::json::parse(r.out);
@@ -58,7 +58,7 @@ TEST(Cli, GenerateJsonMatchesGolden) {
 
 TEST(Cli, LogitsOutHoldsEveryStep) {
   TempDir tmp;
-  Run r = run_cli("generate --model " + kPg1 + " --image " + kPg1 + "/image.png --prompt \"caption en\"" +
+  CliRun r = run_cli("generate --model " + kPg1 + " --image " + kPg1 + "/image.png --prompt \"caption en\"" +
                   " --max-tokens 12 --greedy --logits-out " + tmp.file("logits.npy"));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, "((((((((((((\n");  // streamed text, then a newline
@@ -76,13 +76,13 @@ TEST(Cli, SamplingFlagsAreReproducible) {
   const std::string args = "generate --model " + kPg1 + " --image " + kPg1 +
                            "/image.png --prompt \"caption en\" --max-tokens 6 --temperature 1.3 --top-k 40 "
                            "--top-p 0.9 --seed 9 --json";
-  Run a = run_cli(args), b = run_cli(args);
+  CliRun a = run_cli(args), b = run_cli(args);
   ASSERT_EQ(a.exit_code, 0) << a.err;
   EXPECT_EQ(nlohmann::json::parse(a.out)["ids"], nlohmann::json::parse(b.out)["ids"]);
 }
 
 TEST(Cli, HelpDocumentsTheFlags) {
-  Run r = run_cli("generate --help");
+  CliRun r = run_cli("generate --help");
   EXPECT_EQ(r.exit_code, 0);
   for (const char* flag : {"--model", "--image", "--prompt", "--threads", "--max-tokens", "--greedy",
                            "--temperature", "--top-k", "--top-p", "--seed", "--json", "--logits-out"}) {
@@ -91,29 +91,29 @@ TEST(Cli, HelpDocumentsTheFlags) {
 }
 
 TEST(Cli, ErrorsGoToStderrWithAnExitCode) {
-  Run missing_model = run_cli("generate --model /nonexistent --image x.png --prompt hi");
+  CliRun missing_model = run_cli("generate --model /nonexistent --image x.png --prompt hi");
   EXPECT_EQ(missing_model.exit_code, 1);
   EXPECT_THAT(missing_model.err, HasSubstr("paligemma: error: "));
   EXPECT_THAT(missing_model.err, HasSubstr("/nonexistent"));
   EXPECT_TRUE(missing_model.out.empty());
 
-  Run no_flags = run_cli("generate");
+  CliRun no_flags = run_cli("generate");
   EXPECT_GT(no_flags.exit_code, 0);
   EXPECT_LT(no_flags.exit_code, 128);
   EXPECT_THAT(no_flags.err, HasSubstr("--model"));
 
-  Run bad_image = run_cli("generate --model " + kPg1 + " --image " + kPg1 + "/config.json --prompt \"caption en\"");
+  CliRun bad_image = run_cli("generate --model " + kPg1 + " --image " + kPg1 + "/config.json --prompt \"caption en\"");
   EXPECT_EQ(bad_image.exit_code, 1);
   EXPECT_THAT(bad_image.err, HasSubstr("not a JPEG or PNG image"));
 
-  Run conflict = run_cli("generate --model " + kPg1 + " --image " + kPg1 +
+  CliRun conflict = run_cli("generate --model " + kPg1 + " --image " + kPg1 +
                          "/image.png --prompt x --greedy --temperature 0.7");
   EXPECT_GT(conflict.exit_code, 0);
   EXPECT_FALSE(conflict.signaled);
 }
 
 TEST(Cli, Info) {
-  Run r = run_cli("info --model " + testdata("golden/tiny-pg2"));
+  CliRun r = run_cli("info --model " + testdata("golden/tiny-pg2"));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j["decoder"], "gemma2");

@@ -63,8 +63,10 @@ struct Weight<DType::kBF16> {
   using Elem = uint16_t;
   static f32x16 load16(const uint16_t* p) {
 #if defined(__AVX512F__)
+    // (maskz forms: the unmasked intrinsics trip GCC 12's -Wmaybe-uninitialized.)
     const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-    return reinterpret_cast<f32x16>(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    return reinterpret_cast<f32x16>(reinterpret_cast<u32x16>(_mm512_maskz_cvtepu16_epi32(0xffff, h))
+                                    << 16);
 #else
     u16x16 h;
     std::memcpy(&h, p, sizeof(h));
@@ -78,7 +80,6 @@ struct Weight<DType::kF16> {
   using Elem = uint16_t;
   static f32x16 load16(const uint16_t* p) {
 #if defined(__AVX512F__)
-    // (maskz: the unmasked intrinsic trips GCC 12's -Wmaybe-uninitialized.)
     return _mm512_maskz_cvtph_ps(0xffff, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
 #elif defined(__F16C__)
     const __m256 lo = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
