@@ -9,6 +9,12 @@ PACKAGES=(
   libexif-dev               # EXIF orientation
   nlohmann-json3-dev        # config.json, safetensors headers, --json
   libcli11-dev              # command line
+  libdnnl-dev               # oneDNN matrix products (speed)
+  libzip-dev                # .npz archives (segmentation VAE)
+  libcairo2-dev fonts-dejavu-core  # drawing boxes, masks and labels
+  libavformat-dev libavcodec-dev libswscale-dev libavutil-dev  # video frames (FFmpeg)
+  libcpp-httplib-dev        # HTTP server
+  libbenchmark-dev          # kernel microbenchmarks
   libgtest-dev libgmock-dev # tests
 )
 missing=()
