@@ -95,8 +95,11 @@ class Model {
   Result<std::vector<int>> prompt_ids(const std::string& prompt, int64_t num_images) const;
   std::string decode(const std::vector<int>& ids) const;
 
- private:
+  // The implementation, for the library's own other parts (src/api); opaque to apps.
   struct Impl;
+  const Impl& impl() const { return *impl_; }
+
+ private:
   explicit Model(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };

@@ -4,6 +4,7 @@
 // to the reordering of float32 sums; elementwise transcendental ops use the same
 // std:: functions and the same expressions as the reference.
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -164,9 +165,19 @@ void matmul_small_m(const float* x, int64_t m, const MatrixView& w, const float*
 // y accumulates outer products of broadcast x elements with panel rows. Each thread owns
 // a range of panels; per group of kGroup panels and block of kKC, x is swept once.
 
-constexpr int kMR = 8;        // rows of x per register tile
-constexpr int kNR = 32;       // rows of W per panel (two vectors)
-constexpr int64_t kKC = 256;  // reduction block
+#ifndef PG_MR
+#define PG_MR 8
+#endif
+#ifndef PG_KC
+#define PG_KC 256
+#endif
+constexpr int kMR = PG_MR;        // rows of x per register tile
+#ifndef PG_NV
+#define PG_NV 2
+#endif
+constexpr int kNV = PG_NV;           // vectors per panel row
+constexpr int kNR = kNV * kLanes;  // rows of W per panel
+constexpr int64_t kKC = PG_KC;  // reduction block
 constexpr int64_t kGroup = 8; // panels packed together
 
 // Swaps the S-wide off-diagonal blocks of rows a and b: one stage of a 16 x 16 transpose.
@@ -220,67 +231,80 @@ void pack_panel(const MatrixView& w, int64_t row0, int64_t kb, int64_t kc, float
 // y[MR, ncols] (=|+=) x[MR, kc] panel^T; x rows ldx apart, y rows ldy apart; panel:
 // [kc][kNR]. first: overwrite y, else add to it. bias (ncols floats) or null: added.
 template <int MR>
-void micro_tile(const float* x, int64_t ldx, const float* panel, int64_t kc, float* y,
-                int64_t ldy, int64_t ncols, bool first, const float* bias) {
-  f32x16 acc[MR][2] = {};
+void micro_tile(const float* x, const float* panel, int64_t kc, float* y, int64_t ldy,
+                int64_t ncols, bool first, const float* bias) {
+  f32x16 acc[MR][kNV] = {};
   for (int64_t p = 0; p < kc; ++p) {
-    const f32x16 w0 = load_f32(panel + p * kNR);
-    const f32x16 w1 = load_f32(panel + p * kNR + kLanes);
+    f32x16 wv[kNV];
+    for (int v = 0; v < kNV; ++v) wv[v] = load_f32(panel + p * kNR + v * kLanes);
     for (int i = 0; i < MR; ++i) {
-      const float b = x[i * ldx + p];
-      acc[i][0] += b * w0;
-      acc[i][1] += b * w1;
+      const float b = x[p * kMR + i];
+      for (int v = 0; v < kNV; ++v) acc[i][v] += b * wv[v];
     }
   }
-  float tile[kNR];
   for (int i = 0; i < MR; ++i) {
     float* yi = y + i * ldy;
     if (ncols == kNR) {
-      f32x16 a0 = acc[i][0], a1 = acc[i][1];
-      if (!first) a0 += load_f32(yi), a1 += load_f32(yi + kLanes);
-      if (bias != nullptr) a0 += load_f32(bias), a1 += load_f32(bias + kLanes);
-      store_f32(yi, a0);
-      store_f32(yi + kLanes, a1);
+      for (int v = 0; v < kNV; ++v) {
+        f32x16 a = acc[i][v];
+        if (!first) a += load_f32(yi + v * kLanes);
+        if (bias != nullptr) a += load_f32(bias + v * kLanes);
+        store_f32(yi + v * kLanes, a);
+      }
     } else {
-      store_f32(tile, acc[i][0]);
-      store_f32(tile + kLanes, acc[i][1]);
+      float tile[kNR];
+      for (int v = 0; v < kNV; ++v) store_f32(tile + v * kLanes, acc[i][v]);
       for (int64_t c = 0; c < ncols; ++c) {
-        float v = tile[c];
-        if (!first) v += yi[c];
-        if (bias != nullptr) v += bias[c];
-        yi[c] = v;
+        float sum = tile[c];
+        if (!first) sum += yi[c];
+        if (bias != nullptr) sum += bias[c];
+        yi[c] = sum;
       }
     }
   }
 }
 
-using MicroFn = void (*)(const float*, int64_t, const float*, int64_t, float*, int64_t, int64_t,
-                         bool, const float*);
-constexpr MicroFn kMicro[kMR + 1] = {nullptr,        micro_tile<1>, micro_tile<2>,
-                                     micro_tile<3>,  micro_tile<4>, micro_tile<5>,
-                                     micro_tile<6>,  micro_tile<7>, micro_tile<8>};
+using MicroFn = void (*)(const float*, const float*, int64_t, float*, int64_t, int64_t, bool,
+                         const float*);
+template <size_t... I>
+constexpr std::array<MicroFn, kMR + 1> micro_table(std::index_sequence<I...>) {
+  return {nullptr, micro_tile<I + 1>...};
+}
+constexpr auto kMicro = micro_table(std::make_index_sequence<kMR>());
+
+// Packs x[i0 : i0 + mr, kb : kb + kc] into dst: [kc][kMR] (rows past mr left as they are).
+void pack_x(const float* x, int64_t k, int64_t mr, int64_t kc, float* dst) {
+  for (int64_t i = 0; i < mr; ++i) {
+    for (int64_t p = 0; p < kc; ++p) dst[p * kMR + i] = x[i * k + p];
+  }
+}
 
 // x: [m, k], w: [n, k], bias: [n] or null, y: [m, n]; k > 0.
 template <DType D>
 void matmul_packed(const float* x, int64_t m, const MatrixView& w, const float* bias, float* y) {
   const int64_t n = w.rows, k = w.cols;
-  const int64_t panels = (n + kNR - 1) / kNR;
+  const int64_t panels = (n + kNR - 1) / kNR, tiles = (m + kMR - 1) / kMR;
   parallel_for(panels, 1, [&](int64_t p0, int64_t p1) {
-    thread_local std::vector<float> buf;
-    buf.resize(static_cast<size_t>(kGroup * kKC * kNR));
+    thread_local std::vector<float> wbuf, xbuf;
+    wbuf.resize(static_cast<size_t>(kGroup * kKC * kNR));
+    xbuf.resize(static_cast<size_t>(tiles * kKC * kMR));
     for (int64_t g0 = p0; g0 < p1; g0 += kGroup) {
       const int64_t g1 = std::min(p1, g0 + kGroup);
       for (int64_t kb = 0; kb < k; kb += kKC) {
         const int64_t kc = std::min(kKC, k - kb);
-        for (int64_t g = g0; g < g1; ++g) pack_panel<D>(w, g * kNR, kb, kc, &buf[(g - g0) * kKC * kNR]);
+        for (int64_t g = g0; g < g1; ++g) {
+          pack_panel<D>(w, g * kNR, kb, kc, &wbuf[(g - g0) * kKC * kNR]);
+        }
         const bool first = kb == 0, last = kb + kc == k;
-        for (int64_t i0 = 0; i0 < m; i0 += kMR) {
-          const MicroFn micro = kMicro[std::min<int64_t>(kMR, m - i0)];
+        for (int64_t t = 0; t < tiles; ++t) {
+          const int64_t i0 = t * kMR, mr = std::min<int64_t>(kMR, m - i0);
+          float* xt = &xbuf[t * kKC * kMR];
+          pack_x(x + i0 * k + kb, k, mr, kc, xt);
           for (int64_t g = g0; g < g1; ++g) {
             const int64_t col = g * kNR;
-            micro(x + i0 * k + kb, k, &buf[(g - g0) * kKC * kNR], kc, y + i0 * n + col, n,
-                  std::min<int64_t>(kNR, n - col), first,
-                  last && bias != nullptr ? bias + col : nullptr);
+            kMicro[mr](xt, &wbuf[(g - g0) * kKC * kNR], kc, y + i0 * n + col, n,
+                       std::min<int64_t>(kNR, n - col), first,
+                       last && bias != nullptr ? bias + col : nullptr);
           }
         }
       }

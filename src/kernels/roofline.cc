@@ -1,0 +1,143 @@
+#include "kernels/roofline.h"
+
+#include <immintrin.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "base/parallel.h"
+
+namespace pg::kernels {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+// Runs body(iterations) on every thread until `budget` seconds pass; returns ops per second,
+// where each call of body(n) performs n * ops_per_iter operations.
+template <typename Body>
+double rate(double budget, double ops_per_iter, Body body) {
+  const int threads = num_threads();
+  int64_t iters = 1 << 14;
+  // Calibrate on one thread, then run all threads for the budget.
+  for (;;) {
+    const auto t0 = Clock::now();
+    body(iters);
+    if (seconds(t0) > budget / 10 || iters > (int64_t{1} << 40)) break;
+    iters *= 4;
+  }
+  const auto t0 = Clock::now();
+  int64_t total = 0;
+#pragma omp parallel num_threads(threads) reduction(+ : total)
+  {
+    const auto start = Clock::now();
+    int64_t done = 0;
+    while (seconds(start) < budget) {
+      body(iters);
+      done += iters;
+    }
+    total += done;
+  }
+  return static_cast<double>(total) * ops_per_iter / seconds(t0);
+}
+
+#if defined(__AVX512F__)
+// 12 independent FMA chains of 16 lanes: 12 * 16 * 2 FLOPs per iteration.
+__attribute__((noinline)) float fma_loop(int64_t n) {
+  __m512 acc[12];
+  for (auto& a : acc) a = _mm512_set1_ps(1.0f);
+  const __m512 m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
+  for (int64_t i = 0; i < n; ++i) {
+    for (auto& a : acc) a = _mm512_fmadd_ps(a, m, c);
+  }
+  __m512 s = acc[0];
+  for (int i = 1; i < 12; ++i) s = _mm512_add_ps(s, acc[i]);
+  return _mm512_reduce_add_ps(s);
+}
+#endif
+
+#if defined(__AVX512BF16__)
+// 24 chains of vdpbf16ps (enough to cover its latency on two ports): each does 32
+// bf16 multiply-adds = 64 FLOPs.
+__attribute__((noinline)) float bf16_loop(int64_t n) {
+  __m512 acc[24];
+  for (auto& a : acc) a = _mm512_setzero_ps();
+  const __m512bh a = (__m512bh)_mm512_set1_epi16(0x3f80), b = (__m512bh)_mm512_set1_epi16(0x3400);
+  for (int64_t i = 0; i < n; ++i) {
+    for (auto& x : acc) x = _mm512_dpbf16_ps(x, a, b);
+  }
+  __m512 s = acc[0];
+  for (int i = 1; i < 24; ++i) s = _mm512_add_ps(s, acc[i]);
+  return _mm512_reduce_add_ps(s);
+}
+#endif
+
+#if defined(__AVX512VNNI__)
+// 24 chains of vpdpbusd: each does 64 u8 x s8 multiply-adds = 128 ops.
+__attribute__((noinline)) int int8_loop(int64_t n) {
+  __m512i acc[24];
+  for (auto& a : acc) a = _mm512_setzero_si512();
+  const __m512i a = _mm512_set1_epi8(1), b = _mm512_set1_epi8(1);
+  for (int64_t i = 0; i < n; ++i) {
+    for (auto& x : acc) x = _mm512_dpbusd_epi32(x, a, b);
+  }
+  __m512i s = acc[0];
+  for (int i = 1; i < 24; ++i) s = _mm512_add_epi32(s, acc[i]);
+  return _mm512_reduce_add_epi32(s);
+}
+#endif
+
+volatile float g_sink_f;
+volatile int64_t g_sink_i;
+
+}  // namespace
+
+Roofline measure_roofline(double seconds_each, int64_t bandwidth_bytes) {
+  Roofline r;
+#if defined(__AVX512F__)
+  r.f32_gflops = rate(seconds_each, 12.0 * 16 * 2, [](int64_t n) { g_sink_f = fma_loop(n); }) / 1e9;
+#endif
+#if defined(__AVX512BF16__)
+  r.bf16_gflops = rate(seconds_each, 24.0 * 64, [](int64_t n) { g_sink_f = bf16_loop(n); }) / 1e9;
+#endif
+#if defined(__AVX512VNNI__)
+  r.int8_gops = rate(seconds_each, 24.0 * 128, [](int64_t n) { g_sink_i = int8_loop(n); }) / 1e9;
+#endif
+
+  // Bandwidth: read a buffer much larger than the caches, each thread its own part.
+  const int64_t n = bandwidth_bytes / static_cast<int64_t>(sizeof(int64_t));
+  std::vector<int64_t> buf(static_cast<size_t>(n));
+  parallel_for(n, 1 << 16, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) buf[static_cast<size_t>(i)] = i;  // first touch on its thread
+  });
+  double best = 0;
+  const auto t_all = Clock::now();
+  while (seconds(t_all) < seconds_each || best == 0) {
+    const auto t0 = Clock::now();
+    int64_t total = 0;
+    parallel_for(n, 1 << 16, [&](int64_t b, int64_t e) {
+      int64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+      const int64_t* p = buf.data();
+      int64_t i = b;
+      for (; i + 4 <= e; i += 4) {
+        s0 += p[i];
+        s1 += p[i + 1];
+        s2 += p[i + 2];
+        s3 += p[i + 3];
+      }
+      for (; i < e; ++i) s0 += p[i];
+#pragma omp atomic
+      total += s0 + s1 + s2 + s3;
+    });
+    g_sink_i = total;
+    best = std::max(best, static_cast<double>(bandwidth_bytes) / seconds(t0) / 1e9);
+  }
+  return r.bandwidth_gbs = best, r;
+}
+
+}  // namespace pg::kernels
