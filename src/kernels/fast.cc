@@ -178,7 +178,10 @@ constexpr int kMR = PG_MR;        // rows of x per register tile
 constexpr int kNV = PG_NV;           // vectors per panel row
 constexpr int kNR = kNV * kLanes;  // rows of W per panel
 constexpr int64_t kKC = PG_KC;  // reduction block
-constexpr int64_t kGroup = 8; // panels packed together
+#ifndef PG_G
+#define PG_G 8
+#endif
+constexpr int64_t kGroup = PG_G;  // panels sharing one packing of x
 
 // Swaps the S-wide off-diagonal blocks of rows a and b: one stage of a 16 x 16 transpose.
 template <int S, size_t... L>
@@ -286,25 +289,27 @@ void matmul_packed(const float* x, int64_t m, const MatrixView& w, const float* 
   const int64_t panels = (n + kNR - 1) / kNR, tiles = (m + kMR - 1) / kMR;
   parallel_for(panels, 1, [&](int64_t p0, int64_t p1) {
     thread_local std::vector<float> wbuf, xbuf;
-    wbuf.resize(static_cast<size_t>(kGroup * kKC * kNR));
+    wbuf.resize(static_cast<size_t>(kKC * kNR));
     xbuf.resize(static_cast<size_t>(tiles * kKC * kMR));
     for (int64_t g0 = p0; g0 < p1; g0 += kGroup) {
       const int64_t g1 = std::min(p1, g0 + kGroup);
       for (int64_t kb = 0; kb < k; kb += kKC) {
         const int64_t kc = std::min(kKC, k - kb);
-        for (int64_t g = g0; g < g1; ++g) {
-          pack_panel<D>(w, g * kNR, kb, kc, &wbuf[(g - g0) * kKC * kNR]);
-        }
-        const bool first = kb == 0, last = kb + kc == k;
         for (int64_t t = 0; t < tiles; ++t) {
-          const int64_t i0 = t * kMR, mr = std::min<int64_t>(kMR, m - i0);
-          float* xt = &xbuf[t * kKC * kMR];
-          pack_x(x + i0 * k + kb, k, mr, kc, xt);
-          for (int64_t g = g0; g < g1; ++g) {
-            const int64_t col = g * kNR;
-            kMicro[mr](xt, &wbuf[(g - g0) * kKC * kNR], kc, y + i0 * n + col, n,
-                       std::min<int64_t>(kNR, n - col), first,
-                       last && bias != nullptr ? bias + col : nullptr);
+          const int64_t i0 = t * kMR;
+          pack_x(x + i0 * k + kb, k, std::min<int64_t>(kMR, m - i0), kc, &xbuf[t * kKC * kMR]);
+        }
+        // Each panel stays in L1 while all of x's tiles stream past it from L2.
+        const bool first = kb == 0, last = kb + kc == k;
+        for (int64_t g = g0; g < g1; ++g) {
+          const int64_t col = g * kNR, ncols = std::min<int64_t>(kNR, n - col);
+          float* panel = wbuf.data();
+          pack_panel<D>(w, col, kb, kc, panel);
+          const float* b = last && bias != nullptr ? bias + col : nullptr;
+          for (int64_t t = 0; t < tiles; ++t) {
+            const int64_t i0 = t * kMR;
+            kMicro[std::min<int64_t>(kMR, m - i0)](&xbuf[t * kKC * kMR], panel, kc,
+                                                   y + i0 * n + col, n, ncols, first, b);
           }
         }
       }

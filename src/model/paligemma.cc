@@ -9,8 +9,15 @@
 
 namespace pg::model {
 
+std::unique_ptr<PaliGemma> PaliGemma::from_weights(io::PaliGemmaConfig config, PaliGemmaWeights weights) {
+  auto m = std::unique_ptr<PaliGemma>(new PaliGemma());
+  m->config_ = std::move(config);
+  m->weights_ = std::move(weights);
+  return m;
+}
+
 Result<std::unique_ptr<PaliGemma>> PaliGemma::load(const std::string& dir,
-                                                   std::vector<std::string>* warnings) {
+                                                   std::vector<std::string>* warnings, WeightType type) {
   auto m = std::unique_ptr<PaliGemma>(new PaliGemma());
   PG_ASSIGN_OR_RETURN(m->config_, io::load_config(dir));
   PG_ASSIGN_OR_RETURN(io::TensorStore store, io::TensorStore::open_dir(dir));
@@ -18,6 +25,7 @@ Result<std::unique_ptr<PaliGemma>> PaliGemma::load(const std::string& dir,
   auto w = load_weights(m->config_, shared, warnings);
   if (!w.ok()) return w.status().with_context(dir);
   m->weights_ = std::move(w).value();
+  convert_weights(m->config_, m->weights_, type);
   return m;
 }
 

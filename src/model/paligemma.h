@@ -16,8 +16,11 @@ namespace pg::model {
 class PaliGemma {
  public:
   // Reads DIR/config.json and the safetensors of DIR (one file or shards + index).
+  // Matrices are converted to `type` (kAsStored keeps the mapping).
   static Result<std::unique_ptr<PaliGemma>> load(const std::string& dir,
-                                                 std::vector<std::string>* warnings);
+                                                 std::vector<std::string>* warnings,
+                                                 WeightType type = WeightType::kAsStored);
+  static std::unique_ptr<PaliGemma> from_weights(io::PaliGemmaConfig config, PaliGemmaWeights weights);
 
   const io::PaliGemmaConfig& config() const { return config_; }
   const PaliGemmaWeights& weights() const { return weights_; }

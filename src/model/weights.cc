@@ -1,8 +1,12 @@
 #include "model/weights.h"
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <map>
+
+#include "base/parallel.h"
+#include "kernels/quant.h"
 
 namespace pg::model {
 namespace {
@@ -176,6 +180,188 @@ Result<PaliGemmaWeights> load_weights(const io::PaliGemmaConfig& config,
     }
   }
   return w;
+}
+
+}  // namespace pg::model
+
+namespace pg::model {
+
+Result<WeightType> parse_weight_type(const std::string& name) {
+  if (name == "auto") return WeightType::kAsStored;
+  if (name == "f32") return WeightType::kF32;
+  if (name == "bf16") return WeightType::kBF16;
+  if (name == "int8") return WeightType::kInt8;
+  if (name == "q4") return WeightType::kQ4;
+  return invalid_argument("unknown weight type \"" + name + "\" (expected f32, bf16, int8, q4 or auto)");
+}
+
+const char* weight_type_name(WeightType type) {
+  switch (type) {
+    case WeightType::kAsStored: return "auto";
+    case WeightType::kF32: return "f32";
+    case WeightType::kBF16: return "bf16";
+    case WeightType::kInt8: return "int8";
+    case WeightType::kQ4: return "q4";
+  }
+  return "?";
+}
+
+void for_each_matrix(const io::PaliGemmaConfig& config, PaliGemmaWeights& w,
+                     const std::function<void(const std::string&, MatrixView&, bool)>& fn) {
+  const bool tied = w.text.lm_head.data == w.text.embed_tokens.data;
+  for (Slot& slot : name_table(config, w)) {
+    if (slot.matrix == nullptr) continue;
+    if (slot.matrix == &w.text.lm_head && tied) continue;
+    fn(slot.name, *slot.matrix, slot.name.rfind("vision_tower.", 0) == 0);
+  }
+}
+
+namespace {
+
+// Replaces `m` by a copy in `type`, kept alive by w.owned.
+void convert_matrix(MatrixView& m, DType target, PaliGemmaWeights& w) {
+  if (m.dtype == target) return;
+  if (target == DType::kF32) {
+    auto buf = std::make_shared<std::vector<float>>(static_cast<size_t>(m.rows * m.cols));
+    const MatrixView src = m;
+    parallel_for(m.rows, 16, [&](int64_t a, int64_t b) {
+      for (int64_t r = a; r < b; ++r) dequantize_row(src, r, buf->data() + r * m.cols);
+    });
+    m = MatrixView{DType::kF32, buf->data(), m.rows, m.cols, nullptr};
+    w.owned.push_back(buf);
+  } else if (target == DType::kBF16) {
+    auto buf = std::make_shared<std::vector<uint16_t>>(kernels::to_bf16(m));
+    m = MatrixView{DType::kBF16, buf->data(), m.rows, m.cols, nullptr};
+    w.owned.push_back(buf);
+  } else {
+    auto q = std::make_shared<kernels::QuantizedMatrix>(target == DType::kI8 ? kernels::quantize_q8(m)
+                                                                             : kernels::quantize_q4(m));
+    m = q->view();
+    w.owned.push_back(q);
+  }
+}
+
+DType decoder_dtype(WeightType type) {
+  switch (type) {
+    case WeightType::kF32: return DType::kF32;
+    case WeightType::kBF16: return DType::kBF16;
+    case WeightType::kInt8: return DType::kI8;
+    case WeightType::kQ4: return DType::kU8;
+    case WeightType::kAsStored: break;
+  }
+  return DType::kF32;
+}
+
+DType vision_dtype(WeightType type) {
+  return type == WeightType::kInt8 || type == WeightType::kQ4 ? DType::kBF16 : decoder_dtype(type);
+}
+
+}  // namespace
+
+void convert_weights(const io::PaliGemmaConfig& config, PaliGemmaWeights& w, WeightType type) {
+  if (type == WeightType::kAsStored) return;
+  // A tied head gets its own copy so that lookups keep reading the embedding.
+  if (w.text.lm_head.data == w.text.embed_tokens.data && decoder_dtype(type) != w.text.embed_tokens.dtype) {
+    convert_matrix(w.text.lm_head, decoder_dtype(type), w);
+  }
+  for_each_matrix(config, w, [&](const std::string& name, MatrixView& m, bool vision) {
+    if (&m == &w.text.embed_tokens) return;  // lookups read single rows: leave it mapped
+    convert_matrix(m, vision ? vision_dtype(type) : decoder_dtype(type), w);
+  });
+}
+
+namespace {
+
+uint64_t splitmix(uint64_t& s) {
+  uint64_t z = (s += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+// Uniform in [-a, a].
+float uniform(uint64_t& s, float a) {
+  return (static_cast<float>(splitmix(s) >> 40) / static_cast<float>(1ull << 24) * 2.0f - 1.0f) * a;
+}
+
+}  // namespace
+
+PaliGemmaWeights random_weights(const io::PaliGemmaConfig& config, WeightType type, uint64_t seed) {
+  PaliGemmaWeights w;
+  std::vector<Slot> table = name_table(config, w);
+  int64_t index = 0;
+  for (Slot& slot : table) {
+    ++index;
+    if (slot.optional) continue;  // the LM head stays tied
+    if (slot.vector != nullptr) {
+      *slot.vector = Tensor(slot.shape);  // norm scales 0 (Gemma: 1 + w), biases 0, LN gamma below
+      if (slot.name.find("layer_norm") != std::string::npos || slot.name.find("layernorm.weight") != std::string::npos) {
+        if (slot.name.find("vision_tower") != std::string::npos && slot.name.find(".weight") != std::string::npos) {
+          for (int64_t i = 0; i < slot.vector->numel(); ++i) slot.vector->data()[i] = 1.0f;
+        }
+      }
+      if (slot.name.find("position_embedding") != std::string::npos) {
+        uint64_t s = seed * 1000003 + static_cast<uint64_t>(index);
+        for (int64_t i = 0; i < slot.vector->numel(); ++i) slot.vector->data()[i] = uniform(s, 0.02f);
+      }
+      continue;
+    }
+    const int64_t rows = slot.shape[0];
+    const int64_t cols = shape_numel(slot.shape) / rows;
+    const bool vision = slot.name.rfind("vision_tower.", 0) == 0;
+    const bool embed = slot.matrix == &w.text.embed_tokens;
+    DType dt = vision ? vision_dtype(type) : decoder_dtype(type);
+    if (type == WeightType::kAsStored) dt = DType::kBF16;
+    if (embed && (dt == DType::kI8 || dt == DType::kU8)) dt = DType::kBF16;
+    const float scale = 0.5f / std::sqrt(static_cast<float>(cols));
+    MatrixView m{dt, nullptr, rows, cols, nullptr};
+    const int64_t bytes = m.row_bytes() * rows;
+    auto data = std::make_shared<std::vector<uint8_t>>(static_cast<size_t>(bytes));
+    std::shared_ptr<std::vector<float>> scales;
+    const uint64_t base = seed * 1000003 + static_cast<uint64_t>(index) * 7919;
+    parallel_for(rows, 64, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        uint64_t s = base + static_cast<uint64_t>(r) * 0x632be59bd9b4e019ull;
+        uint8_t* row = data->data() + r * m.row_bytes();
+        if (dt == DType::kF32) {
+          auto* f = reinterpret_cast<float*>(row);
+          for (int64_t c = 0; c < cols; ++c) f[c] = uniform(s, scale);
+        } else if (dt == DType::kBF16 || dt == DType::kF16) {
+          auto* h = reinterpret_cast<uint16_t*>(row);
+          for (int64_t c = 0; c < cols; ++c) h[c] = f32_to_bf16(uniform(s, scale));
+        } else {
+          for (int64_t c = 0; c < m.row_bytes(); c += 8) {
+            const uint64_t v = splitmix(s);
+            std::memcpy(row + c, &v, static_cast<size_t>(std::min<int64_t>(8, m.row_bytes() - c)));
+          }
+        }
+      }
+    });
+    if (m.quantized()) {
+      scales = std::make_shared<std::vector<float>>(static_cast<size_t>(rows * quant_blocks(cols)),
+                                                    dt == DType::kI8 ? scale / 127.0f : scale / 8.0f);
+      m.scales = scales->data();
+      w.owned.push_back(scales);
+    }
+    m.data = data->data();
+    w.owned.push_back(data);
+    *slot.matrix = m;
+  }
+  w.text.lm_head = w.text.embed_tokens;
+  if (type == WeightType::kInt8 || type == WeightType::kQ4) {
+    convert_matrix(w.text.lm_head, decoder_dtype(type), w);
+  }
+  return w;
+}
+
+int64_t decoder_bytes_per_token(const PaliGemmaWeights& w) {
+  int64_t bytes = w.text.lm_head.total_bytes();
+  for (const GemmaLayerWeights& l : w.text.layers) {
+    for (const MatrixView* m : {&l.q_proj, &l.k_proj, &l.v_proj, &l.o_proj, &l.gate_proj, &l.up_proj, &l.down_proj}) {
+      bytes += m->total_bytes();
+    }
+  }
+  return bytes;
 }
 
 }  // namespace pg::model

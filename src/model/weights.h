@@ -6,6 +6,7 @@
 // float32 Tensors.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -68,6 +69,34 @@ struct PaliGemmaWeights {
   std::shared_ptr<io::TensorStore> store;
   std::vector<std::shared_ptr<void>> owned;
 };
+
+// How matrices are held while running.
+enum class WeightType {
+  kAsStored,  // as the checkpoint stores them (mapped, no copy)
+  kF32,
+  kBF16,
+  kInt8,  // q8 blocks for the decoder and LM head; the vision tower in bf16
+  kQ4,    // q4 blocks for the decoder and LM head; the vision tower in bf16
+};
+// "f32", "bf16", "int8", "q4" (and "auto" for kAsStored).
+Result<WeightType> parse_weight_type(const std::string& name);
+const char* weight_type_name(WeightType type);
+
+// Calls fn(name, matrix, is_vision) for every matrix of the name table (the LM head
+// last, only when it is not tied to embed_tokens).
+void for_each_matrix(const io::PaliGemmaConfig& config, PaliGemmaWeights& w,
+                     const std::function<void(const std::string&, MatrixView&, bool)>& fn);
+
+// Converts the matrices to `type`. The token embedding keeps its stored format for
+// lookups; a tied LM head gets its own converted copy.
+void convert_weights(const io::PaliGemmaConfig& config, PaliGemmaWeights& w, WeightType type);
+
+// Weights of the right shapes filled with small random values, directly in `type`
+// (benchmarks of the real sizes without a download).
+PaliGemmaWeights random_weights(const io::PaliGemmaConfig& config, WeightType type, uint64_t seed);
+
+// Bytes a decode step streams: every decoder matrix plus the LM head.
+int64_t decoder_bytes_per_token(const PaliGemmaWeights& w);
 
 // Canonical (original HF) name of a checkpoint key: the newer transformers layout
 // (model.language_model.*, model.vision_tower.*, model.multi_modal_projector.*,

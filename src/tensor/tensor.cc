@@ -21,6 +21,31 @@ std::string shape_to_string(const Shape& shape) {
   return s + "]";
 }
 
+void dequantize_row(const MatrixView& w, int64_t r, float* out) {
+  const auto* base = static_cast<const uint8_t*>(w.data) + r * w.row_bytes();
+  switch (w.dtype) {
+    case DType::kI8: {
+      const float* s = w.scales + r * quant_blocks(w.cols);
+      for (int64_t c = 0; c < w.cols; ++c) {
+        out[c] = static_cast<float>(static_cast<int8_t>(base[c])) * s[c / kQuantBlock];
+      }
+      return;
+    }
+    case DType::kU8: {
+      const float* s = w.scales + r * quant_blocks(w.cols);
+      for (int64_t c = 0; c < w.cols; ++c) {
+        const int64_t b = c / kQuantBlock, j = c % kQuantBlock;
+        const uint8_t byte = base[b * (kQuantBlock / 2) + (j % (kQuantBlock / 2))];
+        const int code = j < kQuantBlock / 2 ? (byte & 0x0f) : (byte >> 4);
+        out[c] = static_cast<float>(code - 8) * s[b];
+      }
+      return;
+    }
+    default:
+      convert_to_f32(w.dtype, base, out, w.cols);
+  }
+}
+
 void Tensor::Free::operator()(float* p) const { std::free(p); }
 
 Tensor::Tensor(Shape shape) : shape_(std::move(shape)), numel_(shape_numel(shape_)) {

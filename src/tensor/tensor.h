@@ -28,14 +28,40 @@ struct TensorView {
   size_t nbytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype); }
 };
 
-// A row-major matrix of weights [rows, cols] in a stored dtype (F32, BF16 or F16).
-// Matrix products read it as W in y = x W^T, PyTorch's Linear layout.
+// Quantized weights come in blocks of this many consecutive elements of a row, each
+// block with one float32 scale.
+constexpr int64_t kQuantBlock = 32;
+inline int64_t quant_blocks(int64_t cols) { return (cols + kQuantBlock - 1) / kQuantBlock; }
+
+// A row-major matrix of weights [rows, cols]. Matrix products read it as W in
+// y = x W^T, PyTorch's Linear layout. Formats, by dtype:
+//   F32, BF16, F16: plain elements, data [rows, cols].
+//   I8 ("q8"): data int8 [rows, cols]; w = q * scales[r * nb + c / 32].
+//   U8 ("q4"): data uint8 [rows, nb * 16]; block b of row r holds 32 4-bit codes, byte j
+//              of the block = code j (low nibble) | code j + 16 (high nibble);
+//              w = (code - 8) * scales[r * nb + b]. A short last block is padded with code 8.
+// nb = quant_blocks(cols).
 struct MatrixView {
   DType dtype = DType::kF32;
   const void* data = nullptr;
   int64_t rows = 0;
   int64_t cols = 0;
+  const float* scales = nullptr;  // I8 and U8 only: [rows, nb]
+
+  bool quantized() const { return dtype == DType::kI8 || dtype == DType::kU8; }
+  // Bytes of one stored row (without scales).
+  int64_t row_bytes() const {
+    return dtype == DType::kU8 ? quant_blocks(cols) * kQuantBlock / 2
+                               : cols * static_cast<int64_t>(dtype_size(dtype));
+  }
+  // Bytes read by one pass over the matrix, scales included.
+  int64_t total_bytes() const {
+    return rows * row_bytes() + (quantized() ? rows * quant_blocks(cols) * 4 : 0);
+  }
 };
+
+// Row r of w as float32: out[cols]. Works for every format (the reference decoding).
+void dequantize_row(const MatrixView& w, int64_t r, float* out);
 
 // An owning, 64-byte aligned float32 tensor for activations.
 class Tensor {

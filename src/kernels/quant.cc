@@ -1,0 +1,261 @@
+#include "kernels/quant.h"
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "base/parallel.h"
+#include "kernels/kernels.h"
+
+namespace pg::kernels {
+namespace {
+
+constexpr int64_t B = kQuantBlock;
+
+// Activations quantized to int8 per block of 32: x ~= q * scale.
+struct QuantizedRow {
+  std::vector<int8_t> q;      // [nb * 32], zero padded
+  std::vector<float> scale;   // [nb]
+  std::vector<int32_t> sum;   // [nb]: sum of q in the block (for the q4 offset)
+};
+
+void quantize_activations(const float* x, int64_t cols, QuantizedRow& out) {
+  const int64_t nb = quant_blocks(cols);
+  out.q.assign(static_cast<size_t>(nb * B), 0);
+  out.scale.resize(static_cast<size_t>(nb));
+  out.sum.resize(static_cast<size_t>(nb));
+  for (int64_t b = 0; b < nb; ++b) {
+    const int64_t c0 = b * B, c1 = std::min(cols, c0 + B);
+    float amax = 0;
+    for (int64_t c = c0; c < c1; ++c) amax = std::max(amax, std::fabs(x[c]));
+    const float s = amax / 127.0f;
+    const float inv = s > 0 ? 1.0f / s : 0.0f;
+    int32_t sum = 0;
+    for (int64_t c = c0; c < c1; ++c) {
+      const int v = static_cast<int>(std::lrintf(x[c] * inv));
+      out.q[static_cast<size_t>(c)] = static_cast<int8_t>(v);
+      sum += v;
+    }
+    out.scale[static_cast<size_t>(b)] = s;
+    out.sum[static_cast<size_t>(b)] = sum;
+  }
+}
+
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+// Dot products of one q8 weight row with one quantized activation row, two blocks
+// (64 bytes) per step: vpdpbusd needs an unsigned operand, so it takes |w| and x with
+// w's sign.
+float dot_q8(const int8_t* w, const float* ws, const QuantizedRow& x, int64_t nb, int64_t cols) {
+  __m512 acc = _mm512_setzero_ps();
+  int64_t b = 0;
+  const __mmask16 lo = 0x00ff;
+  for (; b + 2 <= nb && (b + 2) * B <= cols; b += 2) {
+    const __m512i wv = _mm512_loadu_si512(w + b * B);
+    const __m512i xv = _mm512_loadu_si512(x.q.data() + b * B);
+    const __mmask64 neg = _mm512_movepi8_mask(wv);
+    const __m512i xs = _mm512_mask_sub_epi8(xv, neg, _mm512_setzero_si512(), xv);
+    const __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_abs_epi8(wv), xs);
+    // d lanes 0-7 belong to block b, lanes 8-15 to block b + 1.
+    const __m512 scale = _mm512_mask_blend_ps(lo, _mm512_set1_ps(ws[b + 1] * x.scale[b + 1]),
+                                              _mm512_set1_ps(ws[b] * x.scale[b]));
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), scale, acc);
+  }
+  float total = _mm512_reduce_add_ps(acc);
+  for (; b < nb; ++b) {  // tail blocks (and a short last block)
+    const int64_t c0 = b * B, c1 = std::min(cols, c0 + B);
+    int32_t s = 0;
+    for (int64_t c = c0; c < c1; ++c) s += static_cast<int32_t>(w[c]) * x.q[static_cast<size_t>(c)];
+    total += static_cast<float>(s) * ws[b] * x.scale[b];
+  }
+  return total;
+}
+
+// q4: codes are unsigned (0..15), so vpdpbusd takes them directly; the -8 offset is
+// applied per block with the activations' block sums.
+float dot_q4(const uint8_t* w, const float* ws, const QuantizedRow& x, int64_t nb) {
+  __m512 acc = _mm512_setzero_ps();
+  const __m512i mask = _mm512_set1_epi8(0x0f);
+  const __mmask16 lo = 0x00ff;
+  int64_t b = 0;
+  for (; b + 4 <= nb; b += 4) {
+    // 4 blocks = 64 packed bytes: per 16-byte block, low nibbles are codes 0-15, high 16-31.
+    const __m512i packed = _mm512_loadu_si512(w + b * (B / 2));
+    const __m512i low = _mm512_and_si512(packed, mask);
+    const __m512i high = _mm512_and_si512(_mm512_srli_epi16(packed, 4), mask);
+    // Bring codes into element order: block k = [low_k (16), high_k (16)].
+    const __m512i idx_a = _mm512_set_epi64(11, 10, 3, 2, 9, 8, 1, 0);
+    const __m512i idx_b = _mm512_set_epi64(15, 14, 7, 6, 13, 12, 5, 4);
+    const __m512i codes01 = _mm512_permutex2var_epi64(low, idx_a, high);  // blocks b, b+1
+    const __m512i codes23 = _mm512_permutex2var_epi64(low, idx_b, high);  // blocks b+2, b+3
+    const __m512i x01 = _mm512_loadu_si512(x.q.data() + b * B);
+    const __m512i x23 = _mm512_loadu_si512(x.q.data() + (b + 2) * B);
+    const __m512i d01 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), codes01, x01);
+    const __m512i d23 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), codes23, x23);
+    const __m512 s01 = _mm512_mask_blend_ps(lo, _mm512_set1_ps(ws[b + 1] * x.scale[b + 1]),
+                                            _mm512_set1_ps(ws[b] * x.scale[b]));
+    const __m512 s23 = _mm512_mask_blend_ps(lo, _mm512_set1_ps(ws[b + 3] * x.scale[b + 3]),
+                                            _mm512_set1_ps(ws[b + 2] * x.scale[b + 2]));
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d01), s01, acc);
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d23), s23, acc);
+  }
+  float total = _mm512_reduce_add_ps(acc);
+  for (int64_t k = 0; k < b; ++k) total -= 8.0f * static_cast<float>(x.sum[k]) * ws[k] * x.scale[k];
+  for (; b < nb; ++b) {
+    const uint8_t* blk = w + b * (B / 2);
+    int32_t s = 0;
+    for (int64_t j = 0; j < B / 2; ++j) {
+      s += (blk[j] & 0x0f) * x.q[static_cast<size_t>(b * B + j)];
+      s += (blk[j] >> 4) * x.q[static_cast<size_t>(b * B + j + B / 2)];
+    }
+    total += static_cast<float>(s - 8 * x.sum[b]) * ws[b] * x.scale[b];
+  }
+  return total;
+}
+#else
+float dot_q8(const int8_t* w, const float* ws, const QuantizedRow& x, int64_t nb, int64_t cols) {
+  float total = 0;
+  for (int64_t b = 0; b < nb; ++b) {
+    int32_t s = 0;
+    for (int64_t c = b * B; c < std::min(cols, (b + 1) * B); ++c) s += w[c] * x.q[static_cast<size_t>(c)];
+    total += static_cast<float>(s) * ws[b] * x.scale[b];
+  }
+  return total;
+}
+float dot_q4(const uint8_t* w, const float* ws, const QuantizedRow& x, int64_t nb) {
+  float total = 0;
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* blk = w + b * (B / 2);
+    int32_t s = 0;
+    for (int64_t j = 0; j < B / 2; ++j) {
+      s += (blk[j] & 0x0f) * x.q[static_cast<size_t>(b * B + j)];
+      s += (blk[j] >> 4) * x.q[static_cast<size_t>(b * B + j + B / 2)];
+    }
+    total += static_cast<float>(s - 8 * x.sum[b]) * ws[b] * x.scale[b];
+  }
+  return total;
+}
+#endif
+
+// Rows of x at or below this count use int8 dot products; above, dequantized panels.
+constexpr int64_t kDotRows = 8;
+constexpr int64_t kPanelRows = 64;
+
+}  // namespace
+
+QuantizedMatrix quantize_q8(const MatrixView& w) {
+  QuantizedMatrix q;
+  q.dtype = DType::kI8;
+  q.rows = w.rows;
+  q.cols = w.cols;
+  const int64_t nb = quant_blocks(w.cols);
+  q.data.resize(static_cast<size_t>(w.rows * w.cols));
+  q.scales.resize(static_cast<size_t>(w.rows * nb));
+  parallel_for(w.rows, 16, [&](int64_t r0, int64_t r1) {
+    std::vector<float> row(static_cast<size_t>(w.cols));
+    for (int64_t r = r0; r < r1; ++r) {
+      dequantize_row(w, r, row.data());
+      auto* dst = reinterpret_cast<int8_t*>(q.data.data()) + r * w.cols;
+      for (int64_t b = 0; b < nb; ++b) {
+        const int64_t c0 = b * B, c1 = std::min(w.cols, c0 + B);
+        float amax = 0;
+        for (int64_t c = c0; c < c1; ++c) amax = std::max(amax, std::fabs(row[static_cast<size_t>(c)]));
+        const float s = amax / 127.0f;
+        const float inv = s > 0 ? 1.0f / s : 0.0f;
+        for (int64_t c = c0; c < c1; ++c) {
+          dst[c] = static_cast<int8_t>(std::clamp<long>(std::lrintf(row[static_cast<size_t>(c)] * inv), -127, 127));
+        }
+        q.scales[static_cast<size_t>(r * nb + b)] = s;
+      }
+    }
+  });
+  return q;
+}
+
+QuantizedMatrix quantize_q4(const MatrixView& w) {
+  QuantizedMatrix q;
+  q.dtype = DType::kU8;
+  q.rows = w.rows;
+  q.cols = w.cols;
+  const int64_t nb = quant_blocks(w.cols);
+  q.data.assign(static_cast<size_t>(w.rows * nb * B / 2), 0x88);
+  q.scales.resize(static_cast<size_t>(w.rows * nb));
+  parallel_for(w.rows, 16, [&](int64_t r0, int64_t r1) {
+    std::vector<float> row(static_cast<size_t>(w.cols));
+    for (int64_t r = r0; r < r1; ++r) {
+      dequantize_row(w, r, row.data());
+      uint8_t* dst = q.data.data() + r * nb * B / 2;
+      for (int64_t b = 0; b < nb; ++b) {
+        const int64_t c0 = b * B, c1 = std::min(w.cols, c0 + B);
+        float m = 0;
+        for (int64_t c = c0; c < c1; ++c) {
+          if (std::fabs(row[static_cast<size_t>(c)]) > std::fabs(m)) m = row[static_cast<size_t>(c)];
+        }
+        const float s = m / -8.0f;
+        const float inv = s != 0 ? 1.0f / s : 0.0f;
+        for (int64_t c = c0; c < c1; ++c) {
+          const int code = static_cast<int>(std::clamp<long>(std::lrintf(row[static_cast<size_t>(c)] * inv) + 8, 0, 15));
+          const int64_t j = c - c0;
+          uint8_t& byte = dst[b * B / 2 + (j % (B / 2))];
+          byte = j < B / 2 ? static_cast<uint8_t>((byte & 0xf0) | code)
+                           : static_cast<uint8_t>((byte & 0x0f) | (code << 4));
+        }
+        q.scales[static_cast<size_t>(r * nb + b)] = s;
+      }
+    }
+  });
+  return q;
+}
+
+std::vector<uint16_t> to_bf16(const MatrixView& w) {
+  std::vector<uint16_t> out(static_cast<size_t>(w.rows * w.cols));
+  parallel_for(w.rows, 16, [&](int64_t r0, int64_t r1) {
+    std::vector<float> row(static_cast<size_t>(w.cols));
+    for (int64_t r = r0; r < r1; ++r) {
+      dequantize_row(w, r, row.data());
+      for (int64_t c = 0; c < w.cols; ++c) out[static_cast<size_t>(r * w.cols + c)] = f32_to_bf16(row[static_cast<size_t>(c)]);
+    }
+  });
+  return out;
+}
+
+void matmul_quantized(const float* x, int64_t m, const MatrixView& w, const float* bias, float* y) {
+  const int64_t nb = quant_blocks(w.cols), N = w.rows, K = w.cols;
+  if (m <= kDotRows) {
+    std::vector<QuantizedRow> xq(static_cast<size_t>(m));
+    for (int64_t i = 0; i < m; ++i) quantize_activations(x + i * K, K, xq[static_cast<size_t>(i)]);
+    parallel_for(N, 64, [&](int64_t n0, int64_t n1) {
+      for (int64_t n = n0; n < n1; ++n) {
+        const uint8_t* row = static_cast<const uint8_t*>(w.data) + n * w.row_bytes();
+        const float* ws = w.scales + n * nb;
+        for (int64_t i = 0; i < m; ++i) {
+          const float d = w.dtype == DType::kI8
+                              ? dot_q8(reinterpret_cast<const int8_t*>(row), ws, xq[static_cast<size_t>(i)], nb, K)
+                              : dot_q4(row, ws, xq[static_cast<size_t>(i)], nb);
+          y[i * N + n] = d + (bias != nullptr ? bias[n] : 0.0f);
+        }
+      }
+    });
+    return;
+  }
+  // Larger m: dequantize panels of weight rows to float32 and use the dense product.
+  const KernelTable& dense = kernels();
+  const int64_t panels = (N + kPanelRows - 1) / kPanelRows;
+  std::vector<float> ypanel;
+  for (int64_t p = 0; p < panels; ++p) {
+    const int64_t r0 = p * kPanelRows, rows = std::min(kPanelRows, N - r0);
+    Tensor panel({rows, K});
+    parallel_for(rows, 4, [&](int64_t a, int64_t b) {
+      for (int64_t r = a; r < b; ++r) dequantize_row(w, r0 + r, panel.row(r));
+    });
+    ypanel.resize(static_cast<size_t>(m * rows));
+    dense.matmul(x, m, MatrixView{DType::kF32, panel.data(), rows, K, nullptr},
+                 bias != nullptr ? bias + r0 : nullptr, ypanel.data());
+    for (int64_t i = 0; i < m; ++i) {
+      std::memcpy(y + i * N + r0, ypanel.data() + i * rows, static_cast<size_t>(rows) * sizeof(float));
+    }
+  }
+}
+
+}  // namespace pg::kernels

@@ -1,0 +1,34 @@
+// Block quantization of weight matrices (formats in tensor/tensor.h: I8 = q8, U8 = q4)
+// and the fast matrix product for them.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "tensor/tensor.h"
+
+namespace pg::kernels {
+
+// Storage of a quantized matrix; view() points into it.
+struct QuantizedMatrix {
+  DType dtype = DType::kI8;
+  int64_t rows = 0, cols = 0;
+  std::vector<uint8_t> data;
+  std::vector<float> scales;  // [rows, quant_blocks(cols)]
+  MatrixView view() const { return {dtype, data.data(), rows, cols, scales.data()}; }
+};
+
+// q8: per block of 32, scale = max|w| / 127, q = round(w / scale).
+QuantizedMatrix quantize_q8(const MatrixView& w);
+// q4 (ggml Q4_0 style): per block, the element of largest magnitude m maps to code 0:
+// scale = m / -8, code = clamp(round(w / scale) + 8, 0, 15).
+QuantizedMatrix quantize_q4(const MatrixView& w);
+// Plain bf16 copy of any matrix: data [rows, cols].
+std::vector<uint16_t> to_bf16(const MatrixView& w);
+
+// y[m, w.rows] = x[m, w.cols] W^T (+ bias) for I8 / U8 matrices. For small m the
+// activations are quantized to int8 per block of 32 and the dot products run on
+// AVX512-VNNI; for larger m, weight rows are dequantized in panels.
+void matmul_quantized(const float* x, int64_t m, const MatrixView& w, const float* bias, float* y);
+
+}  // namespace pg::kernels
