@@ -1,6 +1,8 @@
 // Kernel tests: every op runs against every table (reference and fast), checked against
 // hand-computed values and, over many odd sizes, against a double-precision oracle and
 // the reference table. Tolerances are error bounds derived from float32 rounding.
+#include "kernels/kernels.h"
+
 #include <gtest/gtest.h>
 
 #include <cfloat>
@@ -13,7 +15,6 @@
 #include <vector>
 
 #include "base/parallel.h"
-#include "kernels/kernels.h"
 #include "tensor/dtype.h"
 
 namespace pg::kernels {
@@ -38,9 +39,8 @@ void expect_close(const std::vector<double>& ref, const std::vector<float>& got,
   }
   if (bad > 0) {
     ADD_FAILURE() << what << ": " << bad << " of " << ref.size() << " values off; worst index "
-                  << worst << ": expected " << ref[worst] << ", got " << got[worst]
-                  << ", |diff| " << std::fabs(ref[worst] - got[worst]) << " > tol "
-                  << tol[worst];
+                  << worst << ": expected " << ref[worst] << ", got " << got[worst] << ", |diff| "
+                  << std::fabs(ref[worst] - got[worst]) << " > tol " << tol[worst];
   }
 }
 
@@ -166,9 +166,8 @@ TEST_P(KernelsTest, Matmul) {
     expect_close({1, 2, 3}, {y.begin(), y.begin() + 3}, std::vector<double>(3, 0), "no bias");
   }
   std::mt19937 rng(1);
-  const std::pair<int64_t, int64_t> kn[] = {{1, 1},    {3, 7},   {7, 31},   {31, 3},
-                                            {48, 64},  {64, 48}, {100, 97}, {97, 130},
-                                            {130, 257}, {257, 100}};
+  const std::pair<int64_t, int64_t> kn[] = {{1, 1},   {3, 7},    {7, 31},   {31, 3},    {48, 64},
+                                            {64, 48}, {100, 97}, {97, 130}, {130, 257}, {257, 100}};
   size_t c = 0;
   for (int64_t m : {1, 2, 3, 5, 17, 64, 259}) {
     for (const auto& [k, n] : kn) {
@@ -240,17 +239,19 @@ TEST_P(KernelsTest, LayerNorm) {
       for (int64_t r = 0; r < rows; ++r) {
         const float* xr = xs.data() + r * dim;
         double mean = 0, mean_abs = 0, var = 0;
-        for (int64_t i = 0; i < dim; ++i) mean += xr[i] / double(dim), mean_abs += std::fabs(xr[i]) / dim;
+        for (int64_t i = 0; i < dim; ++i)
+          mean += xr[i] / double(dim), mean_abs += std::fabs(xr[i]) / dim;
         for (int64_t i = 0; i < dim; ++i) var += (xr[i] - mean) * (xr[i] - mean) / dim;
         const double inv = 1.0 / std::sqrt(var + 1e-5);
         for (int64_t i = 0; i < dim; ++i) {
           const double y_i = (xr[i] - mean) * inv * gs[i] + bs[i];
           exact[r * dim + i] = y_i;
           // Errors of the mean, of (x - mean) and of 1/sqrt(var), then of * gamma + beta.
-          tol[r * dim + i] = 2.0 * (std::fabs(gs[i]) * inv *
-                                        ((dim + 1) * kEps * mean_abs +
-                                         std::fabs(xr[i] - mean) * (dim + 13) * kEps / 2) +
-                                    2 * kEps * (std::fabs(y_i) + std::fabs(bs[i])));
+          tol[r * dim + i] =
+              2.0 *
+              (std::fabs(gs[i]) * inv *
+                   ((dim + 1) * kEps * mean_abs + std::fabs(xr[i] - mean) * (dim + 13) * kEps / 2) +
+               2 * kEps * (std::fabs(y_i) + std::fabs(bs[i])));
         }
       }
       std::vector<float> got(rows * dim), ref(rows * dim);
@@ -315,8 +316,8 @@ TEST_P(KernelsTest, Rope) {
   std::vector<float> x = {1, 2, 3, 4, 1, 2, 3, 4};
   const int64_t pos[] = {1, 2};
   K().rope(x.data(), 2, 4, 1, 4, pos, 10000.0f);
-  const std::vector<double> want = {-1.9841106485555495, 1.959900667496664,  2.4623779024123156,
-                                    4.019799668334994,   -3.1440391170241875, 1.9196053465598233,
+  const std::vector<double> want = {-1.9841106485555495,  1.959900667496664,   2.4623779024123156,
+                                    4.019799668334994,    -3.1440391170241875, 1.9196053465598233,
                                     -0.33914308281574557, 4.039197360052977};
   expect_close(want, x, ulps_tol(want), "rope hand");
 
@@ -403,7 +404,8 @@ void attention_oracle(const AttentionParams& p, const std::vector<float>& q,
         if (p.softcap > 0) s[j] = p.softcap * std::tanh(s[j] / p.softcap);
         if (!visible(p, i, j)) continue;
         s_max = std::max(s_max, s[j]);
-        delta = std::max(delta, (D + 2) * kEps * std::fabs(p.scale) * mag + 6 * kEps * std::fabs(s[j]));
+        delta =
+            std::max(delta, (D + 2) * kEps * std::fabs(p.scale) * mag + 6 * kEps * std::fabs(s[j]));
       }
       for (int64_t j = 0; j < S; ++j) z += prob[j] = visible(p, i, j) ? std::exp(s[j] - s_max) : 0;
       for (int64_t d = 0; d < D; ++d) {
@@ -424,8 +426,14 @@ void attention_oracle(const AttentionParams& p, const std::vector<float>& q,
 TEST_P(KernelsTest, Attention) {
   {  // One head, D = 2, keys [1, 0] and [0, 1], values [1, 2] and [3, 4].
     const std::vector<float> q = {1, 0, 1, 0}, k = {1, 0, 0, 1}, v = {1, 2, 3, 4};
-    AttentionParams p{.num_queries = 2, .num_keys = 2, .num_heads = 1, .num_kv_heads = 1,
-                      .head_dim = 2, .q_stride = 2, .kv_stride = 2, .out_stride = 2};
+    AttentionParams p{.num_queries = 2,
+                      .num_keys = 2,
+                      .num_heads = 1,
+                      .num_kv_heads = 1,
+                      .head_dim = 2,
+                      .q_stride = 2,
+                      .kv_stride = 2,
+                      .out_stride = 2};
     auto run = [&](AttentionParams pp) {
       std::vector<float> out(4, NAN);
       K().attention(pp, q.data(), k.data(), v.data(), out.data());
@@ -452,19 +460,28 @@ TEST_P(KernelsTest, Attention) {
     bool causal;
     int64_t window;
   };
-  const Case cases[] = {{1, 1, 0, 0, false, 0},   {5, 5, 0, 0, true, 0},    {5, 5, 0, 0, false, 0},
-                        {3, 20, 17, 0, true, 0},  {21, 21, 0, 16, true, 0}, {37, 37, 0, 0, true, 20},
+  const Case cases[] = {{1, 1, 0, 0, false, 0},   {5, 5, 0, 0, true, 0},
+                        {5, 5, 0, 0, false, 0},   {3, 20, 17, 0, true, 0},
+                        {21, 21, 0, 16, true, 0}, {37, 37, 0, 0, true, 20},
                         {4, 37, 33, 0, true, 20}, {2, 10, 20, 0, false, 3}};
   std::mt19937 rng(9);
   for (const Case& c : cases) {
     for (auto [hq, hkv] : {std::pair<int64_t, int64_t>{4, 1}, {4, 2}, {4, 4}}) {
       for (int64_t D : {16, 24, 72}) {
         for (float cap : {0.0f, 5.0f}) {
-          AttentionParams p{.num_queries = c.T, .num_keys = c.S, .num_heads = hq,
-                            .num_kv_heads = hkv, .head_dim = D, .q_stride = hq * D + 3,
-                            .kv_stride = hkv * D + 5, .out_stride = hq * D + 2,
-                            .query_offset = c.offset, .prefix_len = c.prefix, .causal = c.causal,
-                            .sliding_window = c.window, .scale = 1.0f / std::sqrt(float(D)),
+          AttentionParams p{.num_queries = c.T,
+                            .num_keys = c.S,
+                            .num_heads = hq,
+                            .num_kv_heads = hkv,
+                            .head_dim = D,
+                            .q_stride = hq * D + 3,
+                            .kv_stride = hkv * D + 5,
+                            .out_stride = hq * D + 2,
+                            .query_offset = c.offset,
+                            .prefix_len = c.prefix,
+                            .causal = c.causal,
+                            .sliding_window = c.window,
+                            .scale = 1.0f / std::sqrt(float(D)),
                             .softcap = cap};
           const std::vector<float> q = uniform(c.T * p.q_stride, -2, 2, rng),
                                    k = uniform(c.S * p.kv_stride, -2, 2, rng),
@@ -474,11 +491,16 @@ TEST_P(KernelsTest, Attention) {
           attention_oracle(p, q, k, v, exact, tol);
           K().attention(p, q.data(), k.data(), v.data(), got.data());
           R().attention(p, q.data(), k.data(), v.data(), ref.data());
-          const std::string what =
-              "attention " + dims({{"T", c.T}, {"S", c.S}, {"offset", c.offset},
-                                   {"prefix", c.prefix}, {"causal", c.causal},
-                                   {"window", c.window}, {"Hq", hq}, {"Hkv", hkv}, {"D", D},
-                                   {"softcap", cap}});
+          const std::string what = "attention " + dims({{"T", c.T},
+                                                        {"S", c.S},
+                                                        {"offset", c.offset},
+                                                        {"prefix", c.prefix},
+                                                        {"causal", c.causal},
+                                                        {"window", c.window},
+                                                        {"Hq", hq},
+                                                        {"Hkv", hkv},
+                                                        {"D", D},
+                                                        {"softcap", cap}});
           expect_close(exact, got, tol, what + "vs exact");
           expect_close(ref, got, scaled(tol, 2), what + "vs reference");
         }

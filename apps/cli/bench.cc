@@ -1,6 +1,114 @@
-// (not yet implemented: see the issue tracker)
+// build/paligemma bench | quantize
+#include <cstdio>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+
 #include "command.h"
+#include "paligemma/bench.h"
 
 namespace cli {
-void register_bench(CLI::App& app, Runners& runners) {}
+namespace {
+
+using nlohmann::json;
+
+struct BenchFlags {
+  paligemma::BenchOptions options;
+  bool random_weights = false;
+  bool no_probe = false;
+  int threads = 0;
+  bool json = false;
+};
+
+std::string fraction(double measured, double limit, bool higher_is_better) {
+  if (limit <= 0 || measured <= 0) return "";
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), " (%.0f%% of roofline)",
+                100.0 * (higher_is_better ? measured / limit : limit / measured));
+  return buf;
+}
+
+int run_bench(BenchFlags& f) {
+  if (f.options.model_dir.empty() && f.options.preset.empty()) return fail("give --preset NAME or --model DIR");
+  if (!f.options.preset.empty() && !f.random_weights) {
+    return fail("--preset benchmarks random weights of the preset's size: add --random-weights");
+  }
+  f.options.probe = !f.no_probe;
+  paligemma::set_threads(f.threads);
+  auto r = paligemma::run_bench(f.options);
+  if (!r.ok()) return fail(r.status().message());
+  const double ttft_frac = r->roofline_ttft_s > 0 ? r->roofline_ttft_s / r->ttft_s : 0;
+  const double dec_frac = r->roofline_decode_tok_s > 0 ? r->decode_tok_s / r->roofline_decode_tok_s : 0;
+  if (f.json) {
+    json j = {{"preset", r->preset},
+              {"dtype", r->dtype},
+              {"threads", r->threads},
+              {"image_tokens", r->image_tokens},
+              {"prompt_tokens", r->prompt_tokens},
+              {"decode_tokens", r->decode_tokens},
+              {"load_s", r->load_s},
+              {"vision_s", r->vision_s},
+              {"prefill_s", r->prefill_s},
+              {"ttft_s", r->ttft_s},
+              {"decode_tok_s", r->decode_tok_s},
+              {"peak_rss_mb", r->peak_rss_mb},
+              {"weights_mb", r->weights_mb},
+              {"kv_cache_mb", r->kv_cache_mb},
+              {"vision_gflop", r->vision_gflop},
+              {"prefill_gflop", r->prefill_gflop},
+              {"decode_bytes_per_token", r->decode_bytes_per_token},
+              {"roofline",
+               {{"ttft_s", r->roofline_ttft_s},
+                {"decode_tok_s", r->roofline_decode_tok_s},
+                {"peak_f32_gflops", r->peak_f32_gflops},
+                {"peak_bf16_gflops", r->peak_bf16_gflops},
+                {"peak_int8_gops", r->peak_int8_gops},
+                {"bandwidth_gbs", r->bandwidth_gbs}}},
+              {"fraction_of_roofline", {{"ttft", ttft_frac}, {"decode", dec_frac}}}};
+    std::printf("%s\n", j.dump(2).c_str());
+    return 0;
+  }
+  std::printf("%s, %s weights, %d threads\n", r->preset.c_str(), r->dtype.c_str(), r->threads);
+  std::printf("  load            %8.2f s   (weights %.0f MiB, KV cache %.0f MiB)\n", r->load_s, r->weights_mb,
+              r->kv_cache_mb);
+  std::printf("  vision          %8.3f s   (%.0f GFLOP)\n", r->vision_s, r->vision_gflop);
+  std::printf("  first token     %8.3f s   (%lld prompt tokens, %.0f GFLOP; roofline %.3f s)%s\n", r->ttft_s,
+              static_cast<long long>(r->prompt_tokens), r->vision_gflop + r->prefill_gflop, r->roofline_ttft_s,
+              fraction(r->ttft_s, r->roofline_ttft_s, false).c_str());
+  std::printf("  decode          %8.2f tok/s (%lld tokens, %.0f MB/token; roofline %.2f tok/s)%s\n",
+              r->decode_tok_s, static_cast<long long>(r->decode_tokens), r->decode_bytes_per_token / 1e6,
+              r->roofline_decode_tok_s, fraction(r->decode_tok_s, r->roofline_decode_tok_s, true).c_str());
+  std::printf("  peak RSS        %8.0f MiB\n", r->peak_rss_mb);
+  if (f.options.probe) {
+    std::printf("  machine         f32 %.0f GFLOP/s, bf16 %.0f GFLOP/s, int8 %.0f GOP/s, memory %.1f GB/s\n",
+                r->peak_f32_gflops, r->peak_bf16_gflops, r->peak_int8_gops, r->bandwidth_gbs);
+  }
+  return 0;
+}
+
+}  // namespace
+
+void register_bench(CLI::App& app, Runners& runners) {
+  auto f = std::make_shared<BenchFlags>();
+  std::string presets;
+  for (const std::string& p : paligemma::bench_presets()) presets += (presets.empty() ? "" : ", ") + p;
+  CLI::App* cmd = app.add_subcommand(
+      "bench", "Time vision, first token and decode at real sizes, against this machine's roofline");
+  cmd->add_option("--preset", f->options.preset, "Model size: " + presets + "; or a config.json path");
+  cmd->add_flag("--random-weights", f->random_weights, "Random weights of the preset's real size (no download)");
+  cmd->add_option("--model", f->options.model_dir, "Benchmark a checkpoint folder instead of a preset");
+  cmd->add_option("--dtype", f->options.dtype, "Weights while running: f32, bf16 (default), int8, q4, auto")
+      ->check(CLI::IsMember({"f32", "bf16", "int8", "q4", "auto"}));
+  cmd->add_option("--threads", f->threads, "Threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--image-size", f->options.image_size, "Override the image size (a multiple of 14)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--text-tokens", f->options.text_tokens, "Prompt text tokens after the image (default 10)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--decode-tokens", f->options.decode_tokens, "Tokens to decode (default 64)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_flag("--no-probe", f->no_probe, "Skip the roofline probes");
+  cmd->add_flag("--json", f->json, "Print one JSON object");
+  runners["bench"] = [f] { return run_bench(*f); };
+}
+
 }  // namespace cli

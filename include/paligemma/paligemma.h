@@ -64,11 +64,18 @@ struct Generation {
 // Receives each new piece of generated text; return false to stop.
 using TextCallback = std::function<bool(std::string_view)>;
 
+struct LoadOptions {
+  // How matrices are held while running: "auto" (as stored, memory-mapped), "f32",
+  // "bf16", "int8" (q8 blocks of 32 for the decoder, vision in bf16) or "q4" (4-bit
+  // blocks of 32 for the decoder, vision in bf16).
+  std::string dtype = "auto";
+};
+
 class Model {
  public:
   // Loads a checkpoint folder as Hugging Face ships it: config.json, model.safetensors or
   // shards with model.safetensors.index.json, tokenizer.model.
-  static Result<Model> load(const std::string& dir);
+  static Result<Model> load(const std::string& dir, const LoadOptions& options = {});
 
   Model(Model&&) noexcept;
   Model& operator=(Model&&) noexcept;

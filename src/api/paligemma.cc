@@ -35,9 +35,10 @@ Model::Model(Model&&) noexcept = default;
 Model& Model::operator=(Model&&) noexcept = default;
 Model::~Model() = default;
 
-Result<Model> Model::load(const std::string& dir) {
+Result<Model> Model::load(const std::string& dir, const LoadOptions& options) {
   auto impl = std::make_unique<Impl>();
-  PG_ASSIGN_OR_RETURN(impl->session, pg::runtime::Session::load(dir, &impl->warnings));
+  PG_ASSIGN_OR_RETURN(pg::model::WeightType type, pg::model::parse_weight_type(options.dtype));
+  PG_ASSIGN_OR_RETURN(impl->session, pg::runtime::Session::load(dir, &impl->warnings, type));
   const pg::io::PaliGemmaConfig& c = impl->session->model().config();
   ModelInfo& i = impl->info;
   i.decoder = c.text.is_gemma2() ? "gemma2" : "gemma";

@@ -52,7 +52,7 @@ std::unique_ptr<void, FreeDeleter> alloc(size_t bytes) {
 // dy: [m, n], w: [n, k] -> dx: [m, k].
 void matmul_backward_input_fast(const float* dy, int64_t m, const MatrixView& w, float* dx,
                                 bool accumulate) {
-  if (m < kMinRowsForFast) return matmul_backward_input(dy, m, w, dx, accumulate);
+  if (m < kMinRowsForFast || w.quantized()) return matmul_backward_input(dy, m, w, dx, accumulate);
   const int64_t n = w.rows, k = w.cols;
   const size_t es = dtype_size(w.dtype);
   auto wt = alloc(static_cast<size_t>(n * k) * es);  // W^T: [k, n], stored dtype

@@ -17,6 +17,12 @@ namespace {
 
 // Columns [c0, c1) of row r of w, converted to float. w: [rows, cols].
 void weight_row(const MatrixView& w, int64_t r, int64_t c0, int64_t c1, float* out) {
+  if (w.quantized()) {  // whole row through the reference decoding, then the slice
+    std::vector<float> row(static_cast<size_t>(w.cols));
+    dequantize_row(w, r, row.data());
+    std::memcpy(out, row.data() + c0, sizeof(float) * static_cast<size_t>(c1 - c0));
+    return;
+  }
   const size_t es = dtype_size(w.dtype);
   const auto* src = static_cast<const uint8_t*>(w.data) + (static_cast<size_t>(r * w.cols + c0)) * es;
   convert_to_f32(w.dtype, src, out, c1 - c0);

@@ -18,6 +18,7 @@
 
 #include "base/parallel.h"
 #include "kernels/kernels.h"
+#include "kernels/quant.h"
 #include "tensor/dtype.h"
 
 namespace pg::kernels {
@@ -104,8 +105,7 @@ struct Weight<DType::kF16> {
 
 // x: [mr, k]; w: 4 row pointers of k elements; out[i][r] = x_i . w_r.
 template <DType D, int MR>
-void dot_tile(const float* x, int64_t k, const typename Weight<D>::Elem* const* w,
-              float out[][4]) {
+void dot_tile(const float* x, int64_t k, const typename Weight<D>::Elem* const* w, float out[][4]) {
   using Wt = Weight<D>;
   f32x16 acc[MR][4] = {};
   int64_t p = 0;
@@ -160,28 +160,17 @@ void matmul_small_m(const float* x, int64_t m, const MatrixView& w, const float*
 }
 
 // ---------------------------------------------------------------------------------------
-// Matmul, larger m (prefill): W is packed, converted to float, into panels of kNR rows
-// laid out [kc][kNR], kKC columns of the reduction at a time; an MR x kNR register tile of
-// y accumulates outer products of broadcast x elements with panel rows. Each thread owns
-// a range of panels; per group of kGroup panels and block of kKC, x is swept once.
+// Matmul, larger m (prefill), BLIS-style: W is packed, converted to float, one panel of
+// kNR rows at a time, laid out [kc][kNR] for a block of kKC reduction columns; x is packed
+// into tiles of kMR rows laid out [kc][kMR]. A kMR x kNR register tile of y accumulates
+// outer products of broadcast x elements with panel rows. Each panel stays in L1 while all
+// x tiles of the block stream past it from L2, so each W element is read once per call.
 
-#ifndef PG_MR
-#define PG_MR 8
-#endif
-#ifndef PG_KC
-#define PG_KC 256
-#endif
-constexpr int kMR = PG_MR;        // rows of x per register tile
-#ifndef PG_NV
-#define PG_NV 2
-#endif
-constexpr int kNV = PG_NV;           // vectors per panel row
+constexpr int kMR = 8;             // rows of x per register tile
+constexpr int kNV = 2;             // vectors per panel row
 constexpr int kNR = kNV * kLanes;  // rows of W per panel
-constexpr int64_t kKC = PG_KC;  // reduction block
-#ifndef PG_G
-#define PG_G 8
-#endif
-constexpr int64_t kGroup = PG_G;  // panels sharing one packing of x
+constexpr int64_t kKC = 256;       // reduction block: a 32 KiB panel
+constexpr int64_t kGroup = 16;     // panels sharing one packing of x
 
 // Swaps the S-wide off-diagonal blocks of rows a and b: one stage of a 16 x 16 transpose.
 template <int S, size_t... L>
@@ -282,46 +271,58 @@ void pack_x(const float* x, int64_t k, int64_t mr, int64_t kc, float* dst) {
   }
 }
 
+// Rows [m0, m1) of y for panels [p0, p1), i.e. columns [p0 * kNR, p1 * kNR) (clipped).
 // x: [m, k], w: [n, k], bias: [n] or null, y: [m, n]; k > 0.
 template <DType D>
-void matmul_packed(const float* x, int64_t m, const MatrixView& w, const float* bias, float* y) {
-  const int64_t n = w.rows, k = w.cols;
-  const int64_t panels = (n + kNR - 1) / kNR, tiles = (m + kMR - 1) / kMR;
-  parallel_for(panels, 1, [&](int64_t p0, int64_t p1) {
-    thread_local std::vector<float> wbuf, xbuf;
-    wbuf.resize(static_cast<size_t>(kKC * kNR));
-    xbuf.resize(static_cast<size_t>(tiles * kKC * kMR));
-    for (int64_t g0 = p0; g0 < p1; g0 += kGroup) {
-      const int64_t g1 = std::min(p1, g0 + kGroup);
-      for (int64_t kb = 0; kb < k; kb += kKC) {
-        const int64_t kc = std::min(kKC, k - kb);
+void packed_block(const float* x, int64_t m0, int64_t m1, const MatrixView& w, const float* bias,
+                  float* y, int64_t p0, int64_t p1) {
+  const int64_t n = w.rows, k = w.cols, tiles = (m1 - m0 + kMR - 1) / kMR;
+  thread_local std::vector<float> wbuf, xbuf;
+  wbuf.resize(static_cast<size_t>(kKC * kNR));
+  xbuf.resize(static_cast<size_t>(tiles * kKC * kMR));
+  for (int64_t g0 = p0; g0 < p1; g0 += kGroup) {
+    const int64_t g1 = std::min(p1, g0 + kGroup);
+    for (int64_t kb = 0; kb < k; kb += kKC) {
+      const int64_t kc = std::min(kKC, k - kb);
+      for (int64_t t = 0; t < tiles; ++t) {
+        const int64_t i0 = m0 + t * kMR;
+        pack_x(x + i0 * k + kb, k, std::min<int64_t>(kMR, m1 - i0), kc, &xbuf[t * kKC * kMR]);
+      }
+      const bool first = kb == 0, last = kb + kc == k;
+      for (int64_t g = g0; g < g1; ++g) {
+        const int64_t col = g * kNR, ncols = std::min<int64_t>(kNR, n - col);
+        pack_panel<D>(w, col, kb, kc, wbuf.data());
+        const float* b = last && bias != nullptr ? bias + col : nullptr;
         for (int64_t t = 0; t < tiles; ++t) {
-          const int64_t i0 = t * kMR;
-          pack_x(x + i0 * k + kb, k, std::min<int64_t>(kMR, m - i0), kc, &xbuf[t * kKC * kMR]);
-        }
-        // Each panel stays in L1 while all of x's tiles stream past it from L2.
-        const bool first = kb == 0, last = kb + kc == k;
-        for (int64_t g = g0; g < g1; ++g) {
-          const int64_t col = g * kNR, ncols = std::min<int64_t>(kNR, n - col);
-          float* panel = wbuf.data();
-          pack_panel<D>(w, col, kb, kc, panel);
-          const float* b = last && bias != nullptr ? bias + col : nullptr;
-          for (int64_t t = 0; t < tiles; ++t) {
-            const int64_t i0 = t * kMR;
-            kMicro[std::min<int64_t>(kMR, m - i0)](&xbuf[t * kKC * kMR], panel, kc,
-                                                   y + i0 * n + col, n, ncols, first, b);
-          }
+          const int64_t i0 = m0 + t * kMR;
+          kMicro[std::min<int64_t>(kMR, m1 - i0)](&xbuf[t * kKC * kMR], wbuf.data(), kc,
+                                                  y + i0 * n + col, n, ncols, first, b);
         }
       }
+    }
+  }
+}
+
+// x: [m, k], w: [n, k], bias: [n] or null, y: [m, n]; k > 0. Parallel over panels, and
+// over row ranges of x too when there are few panels for the threads.
+template <DType D>
+void matmul_packed(const float* x, int64_t m, const MatrixView& w, const float* bias, float* y) {
+  const int64_t panels = (w.rows + kNR - 1) / kNR;
+  int64_t parts = 1;  // row ranges of x, each at least 4 tiles
+  while (panels * parts < 4 * num_threads() && m / (2 * parts) >= 4 * kMR) parts *= 2;
+  const int64_t rows_per_part = (m + parts - 1) / parts;
+  parallel_for(parts * panels, 1, [&](int64_t b, int64_t e) {
+    while (b < e) {  // the items of one row range at a time
+      const int64_t part = b / panels, p0 = b % panels, p1 = std::min(panels, p0 + (e - b));
+      const int64_t m0 = part * rows_per_part, m1 = std::min(m, m0 + rows_per_part);
+      if (m0 < m1) packed_block<D>(x, m0, m1, w, bias, y, p0, p1);
+      b += p1 - p0;
     }
   });
 }
 
 // Below this many rows of x, converting W on the fly beats packing it.
-#ifndef PG_SMALLM
-#define PG_SMALLM 4
-#endif
-constexpr int64_t kSmallM = PG_SMALLM;
+constexpr int64_t kSmallM = 16;
 
 template <DType D>
 void matmul_typed(const float* x, int64_t m, const MatrixView& w, const float* bias, float* y) {
@@ -346,6 +347,8 @@ void matmul(const float* x, int64_t m, const MatrixView& w, const float* bias, f
     case DType::kF32: return matmul_typed<DType::kF32>(x, m, w, bias, y);
     case DType::kBF16: return matmul_typed<DType::kBF16>(x, m, w, bias, y);
     case DType::kF16: return matmul_typed<DType::kF16>(x, m, w, bias, y);
+    case DType::kI8:
+    case DType::kU8: return matmul_quantized(x, m, w, bias, y);  // quant.cc
     default: std::fill(y, y + m * n, std::numeric_limits<float>::quiet_NaN());
   }
 }
@@ -379,8 +382,7 @@ void layer_norm(const float* x, int64_t rows, int64_t dim, const float* gamma, c
 }
 
 // x, y: [rows, dim] (may alias); weight: [dim].
-void rms_norm(const float* x, int64_t rows, int64_t dim, const float* weight, float eps,
-              float* y) {
+void rms_norm(const float* x, int64_t rows, int64_t dim, const float* weight, float eps, float* y) {
   parallel_for(rows, row_grain(dim, 16384), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const float* xr = x + r * dim;
@@ -528,8 +530,8 @@ void attention(const AttentionParams& p, const float* q, const float* k, const f
 
 const KernelTable& fast_kernels() {
   static const KernelTable table = {
-      "fast", matmul, layer_norm, rms_norm, gelu_tanh, gelu_tanh_mul,
-      rope,   softcap, add,       scale,    attention,
+      "fast", matmul,  layer_norm, rms_norm, gelu_tanh, gelu_tanh_mul,
+      rope,   softcap, add,        scale,    attention,
   };
   return table;
 }

@@ -1,9 +1,9 @@
 // Chooses the kernel table model code uses.
+#include "kernels/kernels.h"
+
 #include <atomic>
 #include <cstdlib>
 #include <string_view>
-
-#include "kernels/kernels.h"
 
 namespace pg::kernels {
 namespace {

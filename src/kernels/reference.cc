@@ -8,28 +8,40 @@
 
 #include "kernels/kernels.h"
 #include "tensor/dtype.h"
+#include "tensor/tensor.h"
 
 namespace pg::kernels {
 namespace {
 
-// Element (r, c) of a weight matrix, converted to float. w: [rows, cols].
-float weight_at(const MatrixView& w, int64_t r, int64_t c) {
-  const int64_t i = r * w.cols + c;
+// Row r of a weight matrix converted to float: out[w.cols]. Quantized formats (I8, U8)
+// decode with dequantize_row, the tensor layer's reference decoding.
+void weight_row(const MatrixView& w, int64_t r, float* out) {
+  const int64_t base = r * w.cols;
+  const auto* f32 = static_cast<const float*>(w.data);
+  const auto* u16 = static_cast<const uint16_t*>(w.data);
   switch (w.dtype) {
-    case DType::kF32: return static_cast<const float*>(w.data)[i];
-    case DType::kBF16: return bf16_to_f32(static_cast<const uint16_t*>(w.data)[i]);
-    case DType::kF16: return f16_to_f32(static_cast<const uint16_t*>(w.data)[i]);
-    default: return std::numeric_limits<float>::quiet_NaN();
+    case DType::kF32:
+      for (int64_t c = 0; c < w.cols; ++c) out[c] = f32[base + c];
+      return;
+    case DType::kBF16:
+      for (int64_t c = 0; c < w.cols; ++c) out[c] = bf16_to_f32(u16[base + c]);
+      return;
+    case DType::kF16:
+      for (int64_t c = 0; c < w.cols; ++c) out[c] = f16_to_f32(u16[base + c]);
+      return;
+    default: dequantize_row(w, r, out);
   }
 }
 
 // x: [m, k], w: [n, k], bias: [n] or null, y: [m, n]; k = w.cols, n = w.rows.
 void matmul(const float* x, int64_t m, const MatrixView& w, const float* bias, float* y) {
   const int64_t n = w.rows, k = w.cols;
+  std::vector<float> row(static_cast<size_t>(k));
   for (int64_t i = 0; i < m; ++i) {
     for (int64_t j = 0; j < n; ++j) {
+      weight_row(w, j, row.data());
       float acc = 0.0f;
-      for (int64_t p = 0; p < k; ++p) acc += x[i * k + p] * weight_at(w, j, p);
+      for (int64_t p = 0; p < k; ++p) acc += x[i * k + p] * row[p];
       if (bias != nullptr) acc += bias[j];
       y[i * n + j] = acc;
     }
@@ -53,8 +65,7 @@ void layer_norm(const float* x, int64_t rows, int64_t dim, const float* gamma, c
 }
 
 // x, y: [rows, dim] (may alias); weight: [dim].
-void rms_norm(const float* x, int64_t rows, int64_t dim, const float* weight, float eps,
-              float* y) {
+void rms_norm(const float* x, int64_t rows, int64_t dim, const float* weight, float eps, float* y) {
   for (int64_t r = 0; r < rows; ++r) {
     const float* xr = x + r * dim;
     float* yr = y + r * dim;
@@ -171,8 +182,8 @@ void attention(const AttentionParams& p, const float* q, const float* k, const f
 
 const KernelTable& reference_kernels() {
   static const KernelTable table = {
-      "reference", matmul, layer_norm, rms_norm, gelu_tanh, gelu_tanh_mul,
-      rope,        softcap, add,       scale,    attention,
+      "reference", matmul,  layer_norm, rms_norm, gelu_tanh, gelu_tanh_mul,
+      rope,        softcap, add,        scale,    attention,
   };
   return table;
 }

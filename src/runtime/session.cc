@@ -13,8 +13,9 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 }  // namespace
 
 Result<std::unique_ptr<Session>> Session::load(const std::string& dir,
-                                               std::vector<std::string>* warnings) {
-  PG_ASSIGN_OR_RETURN(auto model, model::PaliGemma::load(dir, warnings));
+                                               std::vector<std::string>* warnings,
+                                               model::WeightType type) {
+  PG_ASSIGN_OR_RETURN(auto model, model::PaliGemma::load(dir, warnings, type));
   PG_ASSIGN_OR_RETURN(text::Tokenizer tok, text::Tokenizer::load(dir + "/tokenizer.model"));
   const io::PaliGemmaConfig& c = model->config();
   if (tok.vocab_size() > c.text.vocab_size) {

@@ -36,8 +36,10 @@ using TextCallback = std::function<bool(const std::string&)>;
 class Session {
  public:
   // Loads DIR: config.json, safetensors, tokenizer.model.
+  // Matrices are converted to `type` at load (kAsStored maps them as stored).
   static Result<std::unique_ptr<Session>> load(const std::string& dir,
-                                               std::vector<std::string>* warnings);
+                                               std::vector<std::string>* warnings,
+                                               model::WeightType type = model::WeightType::kAsStored);
 
   const model::PaliGemma& model() const { return *model_; }
   const text::Tokenizer& tokenizer() const { return tokenizer_; }

@@ -17,12 +17,21 @@ Tensor copy_tensor(const Tensor& t) {
   return out;
 }
 
+// A whole matrix as float32 (every stored format, quantized ones included).
+void matrix_to_f32(const MatrixView& v, float* out) {
+  if (!v.quantized()) {
+    convert_to_f32(v.dtype, v.data, out, v.rows * v.cols);
+    return;
+  }
+  for (int64_t r = 0; r < v.rows; ++r) dequantize_row(v, r, out + r * v.cols);
+}
+
 // Gives p a float32 master (matrices) and a gradient.
 void make_trainable(Param& p) {
   p.trainable = true;
   if (p.matrix && p.value.numel() == 0) {
     p.value = Tensor(p.shape);
-    convert_to_f32(p.view.dtype, p.view.data, p.value.data(), p.numel());
+    matrix_to_f32(p.view, p.value.data());
     p.view = MatrixView{DType::kF32, p.value.data(), p.view.rows, p.view.cols};
   }
   p.grad = Tensor(p.shape);
@@ -167,11 +176,13 @@ Result<std::unique_ptr<ModelParams>> ModelParams::create(const model::PaliGemma&
   g.lm_head = tied ? g.embed : mat("language_model.lm_head.weight", h, {h.rows, h.cols});
 
   // Stored names and dtypes, from the checkpoint's keys.
-  for (const auto& [key, view] : w.store->tensors()) {
-    auto it = mp->by_name_.find(model::canonical_name(key));
-    if (it == mp->by_name_.end()) continue;
-    it->second->stored_name = key;
-    it->second->stored_dtype = view.dtype;
+  if (w.store != nullptr) {
+    for (const auto& [key, view] : w.store->tensors()) {
+      auto it = mp->by_name_.find(model::canonical_name(key));
+      if (it == mp->by_name_.end()) continue;
+      it->second->stored_name = key;
+      it->second->stored_dtype = view.dtype;
+    }
   }
 
   // Resolution change: resample the position embeddings over the patch grid.
@@ -277,7 +288,7 @@ bool ModelParams::embedding_trains() const { return text.embed->trainable; }
 Tensor param_f32(const Param& p) {
   Tensor out(p.shape);
   if (p.matrix) {
-    convert_to_f32(p.view.dtype, p.view.data, out.data(), p.numel());
+    matrix_to_f32(p.view, out.data());
   } else {
     std::memcpy(out.data(), p.value.data(), sizeof(float) * static_cast<size_t>(p.numel()));
   }

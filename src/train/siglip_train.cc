@@ -104,7 +104,11 @@ void layer_backward(const SiglipLayerParams& l, const io::VisionConfig& cfg, con
   const bool need_dh1 = need_dx || l.ln1_w->trainable || l.ln1_b->trainable;
   float* dh1 = need_dh1 ? dh.data() : nullptr;
   linear_backward(l.q, s.h1.data(), dq.data(), N, dh1, false);
-  linear_backward(l.k, s.h1.data(), dk.data(), N, dh1, true);
+  // The key bias adds q . b to every score of a query: softmax cancels it, so its gradient
+  // is exactly zero (computing it would only sum rounding noise). It stays 0.
+  Linear k_no_bias = l.k;
+  k_no_bias.bias = nullptr;
+  linear_backward(k_no_bias, s.h1.data(), dk.data(), N, dh1, true);
   linear_backward(l.v, s.h1.data(), dv.data(), N, dh1, true);
   if (!need_dh1) return;
   kernels::layer_norm_backward(s.x.data(), dh.data(), N, W, l.ln1_w->data(), eps, dx.data(),
@@ -124,7 +128,8 @@ Tensor siglip_forward(const ModelParams& p, const Tensor& pixels, SiglipTape* ta
   k.add(x.data(), p.vision.position_embedding->data(), N * W);
   if (tape != nullptr) {
     tape->patches = std::move(patches);
-    tape->layers.assign(p.vision.layers.size(), SiglipLayerTape());
+    tape->layers.clear();
+    tape->layers.resize(p.vision.layers.size());
   }
   for (size_t i = 0; i < p.vision.layers.size(); ++i) {
     if (tape == nullptr) {

@@ -1,0 +1,37 @@
+// Benchmarks of the engine at real model sizes (random weights, or a checkpoint), with
+// the machine's roofline measured in the same run.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "paligemma/paligemma.h"
+
+namespace paligemma {
+
+struct BenchOptions {
+  std::string preset;       // e.g. "paligemma-3b-224", or a config.json path
+  std::string model_dir;    // instead of a preset: benchmark a checkpoint's real weights
+  std::string dtype = "bf16";  // f32, bf16, int8, q4 (auto: as stored, with model_dir)
+  int64_t image_size = 0;   // > 0: override the preset's image size
+  int64_t text_tokens = 10;
+  int64_t decode_tokens = 64;
+  bool probe = true;        // measure the roofline
+};
+
+struct BenchResult {
+  std::string preset, dtype;
+  int threads = 0;
+  int64_t image_tokens = 0, prompt_tokens = 0, decode_tokens = 0;
+  double load_s = 0, vision_s = 0, prefill_s = 0, ttft_s = 0, decode_tok_s = 0;
+  double peak_rss_mb = 0, weights_mb = 0, kv_cache_mb = 0;
+  double vision_gflop = 0, prefill_gflop = 0, decode_bytes_per_token = 0;
+  double peak_f32_gflops = 0, peak_bf16_gflops = 0, peak_int8_gops = 0, bandwidth_gbs = 0;
+  double roofline_ttft_s = 0, roofline_decode_tok_s = 0;
+};
+
+Result<BenchResult> run_bench(const BenchOptions& options);
+// Names of the presets built into the binary.
+std::vector<std::string> bench_presets();
+
+}  // namespace paligemma

@@ -1,0 +1,56 @@
+#include "paligemma/bench.h"
+
+#include "runtime/bench.h"
+
+namespace paligemma {
+
+Result<BenchResult> run_bench(const BenchOptions& options) {
+  pg::runtime::BenchOptions o;
+  o.preset = options.preset;
+  o.model_dir = options.model_dir;
+  PG_ASSIGN_OR_RETURN(o.type, pg::model::parse_weight_type(options.dtype));
+  if (o.type == pg::model::WeightType::kAsStored && o.model_dir.empty()) {
+    return pg::invalid_argument("--dtype auto needs --model (random weights have no stored format)");
+  }
+  if (options.decode_tokens < 0 || options.text_tokens < 0) {
+    return pg::invalid_argument("token counts must be >= 0");
+  }
+  o.image_size = options.image_size;
+  o.text_tokens = options.text_tokens;
+  o.decode_tokens = options.decode_tokens;
+  o.probe = options.probe;
+  PG_ASSIGN_OR_RETURN(pg::runtime::BenchReport r, pg::runtime::run_bench(o));
+  BenchResult b;
+  b.preset = r.preset;
+  b.dtype = r.dtype;
+  b.threads = r.threads;
+  b.image_tokens = r.image_tokens;
+  b.prompt_tokens = r.prompt_tokens;
+  b.decode_tokens = r.decode_tokens;
+  b.load_s = r.load_s;
+  b.vision_s = r.vision_s;
+  b.prefill_s = r.prefill_s;
+  b.ttft_s = r.ttft_s;
+  b.decode_tok_s = r.decode_tok_s;
+  b.peak_rss_mb = r.peak_rss_mb;
+  b.weights_mb = r.weights_mb;
+  b.kv_cache_mb = r.kv_cache_mb;
+  b.vision_gflop = r.vision_gflop;
+  b.prefill_gflop = r.prefill_gflop;
+  b.decode_bytes_per_token = r.decode_bytes_per_token;
+  b.peak_f32_gflops = r.peak_f32_gflops;
+  b.peak_bf16_gflops = r.peak_bf16_gflops;
+  b.peak_int8_gops = r.peak_int8_gops;
+  b.bandwidth_gbs = r.bandwidth_gbs;
+  b.roofline_ttft_s = r.roofline_ttft_s;
+  b.roofline_decode_tok_s = r.roofline_decode_tok_s;
+  return b;
+}
+
+std::vector<std::string> bench_presets() {
+  std::vector<std::string> names;
+  for (const auto& p : pg::runtime::builtin_presets()) names.push_back(p.first);
+  return names;
+}
+
+}  // namespace paligemma

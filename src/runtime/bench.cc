@@ -1,0 +1,162 @@
+#include "runtime/bench.h"
+
+#include <sys/resource.h>
+
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <random>
+
+#include "base/parallel.h"
+#include "io/mapped_file.h"
+#include "kernels/roofline.h"
+#include "model/paligemma.h"
+#include "runtime/sampler.h"
+
+namespace pg::runtime {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+double peak_rss_mb() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_maxrss) / 1024.0;  // ru_maxrss is in KiB on Linux
+}
+
+Result<io::PaliGemmaConfig> preset_config(const std::string& preset) {
+  for (const auto& [name, json] : builtin_presets()) {
+    if (name == preset) return io::parse_config(json, "preset " + name);
+  }
+  if (preset.find('/') != std::string::npos || preset.size() > 5) {
+    auto text = io::read_file(preset);
+    if (text.ok()) return io::parse_config(*text, preset);
+  }
+  std::string names;
+  for (const auto& p : builtin_presets()) names += (names.empty() ? "" : ", ") + p.first;
+  return invalid_argument("unknown preset \"" + preset + "\" (presets: " + names + "; or a config.json path)");
+}
+
+// Multiply-add FLOPs of the image encoder + projector for one image.
+double vision_flops(const io::PaliGemmaConfig& c) {
+  const double N = static_cast<double>(c.vision.num_patches()), W = static_cast<double>(c.vision.hidden_size);
+  const double I = static_cast<double>(c.vision.intermediate_size);
+  const double P = static_cast<double>(c.vision.patch_size * c.vision.patch_size * c.vision.num_channels);
+  double f = 2 * N * P * W;
+  f += static_cast<double>(c.vision.num_hidden_layers) * (2 * N * (4 * W * W + 2 * W * I) + 4 * N * N * W);
+  f += 2 * N * W * static_cast<double>(c.text.hidden_size);
+  return f;
+}
+
+// FLOPs of the decoder over T prompt tokens plus the LM head for the last one.
+double prefill_flops(const io::PaliGemmaConfig& c, double T) {
+  const auto& t = c.text;
+  const double H = static_cast<double>(t.hidden_size), D = static_cast<double>(t.head_dim);
+  const double q = static_cast<double>(t.num_attention_heads) * D, kv = static_cast<double>(t.num_key_value_heads) * D;
+  const double F = static_cast<double>(t.intermediate_size);
+  const double per_layer = 2 * T * (2 * H * q + 2 * H * kv + 3 * H * F) + 4 * T * T * q;
+  return static_cast<double>(t.num_hidden_layers) * per_layer + 2 * H * static_cast<double>(t.vocab_size);
+}
+
+}  // namespace
+
+Result<BenchReport> run_bench(const BenchOptions& o) {
+  BenchReport r;
+  r.threads = num_threads();
+  r.dtype = model::weight_type_name(o.type);
+  // Load: random weights of the preset's sizes, or a real checkpoint.
+  const auto t_load = Clock::now();
+  std::unique_ptr<model::PaliGemma> m;
+  if (!o.model_dir.empty()) {
+    r.preset = o.model_dir;
+    PG_ASSIGN_OR_RETURN(m, model::PaliGemma::load(o.model_dir, nullptr, o.type));
+  } else {
+    r.preset = o.preset;
+    PG_ASSIGN_OR_RETURN(io::PaliGemmaConfig config, preset_config(o.preset));
+    if (o.image_size > 0) {
+      if (o.image_size % config.vision.patch_size != 0) {
+        return invalid_argument("--image-size " + std::to_string(o.image_size) + " is not a multiple of the patch size " +
+                                std::to_string(config.vision.patch_size));
+      }
+      config.vision.image_size = o.image_size;
+    }
+    model::PaliGemmaWeights w = model::random_weights(config, o.type, o.seed);
+    m = model::PaliGemma::from_weights(config, std::move(w));
+  }
+  r.load_s = since(t_load);
+  const io::PaliGemmaConfig c = m->config();  // a copy: the model is freed before the probes
+  const int64_t S = c.vision.image_size, N = c.num_image_tokens();
+  r.image_tokens = N;
+  int64_t weight_bytes = 0;
+  model::PaliGemmaWeights& weights = const_cast<model::PaliGemmaWeights&>(m->weights());
+  model::for_each_matrix(c, weights, [&](const std::string&, MatrixView& mv, bool) { weight_bytes += mv.total_bytes(); });
+  if (weights.text.lm_head.data != weights.text.embed_tokens.data) weight_bytes += weights.text.lm_head.total_bytes();
+  r.weights_mb = static_cast<double>(weight_bytes) / (1 << 20);
+
+  // Inputs: a random image and random text ids (no tokenizer needed).
+  std::mt19937_64 rng(o.seed);
+  Tensor pixels({c.vision.num_channels, S, S});
+  std::uniform_real_distribution<float> px(-1.0f, 1.0f);
+  for (int64_t i = 0; i < pixels.numel(); ++i) pixels.data()[i] = px(rng);
+  std::vector<int> ids(static_cast<size_t>(N), static_cast<int>(c.image_token_index));
+  ids.push_back(static_cast<int>(c.bos_token_id));
+  const int64_t text_vocab = std::min<int64_t>(c.image_token_index, c.text.vocab_size);
+  std::uniform_int_distribution<int64_t> tok(4, std::max<int64_t>(5, text_vocab - 1));
+  for (int64_t i = 0; i < o.text_tokens; ++i) ids.push_back(static_cast<int>(tok(rng)));
+  const int64_t T = static_cast<int64_t>(ids.size());
+  r.prompt_tokens = T;
+
+  // Time to first token: vision, prefill, LM head on the last row, argmax.
+  const auto t0 = Clock::now();
+  std::vector<Tensor> images;
+  images.push_back(std::move(pixels));
+  Tensor features = m->image_features(images);
+  r.vision_s = since(t0);
+  model::KvCache cache = m->new_cache(T + o.decode_tokens + 1);
+  r.kv_cache_mb = static_cast<double>(cache.bytes()) / (1 << 20);
+  const auto t1 = Clock::now();
+  Tensor hidden = m->forward(ids, &features, cache, T);
+  Tensor logits = m->logits(hidden.row(T - 1), 1);
+  int id = argmax(logits.data(), text_vocab);
+  r.prefill_s = since(t1);
+  r.ttft_s = since(t0);
+
+  // Decode.
+  const auto t2 = Clock::now();
+  for (int64_t i = 0; i < o.decode_tokens; ++i) {
+    hidden = m->forward({id}, nullptr, cache, T);
+    logits = m->logits(hidden.data(), 1);
+    id = argmax(logits.data(), text_vocab);
+  }
+  const double decode_s = since(t2);
+  r.decode_tokens = o.decode_tokens;
+  r.decode_tok_s = o.decode_tokens > 0 ? static_cast<double>(o.decode_tokens) / decode_s : 0;
+  r.decode_bytes_per_token = static_cast<double>(model::decoder_bytes_per_token(m->weights()));
+  r.peak_rss_mb = peak_rss_mb();
+  // The probes run last, so that their buffer does not count in the peak RSS.
+  m.reset();
+  kernels::Roofline roof;
+  if (o.probe) roof = kernels::measure_roofline(0.3, int64_t{512} << 20);
+
+  // Rooflines: arithmetic at the mode's peak, decode at the memory bandwidth.
+  r.vision_gflop = vision_flops(c) / 1e9;
+  r.prefill_gflop = prefill_flops(c, static_cast<double>(T)) / 1e9;
+  r.peak_f32_gflops = roof.f32_gflops;
+  r.peak_bf16_gflops = roof.bf16_gflops;
+  r.peak_int8_gops = roof.int8_gops;
+  r.bandwidth_gbs = roof.bandwidth_gbs;
+  if (o.probe) {
+    const bool low_bit = o.type == model::WeightType::kInt8 || o.type == model::WeightType::kQ4;
+    const bool f32 = o.type == model::WeightType::kF32;
+    const double vision_peak = f32 ? roof.f32_gflops : roof.bf16_gflops;
+    const double decoder_peak = f32 ? roof.f32_gflops : low_bit ? roof.int8_gops : roof.bf16_gflops;
+    if (vision_peak > 0 && decoder_peak > 0) {
+      r.roofline_ttft_s = r.vision_gflop / vision_peak + r.prefill_gflop / decoder_peak;
+    }
+    if (roof.bandwidth_gbs > 0) r.roofline_decode_tok_s = roof.bandwidth_gbs * 1e9 / r.decode_bytes_per_token;
+  }
+  return r;
+}
+
+}  // namespace pg::runtime
