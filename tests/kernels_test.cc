@@ -18,6 +18,10 @@
 #include "tensor/dtype.h"
 
 namespace pg::kernels {
+
+// Names the table in gtest's messages about a parameterised test.
+void PrintTo(const KernelTable* table, std::ostream* os) { *os << table->name; }
+
 namespace {
 
 constexpr double kEps = FLT_EPSILON;

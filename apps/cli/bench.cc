@@ -109,6 +109,27 @@ void register_bench(CLI::App& app, Runners& runners) {
   cmd->add_flag("--no-probe", f->no_probe, "Skip the roofline probes");
   cmd->add_flag("--json", f->json, "Print one JSON object");
   runners["bench"] = [f] { return run_bench(*f); };
+
+  struct QuantizeFlags {
+    std::string model, dtype, out;
+    int threads = 0;
+  };
+  auto q = std::make_shared<QuantizeFlags>();
+  CLI::App* quant = app.add_subcommand(
+      "quantize", "Write a copy of a checkpoint with int8 or 4-bit weights that loads without re-quantising");
+  quant->add_option("--model", q->model, "Checkpoint folder")->required();
+  quant->add_option("--dtype", q->dtype, "int8 (q8 blocks of 32) or q4 (4-bit blocks of 32); also bf16, f32")
+      ->required()
+      ->check(CLI::IsMember({"int8", "q4", "bf16", "f32"}));
+  quant->add_option("--out", q->out, "Output folder")->required();
+  quant->add_option("--threads", q->threads, "Threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  runners["quantize"] = [q] {
+    paligemma::set_threads(q->threads);
+    const paligemma::Status st = paligemma::quantize(q->model, q->dtype, q->out);
+    if (!st.ok()) return fail(st.message());
+    std::fprintf(stderr, "paligemma: wrote %s (%s weights)\n", q->out.c_str(), q->dtype.c_str());
+    return 0;
+  };
 }
 
 }  // namespace cli

@@ -22,6 +22,7 @@ void warn(const std::string& message);
 struct ModelFlags {
   std::string model;
   int threads = 0;
+  std::string dtype = "auto";
 };
 void add_model_flags(CLI::App* cmd, ModelFlags& flags);
 // Sets the thread count, loads the model and prints its warnings; *load_s gets the time.

@@ -18,12 +18,18 @@ void add_model_flags(CLI::App* cmd, ModelFlags& f) {
   cmd->add_option("--model", f.model, "Checkpoint folder (config.json, *.safetensors, tokenizer.model)")
       ->required();
   cmd->add_option("--threads", f.threads, "Threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--dtype", f.dtype,
+                  "Weights while running: auto (as stored, memory-mapped), f32, bf16, int8 or q4 "
+                  "(int8/q4: decoder quantized in blocks of 32, vision in bf16)")
+      ->check(CLI::IsMember({"auto", "f32", "bf16", "int8", "q4"}));
 }
 
 paligemma::Result<paligemma::Model> load_model(const ModelFlags& f, double* load_s) {
   paligemma::set_threads(f.threads);
   const auto t0 = std::chrono::steady_clock::now();
-  auto model = paligemma::Model::load(f.model);
+  paligemma::LoadOptions options;
+  options.dtype = f.dtype;
+  auto model = paligemma::Model::load(f.model, options);
   *load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (model.ok()) {
     for (const std::string& w : model->warnings()) warn(w);

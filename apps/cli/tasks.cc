@@ -127,14 +127,16 @@ int run_task(Kind kind, const TaskFlags& f) {
       return true;
     };
   }
-  paligemma::Result<paligemma::TaskResult> r = pg::internal_error("unreachable");
-  switch (kind) {
-    case Kind::kCaption: r = paligemma::caption(*model, *images, f.lang, f.long_caption, o, stream); break;
-    case Kind::kAsk: r = paligemma::ask(*model, *images, f.question, f.lang, o, stream); break;
-    case Kind::kOcr: r = paligemma::ocr(*model, *images, o, stream); break;
-    case Kind::kDetect: r = paligemma::detect(*model, *images, objects, o); break;
-    case Kind::kSegment: r = paligemma::segment(*model, *images, objects, *vae, o); break;
-  }
+  auto r = [&]() -> paligemma::Result<paligemma::TaskResult> {
+    switch (kind) {
+      case Kind::kCaption: return paligemma::caption(*model, *images, f.lang, f.long_caption, o, stream);
+      case Kind::kAsk: return paligemma::ask(*model, *images, f.question, f.lang, o, stream);
+      case Kind::kOcr: return paligemma::ocr(*model, *images, o, stream);
+      case Kind::kDetect: return paligemma::detect(*model, *images, objects, o);
+      case Kind::kSegment: break;
+    }
+    return paligemma::segment(*model, *images, objects, *vae, o);
+  }();
   if (!r.ok()) return fail(r.status().message());
 
   if (!f.draw.empty()) {
@@ -210,6 +212,8 @@ void add_task_command(CLI::App& app, Runners& runners, Kind kind, const char* he
 struct ParseFlags {
   std::string task;
   int width = 0, height = 0;
+  std::string image;  // instead of width and height; needed by --draw
+  std::string draw;
   std::string vae;
   std::string text;
   std::string mask_format = "rle";
@@ -222,12 +226,29 @@ int run_parse(const ParseFlags& f) {
     if (!v.ok()) return fail(v.status().message());
     vae = std::make_unique<paligemma::Vae>(std::move(*v));
   }
+  paligemma::RgbImage image;
+  int width = f.width, height = f.height;
+  if (!f.image.empty()) {
+    auto img = paligemma::load_image(f.image);
+    if (!img.ok()) return fail(img.status().message());
+    image = std::move(*img);
+    width = image.width;
+    height = image.height;
+  } else if (width < 1 || height < 1) {
+    return fail("give the image size (--width and --height) or the image (--image)");
+  } else if (!f.draw.empty()) {
+    return fail("--draw needs --image (the picture to draw on)");
+  }
   const auto task = f.task == "segment" ? paligemma::ObjectTask::kSegment : paligemma::ObjectTask::kDetect;
-  auto objects = paligemma::parse_objects(f.text, task, f.width, f.height, vae.get());
+  auto objects = paligemma::parse_objects(f.text, task, width, height, vae.get());
   if (!objects.ok()) return fail(objects.status().message());
+  if (!f.draw.empty()) {
+    auto st = paligemma::draw_objects(image, *objects, f.draw);
+    if (!st.ok()) return fail(st.message());
+  }
   json j;
   j["task"] = f.task;
-  j["image"] = {{"width", f.width}, {"height", f.height}};
+  j["image"] = {{"width", width}, {"height", height}};
   j["objects"] = objects_json(*objects, mask_format(f.mask_format));
   std::printf("%s\n", dump_json(j).c_str());
   return 0;
@@ -254,7 +275,7 @@ paligemma::Result<std::vector<int>> parse_codes(const std::string& s) {
     int v = 0;
     const auto [ptr, ec] = std::from_chars(s.data() + a, s.data() + b, v);
     if (a == b || ec != std::errc() || ptr != s.data() + b) {
-      return pg::invalid_argument("--codes: '" + s.substr(a, b - a) + "' (item " + std::to_string(out.size()) +
+      return paligemma::Status(paligemma::StatusCode::kInvalidArgument, "--codes: '" + s.substr(a, b - a) + "' (item " + std::to_string(out.size()) +
                                   ") is not an integer");
     }
     out.push_back(v);
@@ -289,8 +310,10 @@ void register_tasks(CLI::App& app, Runners& runners) {
   auto pf = std::make_shared<ParseFlags>();
   CLI::App* parse = app.add_subcommand("parse", "Parse a detect/segment answer into JSON boxes and masks");
   parse->add_option("--task", pf->task, "detect or segment")->required()->check(CLI::IsMember({"detect", "segment"}));
-  parse->add_option("--width", pf->width, "Image width in pixels")->required()->check(CLI::Range(1, 1 << 20));
-  parse->add_option("--height", pf->height, "Image height in pixels")->required()->check(CLI::Range(1, 1 << 20));
+  auto* image = parse->add_option("--image", pf->image, "The image (its size frames the boxes; --draw draws on it)");
+  parse->add_option("--width", pf->width, "Image width in pixels")->check(CLI::Range(1, 1 << 20))->excludes(image);
+  parse->add_option("--height", pf->height, "Image height in pixels")->check(CLI::Range(1, 1 << 20))->excludes(image);
+  parse->add_option("--draw", pf->draw, "Write the image with the objects drawn on it, as PNG")->needs(image);
   parse->add_option("--vae", pf->vae, "vae-oid.npz: decode segmentation masks");
   parse->add_option("--text", pf->text, "The model's output")->required();
   parse->add_option("--mask-format", pf->mask_format, "Masks as rle (default) or png (base64)")

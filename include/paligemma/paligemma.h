@@ -111,6 +111,11 @@ class Model {
   std::unique_ptr<Impl> impl_;
 };
 
+// Writes a copy of checkpoint `dir` into `out_dir` with its weights in `dtype` ("int8",
+// "q4", "bf16" or "f32"): config.json (with a "paligemma_cpp" entry naming the format),
+// tokenizer.model, and model.pgq.safetensors, which loads without re-quantising.
+Status quantize(const std::string& dir, const std::string& dtype, const std::string& out_dir);
+
 // Threads for every parallel loop of the process (<= 0: all cores).
 void set_threads(int n);
 // Writes every named intermediate tensor of later runs to DIR/NAME.npy ("" stops).

@@ -1,6 +1,7 @@
 #include "model/paligemma.h"
 
 #include <cmath>
+#include <filesystem>
 
 #include "model/gemma.h"
 #include "model/projector.h"
@@ -20,7 +21,12 @@ Result<std::unique_ptr<PaliGemma>> PaliGemma::load(const std::string& dir,
                                                    std::vector<std::string>* warnings, WeightType type) {
   auto m = std::unique_ptr<PaliGemma>(new PaliGemma());
   PG_ASSIGN_OR_RETURN(m->config_, io::load_config(dir));
-  PG_ASSIGN_OR_RETURN(io::TensorStore store, io::TensorStore::open_dir(dir));
+  // A folder written by `paligemma quantize` holds model.pgq.safetensors instead.
+  const std::string quantized = dir + "/" + kQuantizedWeightsFile;
+  std::error_code ec;
+  const bool is_quantized = std::filesystem::exists(quantized, ec);
+  PG_ASSIGN_OR_RETURN(io::TensorStore store, is_quantized ? io::TensorStore::open_file(quantized)
+                                                          : io::TensorStore::open_dir(dir));
   auto shared = std::make_shared<io::TensorStore>(std::move(store));
   auto w = load_weights(m->config_, shared, warnings);
   if (!w.ok()) return w.status().with_context(dir);

@@ -103,6 +103,39 @@ bool starts_with(const std::string& s, const char* prefix) {
   return s.rfind(prefix, 0) == 0;
 }
 
+using NameMap = std::map<std::string, std::pair<std::string, const TensorView*>>;
+
+// Binds a quantized matrix: I8 codes [rows, cols] or U8 packed codes [rows, nb * 16],
+// with float32 scales [rows, nb] under NAME.scales.
+Status bind_quantized(Slot& slot, const std::string& stored, const TensorView& view, const io::TensorStore& store,
+                      const NameMap& by_name, std::map<std::string, bool>& used, PaliGemmaWeights& w) {
+  const std::string where = "tensor '" + stored + "' in " + store.file_of(stored);
+  const int64_t rows = slot.shape[0], cols = shape_numel(slot.shape) / rows, nb = quant_blocks(cols);
+  const Shape want = view.dtype == DType::kI8 ? Shape{rows, cols} : Shape{rows, nb * kQuantBlock / 2};
+  if (view.shape != want) {
+    return invalid_argument(where + ": expected " + dtype_name(view.dtype) + " codes of shape " +
+                            shape_to_string(want) + ", found " + shape_to_string(view.shape));
+  }
+  auto it = by_name.find(slot.name + ".scales");
+  if (it == by_name.end()) return not_found(where + ": quantized, but its scales '" + slot.name + ".scales' are missing");
+  const TensorView& sv = *it->second.second;
+  if (sv.dtype != DType::kF32 || sv.shape != Shape{rows, nb}) {
+    return invalid_argument("tensor '" + it->second.first + "': expected F32 scales of shape " +
+                            shape_to_string({rows, nb}) + ", found " + dtype_name(sv.dtype) + " " +
+                            shape_to_string(sv.shape));
+  }
+  used[slot.name + ".scales"] = true;
+  const float* scales = static_cast<const float*>(sv.data);
+  if (reinterpret_cast<uintptr_t>(scales) % alignof(float) != 0) {
+    auto copy = std::make_shared<std::vector<float>>(static_cast<size_t>(rows * nb));
+    std::memcpy(copy->data(), sv.data, sv.nbytes());
+    scales = copy->data();
+    w.owned.push_back(copy);
+  }
+  *slot.matrix = MatrixView{view.dtype, view.data, rows, cols, scales};
+  return Status::Ok();
+}
+
 }  // namespace
 
 std::string canonical_name(const std::string& key) {
@@ -144,16 +177,22 @@ Result<PaliGemmaWeights> load_weights(const io::PaliGemmaConfig& config,
     const TensorView& view = *it->second.second;
     used[slot.name] = true;
     const std::string where = "tensor '" + stored + "' in " + store->file_of(stored);
-    if (view.shape != slot.shape) {
+    const bool quantized = slot.matrix != nullptr && (view.dtype == DType::kI8 || view.dtype == DType::kU8);
+    if (view.shape != slot.shape && !quantized) {
       return invalid_argument(where + ": expected shape " + shape_to_string(slot.shape) +
                               ", found " + shape_to_string(view.shape));
     }
-    if (view.dtype != DType::kF32 && view.dtype != DType::kBF16 && view.dtype != DType::kF16) {
+    if (view.dtype != DType::kF32 && view.dtype != DType::kBF16 && view.dtype != DType::kF16 && !quantized) {
       return invalid_argument(where + ": dtype " + dtype_name(view.dtype) +
                               " is not a float type (expected F32, BF16 or F16)");
     }
     if (slot.vector != nullptr) {
       *slot.vector = Tensor::from_view(view);
+      continue;
+    }
+    if (view.dtype == DType::kI8 || view.dtype == DType::kU8) {
+      // A quantized matrix (written by `paligemma quantize`): codes plus NAME.scales.
+      PG_RETURN_IF_ERROR(bind_quantized(slot, stored, view, *store, by_name, used, w));
       continue;
     }
     // Matrices stay mapped; a misaligned one (odd data offset) is copied once.
@@ -352,6 +391,28 @@ PaliGemmaWeights random_weights(const io::PaliGemmaConfig& config, WeightType ty
     convert_matrix(w.text.lm_head, decoder_dtype(type), w);
   }
   return w;
+}
+
+std::vector<io::TensorToWrite> export_weights(const io::PaliGemmaConfig& config, PaliGemmaWeights& w) {
+  std::vector<io::TensorToWrite> out;
+  const bool tied = w.text.lm_head.data == w.text.embed_tokens.data;
+  for (Slot& slot : name_table(config, w)) {
+    if (slot.vector != nullptr) {
+      out.push_back({slot.name, DType::kF32, slot.vector->shape(), slot.vector->data()});
+      continue;
+    }
+    const MatrixView& m = *slot.matrix;
+    if (slot.optional && tied) continue;
+    if (m.dtype == DType::kI8) {
+      out.push_back({slot.name, m.dtype, {m.rows, m.cols}, m.data});
+    } else if (m.dtype == DType::kU8) {
+      out.push_back({slot.name, m.dtype, {m.rows, quant_blocks(m.cols) * kQuantBlock / 2}, m.data});
+    } else {
+      out.push_back({slot.name, m.dtype, slot.shape, m.data});
+    }
+    if (m.quantized()) out.push_back({slot.name + ".scales", DType::kF32, {m.rows, quant_blocks(m.cols)}, m.scales});
+  }
+  return out;
 }
 
 int64_t decoder_bytes_per_token(const PaliGemmaWeights& w) {

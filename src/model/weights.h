@@ -95,6 +95,16 @@ void convert_weights(const io::PaliGemmaConfig& config, PaliGemmaWeights& w, Wei
 // (benchmarks of the real sizes without a download).
 PaliGemmaWeights random_weights(const io::PaliGemmaConfig& config, WeightType type, uint64_t seed);
 
+// Every weight under its canonical name in the format it is held in (what
+// `paligemma quantize` writes): matrices as stored or converted (a quantized matrix adds
+// NAME.scales), vectors as float32, the LM head only when it is not tied. Views point
+// into `w`.
+std::vector<io::TensorToWrite> export_weights(const io::PaliGemmaConfig& config, PaliGemmaWeights& w);
+
+// File name of a quantized checkpoint's weights (never model.safetensors, so that no
+// Hugging Face loader mistakes the folder for one of its own).
+inline constexpr const char* kQuantizedWeightsFile = "model.pgq.safetensors";
+
 // Bytes a decode step streams: every decoder matrix plus the LM head.
 int64_t decoder_bytes_per_token(const PaliGemmaWeights& w);
 

@@ -190,16 +190,20 @@ Result<std::string> render_png(const image::Image& img, const std::vector<DrawOb
     cairo_set_source_rgb(c, rgb[0], rgb[1], rgb[2]);
     PG_RETURN_IF_ERROR(paint_mask(c, *objects[i].mask, options.mask_alpha));
   }
-  cairo_set_line_width(c, line);
   cairo_set_line_join(c, CAIRO_LINE_JOIN_MITER);
   for (size_t i = 0; i < objects.size(); ++i) {
     const DrawObject& o = objects[i];
     double rgb[3];
     object_color(i, rgb);
-    cairo_set_source_rgb(c, rgb[0], rgb[1], rgb[2]);
-    // The outline lies inside the box, so a box at the image edge stays visible.
+    // The outline lies inside the box, so a box at the image edge stays visible; a dark
+    // halo under it keeps it visible on a background of its own colour.
     const double h = line / 2;
     cairo_rectangle(c, o.x0 + h, o.y0 + h, std::max(o.x1 - o.x0 - line, 0.0), std::max(o.y1 - o.y0 - line, 0.0));
+    cairo_set_source_rgba(c, 0, 0, 0, 0.5);
+    cairo_set_line_width(c, line + 2);
+    cairo_stroke_preserve(c);
+    cairo_set_source_rgb(c, rgb[0], rgb[1], rgb[2]);
+    cairo_set_line_width(c, line);
     cairo_stroke(c);
   }
   cairo_select_font_face(c, kFont, CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_BOLD);

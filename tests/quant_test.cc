@@ -1,0 +1,175 @@
+// Low-precision weights: the block formats round-trip within half a quantization step,
+// the quantized product matches the dequantized one within a derived bound, a quantized
+// folder loads to the same numbers, and each mode's logit error on the golden prompts
+// stays within its documented bound (README "Speed"), keeping greedy ids where the
+// reference's top-2 margin leaves room.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "kernels/kernels.h"
+#include "kernels/quant.h"
+#include "paligemma/paligemma.h"
+#include "test_util.h"
+
+namespace {
+
+using pg::testing::testdata;
+
+std::vector<float> random_matrix(int64_t rows, int64_t cols, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  std::vector<float> w(static_cast<size_t>(rows * cols));
+  for (float& v : w) v = d(rng);
+  return w;
+}
+
+class QuantFormat : public ::testing::TestWithParam<pg::DType> {};
+
+TEST_P(QuantFormat, RoundTripWithinHalfAStep) {
+  for (int64_t cols : {1, 31, 32, 33, 100, 257}) {
+    const int64_t rows = 5;
+    auto w = random_matrix(rows, cols, static_cast<uint64_t>(cols));
+    const pg::MatrixView src{pg::DType::kF32, w.data(), rows, cols, nullptr};
+    const auto q = GetParam() == pg::DType::kI8 ? pg::kernels::quantize_q8(src) : pg::kernels::quantize_q4(src);
+    const pg::MatrixView v = q.view();
+    std::vector<float> row(static_cast<size_t>(cols));
+    for (int64_t r = 0; r < rows; ++r) {
+      pg::dequantize_row(v, r, row.data());
+      for (int64_t c = 0; c < cols; ++c) {
+        const float step = std::fabs(v.scales[r * pg::quant_blocks(cols) + c / pg::kQuantBlock]);
+        // q8 rounds to the nearest step; q4 also clamps the value opposite to the block's
+        // extreme at code 15 (7 steps where 8 were needed): at most one step off.
+        const float bound = (GetParam() == pg::DType::kI8 ? 0.5f : 1.0f) * step * (1 + 1e-5f);
+        EXPECT_LE(std::fabs(row[c] - w[r * cols + c]), bound) << "r " << r << " c " << c;
+      }
+    }
+  }
+}
+
+TEST_P(QuantFormat, ProductMatchesTheDequantizedOne) {
+  // The quantized product rounds the activations to int8 per block of 32 (error at most
+  // half a step, amax/254, per element), so |y - y_ref| <= sum_c |w_c| * step_x(c) / 2
+  // plus float rounding.
+  for (int64_t m : {1, 3, 9, 20}) {
+    for (int64_t k : {32, 33, 96, 100, 300}) {
+      const int64_t n = 37;
+      auto w = random_matrix(n, k, 7);
+      auto x = random_matrix(m, k, 8);
+      const pg::MatrixView src{pg::DType::kF32, w.data(), n, k, nullptr};
+      const auto q = GetParam() == pg::DType::kI8 ? pg::kernels::quantize_q8(src) : pg::kernels::quantize_q4(src);
+      std::vector<float> got(static_cast<size_t>(m * n)), want(static_cast<size_t>(m * n));
+      pg::kernels::fast_kernels().matmul(x.data(), m, q.view(), nullptr, got.data());
+      pg::kernels::reference_kernels().matmul(x.data(), m, q.view(), nullptr, want.data());
+      std::vector<float> wrow(static_cast<size_t>(k));
+      for (int64_t j = 0; j < n; ++j) {
+        pg::dequantize_row(q.view(), j, wrow.data());
+        for (int64_t i = 0; i < m; ++i) {
+          double bound = 0;
+          for (int64_t b = 0; b < pg::quant_blocks(k); ++b) {
+            float amax = 0;
+            for (int64_t c = b * 32; c < std::min(k, (b + 1) * 32); ++c) amax = std::max(amax, std::fabs(x[i * k + c]));
+            for (int64_t c = b * 32; c < std::min(k, (b + 1) * 32); ++c) {
+              bound += std::fabs(wrow[c]) * (amax / 127.0 / 2.0) + 4 * FLT_EPSILON * std::fabs(wrow[c] * x[i * k + c]);
+            }
+          }
+          EXPECT_LE(std::fabs(got[i * n + j] - want[i * n + j]), bound) << "m " << m << " k " << k << " i " << i << " j " << j;
+        }
+      }
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Formats, QuantFormat, ::testing::Values(pg::DType::kI8, pg::DType::kU8),
+                         [](const auto& info) { return info.param == pg::DType::kI8 ? "q8" : "q4"; });
+
+// Documented bounds (README, "Speed"): max |logit - f32 logit| at the last prompt
+// position, relative to the f32 logits' max-abs, on the golden prompts.
+struct Mode {
+  const char* dtype;
+  double max_rel_error;
+};
+constexpr Mode kModes[] = {{"bf16", 0.01}, {"int8", 0.05}, {"q4", 1.0}};
+
+TEST(QuantQuality, GoldenLogitErrorsWithinDocumentedBounds) {
+  for (const std::string& name : pg::testing::golden_model_cases()) {
+    const std::string dir = testdata("golden/" + name);
+    std::ifstream f(dir + "/expected.json");
+    const auto expected = nlohmann::json::parse(f);
+    paligemma::LoadOptions f32_opt;
+    f32_opt.dtype = "f32";
+    auto ref = paligemma::Model::load(dir, f32_opt);
+    ASSERT_TRUE(ref.ok()) << ref.status().message();
+    for (const Mode& mode : kModes) {
+      paligemma::LoadOptions opt;
+      opt.dtype = mode.dtype;
+      auto low = paligemma::Model::load(dir, opt);
+      ASSERT_TRUE(low.ok()) << low.status().message();
+      double worst_rel = 0, sum_sq = 0, sum_ref_sq = 0;
+      for (const auto& p : expected["prompts"]) {
+        paligemma::GenerateOptions g;
+        g.max_tokens = static_cast<int64_t>(p["generated_ids"].size());
+        g.keep_logits = true;
+        auto a = ref->generate({dir + "/image.png"}, p["prompt"], g);
+        auto b = low->generate({dir + "/image.png"}, p["prompt"], g);
+        ASSERT_TRUE(a.ok() && b.ok());
+        const int64_t V = ref->info().vocab_size;
+        double max_abs_ref = 0, max_err = 0;
+        for (int64_t v = 0; v < V; ++v) {
+          max_abs_ref = std::max(max_abs_ref, std::fabs(double(a->logits[v])));
+          max_err = std::max(max_err, std::fabs(double(a->logits[v]) - b->logits[v]));
+          sum_sq += std::pow(double(a->logits[v]) - b->logits[v], 2);
+          sum_ref_sq += std::pow(double(a->logits[v]), 2);
+        }
+        const double rel = max_err / max_abs_ref;
+        worst_rel = std::max(worst_rel, rel);
+        // Greedy ids must agree where the reference's margin is more than twice the
+        // largest error this mode may make.
+        const double margin = p["min_top2_margin"];
+        if (std::string(mode.dtype) != "q4" && margin > 2 * mode.max_rel_error * max_abs_ref) {
+          EXPECT_EQ(a->ids, b->ids) << name << " " << mode.dtype << " prompt " << p["prompt"];
+        }
+      }
+      // Greedy ids are only required to match for bf16 and int8.
+      std::printf("[quality] %-9s %-5s max |err| / max|logit| = %.2e, relative RMS error = %.2e\n", name.c_str(),
+                  mode.dtype, worst_rel, std::sqrt(sum_sq / sum_ref_sq));
+      EXPECT_LE(worst_rel, mode.max_rel_error) << name << " " << mode.dtype;
+    }
+  }
+}
+
+TEST(QuantFolder, LoadsToTheSameNumbersWithoutRequantising) {
+  pg::testing::TempDir tmp;
+  const std::string dir = testdata("golden/tiny-pg1");
+  for (const char* dtype : {"int8", "q4"}) {
+    const std::string out = tmp.file(dtype);
+    ASSERT_TRUE(paligemma::quantize(dir, dtype, out).ok());
+    paligemma::LoadOptions opt;
+    opt.dtype = dtype;
+    auto in_memory = paligemma::Model::load(dir, opt);
+    auto from_file = paligemma::Model::load(out);
+    ASSERT_TRUE(in_memory.ok() && from_file.ok()) << from_file.status().message();
+    EXPECT_TRUE(from_file->warnings().empty());
+    paligemma::GenerateOptions g;
+    g.max_tokens = 4;
+    g.keep_logits = true;
+    auto a = in_memory->generate({dir + "/image.png"}, "caption en", g);
+    auto b = from_file->generate({dir + "/image.png"}, "caption en", g);
+    ASSERT_TRUE(a.ok() && b.ok());
+    EXPECT_EQ(a->logits, b->logits) << dtype;
+    // No Hugging Face loader mistakes the folder for a checkpoint of its own.
+    EXPECT_FALSE(std::filesystem::exists(out + "/model.safetensors"));
+  }
+}
+
+TEST(QuantFolder, BadDtypeIsAnError) {
+  pg::testing::TempDir tmp;
+  const paligemma::Status st = paligemma::quantize(testdata("golden/tiny-pg1"), "int3", tmp.file("x"));
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("unknown weight type \"int3\""), std::string::npos) << st.message();
+}
+
+}  // namespace
