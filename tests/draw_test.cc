@@ -1,15 +1,16 @@
 // Pictures of results (cairo): what changes and what does not, decoded from the PNG written.
+#include "tasks/draw.h"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include "image/image.h"
-#include "tasks/draw.h"
 #include "test_util.h"
 
 namespace {
 
-using ::testing::HasSubstr;
 using pg::testing::TempDir;
+using ::testing::HasSubstr;
 
 pg::image::Image grey(int w, int h, uint8_t v = 128) {
   pg::image::Image img;
@@ -19,14 +20,17 @@ pg::image::Image grey(int w, int h, uint8_t v = 128) {
   return img;
 }
 
-const uint8_t* px(const pg::image::Image& img, int x, int y) { return &img.rgb[(static_cast<size_t>(y) * img.width + x) * 3]; }
+const uint8_t* px(const pg::image::Image& img, int x, int y) {
+  return &img.rgb[(static_cast<size_t>(y) * img.width + x) * 3];
+}
 
 bool same(const pg::image::Image& a, const pg::image::Image& b, int x, int y) {
   return std::equal(px(a, x, y), px(a, x, y) + 3, px(b, x, y));
 }
 
 pg::image::Image decode(const std::string& png) {
-  auto img = pg::image::decode_image(reinterpret_cast<const uint8_t*>(png.data()), png.size(), "drawn.png");
+  auto img = pg::image::decode_image(reinterpret_cast<const uint8_t*>(png.data()), png.size(),
+                                     "drawn.png");
   EXPECT_TRUE(img.ok()) << img.status().message();
   return img.ok() ? *img : pg::image::Image{};
 }
@@ -63,11 +67,13 @@ TEST(Draw, BoxBorderMaskAndLabelChangeOnlyTheirPixels) {
   ASSERT_EQ(out->height, 240);
 
   // On the border of box 0 (left, right, bottom edges): coloured.
-  for (auto [x, y] : {std::pair{41, 110}, {138, 110}, {90, 158}}) EXPECT_FALSE(same(in, *out, x, y)) << x << "," << y;
+  for (auto [x, y] : {std::pair{41, 110}, {138, 110}, {90, 158}})
+    EXPECT_FALSE(same(in, *out, x, y)) << x << "," << y;
   // Inside the box, away from the border and the label: unchanged.
   EXPECT_TRUE(same(in, *out, 90, 110));
   // Far away: unchanged.
-  for (auto [x, y] : {std::pair{5, 235}, {300, 10}, {170, 100}, {315, 235}}) EXPECT_TRUE(same(in, *out, x, y));
+  for (auto [x, y] : {std::pair{5, 235}, {300, 10}, {170, 100}, {315, 235}})
+    EXPECT_TRUE(same(in, *out, x, y));
   // The label tag sits above box 0: changed pixels there.
   int changed = 0;
   for (int y = 40; y < 60; ++y)
@@ -123,7 +129,11 @@ TEST(Draw, HostileInputDoesNotCrash) {
   auto png = pg::tasks::render_png(in, objects);
   ASSERT_TRUE(png.ok()) << png.status().message();
   EXPECT_EQ(decode(*png).width, 20);
-  EXPECT_EQ(pg::tasks::sanitize_utf8("a\xff" "b\xe2\x82\xac" "c\x01"), "a?b\xe2\x82\xac" "c?");
+  EXPECT_EQ(pg::tasks::sanitize_utf8("a\xff"
+                                     "b\xe2\x82\xac"
+                                     "c\x01"),
+            "a?b\xe2\x82\xac"
+            "c?");
 }
 
 TEST(Draw, Errors) {

@@ -92,7 +92,7 @@ struct Mode {
   const char* dtype;
   double max_rel_error;
 };
-constexpr Mode kModes[] = {{"bf16", 0.01}, {"int8", 0.05}, {"q4", 1.0}};
+constexpr Mode kModes[] = {{"bf16", 0.02}, {"int8", 0.08}, {"q4", 1.0}};
 
 TEST(QuantQuality, GoldenLogitErrorsWithinDocumentedBounds) {
   for (const std::string& name : pg::testing::golden_model_cases()) {

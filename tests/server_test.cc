@@ -247,8 +247,14 @@ TEST(Server, ModelsHealthAndMetrics) {
   EXPECT_EQ(json::parse(r->body)["status"], "ok");
   ASSERT_EQ(post(c, "/v1/chat/completions", chat_body("caption en", {kPg1 + "/image.png"}))->status, 200);
   post(c, "/v1/chat/completions", json{{"messages", 1}});
-  r = c.Get("/metrics");
-  ASSERT_TRUE(r);
+  // The logger counts a request after its last byte went out: give it a moment.
+  const std::string counted = "pg_http_requests_total{route=\"/v1/chat/completions\",code=\"400\"} 1";
+  for (int i = 0; i < 100; ++i) {
+    r = c.Get("/metrics");
+    ASSERT_TRUE(r);
+    if (r->body.find(counted) != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
   EXPECT_THAT(r->get_header_value("Content-Type"), HasSubstr("text/plain"));
   for (const char* line :
        {"pg_http_requests_total{route=\"/v1/chat/completions\",code=\"200\"} 1",
@@ -389,9 +395,10 @@ TEST(Server, FullQueueGets503WithRetryAfter) {
   o.threads = 1;
   o.max_queue = 1;
   o.retry_after_s = 3;
+  o.limits.max_tokens = 4000;
   TestServer s(o);
   // Long generations (the tiny model never says EOS), sent together: 1 runs, 1 waits.
-  const json body = chat_body("caption en", {kPg1 + "/image.png"}, {{"max_tokens", 512}});
+  const json body = chat_body("caption en", {kPg1 + "/image.png"}, {{"max_tokens", 4000}});
   std::vector<std::future<std::pair<int, std::string>>> replies;
   std::vector<std::string> retry_after(8);
   for (int i = 0; i < 8; ++i) {
@@ -423,9 +430,10 @@ TEST(Server, FullQueueGets503WithRetryAfter) {
 TEST(Server, RequestsPastTheTimeoutGet504) {
   pgserve::ServerOptions o;
   o.timeout_s = 0.02;
+  o.limits.max_tokens = 8000;
   TestServer s(o);
   auto c = s.client();
-  const json body = chat_body("caption en", {kPg1 + "/image.png"}, {{"max_tokens", 512}});
+  const json body = chat_body("caption en", {kPg1 + "/image.png"}, {{"max_tokens", 8000}});
   expect_error(post(c, "/v1/chat/completions", body), 504, "timeout");
   json streamed = body;
   streamed["stream"] = true;
@@ -437,9 +445,11 @@ TEST(Server, RequestsPastTheTimeoutGet504) {
 }
 
 TEST(Server, ClientDisconnectStopsTheGeneration) {
-  TestServer s;
+  pgserve::ServerOptions o;
+  o.limits.max_tokens = 8000;  // long enough (about a second) to hang up in the middle
+  TestServer s(o);
   auto c = s.client();
-  const json body = chat_body("caption en", {kPg1 + "/image.png"}, {{"max_tokens", 512}, {"stream", true}});
+  const json body = chat_body("caption en", {kPg1 + "/image.png"}, {{"max_tokens", 8000}, {"stream", true}});
   int chunks = 0;
   httplib::Request req;
   req.method = "POST";
@@ -458,7 +468,12 @@ TEST(Server, ClientDisconnectStopsTheGeneration) {
     cancelled = metric(c, "pg_generations_cancelled_total{reason=\"disconnect\"}");
   }
   EXPECT_EQ(cancelled, "1");
-  EXPECT_EQ(metric(c, "pg_active_generations"), "0");
+  std::string active;
+  for (int i = 0; i < 100 && active != "0"; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    active = metric(c, "pg_active_generations");
+  }
+  EXPECT_EQ(active, "0");
 }
 
 TEST(Server, ConcurrentGenerationsAgree) {

@@ -16,10 +16,10 @@
 
 namespace {
 
-using ::testing::HasSubstr;
 using nlohmann::json;
 using pg::testing::TempDir;
 using pg::testing::testdata;
+using ::testing::HasSubstr;
 
 struct CliRun {
   int exit_code = -1;
@@ -41,8 +41,8 @@ std::string q(const std::string& s) {
 
 CliRun run_cli(const std::string& args) {
   TempDir tmp;
-  const std::string cmd = std::string(PG_CLI_PATH) + " " + args + " >" + tmp.file("out") + " 2>" + tmp.file("err") +
-                          " </dev/null";
+  const std::string cmd = std::string(PG_CLI_PATH) + " " + args + " >" + tmp.file("out") + " 2>" +
+                          tmp.file("err") + " </dev/null";
   const int status = std::system(cmd.c_str());
   CliRun r;
   r.signaled = WIFSIGNALED(status);
@@ -94,7 +94,8 @@ TEST(TaskCli, CaptionMatchesTheGoldenPrompt) {
   EXPECT_EQ(j["ids"], golden_prompt(0)["generated_ids"]);
   EXPECT_EQ(j["text"], golden_prompt(0)["generated_text"]);
   EXPECT_TRUE(j["objects"].empty());
-  const json l = run_json("caption " + kModel + "--image " + kImage + " --json --long --lang de --max-tokens 2");
+  const json l = run_json("caption " + kModel + "--image " + kImage +
+                          " --json --long --lang de --max-tokens 2");
   expect_task_document(l, "caption", "describe de");
   EXPECT_EQ(l["ids"].size(), 2u);
 }
@@ -107,7 +108,8 @@ TEST(TaskCli, CaptionStreamsTextWithoutJson) {
 }
 
 TEST(TaskCli, AskMatchesTheGoldenPrompt) {
-  const json j = run_json("ask " + kModel + "--image " + kImage + " --question 'what is in the image?' --json "
+  const json j = run_json("ask " + kModel + "--image " + kImage +
+                          " --question 'what is in the image?' --json "
                           "--max-tokens 12");
   expect_task_document(j, "ask", "answer en what is in the image?");
   EXPECT_EQ(golden_prompt(1)["prompt"], "answer en what is in the image?");
@@ -121,7 +123,8 @@ TEST(TaskCli, Ocr) {
 }
 
 TEST(TaskCli, DetectMatchesTheGoldenPromptAndParsesWhatItGot) {
-  const json j = run_json("detect " + kModel + "--image " + kImage + " --objects 'square;circle' --json --max-tokens 12");
+  const json j = run_json("detect " + kModel + "--image " + kImage +
+                          " --objects 'square;circle' --json --max-tokens 12");
   expect_task_document(j, "detect", "detect square ; circle");
   EXPECT_EQ(golden_prompt(2)["prompt"], "detect square ; circle");
   EXPECT_EQ(j["ids"], golden_prompt(2)["generated_ids"]);
@@ -131,8 +134,8 @@ TEST(TaskCli, DetectMatchesTheGoldenPromptAndParsesWhatItGot) {
 }
 
 TEST(TaskCli, SegmentMatchesTheGoldenPrompt) {
-  const json j = run_json("segment " + kModel + "--image " + kImage + " --objects circle --vae " + kVae +
-                          " --json --max-tokens 12");
+  const json j = run_json("segment " + kModel + "--image " + kImage + " --objects circle --vae " +
+                          kVae + " --json --max-tokens 12");
   expect_task_document(j, "segment", "segment circle");
   EXPECT_EQ(golden_prompt(3)["prompt"], "segment circle");
   EXPECT_EQ(j["ids"], golden_prompt(3)["generated_ids"]);
@@ -154,7 +157,8 @@ TEST(TaskCli, DrawWritesThePicture) {
 
 TEST(TaskCli, SeveralImagesAreConsecutiveBlocks) {
   const json g = golden();
-  const json j = run_json("caption " + kModel + "--image " + kImage + " --image " + kPg1 + "/image2.png --json "
+  const json j = run_json("caption " + kModel + "--image " + kImage + " --image " + kPg1 +
+                          "/image2.png --json "
                           "--max-tokens 12");
   EXPECT_EQ(j["image"]["count"], 2);
   EXPECT_EQ(g["multi_image"]["prompt"], "caption en");
@@ -164,7 +168,8 @@ TEST(TaskCli, SeveralImagesAreConsecutiveBlocks) {
 }
 
 TEST(TaskCli, VideoFramesAreConsecutiveBlocks) {
-  const json j = run_json("caption " + kModel + "--video " + kClip + " --frames 3 --json --max-tokens 2");
+  const json j =
+      run_json("caption " + kModel + "--video " + kClip + " --frames 3 --json --max-tokens 2");
   EXPECT_EQ(j["image"]["count"], 3);
   EXPECT_EQ(j["image"]["width"], 32);
   EXPECT_EQ(j["image"]["height"], 24);
@@ -190,7 +195,8 @@ TEST(TaskCli, UsageErrors) {
   EXPECT_EQ(frames.exit_code, 2);
   EXPECT_THAT(frames.err, HasSubstr("--video"));
 
-  CliRun no_vae = run_cli("segment " + kModel + "--image " + kImage + " --objects cat --vae /nonexistent/v.npz");
+  CliRun no_vae = run_cli("segment " + kModel + "--image " + kImage +
+                          " --objects cat --vae /nonexistent/v.npz");
   EXPECT_EQ(no_vae.exit_code, 1);
   EXPECT_THAT(no_vae.err, HasSubstr("/nonexistent/v.npz"));
 
@@ -213,7 +219,8 @@ TEST(TaskCli, UsageErrors) {
 
 // --- parse: exact boxes and every malformed case ---
 
-json parse_cli(const std::string& task, const std::string& text, const std::string& extra = "--width 640 --height 480") {
+json parse_cli(const std::string& task, const std::string& text,
+               const std::string& extra = "--width 640 --height 480") {
   return run_json("parse --task " + task + " " + extra + " --text " + q(text));
 }
 
@@ -228,7 +235,9 @@ std::string segs(const std::vector<int>& codes) {
 }
 
 TEST(ParseCli, ExactBoxes) {
-  const json j = parse_cli("detect", "<loc0256><loc0128><loc0768><loc0896> cat ; <loc0100><loc0100><loc0500><loc0500> dog");
+  const json j = parse_cli(
+      "detect",
+      "<loc0256><loc0128><loc0768><loc0896> cat ; <loc0100><loc0100><loc0500><loc0500> dog");
   ASSERT_EQ(j["objects"].size(), 2u);
   const json& cat = j["objects"][0];
   EXPECT_EQ(cat["label"], "cat");
@@ -248,16 +257,20 @@ TEST(ParseCli, EveryMalformedCaseIsReportedPerEntry) {
   };
   const std::vector<Case> cases = {
       {"detect", "<loc0001><loc0002><loc0003> cat", "expected 4 <loc> tokens (y0 x0 y1 x1), got 3"},
-      {"detect", "<loc0500><loc0100><loc0100><loc0500> cat", "empty box: y1 (<loc100>) is not below y0 (<loc500>)"},
+      {"detect", "<loc0500><loc0100><loc0100><loc0500> cat",
+       "empty box: y1 (<loc100>) is not below y0 (<loc500>)"},
       {"detect", "%% garbage %%", "text without a box: '%% garbage %%'"},
-      {"detect", "<loc1024><loc0000><loc0100><loc0100> cat", "loc value 1024 in '<loc1024>' is out of range 0..1023"},
+      {"detect", "<loc1024><loc0000><loc0100><loc0100> cat",
+       "loc value 1024 in '<loc1024>' is out of range 0..1023"},
       {"segment", "<loc0256><loc0128><loc0768><loc0896>" + segs(std::vector<int>(15, 7)) + " cat",
        "expected 16 <seg> tokens after the box, got 15"},
-      {"segment", "<loc0256><loc0128><loc0768><loc0896><seg128>" + segs(std::vector<int>(15, 7)) + " cat",
+      {"segment",
+       "<loc0256><loc0128><loc0768><loc0896><seg128>" + segs(std::vector<int>(15, 7)) + " cat",
        "seg value 128 in '<seg128>' is out of range 0..127"},
   };
   for (const Case& c : cases) {
-    const std::string ok = c.task == "segment" ? "<loc0100><loc0100><loc0500><loc0500>" + segs(codes) + " dog" : good;
+    const std::string ok =
+        c.task == "segment" ? "<loc0100><loc0100><loc0500><loc0500>" + segs(codes) + " dog" : good;
     const json j = parse_cli(c.task, ok + " ; " + c.bad + " ; " + ok);
     ASSERT_EQ(j["objects"].size(), 3u) << c.bad;
     EXPECT_EQ(j["objects"][1]["error"], c.error) << c.bad;
@@ -271,8 +284,13 @@ TEST(ParseCli, EveryMalformedCaseIsReportedPerEntry) {
 
 TEST(ParseCli, EmptyAndHostileText) {
   EXPECT_TRUE(parse_cli("detect", "")["objects"].empty());
-  const json j = parse_cli("segment", std::string("\xff<seg<loc>>;;<loc0001\xc3"), "--width 1 --height 1");
-  EXPECT_EQ(j["objects"].size(), 1u);
+  // Stray text, a malformed token with a stray label, a cut token: three entries, each with
+  // its error; invalid UTF-8 is replaced in the JSON.
+  const json j =
+      parse_cli("segment", std::string("\xff<seg<loc>>;;<loc0001\xc3"), "--width 1 --height 1");
+  ASSERT_EQ(j["objects"].size(), 3u);
+  for (const json& o : j["objects"]) EXPECT_TRUE(o.contains("error")) << o.dump();
+  EXPECT_EQ(j["objects"][1]["error"], "malformed token '<loc>'");
 }
 
 TEST(ParseCli, SegmentMasksAgainstTheGoldenLogits) {
@@ -284,10 +302,11 @@ TEST(ParseCli, SegmentMasksAgainstTheGoldenLogits) {
   std::memcpy(logits.data(), want->tensors().at("mask_logits").data, 4096 * sizeof(float));
   // A 64x64-pixel box at (0, 0) of a 128x128 image: pixel centres land on the 64x64 grid's
   // centres, so the mask is exactly logits > 0.
-  const std::string text =
-      "<loc0000><loc0000><loc0512><loc0512>" + segs(std::vector<int>(codes.begin(), codes.begin() + 16)) + " circle";
+  const std::string text = "<loc0000><loc0000><loc0512><loc0512>" +
+                           segs(std::vector<int>(codes.begin(), codes.begin() + 16)) + " circle";
   for (const std::string format : {"rle", "png"}) {
-    const json j = parse_cli("segment", text, "--width 128 --height 128 --vae " + kVae + " --mask-format " + format);
+    const json j = parse_cli("segment", text,
+                             "--width 128 --height 128 --vae " + kVae + " --mask-format " + format);
     ASSERT_EQ(j["objects"].size(), 1u);
     const json& o = j["objects"][0];
     EXPECT_FALSE(o.contains("error")) << o.dump();
@@ -306,7 +325,8 @@ TEST(ParseCli, SegmentMasksAgainstTheGoldenLogits) {
       }
     } else {
       // base64 -> PNG -> grey levels 0 / 255
-      static const std::string kB64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+      static const std::string kB64 =
+          "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
       std::string png;
       uint32_t acc = 0;
       int nbits = 0;
@@ -319,7 +339,8 @@ TEST(ParseCli, SegmentMasksAgainstTheGoldenLogits) {
           png += static_cast<char>((acc >> nbits) & 0xff);
         }
       }
-      auto img = pg::image::decode_image(reinterpret_cast<const uint8_t*>(png.data()), png.size(), "mask.png");
+      auto img = pg::image::decode_image(reinterpret_cast<const uint8_t*>(png.data()), png.size(),
+                                         "mask.png");
       ASSERT_TRUE(img.ok()) << img.status().message();
       ASSERT_EQ(img->width, 64);
       for (size_t i = 0; i < 4096; ++i) bits.push_back(img->rgb[i * 3] > 127 ? 1 : 0);
@@ -328,7 +349,9 @@ TEST(ParseCli, SegmentMasksAgainstTheGoldenLogits) {
     int64_t area = 0;
     for (size_t i = 0; i < 4096; ++i) {
       area += bits[i];
-      if (std::fabs(logits[i]) > 1e-4) EXPECT_EQ(bits[i], logits[i] > 0 ? 1 : 0) << format << " pixel " << i;
+      if (std::fabs(logits[i]) > 1e-4) {
+        EXPECT_EQ(bits[i], logits[i] > 0 ? 1 : 0) << format << " pixel " << i;
+      }
     }
     EXPECT_EQ(m["area"], area);
   }
@@ -363,7 +386,8 @@ TEST(ParseCli, Errors) {
   CliRun no_size = run_cli("parse --task detect --text x");
   EXPECT_EQ(no_size.exit_code, 1);
   EXPECT_THAT(no_size.err, HasSubstr("--width and --height"));
-  CliRun bad_vae = run_cli("parse --task segment --width 9 --height 9 --vae " + kPg1 + "/config.json --text x");
+  CliRun bad_vae =
+      run_cli("parse --task segment --width 9 --height 9 --vae " + kPg1 + "/config.json --text x");
   EXPECT_EQ(bad_vae.exit_code, 1);
   EXPECT_THAT(bad_vae.err, HasSubstr(kPg1 + "/config.json: not a readable .npz"));
 }
@@ -381,24 +405,29 @@ TEST(DecodeMaskCli, MatchesTheGolden) {
   for (int r = 0; r < 3; ++r) {
     std::string list;
     for (int i = 0; i < 16; ++i) list += (i ? "," : "") + std::to_string(codes[r * 16 + i]);
-    CliRun run = run_cli("decode-mask --vae " + kVae + " --codes " + list + " --out " + tmp.file("m.npy"));
+    CliRun run =
+        run_cli("decode-mask --vae " + kVae + " --codes " + list + " --out " + tmp.file("m.npy"));
     ASSERT_EQ(run.exit_code, 0) << run.err;
     auto npy = pg::io::read_npy(tmp.file("m.npy"));
     ASSERT_TRUE(npy.ok()) << npy.status().message();
     ASSERT_EQ(npy->shape, (pg::Shape{64, 64}));
-    EXPECT_TRUE(pg::testing::all_close(&logits[r * 4096], reinterpret_cast<const float*>(npy->data.data()), 4096, 1e-4));
+    EXPECT_TRUE(pg::testing::all_close(
+        &logits[r * 4096], reinterpret_cast<const float*>(npy->data.data()), 4096, 1e-4));
   }
 }
 
 TEST(DecodeMaskCli, Errors) {
   TempDir tmp;
   const std::string out = " --out " + tmp.file("m.npy");
-  CliRun fifteen = run_cli("decode-mask --vae " + kVae + " --codes 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15" + out);
+  CliRun fifteen =
+      run_cli("decode-mask --vae " + kVae + " --codes 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15" + out);
   EXPECT_EQ(fifteen.exit_code, 1);
   EXPECT_THAT(fifteen.err, HasSubstr("--codes: expected 16 mask codes, got 15"));
-  CliRun big = run_cli("decode-mask --vae " + kVae + " --codes 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,128" + out);
+  CliRun big = run_cli("decode-mask --vae " + kVae +
+                       " --codes 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,128" + out);
   EXPECT_EQ(big.exit_code, 1);
-  EXPECT_THAT(big.err, HasSubstr("mask code 128 (position 15) is outside the codebook of 128 entries"));
+  EXPECT_THAT(big.err,
+              HasSubstr("mask code 128 (position 15) is outside the codebook of 128 entries"));
   CliRun word = run_cli("decode-mask --vae " + kVae + " --codes 1,2,x,4" + out);
   EXPECT_EQ(word.exit_code, 1);
   EXPECT_THAT(word.err, HasSubstr("--codes: 'x' (item 2) is not an integer"));
@@ -415,13 +444,19 @@ TEST(BatchCli, BadRecordsBecomeErrorLinesAndTheBatchGoesOn) {
   std::filesystem::copy_file(kImage, tmp.file("a.png"));
   std::filesystem::copy_file(kPg1 + "/image2.png", tmp.file("b.png"));
   std::ofstream(tmp.file("tasks.jsonl"))
-      << R"({"image": "a.png", "prompt": "caption en", "id": "first", "max_tokens": 12})" << "\n"
-      << R"({"image": "missing.png", "prompt": "caption en"})" << "\n"
+      << R"({"image": "a.png", "prompt": "caption en", "id": "first", "max_tokens": 12})"
+      << "\n"
+      << R"({"image": "missing.png", "prompt": "caption en"})"
+      << "\n"
       << "\n"
       << "this is not json\n"
-      << R"({"images": ["a.png", "b.png"], "prompt": "caption en", "max_tokens": 12})" << "\n"
-      << R"({"image": "a.png"})" << "\n"
-      << R"({"image": ")" << tmp.file("a.png") << R"(", "prompt": "detect square ; circle", "max_tokens": 3})" << "\n";
+      << R"({"images": ["a.png", "b.png"], "prompt": "caption en", "max_tokens": 12})"
+      << "\n"
+      << R"({"image": "a.png"})"
+      << "\n"
+      << R"({"image": ")" << tmp.file("a.png")
+      << R"(", "prompt": "detect square ; circle", "max_tokens": 3})"
+      << "\n";
   CliRun r = run_cli("run-batch " + kModel + "--input " + tmp.file("tasks.jsonl") + " --output " +
                      tmp.file("results.jsonl") + " --progress");
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -448,11 +483,13 @@ TEST(BatchCli, BadRecordsBecomeErrorLinesAndTheBatchGoesOn) {
 
 TEST(BatchCli, Errors) {
   TempDir tmp;
-  CliRun missing = run_cli("run-batch " + kModel + "--input /nonexistent/t.jsonl --output " + tmp.file("o.jsonl"));
+  CliRun missing = run_cli("run-batch " + kModel + "--input /nonexistent/t.jsonl --output " +
+                           tmp.file("o.jsonl"));
   EXPECT_EQ(missing.exit_code, 1);
   EXPECT_THAT(missing.err, HasSubstr("/nonexistent/t.jsonl: cannot open the batch input"));
   std::ofstream(tmp.file("t.jsonl")) << "{}\n";
-  CliRun no_progress = run_cli("run-batch " + kModel + "--input " + tmp.file("t.jsonl") + " --output " + tmp.file("o.jsonl"));
+  CliRun no_progress = run_cli("run-batch " + kModel + "--input " + tmp.file("t.jsonl") +
+                               " --output " + tmp.file("o.jsonl"));
   EXPECT_EQ(no_progress.exit_code, 0) << no_progress.err;
   EXPECT_THAT(no_progress.err, ::testing::Not(HasSubstr("ETA")));  // stderr is not a terminal
   EXPECT_THAT(slurp(tmp.file("o.jsonl")), HasSubstr("has no \\\"image\\\""));

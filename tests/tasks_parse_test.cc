@@ -11,12 +11,12 @@
 
 namespace {
 
-using ::testing::HasSubstr;
 using pg::tasks::ObjectTask;
 using pg::tasks::ParsedObject;
+using ::testing::HasSubstr;
 
-std::vector<ParsedObject> parse(const std::string& text, ObjectTask task = ObjectTask::kDetect, int w = 640,
-                                int h = 480) {
+std::vector<ParsedObject> parse(const std::string& text, ObjectTask task = ObjectTask::kDetect,
+                                int w = 640, int h = 480) {
   auto r = pg::tasks::parse_objects(text, task, w, h);
   EXPECT_TRUE(r.ok()) << r.status().message();
   return r.ok() ? *r : std::vector<ParsedObject>{};
@@ -48,11 +48,13 @@ TEST(Prompts, ReleasedCheckpointPrompts) {
 
 TEST(Prompts, BadInputIsNamed) {
   EXPECT_THAT(pg::tasks::caption_prompt("", false).status().message(), HasSubstr("language code"));
-  EXPECT_THAT(pg::tasks::caption_prompt("en fr", false).status().message(), HasSubstr("only letters"));
+  EXPECT_THAT(pg::tasks::caption_prompt("en fr", false).status().message(),
+              HasSubstr("only letters"));
   EXPECT_THAT(pg::tasks::ask_prompt("en", "  ").status().message(), HasSubstr("question is empty"));
   EXPECT_THAT(pg::tasks::ask_prompt("en", "a\nb").status().message(), HasSubstr("one line"));
   EXPECT_THAT(pg::tasks::split_objects("  ").status().message(), HasSubstr("object list is empty"));
-  EXPECT_THAT(pg::tasks::split_objects("cat ; ; dog").status().message(), HasSubstr("object name is empty"));
+  EXPECT_THAT(pg::tasks::split_objects("cat ; ; dog").status().message(),
+              HasSubstr("object name is empty"));
   EXPECT_THAT(pg::tasks::split_objects("<loc0001>").status().message(), HasSubstr("'<' or '>'"));
   EXPECT_THAT(pg::tasks::detect_prompt({}).status().message(), HasSubstr("no objects"));
   EXPECT_THAT(pg::tasks::detect_prompt({"a;b"}).status().message(), HasSubstr("';'"));
@@ -60,7 +62,8 @@ TEST(Prompts, BadInputIsNamed) {
 
 TEST(Parse, DetectionBoxesInPixels) {
   // y0 x0 y1 x1 order; x = loc / 1024 * width, y = loc / 1024 * height.
-  auto o = parse("<loc0256><loc0128><loc0768><loc0896> cat ; <loc0100><loc0100><loc0500><loc0500> dog");
+  auto o =
+      parse("<loc0256><loc0128><loc0768><loc0896> cat ; <loc0100><loc0100><loc0500><loc0500> dog");
   ASSERT_EQ(o.size(), 2u);
   EXPECT_EQ(o[0].error, "");
   EXPECT_EQ(o[0].label, "cat");
@@ -79,8 +82,9 @@ TEST(Parse, DetectionBoxesInPixels) {
 }
 
 TEST(Parse, OddSizesMultiWordLabelsAndMissingSeparators) {
-  auto o = parse("<loc0000><loc0000><loc1023><loc1023> red  car <loc0512><loc0256><loc0768><loc0512> a dog;",
-                 ObjectTask::kDetect, 97, 61);
+  auto o = parse(
+      "<loc0000><loc0000><loc1023><loc1023> red  car <loc0512><loc0256><loc0768><loc0512> a dog;",
+      ObjectTask::kDetect, 97, 61);
   ASSERT_EQ(o.size(), 2u);
   EXPECT_EQ(o[0].label, "red  car");
   EXPECT_DOUBLE_EQ(o[0].x1, 1023 / 1024.0 * 97);
@@ -114,8 +118,9 @@ TEST(Parse, FiveLocTokens) {
 }
 
 TEST(Parse, EmptyOrInvertedBoxes) {
-  auto o = parse("<loc0500><loc0100><loc0100><loc0500> cat ; <loc0100><loc0500><loc0500><loc0100> dog ; "
-                 "<loc0100><loc0100><loc0100><loc0500> flat ; <loc0100><loc0100><loc0500><loc0500> ok");
+  auto o = parse(
+      "<loc0500><loc0100><loc0100><loc0500> cat ; <loc0100><loc0500><loc0500><loc0100> dog ; "
+      "<loc0100><loc0100><loc0100><loc0500> flat ; <loc0100><loc0100><loc0500><loc0500> ok");
   ASSERT_EQ(o.size(), 4u);
   EXPECT_EQ(o[0].error, "empty box: y1 (<loc100>) is not below y0 (<loc500>)");
   EXPECT_FALSE(o[0].has_box);
@@ -125,8 +130,9 @@ TEST(Parse, EmptyOrInvertedBoxes) {
 }
 
 TEST(Parse, BadTokens) {
-  auto o = parse("<loc1024><loc0000><loc0100><loc0100> a ; <loc12><loc0000><loc0100><loc0100> b ; "
-                 "<loc><loc0000><loc0100><loc0100> c");
+  auto o = parse(
+      "<loc1024><loc0000><loc0100><loc0100> a ; <loc12><loc0000><loc0100><loc0100> b ; "
+      "<loc><loc0000><loc0100><loc0100> c");
   ASSERT_EQ(o.size(), 3u);
   EXPECT_EQ(o[0].error, "loc value 1024 in '<loc1024>' is out of range 0..1023");
   EXPECT_THAT(o[1].error, HasSubstr("malformed token '<loc12>'"));
@@ -139,8 +145,9 @@ TEST(Parse, BadTokens) {
 }
 
 TEST(Parse, GarbageBetweenEntries) {
-  auto o = parse("<loc0256><loc0128><loc0768><loc0896> cat ; %% garbage %% ; "
-                 "<loc0100><loc0100><loc0500><loc0500> dog");
+  auto o = parse(
+      "<loc0256><loc0128><loc0768><loc0896> cat ; %% garbage %% ; "
+      "<loc0100><loc0100><loc0500><loc0500> dog");
   ASSERT_EQ(o.size(), 3u);
   EXPECT_EQ(o[0].error, "");
   EXPECT_EQ(o[1].error, "text without a box: '%% garbage %%'");
@@ -210,13 +217,15 @@ TEST(Parse, SegCodeOver127) {
 }
 
 TEST(Parse, LocAfterSegs) {
-  auto o = parse("<loc0256><loc0128><loc0768>" + segs(kCodes) + "<loc0896> cat", ObjectTask::kSegment);
+  auto o =
+      parse("<loc0256><loc0128><loc0768>" + segs(kCodes) + "<loc0896> cat", ObjectTask::kSegment);
   ASSERT_EQ(o.size(), 1u);
   EXPECT_THAT(o[0].error, HasSubstr("a <loc> token follows <seg> tokens"));
 }
 
 TEST(Parse, DetectKeepsSixteenCodesAndRejectsOtherCounts) {
-  auto o = parse("<loc0256><loc0128><loc0768><loc0896>" + segs(kCodes) + " cat ; <loc0256><loc0128><loc0768>"
+  auto o = parse("<loc0256><loc0128><loc0768><loc0896>" + segs(kCodes) +
+                 " cat ; <loc0256><loc0128><loc0768>"
                  "<loc0896><seg001> dog");
   ASSERT_EQ(o.size(), 2u);
   EXPECT_EQ(o[0].error, "");
@@ -231,24 +240,27 @@ TEST(Parse, BadImageSize) {
 }
 
 TEST(Parse, RandomTextNeverCrashes) {
-  const std::vector<std::string> pieces = {"<loc0001>", "<loc1023>", "<loc9999>", "<seg000>", "<seg127>",
-                                           "<seg5>",    "<loc",      "<seg",      ">",        "<",
-                                           ";",         " ",         "cat",       "\xff\xfe", "<loc00001>",
-                                           "\n",        "<loc0500>", "<seg099>",  "<>",       "<segX>"};
+  const std::vector<std::string> pieces = {
+      "<loc0001>",  "<loc1023>", "<loc9999>", "<seg000>", "<seg127>", "<seg5>", "<loc",
+      "<seg",       ">",         "<",         ";",        " ",        "cat",    "\xff\xfe",
+      "<loc00001>", "\n",        "<loc0500>", "<seg099>", "<>",       "<segX>"};
   std::mt19937 rng(7);
   for (int t = 0; t < 3000; ++t) {
     std::string text;
     const int n = static_cast<int>(rng() % 40);
     for (int i = 0; i < n; ++i) text += pieces[rng() % pieces.size()];
     for (ObjectTask task : {ObjectTask::kDetect, ObjectTask::kSegment}) {
-      auto r = pg::tasks::parse_objects(text, task, 1 + static_cast<int>(rng() % 2000), 1 + static_cast<int>(rng() % 2000));
+      auto r = pg::tasks::parse_objects(text, task, 1 + static_cast<int>(rng() % 2000),
+                                        1 + static_cast<int>(rng() % 2000));
       ASSERT_TRUE(r.ok());
       for (const auto& o : *r) {
         if (o.has_box) {
           EXPECT_LT(o.x0, o.x1);
           EXPECT_LT(o.y0, o.y1);
         }
-        if (o.error.empty()) EXPECT_TRUE(o.has_box) << text;
+        if (o.error.empty()) {
+          EXPECT_TRUE(o.has_box) << text;
+        }
       }
     }
   }

@@ -1,6 +1,8 @@
 // The segmentation VQ-VAE decoder: the golden tiny-vae case within 1e-4, a decoder of other
 // sizes against a plain PyTorch-semantics reference (so no size is hard-coded), .npz reading
 // (stored and deflated) and its errors.
+#include "tasks/vae.h"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <zip.h>
@@ -13,14 +15,13 @@
 #include "io/npy.h"
 #include "io/safetensors.h"
 #include "tasks/npz.h"
-#include "tasks/vae.h"
 #include "test_util.h"
 
 namespace {
 
-using ::testing::HasSubstr;
 using pg::testing::TempDir;
 using pg::testing::testdata;
+using ::testing::HasSubstr;
 
 const std::string kVae = testdata("golden/tiny-vae/vae.npz");
 
@@ -50,14 +51,16 @@ TEST(Vae, GoldenMaskLogits) {
     std::vector<int> c(codes.begin() + r * 16, codes.begin() + (r + 1) * 16);
     const auto t0 = std::chrono::steady_clock::now();
     auto got = vae->decode(c);
-    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    const double ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     ASSERT_TRUE(got.ok()) << got.status().message();
     ASSERT_EQ(got->size(), 64u * 64u);
     EXPECT_TRUE(pg::testing::all_close(&logits[r * 4096], got->data(), 4096, 1e-4)) << "row " << r;
     worst = std::max(worst, pg::testing::max_abs_error(&logits[r * 4096], got->data(), 4096));
     std::printf("[ vae ] row %lld decoded in %.1f ms\n", static_cast<long long>(r), ms);
   }
-  std::printf("[ vae ] max |error| over %lld code sequences: %.3g\n", static_cast<long long>(rows), worst);
+  std::printf("[ vae ] max |error| over %lld code sequences: %.3g\n", static_cast<long long>(rows),
+              worst);
 }
 
 TEST(Vae, DecodeRejectsBadCodes) {
@@ -70,7 +73,8 @@ TEST(Vae, DecodeRejectsBadCodes) {
   codes[4] = 128;
   auto big = vae->decode(codes);
   ASSERT_FALSE(big.ok());
-  EXPECT_EQ(big.status().message(), "mask code 128 (position 4) is outside the codebook of 128 entries");
+  EXPECT_EQ(big.status().message(),
+            "mask code 128 (position 4) is outside the codebook of 128 entries");
   codes[4] = -1;
   EXPECT_FALSE(vae->decode(codes).ok());
 }
@@ -104,7 +108,8 @@ void write_npz(const std::string& path, const std::vector<Array>& arrays, bool d
     ASSERT_NE(src, nullptr);
     const zip_int64_t idx = zip_file_add(z, name.c_str(), src, ZIP_FL_OVERWRITE);
     ASSERT_GE(idx, 0);
-    zip_set_file_compression(z, static_cast<zip_uint64_t>(idx), deflate ? ZIP_CM_DEFLATE : ZIP_CM_STORE, 0);
+    zip_set_file_compression(z, static_cast<zip_uint64_t>(idx),
+                             deflate ? ZIP_CM_DEFLATE : ZIP_CM_STORE, 0);
   };
   for (const Array& a : arrays) add(a.name + ".npy", pg::io::encode_npy(a.data.data(), a.shape));
   for (const auto& [name, bytes] : raw_entries) add(name, bytes);
@@ -120,7 +125,8 @@ struct Chw {
 
 // torch.nn.Conv2d(stride 1, padding k / 2) with weight [out, in, k, k].
 Chw ref_conv(Chw& x, const Array& w, const Array& b) {
-  const int out = static_cast<int>(w.shape[0]), in = static_cast<int>(w.shape[1]), k = static_cast<int>(w.shape[2]);
+  const int out = static_cast<int>(w.shape[0]), in = static_cast<int>(w.shape[1]),
+            k = static_cast<int>(w.shape[2]);
   Chw y{out, x.h, x.w, std::vector<float>(static_cast<size_t>(out) * x.h * x.w)};
   for (int o = 0; o < out; ++o)
     for (int yy = 0; yy < x.h; ++yy)
@@ -131,7 +137,8 @@ Chw ref_conv(Chw& x, const Array& w, const Array& b) {
             for (int kx = 0; kx < k; ++kx) {
               const int iy = yy + ky - k / 2, ix = xx + kx - k / 2;
               if (iy < 0 || ix < 0 || iy >= x.h || ix >= x.w) continue;
-              s += double{x.at(i, iy, ix)} * w.data[((static_cast<size_t>(o) * in + i) * k + ky) * k + kx];
+              s += double{x.at(i, iy, ix)} *
+                   w.data[((static_cast<size_t>(o) * in + i) * k + ky) * k + kx];
             }
         y.at(o, yy, xx) = static_cast<float>(s);
       }
@@ -141,7 +148,8 @@ Chw ref_conv(Chw& x, const Array& w, const Array& b) {
 // torch.nn.ConvTranspose2d(stride 2, padding 1) with weight [in, out, k, k]:
 // out[o, iy*2 - 1 + ky, ix*2 - 1 + kx] += x[i, iy, ix] * w[i, o, ky, kx].
 Chw ref_conv_t(Chw& x, const Array& w, const Array& b) {
-  const int in = static_cast<int>(w.shape[0]), out = static_cast<int>(w.shape[1]), k = static_cast<int>(w.shape[2]);
+  const int in = static_cast<int>(w.shape[0]), out = static_cast<int>(w.shape[1]),
+            k = static_cast<int>(w.shape[2]);
   const int ho = (x.h - 1) * 2 - 2 + k, wo = (x.w - 1) * 2 - 2 + k;
   std::vector<double> acc(static_cast<size_t>(out) * ho * wo);
   for (int o = 0; o < out; ++o)
@@ -155,7 +163,8 @@ Chw ref_conv_t(Chw& x, const Array& w, const Array& b) {
               const int oy = iy * 2 - 1 + ky, ox = ix * 2 - 1 + kx;
               if (oy < 0 || ox < 0 || oy >= ho || ox >= wo) continue;
               acc[(static_cast<size_t>(o) * ho + oy) * wo + ox] +=
-                  double{x.at(i, iy, ix)} * w.data[((static_cast<size_t>(i) * out + o) * k + ky) * k + kx];
+                  double{x.at(i, iy, ix)} *
+                  w.data[((static_cast<size_t>(i) * out + o) * k + ky) * k + kx];
             }
   Chw y{out, ho, wo, std::vector<float>(acc.begin(), acc.end())};
   return y;
@@ -207,7 +216,8 @@ TEST(Vae, OtherSizesMatchAPlainReference) {
     };
     Chw x{D, 4, 4, std::vector<float>(static_cast<size_t>(D) * 16)};
     for (int p = 0; p < 16; ++p)
-      for (int d = 0; d < D; ++d) x.at(d, p / 4, p % 4) = find("_vq_vae._embedding").data[codes[p] * D + d];
+      for (int d = 0; d < D; ++d)
+        x.at(d, p / 4, p % 4) = find("_vq_vae._embedding").data[codes[p] * D + d];
     x = ref_conv(x, find("decoder.0.weight"), find("decoder.0.bias"));
     relu(x);
     Chw r = ref_conv(x, find("decoder.2.net.0.weight"), find("decoder.2.net.0.bias"));
@@ -222,7 +232,8 @@ TEST(Vae, OtherSizesMatchAPlainReference) {
     relu(x);
     x = ref_conv(x, find("decoder.7.weight"), find("decoder.7.bias"));
     ASSERT_EQ(x.v.size(), got->size());
-    EXPECT_TRUE(pg::testing::all_close(x.v.data(), got->data(), static_cast<int64_t>(x.v.size()), 1e-5));
+    EXPECT_TRUE(
+        pg::testing::all_close(x.v.data(), got->data(), static_cast<int64_t>(x.v.size()), 1e-5));
   }
 }
 
@@ -244,7 +255,8 @@ TEST(VaeErrors, TruncatedArchive) {
   std::ifstream in(kVae, std::ios::binary);
   std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   for (size_t keep : {bytes.size() / 2, bytes.size() - 10, size_t{30}}) {
-    std::ofstream(tmp.file("cut.npz"), std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(keep));
+    std::ofstream(tmp.file("cut.npz"), std::ios::binary)
+        .write(bytes.data(), static_cast<std::streamsize>(keep));
     EXPECT_THAT(load_error(tmp.file("cut.npz")), HasSubstr(tmp.file("cut.npz"))) << keep;
   }
 }
@@ -253,9 +265,12 @@ class VaeArrays : public ::testing::Test {
  protected:
   void SetUp() override {
     std::mt19937 rng(1);
-    arrays_ = {random_array("_vq_vae._embedding", {4, 2}, rng, 1),  random_array("decoder.0.weight", {3, 2, 1, 1}, rng, 1),
-               random_array("decoder.0.bias", {3}, rng, 1),          random_array("decoder.2.weight", {3, 2, 4, 4}, rng, 1),
-               random_array("decoder.2.bias", {2}, rng, 1),          random_array("decoder.4.weight", {1, 2, 1, 1}, rng, 1),
+    arrays_ = {random_array("_vq_vae._embedding", {4, 2}, rng, 1),
+               random_array("decoder.0.weight", {3, 2, 1, 1}, rng, 1),
+               random_array("decoder.0.bias", {3}, rng, 1),
+               random_array("decoder.2.weight", {3, 2, 4, 4}, rng, 1),
+               random_array("decoder.2.bias", {2}, rng, 1),
+               random_array("decoder.4.weight", {1, 2, 1, 1}, rng, 1),
                random_array("decoder.4.bias", {1}, rng, 1)};
   }
   std::string error_with(const std::function<void(std::vector<Array>&)>& edit,
@@ -277,19 +292,34 @@ TEST_F(VaeArrays, SmallValidDecoderLoads) {
 }
 
 TEST_F(VaeArrays, MissingArray) {
-  EXPECT_THAT(error_with([](std::vector<Array>& a) { a.pop_back(); }), HasSubstr("missing array 'decoder.4.bias'"));
+  EXPECT_THAT(error_with([](std::vector<Array>& a) { a.pop_back(); }),
+              HasSubstr("missing array 'decoder.4.bias'"));
   EXPECT_THAT(error_with([](std::vector<Array>& a) { a.erase(a.begin()); }),
               HasSubstr("missing array '_vq_vae._embedding'"));
 }
 
 TEST_F(VaeArrays, WrongShapes) {
-  EXPECT_THAT(error_with([](std::vector<Array>& a) { a[3].shape = {2, 3, 4, 4}; }),
-              HasSubstr("'decoder.2.weight' [2, 3, 4, 4] takes 2 input channels, but the layer before gives 3"));
-  EXPECT_THAT(error_with([](std::vector<Array>& a) { a[4].shape = {3}; a[4].data.push_back(0); }),
+  EXPECT_THAT(
+      error_with([](std::vector<Array>& a) {
+        a[3].shape = {2, 3, 4, 4};
+      }),
+      HasSubstr(
+          "'decoder.2.weight' [2, 3, 4, 4] takes 2 input channels, but the layer before gives 3"));
+  EXPECT_THAT(error_with([](std::vector<Array>& a) {
+                a[4].shape = {3};
+                a[4].data.push_back(0);
+              }),
               HasSubstr("array 'decoder.2.bias' has shape [3], expected [2]"));
-  EXPECT_THAT(error_with([](std::vector<Array>& a) { a[1].shape = {3, 2}; }),
+  EXPECT_THAT(error_with([](std::vector<Array>& a) {
+                a[1].shape = {3, 2};
+              }),
               HasSubstr("'decoder.0.weight' has shape [3, 2], expected 4 dimensions"));
-  EXPECT_THAT(error_with([](std::vector<Array>& a) { a[5].shape = {2, 2, 1, 1}; a[5].data.resize(4); a[6].shape = {2}; a[6].data.resize(2); }),
+  EXPECT_THAT(error_with([](std::vector<Array>& a) {
+                a[5].shape = {2, 2, 1, 1};
+                a[5].data.resize(4);
+                a[6].shape = {2};
+                a[6].data.resize(2);
+              }),
               HasSubstr("the last layer 'decoder.4' must be a conv to 1 channel"));
 }
 

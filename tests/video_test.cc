@@ -1,20 +1,21 @@
 // Video frames: uniform sampling over a small MJPEG AVI whose frame i has red = 25 * i.
 // testdata/tasks/ramp10.avi (8 KB) was made with:
-//   ffmpeg -f lavfi -i "nullsrc=s=32x24:r=10:d=1,geq=r='N*25':g='128':b='255-N*25'" \
-//          -frames:v 10 -c:v mjpeg -q:v 2 -pix_fmt yuvj444p ramp10.avi
+//   ffmpeg -f lavfi -i "nullsrc=s=32x24:r=10:d=1,geq=r='N*25':g='128':b='255-N*25'"
+//          -frames:v 10 -c:v mjpeg -q:v 2 -pix_fmt yuvj444p ramp10.avi  (one line)
+#include "tasks/video.h"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <fstream>
 
-#include "tasks/video.h"
 #include "test_util.h"
 
 namespace {
 
-using ::testing::HasSubstr;
 using pg::testing::TempDir;
 using pg::testing::testdata;
+using ::testing::HasSubstr;
 
 const std::string kClip = testdata("tasks/ramp10.avi");
 

@@ -58,14 +58,14 @@ void draw_progress(size_t done, size_t total, size_t errors, double elapsed) {
   bar.append(static_cast<size_t>(kWidth - filled), '.');
   const double rate = elapsed > 0 ? done / elapsed : 0.0;
   const double eta = rate > 0 ? (total - done) / rate : -1;
-  std::fprintf(stderr, "\r[%s] %zu/%zu records  %.2f records/s  ETA %s  %zu error%s ", bar.c_str(), done, total, rate,
-               format_duration(eta).c_str(), errors, errors == 1 ? "" : "s");
+  std::fprintf(stderr, "\r[%s] %zu/%zu records  %.2f records/s  ETA %s  %zu error%s ", bar.c_str(),
+               done, total, rate, format_duration(eta).c_str(), errors, errors == 1 ? "" : "s");
   std::fflush(stderr);
 }
 
 // The result line of one record (never throws: every failure becomes "error").
-json run_record(const paligemma::Model& model, const paligemma::Vae* vae, const Record& rec, size_t index,
-                const std::filesystem::path& base, int64_t max_tokens) {
+json run_record(const paligemma::Model& model, const paligemma::Vae* vae, const Record& rec,
+                size_t index, const std::filesystem::path& base, int64_t max_tokens) {
   json out;
   out["index"] = index;
   out["line"] = rec.line;
@@ -79,12 +79,14 @@ json run_record(const paligemma::Model& model, const paligemma::Vae* vae, const 
   if (j.contains("id")) out["id"] = j["id"];
 
   std::vector<std::string> paths;
-  if (j.contains("image") && j.contains("images")) return error("give either \"image\" or \"images\", not both");
+  if (j.contains("image") && j.contains("images"))
+    return error("give either \"image\" or \"images\", not both");
   if (j.contains("image")) {
     if (!j["image"].is_string()) return error("\"image\" must be a string (a file path)");
     paths.push_back(j["image"].get<std::string>());
   } else if (j.contains("images")) {
-    if (!j["images"].is_array() || j["images"].empty()) return error("\"images\" must be a non-empty array of paths");
+    if (!j["images"].is_array() || j["images"].empty())
+      return error("\"images\" must be a non-empty array of paths");
     for (const json& p : j["images"]) {
       if (!p.is_string()) return error("\"images\" must hold only strings (file paths)");
       paths.push_back(p.get<std::string>());
@@ -92,7 +94,8 @@ json run_record(const paligemma::Model& model, const paligemma::Vae* vae, const 
   } else {
     return error("the record has no \"image\" (or \"images\")");
   }
-  if (!j.contains("prompt") || !j["prompt"].is_string()) return error("the record has no \"prompt\" string");
+  if (!j.contains("prompt") || !j["prompt"].is_string())
+    return error("the record has no \"prompt\" string");
   const std::string prompt = j["prompt"].get<std::string>();
 
   paligemma::GenerateOptions o;
@@ -120,9 +123,9 @@ json run_record(const paligemma::Model& model, const paligemma::Vae* vae, const 
   out["stop_reason"] = g->stop_reason;
   const bool detect = prompt.rfind("detect ", 0) == 0, segment = prompt.rfind("segment ", 0) == 0;
   if (detect || segment) {
-    auto objects = paligemma::parse_objects(g->text, segment ? paligemma::ObjectTask::kSegment
-                                                             : paligemma::ObjectTask::kDetect,
-                                            images[0].width, images[0].height, vae);
+    auto objects = paligemma::parse_objects(
+        g->text, segment ? paligemma::ObjectTask::kSegment : paligemma::ObjectTask::kDetect,
+        images[0].width, images[0].height, vae);
     if (objects.ok()) out["objects"] = objects_json(*objects, MaskFormat::kRle);
   }
   return out;
@@ -157,14 +160,17 @@ int run_batch(const BatchFlags& f) {
   const std::filesystem::path base = std::filesystem::absolute(f.input).parent_path();
   const bool show = f.progress || isatty(fileno(stderr)) == 1;
   const auto t0 = std::chrono::steady_clock::now();
-  auto elapsed = [&t0] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
+  auto elapsed = [&t0] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
   size_t errors = 0;
   if (show) draw_progress(0, records.size(), 0, 0.0);
   for (size_t i = 0; i < records.size(); ++i) {
     const json r = run_record(*model, vae.get(), records[i], i, base, f.max_tokens);
     if (r.contains("error")) ++errors;
     const std::string text = dump_json(r) + "\n";
-    if (std::fwrite(text.data(), 1, text.size(), out.get()) != text.size() || std::fflush(out.get()) != 0) {
+    if (std::fwrite(text.data(), 1, text.size(), out.get()) != text.size() ||
+        std::fflush(out.get()) != 0) {
       if (show) std::fprintf(stderr, "\n");
       return fail(f.output + ": write failed after " + std::to_string(i) + " records");
     }
@@ -173,8 +179,8 @@ int run_batch(const BatchFlags& f) {
   if (show) std::fprintf(stderr, "\n");
   std::FILE* raw = out.release();
   if (std::fclose(raw) != 0) return fail(f.output + ": write failed");
-  std::fprintf(stderr, "run-batch: %zu records, %zu error%s, %.1f s (model load %.2f s) -> %s\n", records.size(),
-               errors, errors == 1 ? "" : "s", elapsed(), load_s, f.output.c_str());
+  std::fprintf(stderr, "run-batch: %zu records, %zu error%s, %.1f s (model load %.2f s) -> %s\n",
+               records.size(), errors, errors == 1 ? "" : "s", elapsed(), load_s, f.output.c_str());
   return 0;
 }
 
@@ -182,15 +188,20 @@ int run_batch(const BatchFlags& f) {
 
 void register_batch(CLI::App& app, Runners& runners) {
   auto f = std::make_shared<BatchFlags>();
-  CLI::App* cmd = app.add_subcommand("run-batch", "Run many {image, prompt} JSONL records with one loaded model");
+  CLI::App* cmd = app.add_subcommand(
+      "run-batch", "Run many {image, prompt} JSONL records with one loaded model");
   add_model_flags(cmd, f->model);
-  cmd->add_option("--input", f->input, "JSONL: {\"image\": path, \"prompt\": text} per line (paths relative to it)")
+  cmd->add_option("--input", f->input,
+                  "JSONL: {\"image\": path, \"prompt\": text} per line (paths relative to it)")
       ->required();
-  cmd->add_option("--output", f->output, "JSONL results, one line per record, in order")->required();
-  cmd->add_option("--max-tokens", f->max_tokens, "Most tokens per record (default 64; a record's max_tokens wins)")
+  cmd->add_option("--output", f->output, "JSONL results, one line per record, in order")
+      ->required();
+  cmd->add_option("--max-tokens", f->max_tokens,
+                  "Most tokens per record (default 64; a record's max_tokens wins)")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--vae", f->vae, "vae-oid.npz: masks for \"segment ...\" records");
-  cmd->add_flag("--progress", f->progress, "Draw the progress bar even when stderr is not a terminal");
+  cmd->add_flag("--progress", f->progress,
+                "Draw the progress bar even when stderr is not a terminal");
   runners["run-batch"] = [f] { return run_batch(*f); };
 }
 

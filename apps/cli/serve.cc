@@ -72,6 +72,15 @@ int run_serve(ServeFlags& f) {
   }).detach();
 
   const auto t0 = std::chrono::steady_clock::now();
+  if (!o.vae_path.empty()) {
+    auto vae = paligemma::Vae::load(o.vae_path);
+    if (!vae.ok()) {
+      server.stop();
+      listener.join();
+      return fail(vae.status().message());
+    }
+    server.set_vae(std::make_shared<const paligemma::Vae>(std::move(*vae)));
+  }
   auto model = paligemma::Model::load(f.model);
   if (!model.ok()) {
     server.stop();

@@ -15,7 +15,8 @@ json object_json(const paligemma::DetectedObject& o, MaskFormat format) {
   std::string error = o.error;
   if (o.mask) {
     const paligemma::Mask& m = *o.mask;
-    json mj = {{"x0", m.x0}, {"y0", m.y0}, {"width", m.width}, {"height", m.height}, {"area", m.area()}};
+    json mj = {
+        {"x0", m.x0}, {"y0", m.y0}, {"width", m.width}, {"height", m.height}, {"area", m.area()}};
     if (format == MaskFormat::kPng) {
       auto png = m.png();
       if (png.ok()) {
@@ -52,6 +53,8 @@ void add_generation_json(json& j, const paligemma::Generation& g, double load_s)
                   {"ttft_s", tm.ttft_s}, {"decode_s", tm.decode_s}, {"decode_tok_s", tok_s}};
 }
 
-std::string dump_json(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+std::string dump_json(const json& j) {
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
 
 }  // namespace cli

@@ -16,7 +16,8 @@ enum class MaskFormat { kRle, kPng };
 // "codes": [16 seg codes]?, "mask": {x0,y0,width,height,area, rle: [...] | png_base64}?,
 // "error"?, "text"? (the entry's source, with an error)}.
 nlohmann::json object_json(const paligemma::DetectedObject& o, MaskFormat format);
-nlohmann::json objects_json(const std::vector<paligemma::DetectedObject>& objects, MaskFormat format);
+nlohmann::json objects_json(const std::vector<paligemma::DetectedObject>& objects,
+                            MaskFormat format);
 
 // The generation fields shared by every task result: ids, prompt_tokens, stop_reason, timings.
 void add_generation_json(nlohmann::json& j, const paligemma::Generation& g, double load_s);

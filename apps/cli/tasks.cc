@@ -1,7 +1,10 @@
-// build/paligemma caption | ask | ocr | detect | segment | parse | decode-mask (run-batch: batch.cc)
+// build/paligemma caption | ask | ocr | detect | segment | parse | decode-mask (run-batch:
+// batch.cc)
 //
 // Each task command builds the released checkpoints' prompt, generates, and parses the answer
 // (SPEC section 5); --json prints one document, --draw writes a picture of the result.
+#include "paligemma/tasks.h"
+
 #include <charconv>
 #include <chrono>
 #include <cstdio>
@@ -10,7 +13,6 @@
 #include <vector>
 
 #include "command.h"
-#include "paligemma/tasks.h"
 #include "task_json.h"
 
 namespace cli {
@@ -58,7 +60,9 @@ int64_t default_max_tokens(Kind k, bool long_caption) {
   return 64;
 }
 
-MaskFormat mask_format(const std::string& s) { return s == "png" ? MaskFormat::kPng : MaskFormat::kRle; }
+MaskFormat mask_format(const std::string& s) {
+  return s == "png" ? MaskFormat::kPng : MaskFormat::kRle;
+}
 
 // The images of --image (in order) or the frames of --video.
 paligemma::Result<std::vector<paligemma::RgbImage>> load_inputs(const TaskFlags& f) {
@@ -78,10 +82,11 @@ void print_objects(const std::vector<paligemma::DetectedObject>& objects) {
       std::printf("error: %s (in '%s')\n", o.error.c_str(), o.source.c_str());
       continue;
     }
-    std::printf("%s\t%.2f %.2f %.2f %.2f", o.label.c_str(), o.box->x0, o.box->y0, o.box->x1, o.box->y1);
+    std::printf("%s\t%.2f %.2f %.2f %.2f", o.label.c_str(), o.box->x0, o.box->y0, o.box->x1,
+                o.box->y1);
     if (o.mask) {
-      std::printf("\tmask %dx%d+%d+%d area %lld", o.mask->width, o.mask->height, o.mask->x0, o.mask->y0,
-                  static_cast<long long>(o.mask->area()));
+      std::printf("\tmask %dx%d+%d+%d area %lld", o.mask->width, o.mask->height, o.mask->x0,
+                  o.mask->y0, static_cast<long long>(o.mask->area()));
     }
     std::printf("\n");
   }
@@ -129,7 +134,8 @@ int run_task(Kind kind, const TaskFlags& f) {
   }
   auto r = [&]() -> paligemma::Result<paligemma::TaskResult> {
     switch (kind) {
-      case Kind::kCaption: return paligemma::caption(*model, *images, f.lang, f.long_caption, o, stream);
+      case Kind::kCaption:
+        return paligemma::caption(*model, *images, f.lang, f.long_caption, o, stream);
       case Kind::kAsk: return paligemma::ask(*model, *images, f.question, f.lang, o, stream);
       case Kind::kOcr: return paligemma::ocr(*model, *images, o, stream);
       case Kind::kDetect: return paligemma::detect(*model, *images, objects, o);
@@ -174,34 +180,40 @@ void add_task_command(CLI::App& app, Runners& runners, Kind kind, const char* he
   CLI::App* cmd = app.add_subcommand(kind_name(kind), help);
   add_model_flags(cmd, f->model);
   CLI::Option_group* input = cmd->add_option_group("input", "The picture(s): --image or --video");
-  input->add_option("--image", f->images, "Image file (JPEG or PNG); repeat for several images, in order");
-  auto* video = input->add_option("--video", f->video, "Video file: --frames frames sampled uniformly");
+  input->add_option("--image", f->images,
+                    "Image file (JPEG or PNG); repeat for several images, in order");
+  auto* video =
+      input->add_option("--video", f->video, "Video file: --frames frames sampled uniformly");
   input->require_option(1);
   cmd->add_option("--frames", f->frames, "Frames to sample from --video (default 16)")
       ->check(CLI::Range(1, 1024))
       ->needs(video);
-  cmd->add_option("--max-tokens", f->max_tokens, "Most tokens to generate (default: depends on the task)")
+  cmd->add_option("--max-tokens", f->max_tokens,
+                  "Most tokens to generate (default: depends on the task)")
       ->check(CLI::PositiveNumber);
   cmd->add_flag("--json", f->json, "Print one JSON document: text, objects, ids, timings");
   cmd->add_option("--draw", f->draw, "Write the (first) image with the result drawn on it, as PNG");
   switch (kind) {
     case Kind::kCaption:
       cmd->add_option("--lang", f->lang, "Language code of the caption (default en)");
-      cmd->add_flag("--long", f->long_caption, "A long description (\"describe xx\") instead of a caption");
+      cmd->add_flag("--long", f->long_caption,
+                    "A long description (\"describe xx\") instead of a caption");
       break;
     case Kind::kAsk:
       cmd->add_option("--question", f->question, "The question, one line")->required();
       cmd->add_option("--lang", f->lang, "Language code of the question (default en)");
       break;
-    case Kind::kOcr:
-      break;
+    case Kind::kOcr: break;
     case Kind::kSegment:
       cmd->add_option("--vae", f->vae, "The mask decoder: big_vision's vae-oid.npz")->required();
-      cmd->add_option("--mask-format", f->mask_format, "Masks in --json as rle (default) or png (base64)")
+      cmd->add_option("--mask-format", f->mask_format,
+                      "Masks in --json as rle (default) or png (base64)")
           ->check(CLI::IsMember({"rle", "png"}));
       [[fallthrough]];
     case Kind::kDetect:
-      cmd->add_option("--objects", f->objects, "What to find, separated by ';' (e.g. \"cat ; dog\")")->required();
+      cmd->add_option("--objects", f->objects,
+                      "What to find, separated by ';' (e.g. \"cat ; dog\")")
+          ->required();
       break;
   }
   runners[kind_name(kind)] = [f, kind] { return run_task(kind, *f); };
@@ -239,7 +251,8 @@ int run_parse(const ParseFlags& f) {
   } else if (!f.draw.empty()) {
     return fail("--draw needs --image (the picture to draw on)");
   }
-  const auto task = f.task == "segment" ? paligemma::ObjectTask::kSegment : paligemma::ObjectTask::kDetect;
+  const auto task =
+      f.task == "segment" ? paligemma::ObjectTask::kSegment : paligemma::ObjectTask::kDetect;
   auto objects = paligemma::parse_objects(f.text, task, width, height, vae.get());
   if (!objects.ok()) return fail(objects.status().message());
   if (!f.draw.empty()) {
@@ -275,8 +288,9 @@ paligemma::Result<std::vector<int>> parse_codes(const std::string& s) {
     int v = 0;
     const auto [ptr, ec] = std::from_chars(s.data() + a, s.data() + b, v);
     if (a == b || ec != std::errc() || ptr != s.data() + b) {
-      return paligemma::Status(paligemma::StatusCode::kInvalidArgument, "--codes: '" + s.substr(a, b - a) + "' (item " + std::to_string(out.size()) +
-                                  ") is not an integer");
+      return paligemma::Status(paligemma::StatusCode::kInvalidArgument,
+                               "--codes: '" + s.substr(a, b - a) + "' (item " +
+                                   std::to_string(out.size()) + ") is not an integer");
     }
     out.push_back(v);
     if (end == s.size()) break;
@@ -301,19 +315,32 @@ int run_decode_mask(const DecodeMaskFlags& f) {
 }  // namespace
 
 void register_tasks(CLI::App& app, Runners& runners) {
-  add_task_command(app, runners, Kind::kCaption, "Caption images (\"caption xx\", or \"describe xx\" with --long)");
-  add_task_command(app, runners, Kind::kAsk, "Answer a question about images (\"answer xx QUESTION\")");
+  add_task_command(app, runners, Kind::kCaption,
+                   "Caption images (\"caption xx\", or \"describe xx\" with --long)");
+  add_task_command(app, runners, Kind::kAsk,
+                   "Answer a question about images (\"answer xx QUESTION\")");
   add_task_command(app, runners, Kind::kOcr, "Read the text in an image (\"ocr\")");
-  add_task_command(app, runners, Kind::kDetect, "Find objects: boxes with labels (\"detect a ; b\")");
-  add_task_command(app, runners, Kind::kSegment, "Segment objects: boxes and masks (\"segment a ; b\")");
+  add_task_command(app, runners, Kind::kDetect,
+                   "Find objects: boxes with labels (\"detect a ; b\")");
+  add_task_command(app, runners, Kind::kSegment,
+                   "Segment objects: boxes and masks (\"segment a ; b\")");
 
   auto pf = std::make_shared<ParseFlags>();
-  CLI::App* parse = app.add_subcommand("parse", "Parse a detect/segment answer into JSON boxes and masks");
-  parse->add_option("--task", pf->task, "detect or segment")->required()->check(CLI::IsMember({"detect", "segment"}));
-  auto* image = parse->add_option("--image", pf->image, "The image (its size frames the boxes; --draw draws on it)");
-  parse->add_option("--width", pf->width, "Image width in pixels")->check(CLI::Range(1, 1 << 20))->excludes(image);
-  parse->add_option("--height", pf->height, "Image height in pixels")->check(CLI::Range(1, 1 << 20))->excludes(image);
-  parse->add_option("--draw", pf->draw, "Write the image with the objects drawn on it, as PNG")->needs(image);
+  CLI::App* parse =
+      app.add_subcommand("parse", "Parse a detect/segment answer into JSON boxes and masks");
+  parse->add_option("--task", pf->task, "detect or segment")
+      ->required()
+      ->check(CLI::IsMember({"detect", "segment"}));
+  auto* image = parse->add_option("--image", pf->image,
+                                  "The image (its size frames the boxes; --draw draws on it)");
+  parse->add_option("--width", pf->width, "Image width in pixels")
+      ->check(CLI::Range(1, 1 << 20))
+      ->excludes(image);
+  parse->add_option("--height", pf->height, "Image height in pixels")
+      ->check(CLI::Range(1, 1 << 20))
+      ->excludes(image);
+  parse->add_option("--draw", pf->draw, "Write the image with the objects drawn on it, as PNG")
+      ->needs(image);
   parse->add_option("--vae", pf->vae, "vae-oid.npz: decode segmentation masks");
   parse->add_option("--text", pf->text, "The model's output")->required();
   parse->add_option("--mask-format", pf->mask_format, "Masks as rle (default) or png (base64)")
@@ -321,7 +348,8 @@ void register_tasks(CLI::App& app, Runners& runners) {
   runners["parse"] = [pf] { return run_parse(*pf); };
 
   auto df = std::make_shared<DecodeMaskFlags>();
-  CLI::App* dm = app.add_subcommand("decode-mask", "Decode 16 segmentation codes to mask logits (.npy)");
+  CLI::App* dm =
+      app.add_subcommand("decode-mask", "Decode 16 segmentation codes to mask logits (.npy)");
   dm->add_option("--vae", df->vae, "big_vision's vae-oid.npz")->required();
   dm->add_option("--codes", df->codes, "The codes, comma-separated: c0,c1,...,c15")->required();
   dm->add_option("--out", df->out, "Output: float32 .npy [64, 64] mask logits")->required();

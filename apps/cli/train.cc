@@ -68,7 +68,7 @@ class ProgressPrinter {
       return;
     }
     const bool last = p.step == p.total_steps;
-    if (!tty_ && !last && log_every_ > 0 && p.step % log_every_ != 0) return;
+    if (!tty_ && !last && (log_every_ <= 0 || p.step % log_every_ != 0)) return;
     constexpr int kWidth = 24;
     const int filled = p.total_steps > 0 ? static_cast<int>(kWidth * p.step / p.total_steps) : kWidth;
     std::string bar(static_cast<size_t>(filled), '#');
@@ -190,7 +190,7 @@ void register_train(CLI::App& app, Runners& runners) {
   t->add_option("--eval-max-tokens", o.eval_max_tokens, "Longest greedy answer in evaluation (default 32)")
       ->check(CLI::PositiveNumber);
   t->add_option("--threads", tf->threads, "Threads (default: all cores)")->check(CLI::NonNegativeNumber);
-  t->add_option("--log-every", tf->log_every, "Without a terminal, print progress every N steps (default 10)")
+  t->add_option("--log-every", tf->log_every, "Without a terminal, print progress every N steps (0: the last only; default 10)")
       ->check(CLI::NonNegativeNumber);
   t->add_flag("--json", tf->json, "Print a JSON summary on stdout at the end");
   runners["train"] = [tf] { return run_train(*tf); };

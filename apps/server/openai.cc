@@ -265,6 +265,10 @@ Parsed<TaskRequest> task_from_object(TaskKind kind, const json& j, const std::st
           std::string::npos) {
     return bad("'language' must be a language code such as 'en'", "invalid_language", "language");
   }
+  PG_TRY(get_string(j, "mask_format", &t.mask_format));
+  if (t.mask_format != "rle" && t.mask_format != "png") {
+    return bad("'mask_format' must be 'rle' or 'png'", "invalid_mask_format", "mask_format");
+  }
   std::string prompt;
   PG_TRY(get_string(j, "prompt", &prompt));
   if (kind == TaskKind::kAsk) {

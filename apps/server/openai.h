@@ -79,12 +79,14 @@ struct TaskRequest {
   std::string language = "en";       // caption / ask
   std::string question;              // ask
   std::vector<std::string> objects;  // detect / segment
+  std::string mask_format = "rle";  // segment: masks as run lengths ("rle") or PNG ("png")
   Sampling sampling;
   bool stream = false;
 };
 
 // Takes a task kind, a JSON body ({"image": base64 or data: URL, "question" | "objects" |
-// "prompt", "language", "max_tokens", "stream", "temperature", "top_p", "seed"}) and the
+// "prompt", "language", "mask_format", "max_tokens", "stream", "temperature", "top_p",
+// "top_k", "seed"}) and the
 // limits; returns the request or an error.
 Parsed<TaskRequest> parse_task_json(TaskKind kind, std::string_view body, const Limits& limits);
 

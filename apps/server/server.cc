@@ -3,6 +3,7 @@
 #include "server.h"
 
 #include <signal.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -225,6 +226,16 @@ void Server::Impl::set_model(std::shared_ptr<const paligemma::Model> m) {
   model_ = std::move(m);
 }
 
+std::shared_ptr<const paligemma::Vae> Server::Impl::vae() const {
+  std::lock_guard<std::mutex> lock(model_mutex_);
+  return vae_;
+}
+
+void Server::Impl::set_vae(std::shared_ptr<const paligemma::Vae> v) {
+  std::lock_guard<std::mutex> lock(model_mutex_);
+  vae_ = std::move(v);
+}
+
 std::string Server::Impl::new_id() {
   // A counter mixed with a per-process random value: unique here, unpredictable across runs.
   uint64_t x = id_base + 0x9E3779B97F4A7C15ull * (next_id.fetch_add(1) + 1);
@@ -255,6 +266,12 @@ Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>(std::move(o
   s.http.set_read_timeout(30);
   s.http.set_write_timeout(10);
   s.http.set_tcp_nodelay(true);
+  // SO_REUSEADDR only: httplib's default adds SO_REUSEPORT, with which a second server on a
+  // busy port would start and silently share it instead of failing.
+  s.http.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
   setup_routes(s);
 }
 
@@ -295,5 +312,6 @@ void Server::stop() {
 }
 
 void Server::set_model(std::shared_ptr<const paligemma::Model> model) { impl_->set_model(std::move(model)); }
+void Server::set_vae(std::shared_ptr<const paligemma::Vae> vae) { impl_->set_vae(std::move(vae)); }
 
 }  // namespace pgserve

@@ -15,6 +15,7 @@
 
 #include "openai.h"
 #include "paligemma/paligemma.h"
+#include "paligemma/tasks.h"
 
 namespace pgserve {
 
@@ -55,6 +56,9 @@ class Server {
   // Hands over the loaded model: /health turns 200 and /v1/* requests are served. Before
   // that they get 503 with Retry-After.
   void set_model(std::shared_ptr<const paligemma::Model> model);
+  // Hands over the segmentation mask decoder: /v1/segment answers then carry masks. Call
+  // before set_model.
+  void set_vae(std::shared_ptr<const paligemma::Vae> vae);
 
   struct Impl;
 
@@ -62,9 +66,9 @@ class Server {
   std::unique_ptr<Impl> impl_;
 };
 
-// Takes a prompt such as the released mix checkpoints expect; the task prompts:
-// caption -> "caption en", ask -> "answer en Q", detect -> "detect a ; b", segment ->
-// "segment a". Exposed for tests.
-std::string task_prompt(const TaskRequest& t);
+// Takes a task request; returns the prompt the released mix checkpoints expect, built by
+// the task layer: "caption en", "answer en Q", "detect a ; b", "segment a", or the task
+// layer's error for a bad language or object list.
+paligemma::Result<std::string> task_prompt(const TaskRequest& t);
 
 }  // namespace pgserve

@@ -56,6 +56,9 @@ struct Server::Impl {
   // The loaded model, or null while loading.
   std::shared_ptr<const paligemma::Model> model() const;
   void set_model(std::shared_ptr<const paligemma::Model> m);
+  // The segmentation mask decoder, or null.
+  std::shared_ptr<const paligemma::Vae> vae() const;
+  void set_vae(std::shared_ptr<const paligemma::Vae> v);
 
   // A fresh id suffix (16 hex digits), unique in this process.
   std::string new_id();
@@ -63,6 +66,7 @@ struct Server::Impl {
  private:
   mutable std::mutex model_mutex_;
   std::shared_ptr<const paligemma::Model> model_;
+  std::shared_ptr<const paligemma::Vae> vae_;
 };
 
 // Sets an error response: status, JSON body, and for 503 a Retry-After header. Records the

@@ -33,6 +33,8 @@ struct RgbImage {
 
 // Decodes a JPEG (EXIF orientation applied) or PNG file. Errors name the file.
 Result<RgbImage> load_image(const std::string& path);
+// The same from encoded bytes (e.g. an upload); `name` appears in error messages.
+Result<RgbImage> decode_image(std::string_view bytes, const std::string& name);
 // `num_frames` frames sampled uniformly over a video file (any container and codec FFmpeg
 // decodes): frame floor((i + 0.5) * F / num_frames) of its F frames. Errors name the file.
 Result<std::vector<RgbImage>> sample_video_frames(const std::string& path, int num_frames);
@@ -52,8 +54,8 @@ struct Box {
 struct Mask {
   int x0 = 0, y0 = 0;
   int width = 0, height = 0;
-  std::vector<uint8_t> bits;   // [height, width], row-major, 1 = object
-  std::vector<float> logits;   // [logits_size, logits_size]: the decoder's output
+  std::vector<uint8_t> bits;  // [height, width], row-major, 1 = object
+  std::vector<float> logits;  // [logits_size, logits_size]: the decoder's output
   int logits_size = 0;
 
   // Row-major run lengths, alternating 0-runs and 1-runs, starting with a (possibly empty)
@@ -110,30 +112,32 @@ Result<std::vector<DetectedObject>> parse_objects(std::string_view text, ObjectT
 
 // The released checkpoints' prompts. Errors name the bad field.
 Result<std::vector<std::string>> split_objects(const std::string& list);  // "cat ; dog"
-Result<std::string> caption_prompt(const std::string& lang, bool long_caption);  // caption/describe xx
-Result<std::string> ask_prompt(const std::string& lang, const std::string& question);  // answer xx ...
-std::string ocr_prompt();                                                        // ocr
-Result<std::string> detect_prompt(const std::vector<std::string>& objects);      // detect a ; b
-Result<std::string> segment_prompt(const std::vector<std::string>& objects);     // segment a ; b
+Result<std::string> caption_prompt(const std::string& lang,
+                                   bool long_caption);  // caption/describe xx
+Result<std::string> ask_prompt(const std::string& lang,
+                               const std::string& question);                  // answer xx ...
+std::string ocr_prompt();                                                     // ocr
+Result<std::string> detect_prompt(const std::vector<std::string>& objects);   // detect a ; b
+Result<std::string> segment_prompt(const std::vector<std::string>& objects);  // segment a ; b
 
 struct TaskResult {
   std::string prompt;
   std::string text;                     // the raw answer
   std::vector<DetectedObject> objects;  // detect / segment
   Generation generation;
-  int width = 0, height = 0;            // of the first image: the boxes' frame
+  int width = 0, height = 0;  // of the first image: the boxes' frame
 };
 
 // Each runs generation on `images` (one, several, or video frames) with the task's prompt.
 // Boxes are relative to the first image.
-Result<TaskResult> caption(const Model& model, const std::vector<RgbImage>& images, const std::string& lang,
-                           bool long_caption, const GenerateOptions& options,
-                           const TextCallback& on_text = nullptr);
-Result<TaskResult> ask(const Model& model, const std::vector<RgbImage>& images, const std::string& question,
-                       const std::string& lang, const GenerateOptions& options,
-                       const TextCallback& on_text = nullptr);
-Result<TaskResult> ocr(const Model& model, const std::vector<RgbImage>& images, const GenerateOptions& options,
-                       const TextCallback& on_text = nullptr);
+Result<TaskResult> caption(const Model& model, const std::vector<RgbImage>& images,
+                           const std::string& lang, bool long_caption,
+                           const GenerateOptions& options, const TextCallback& on_text = nullptr);
+Result<TaskResult> ask(const Model& model, const std::vector<RgbImage>& images,
+                       const std::string& question, const std::string& lang,
+                       const GenerateOptions& options, const TextCallback& on_text = nullptr);
+Result<TaskResult> ocr(const Model& model, const std::vector<RgbImage>& images,
+                       const GenerateOptions& options, const TextCallback& on_text = nullptr);
 Result<TaskResult> detect(const Model& model, const std::vector<RgbImage>& images,
                           const std::vector<std::string>& objects, const GenerateOptions& options);
 Result<TaskResult> segment(const Model& model, const std::vector<RgbImage>& images,
@@ -146,10 +150,11 @@ struct DrawOptions {
 };
 // The image with each valid object's mask (translucent), box and label drawn on it, as PNG
 // bytes; entries with an error are skipped. draw_objects writes them to `path`.
-Result<std::string> render_objects(const RgbImage& image, const std::vector<DetectedObject>& objects,
+Result<std::string> render_objects(const RgbImage& image,
+                                   const std::vector<DetectedObject>& objects,
                                    const DrawOptions& options = {});
-Status draw_objects(const RgbImage& image, const std::vector<DetectedObject>& objects, const std::string& path,
-                    const DrawOptions& options = {});
+Status draw_objects(const RgbImage& image, const std::vector<DetectedObject>& objects,
+                    const std::string& path, const DrawOptions& options = {});
 
 // Standard base64 (RFC 4648, '=' padded), e.g. for Mask::png() in JSON.
 std::string base64_encode(std::string_view bytes);

@@ -33,9 +33,9 @@ RgbImage to_public(pg::image::Image img) {
 Result<pg::image::Image> to_internal(const RgbImage& img, const std::string& what) {
   if (img.width < 1 || img.height < 1 ||
       img.rgb.size() != static_cast<size_t>(img.width) * static_cast<size_t>(img.height) * 3) {
-    return pg::invalid_argument(what + ": an RGB image of " + std::to_string(img.width) + "x" +
-                                std::to_string(img.height) + " needs width * height * 3 bytes, got " +
-                                std::to_string(img.rgb.size()));
+    return pg::invalid_argument(
+        what + ": an RGB image of " + std::to_string(img.width) + "x" + std::to_string(img.height) +
+        " needs width * height * 3 bytes, got " + std::to_string(img.rgb.size()));
   }
   pg::image::Image out;
   out.width = img.width;
@@ -45,15 +45,17 @@ Result<pg::image::Image> to_internal(const RgbImage& img, const std::string& wha
 }
 
 // Generation with a task prompt; fills everything but the objects.
-Result<TaskResult> run_task(const Model& model, const std::vector<RgbImage>& images, Result<std::string> prompt,
-                            const GenerateOptions& options, const TextCallback& on_text) {
+Result<TaskResult> run_task(const Model& model, const std::vector<RgbImage>& images,
+                            Result<std::string> prompt, const GenerateOptions& options,
+                            const TextCallback& on_text) {
   if (!prompt.ok()) return prompt.status();
   if (images.empty()) return pg::invalid_argument("no image given");
   TaskResult r;
   r.prompt = std::move(*prompt);
   r.width = images[0].width;
   r.height = images[0].height;
-  PG_ASSIGN_OR_RETURN(r.generation, generate_from_images(model, images, r.prompt, options, on_text));
+  PG_ASSIGN_OR_RETURN(r.generation,
+                      generate_from_images(model, images, r.prompt, options, on_text));
   r.text = r.generation.text;
   return r;
 }
@@ -65,8 +67,16 @@ Result<RgbImage> load_image(const std::string& path) {
   return to_public(std::move(img));
 }
 
+Result<RgbImage> decode_image(std::string_view bytes, const std::string& name) {
+  PG_ASSIGN_OR_RETURN(
+      pg::image::Image img,
+      pg::image::decode_image(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), name));
+  return to_public(std::move(img));
+}
+
 Result<std::vector<RgbImage>> sample_video_frames(const std::string& path, int num_frames) {
-  PG_ASSIGN_OR_RETURN(std::vector<pg::image::Image> frames, pg::tasks::sample_video_frames(path, num_frames));
+  PG_ASSIGN_OR_RETURN(std::vector<pg::image::Image> frames,
+                      pg::tasks::sample_video_frames(path, num_frames));
   std::vector<RgbImage> out;
   out.reserve(frames.size());
   for (pg::image::Image& f : frames) out.push_back(to_public(std::move(f)));
@@ -94,9 +104,10 @@ std::vector<int64_t> Mask::rle() const {
 }
 
 Result<std::string> Mask::png() const {
-  if (bits.size() != static_cast<size_t>(std::max(width, 0)) * static_cast<size_t>(std::max(height, 0))) {
-    return pg::invalid_argument("mask of " + std::to_string(width) + "x" + std::to_string(height) + " holds " +
-                                std::to_string(bits.size()) + " values");
+  if (bits.size() !=
+      static_cast<size_t>(std::max(width, 0)) * static_cast<size_t>(std::max(height, 0))) {
+    return pg::invalid_argument("mask of " + std::to_string(width) + "x" + std::to_string(height) +
+                                " holds " + std::to_string(bits.size()) + " values");
   }
   pg::tasks::BinaryMask m{x0, y0, width, height, bits};
   return pg::tasks::mask_png(m);
@@ -124,14 +135,18 @@ Result<Vae> Vae::load(const std::string& npz_path) {
 int Vae::codebook_size() const { return impl_->decoder.codebook_size(); }
 int Vae::num_codes() const { return impl_->decoder.num_codes(); }
 int Vae::mask_size() const { return impl_->decoder.mask_size(); }
-Result<std::vector<float>> Vae::decode(const std::vector<int>& codes) const { return impl_->decoder.decode(codes); }
+Result<std::vector<float>> Vae::decode(const std::vector<int>& codes) const {
+  return impl_->decoder.decode(codes);
+}
 
 // Parsing
 
-Result<std::vector<DetectedObject>> parse_objects(std::string_view text, ObjectTask task, int width, int height,
-                                                  const Vae* vae) {
-  const auto t = task == ObjectTask::kSegment ? pg::tasks::ObjectTask::kSegment : pg::tasks::ObjectTask::kDetect;
-  PG_ASSIGN_OR_RETURN(std::vector<pg::tasks::ParsedObject> parsed, pg::tasks::parse_objects(text, t, width, height));
+Result<std::vector<DetectedObject>> parse_objects(std::string_view text, ObjectTask task, int width,
+                                                  int height, const Vae* vae) {
+  const auto t = task == ObjectTask::kSegment ? pg::tasks::ObjectTask::kSegment
+                                              : pg::tasks::ObjectTask::kDetect;
+  PG_ASSIGN_OR_RETURN(std::vector<pg::tasks::ParsedObject> parsed,
+                      pg::tasks::parse_objects(text, t, width, height));
   std::vector<DetectedObject> out;
   out.reserve(parsed.size());
   for (pg::tasks::ParsedObject& p : parsed) {
@@ -150,8 +165,8 @@ Result<std::vector<DetectedObject>> parse_objects(std::string_view text, ObjectT
         if (o.error.empty()) o.error = logits.status().message();
       } else {
         const int s = vae->mask_size();
-        pg::tasks::BinaryMask m =
-            pg::tasks::mask_in_box(logits->data(), s, o.box->x0, o.box->y0, o.box->x1, o.box->y1, width, height);
+        pg::tasks::BinaryMask m = pg::tasks::mask_in_box(logits->data(), s, o.box->x0, o.box->y0,
+                                                         o.box->x1, o.box->y1, width, height);
         Mask mask;
         mask.x0 = m.x0;
         mask.y0 = m.y0;
@@ -170,7 +185,9 @@ Result<std::vector<DetectedObject>> parse_objects(std::string_view text, ObjectT
 
 // Prompts
 
-Result<std::vector<std::string>> split_objects(const std::string& list) { return pg::tasks::split_objects(list); }
+Result<std::vector<std::string>> split_objects(const std::string& list) {
+  return pg::tasks::split_objects(list);
+}
 Result<std::string> caption_prompt(const std::string& lang, bool long_caption) {
   return pg::tasks::caption_prompt(lang, long_caption);
 }
@@ -187,38 +204,45 @@ Result<std::string> segment_prompt(const std::vector<std::string>& objects) {
 
 // Tasks
 
-Result<TaskResult> caption(const Model& model, const std::vector<RgbImage>& images, const std::string& lang,
-                           bool long_caption, const GenerateOptions& options, const TextCallback& on_text) {
+Result<TaskResult> caption(const Model& model, const std::vector<RgbImage>& images,
+                           const std::string& lang, bool long_caption,
+                           const GenerateOptions& options, const TextCallback& on_text) {
   return run_task(model, images, caption_prompt(lang, long_caption), options, on_text);
 }
 
-Result<TaskResult> ask(const Model& model, const std::vector<RgbImage>& images, const std::string& question,
-                       const std::string& lang, const GenerateOptions& options, const TextCallback& on_text) {
+Result<TaskResult> ask(const Model& model, const std::vector<RgbImage>& images,
+                       const std::string& question, const std::string& lang,
+                       const GenerateOptions& options, const TextCallback& on_text) {
   return run_task(model, images, ask_prompt(lang, question), options, on_text);
 }
 
-Result<TaskResult> ocr(const Model& model, const std::vector<RgbImage>& images, const GenerateOptions& options,
-                       const TextCallback& on_text) {
+Result<TaskResult> ocr(const Model& model, const std::vector<RgbImage>& images,
+                       const GenerateOptions& options, const TextCallback& on_text) {
   return run_task(model, images, ocr_prompt(), options, on_text);
 }
 
 Result<TaskResult> detect(const Model& model, const std::vector<RgbImage>& images,
                           const std::vector<std::string>& objects, const GenerateOptions& options) {
-  PG_ASSIGN_OR_RETURN(TaskResult r, run_task(model, images, detect_prompt(objects), options, nullptr));
+  PG_ASSIGN_OR_RETURN(TaskResult r,
+                      run_task(model, images, detect_prompt(objects), options, nullptr));
   PG_ASSIGN_OR_RETURN(r.objects, parse_objects(r.text, ObjectTask::kDetect, r.width, r.height));
   return r;
 }
 
 Result<TaskResult> segment(const Model& model, const std::vector<RgbImage>& images,
-                           const std::vector<std::string>& objects, const Vae& vae, const GenerateOptions& options) {
-  PG_ASSIGN_OR_RETURN(TaskResult r, run_task(model, images, segment_prompt(objects), options, nullptr));
-  PG_ASSIGN_OR_RETURN(r.objects, parse_objects(r.text, ObjectTask::kSegment, r.width, r.height, &vae));
+                           const std::vector<std::string>& objects, const Vae& vae,
+                           const GenerateOptions& options) {
+  PG_ASSIGN_OR_RETURN(TaskResult r,
+                      run_task(model, images, segment_prompt(objects), options, nullptr));
+  PG_ASSIGN_OR_RETURN(r.objects,
+                      parse_objects(r.text, ObjectTask::kSegment, r.width, r.height, &vae));
   return r;
 }
 
 // Drawing
 
-Result<std::string> render_objects(const RgbImage& image, const std::vector<DetectedObject>& objects,
+Result<std::string> render_objects(const RgbImage& image,
+                                   const std::vector<DetectedObject>& objects,
                                    const DrawOptions& options) {
   PG_ASSIGN_OR_RETURN(pg::image::Image img, to_internal(image, "the image to draw on"));
   std::vector<pg::tasks::BinaryMask> masks;
@@ -227,7 +251,9 @@ Result<std::string> render_objects(const RgbImage& image, const std::vector<Dete
   for (const DetectedObject& o : objects) {
     if (!o.ok() || !o.box) continue;
     const Box& b = *o.box;
-    if (!std::isfinite(b.x0) || !std::isfinite(b.y0) || !std::isfinite(b.x1) || !std::isfinite(b.y1)) continue;
+    if (!std::isfinite(b.x0) || !std::isfinite(b.y0) || !std::isfinite(b.x1) ||
+        !std::isfinite(b.y1))
+      continue;
     pg::tasks::DrawObject d;
     d.label = o.label;
     d.x0 = b.x0;
@@ -235,7 +261,8 @@ Result<std::string> render_objects(const RgbImage& image, const std::vector<Dete
     d.x1 = b.x1;
     d.y1 = b.y1;
     if (o.mask && o.mask->width > 0 && o.mask->height > 0 &&
-        o.mask->bits.size() == static_cast<size_t>(o.mask->width) * static_cast<size_t>(o.mask->height)) {
+        o.mask->bits.size() ==
+            static_cast<size_t>(o.mask->width) * static_cast<size_t>(o.mask->height)) {
       masks.push_back({o.mask->x0, o.mask->y0, o.mask->width, o.mask->height, o.mask->bits});
       d.mask = &masks.back();
     }
@@ -247,8 +274,8 @@ Result<std::string> render_objects(const RgbImage& image, const std::vector<Dete
   return pg::tasks::render_png(img, items, d);
 }
 
-Status draw_objects(const RgbImage& image, const std::vector<DetectedObject>& objects, const std::string& path,
-                    const DrawOptions& options) {
+Status draw_objects(const RgbImage& image, const std::vector<DetectedObject>& objects,
+                    const std::string& path, const DrawOptions& options) {
   auto png = render_objects(image, objects, options);
   if (!png.ok()) return png.status().with_context(path);
   return pg::io::write_file_atomic(path, png->data(), png->size());

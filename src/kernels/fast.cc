@@ -19,6 +19,7 @@
 #include "base/parallel.h"
 #include "kernels/kernels.h"
 #include "kernels/quant.h"
+#include "kernels/onednn.h"
 #include "tensor/dtype.h"
 
 namespace pg::kernels {
@@ -335,6 +336,9 @@ void matmul_typed(const float* x, int64_t m, const MatrixView& w, const float* b
   }
 }
 
+// Rows of x from which oneDNN runs the product.
+constexpr int64_t kOneDnnMinRows = 16;
+
 // x: [m, k], w: [n, k] (F32, BF16 or F16), bias: [n] or null, y: [m, n].
 void matmul(const float* x, int64_t m, const MatrixView& w, const float* bias, float* y) {
   const int64_t n = w.rows, k = w.cols;
@@ -344,6 +348,14 @@ void matmul(const float* x, int64_t m, const MatrixView& w, const float* bias, f
       for (int64_t j = 0; j < n; ++j) y[i * n + j] = bias != nullptr ? bias[j] : 0.0f;
     }
     return;
+  }
+  // Prefill and vision shapes: oneDNN's GEMM (exact float32, or bf16 where allowed).
+  if (m >= kOneDnnMinRows) {
+    if (w.dtype == DType::kF32 && onednn_matmul_f32(x, m, static_cast<const float*>(w.data), n, k, bias, y)) return;
+    if (w.dtype == DType::kBF16 && w.low_precision &&
+        onednn_matmul_bf16(x, m, static_cast<const uint16_t*>(w.data), n, k, bias, y)) {
+      return;
+    }
   }
   switch (w.dtype) {
     case DType::kF32: return matmul_typed<DType::kF32>(x, m, w, bias, y);

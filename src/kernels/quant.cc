@@ -8,6 +8,7 @@
 
 #include "base/parallel.h"
 #include "kernels/kernels.h"
+#include "kernels/onednn.h"
 
 namespace pg::kernels {
 namespace {
@@ -239,19 +240,28 @@ void matmul_quantized(const float* x, int64_t m, const MatrixView& w, const floa
     });
     return;
   }
-  // Larger m: dequantize panels of weight rows to float32 and use the dense product.
+  // Larger m: dequantize panels of weight rows to bf16 and run oneDNN's bf16 GEMM (or,
+  // where it cannot, the dense float32 product).
   const KernelTable& dense = kernels();
-  const int64_t panels = (N + kPanelRows - 1) / kPanelRows;
-  std::vector<float> ypanel;
+  const int64_t panel_rows = std::min<int64_t>(N, std::max<int64_t>(kPanelRows, (int64_t{1} << 22) / std::max<int64_t>(K, 1)));
+  const int64_t panels = (N + panel_rows - 1) / panel_rows;
+  std::vector<float> ypanel, frow(static_cast<size_t>(K));
+  std::vector<uint16_t> wb(static_cast<size_t>(panel_rows * K));
   for (int64_t p = 0; p < panels; ++p) {
-    const int64_t r0 = p * kPanelRows, rows = std::min(kPanelRows, N - r0);
-    Tensor panel({rows, K});
-    parallel_for(rows, 4, [&](int64_t a, int64_t b) {
-      for (int64_t r = a; r < b; ++r) dequantize_row(w, r0 + r, panel.row(r));
+    const int64_t r0 = p * panel_rows, rows = std::min(panel_rows, N - r0);
+    parallel_for(rows, 8, [&](int64_t a, int64_t b) {
+      std::vector<float> row(static_cast<size_t>(K));
+      for (int64_t r = a; r < b; ++r) {
+        dequantize_row(w, r0 + r, row.data());
+        uint16_t* dst = wb.data() + r * K;
+        for (int64_t c = 0; c < K; ++c) dst[c] = f32_to_bf16(row[static_cast<size_t>(c)]);
+      }
     });
     ypanel.resize(static_cast<size_t>(m * rows));
-    dense.matmul(x, m, MatrixView{DType::kF32, panel.data(), rows, K, nullptr},
-                 bias != nullptr ? bias + r0 : nullptr, ypanel.data());
+    const float* pbias = bias != nullptr ? bias + r0 : nullptr;
+    if (!onednn_matmul_bf16(x, m, wb.data(), rows, K, pbias, ypanel.data())) {
+      dense.matmul(x, m, MatrixView{DType::kBF16, wb.data(), rows, K, nullptr}, pbias, ypanel.data());
+    }
     for (int64_t i = 0; i < m; ++i) {
       std::memcpy(y + i * N + r0, ypanel.data() + i * rows, static_cast<size_t>(rows) * sizeof(float));
     }

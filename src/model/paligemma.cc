@@ -31,6 +31,12 @@ Result<std::unique_ptr<PaliGemma>> PaliGemma::load(const std::string& dir,
   auto w = load_weights(m->config_, shared, warnings);
   if (!w.ok()) return w.status().with_context(dir);
   m->weights_ = std::move(w).value();
+  // A folder written by `quantize` in a low-precision format runs as that format would.
+  auto fmt = shared->metadata().find("weights");
+  if (is_quantized && fmt != shared->metadata().end() && fmt->second != "f32" && type == WeightType::kAsStored) {
+    for_each_matrix(m->config_, m->weights_, [](const std::string&, MatrixView& mv, bool) { mv.low_precision = true; });
+    m->weights_.text.lm_head.low_precision = true;
+  }
   convert_weights(m->config_, m->weights_, type);
   return m;
 }

@@ -306,7 +306,9 @@ void convert_weights(const io::PaliGemmaConfig& config, PaliGemmaWeights& w, Wei
   for_each_matrix(config, w, [&](const std::string& name, MatrixView& m, bool vision) {
     if (&m == &w.text.embed_tokens) return;  // lookups read single rows: leave it mapped
     convert_matrix(m, vision ? vision_dtype(type) : decoder_dtype(type), w);
+    m.low_precision = type != WeightType::kF32;
   });
+  w.text.lm_head.low_precision = type != WeightType::kF32;
 }
 
 namespace {
@@ -383,12 +385,14 @@ PaliGemmaWeights random_weights(const io::PaliGemmaConfig& config, WeightType ty
       w.owned.push_back(scales);
     }
     m.data = data->data();
+    m.low_precision = type != WeightType::kF32;
     w.owned.push_back(data);
     *slot.matrix = m;
   }
   w.text.lm_head = w.text.embed_tokens;
   if (type == WeightType::kInt8 || type == WeightType::kQ4) {
     convert_matrix(w.text.lm_head, decoder_dtype(type), w);
+    w.text.lm_head.low_precision = true;
   }
   return w;
 }

@@ -31,7 +31,8 @@ Status cairo_check(cairo_status_t st, const char* what) {
 
 // Copies img [H, W, 3] into a new RGB24 surface.
 Result<Surface> image_surface(const image::Image& img) {
-  Surface s(cairo_image_surface_create(CAIRO_FORMAT_RGB24, img.width, img.height), cairo_surface_destroy);
+  Surface s(cairo_image_surface_create(CAIRO_FORMAT_RGB24, img.width, img.height),
+            cairo_surface_destroy);
   PG_RETURN_IF_ERROR(cairo_check(cairo_surface_status(s.get()), "image surface"));
   cairo_surface_flush(s.get());
   unsigned char* data = cairo_image_surface_get_data(s.get());
@@ -40,7 +41,8 @@ Result<Surface> image_surface(const image::Image& img) {
     auto* row = reinterpret_cast<uint32_t*>(data + static_cast<size_t>(y) * stride);
     const uint8_t* src = &img.rgb[static_cast<size_t>(y) * img.width * 3];
     for (int x = 0; x < img.width; ++x) {
-      row[x] = 0xff000000u | (uint32_t{src[3 * x]} << 16) | (uint32_t{src[3 * x + 1]} << 8) | src[3 * x + 2];
+      row[x] = 0xff000000u | (uint32_t{src[3 * x]} << 16) | (uint32_t{src[3 * x + 1]} << 8) |
+               src[3 * x + 2];
     }
   }
   cairo_surface_mark_dirty(s.get());
@@ -58,7 +60,8 @@ Status paint_mask(cairo_t* cr, const BinaryMask& m, double alpha) {
   const auto level = static_cast<unsigned char>(std::lround(std::clamp(alpha, 0.0, 1.0) * 255));
   for (int y = 0; y < m.height; ++y) {
     for (int x = 0; x < m.width; ++x) {
-      data[static_cast<size_t>(y) * stride + x] = m.bits[static_cast<size_t>(y) * m.width + x] ? level : 0;
+      data[static_cast<size_t>(y) * stride + x] =
+          m.bits[static_cast<size_t>(y) * m.width + x] ? level : 0;
     }
   }
   cairo_surface_mark_dirty(a.get());
@@ -67,7 +70,8 @@ Status paint_mask(cairo_t* cr, const BinaryMask& m, double alpha) {
 }
 
 // A text tag with a filled background; its top-left corner at (x, y).
-void draw_tag(cairo_t* cr, const std::string& text, double x, double y, double pad, const double rgb[3]) {
+void draw_tag(cairo_t* cr, const std::string& text, double x, double y, double pad,
+              const double rgb[3]) {
   cairo_font_extents_t fe;
   cairo_font_extents(cr, &fe);
   cairo_text_extents_t te;
@@ -87,7 +91,8 @@ void draw_tag(cairo_t* cr, const std::string& text, double x, double y, double p
 }
 
 // Words of `text` in lines no wider than `width`; at most `max_lines`, the last cut with "...".
-std::vector<std::string> wrap(cairo_t* cr, const std::string& text, double width, size_t max_lines) {
+std::vector<std::string> wrap(cairo_t* cr, const std::string& text, double width,
+                              size_t max_lines) {
   std::vector<std::string> lines;
   std::string line;
   auto fits = [&](const std::string& s) {
@@ -155,7 +160,8 @@ std::string sanitize_utf8(const std::string& s) {
       cp = (cp << 6) | (cc & 0x3f);
     }
     static const uint32_t kMin[] = {0, 0, 0x80, 0x800, 0x10000};
-    ok = ok && cp >= kMin[n] && cp <= 0x10ffff && !(cp >= 0xd800 && cp <= 0xdfff) && cp >= 0x20 && cp != 0x7f;
+    ok = ok && cp >= kMin[n] && cp <= 0x10ffff && !(cp >= 0xd800 && cp <= 0xdfff) && cp >= 0x20 &&
+         cp != 0x7f;
     if (ok) {
       out.append(s, i, n);
       i += n;
@@ -198,7 +204,8 @@ Result<std::string> render_png(const image::Image& img, const std::vector<DrawOb
     // The outline lies inside the box, so a box at the image edge stays visible; a dark
     // halo under it keeps it visible on a background of its own colour.
     const double h = line / 2;
-    cairo_rectangle(c, o.x0 + h, o.y0 + h, std::max(o.x1 - o.x0 - line, 0.0), std::max(o.y1 - o.y0 - line, 0.0));
+    cairo_rectangle(c, o.x0 + h, o.y0 + h, std::max(o.x1 - o.x0 - line, 0.0),
+                    std::max(o.y1 - o.y0 - line, 0.0));
     cairo_set_source_rgba(c, 0, 0, 0, 0.5);
     cairo_set_line_width(c, line + 2);
     cairo_stroke_preserve(c);
@@ -242,12 +249,13 @@ Result<std::string> render_png(const image::Image& img, const std::vector<DrawOb
   PG_RETURN_IF_ERROR(cairo_check(cairo_status(c), "drawing"));
   cairo_surface_flush(surface.get());
   std::string png;
-  PG_RETURN_IF_ERROR(cairo_check(cairo_surface_write_to_png_stream(surface.get(), append_bytes, &png), "PNG"));
+  PG_RETURN_IF_ERROR(
+      cairo_check(cairo_surface_write_to_png_stream(surface.get(), append_bytes, &png), "PNG"));
   return png;
 }
 
-Status draw_png(const image::Image& img, const std::vector<DrawObject>& objects, const std::string& path,
-                const DrawOptions& options) {
+Status draw_png(const image::Image& img, const std::vector<DrawObject>& objects,
+                const std::string& path, const DrawOptions& options) {
   auto png = render_png(img, objects, options);
   if (!png.ok()) return png.status().with_context(path);
   return io::write_file_atomic(path, png->data(), png->size());

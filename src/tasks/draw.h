@@ -19,7 +19,7 @@ struct DrawObject {
 };
 
 struct DrawOptions {
-  std::string text;         // drawn in a band at the bottom when not empty
+  std::string text;          // drawn in a band at the bottom when not empty
   double mask_alpha = 0.45;  // opacity of masks
 };
 
@@ -28,8 +28,8 @@ struct DrawOptions {
 Result<std::string> render_png(const image::Image& img, const std::vector<DrawObject>& objects,
                                const DrawOptions& options = {});
 // render_png, written to `path` atomically. Errors name the path.
-Status draw_png(const image::Image& img, const std::vector<DrawObject>& objects, const std::string& path,
-                const DrawOptions& options = {});
+Status draw_png(const image::Image& img, const std::vector<DrawObject>& objects,
+                const std::string& path, const DrawOptions& options = {});
 
 // The colour (r, g, b in 0..1) of the i-th object.
 void object_color(size_t i, double rgb[3]);

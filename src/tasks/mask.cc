@@ -27,8 +27,10 @@ BinaryMask mask_in_box(const float* logits, int size, double x0, double y0, doub
                        int image_width, int image_height) {
   BinaryMask m;
   // Pixels px with x0 <= px + 0.5 < x1.
-  const int px0 = first_center_at_or_after(x0, image_width), px1 = first_center_at_or_after(x1, image_width);
-  const int py0 = first_center_at_or_after(y0, image_height), py1 = first_center_at_or_after(y1, image_height);
+  const int px0 = first_center_at_or_after(x0, image_width),
+            px1 = first_center_at_or_after(x1, image_width);
+  const int py0 = first_center_at_or_after(y0, image_height),
+            py1 = first_center_at_or_after(y1, image_height);
   m.x0 = px0;
   m.y0 = py0;
   m.width = std::max(px1 - px0, 0);
@@ -92,25 +94,29 @@ std::vector<uint8_t> rle_decode(const std::vector<int64_t>& runs) {
 }
 
 Result<std::string> mask_png(const BinaryMask& m) {
-  if (m.width < 1 || m.height < 1) return invalid_argument("the mask is empty; there is no PNG to make");
+  if (m.width < 1 || m.height < 1)
+    return invalid_argument("the mask is empty; there is no PNG to make");
   // A8 surfaces are written by cairo as 8-bit greyscale PNGs.
   std::unique_ptr<cairo_surface_t, decltype(&cairo_surface_destroy)> s(
       cairo_image_surface_create(CAIRO_FORMAT_A8, m.width, m.height), cairo_surface_destroy);
   if (cairo_surface_status(s.get()) != CAIRO_STATUS_SUCCESS) {
-    return internal_error(std::string("cairo: ") + cairo_status_to_string(cairo_surface_status(s.get())));
+    return internal_error(std::string("cairo: ") +
+                          cairo_status_to_string(cairo_surface_status(s.get())));
   }
   cairo_surface_flush(s.get());
   unsigned char* data = cairo_image_surface_get_data(s.get());
   const int stride = cairo_image_surface_get_stride(s.get());
   for (int y = 0; y < m.height; ++y) {
     for (int x = 0; x < m.width; ++x) {
-      data[static_cast<size_t>(y) * stride + x] = m.bits[static_cast<size_t>(y) * m.width + x] ? 255 : 0;
+      data[static_cast<size_t>(y) * stride + x] =
+          m.bits[static_cast<size_t>(y) * m.width + x] ? 255 : 0;
     }
   }
   cairo_surface_mark_dirty(s.get());
   std::string png;
   const cairo_status_t st = cairo_surface_write_to_png_stream(s.get(), append_bytes, &png);
-  if (st != CAIRO_STATUS_SUCCESS) return internal_error(std::string("cairo: ") + cairo_status_to_string(st));
+  if (st != CAIRO_STATUS_SUCCESS)
+    return internal_error(std::string("cairo: ") + cairo_status_to_string(st));
   return png;
 }
 
@@ -121,7 +127,8 @@ std::string base64_encode(std::string_view bytes) {
   size_t i = 0;
   for (; i + 2 < bytes.size(); i += 3) {
     const uint32_t v = (uint32_t{static_cast<uint8_t>(bytes[i])} << 16) |
-                       (uint32_t{static_cast<uint8_t>(bytes[i + 1])} << 8) | static_cast<uint8_t>(bytes[i + 2]);
+                       (uint32_t{static_cast<uint8_t>(bytes[i + 1])} << 8) |
+                       static_cast<uint8_t>(bytes[i + 2]);
     out += kTable[(v >> 18) & 63];
     out += kTable[(v >> 12) & 63];
     out += kTable[(v >> 6) & 63];

@@ -25,9 +25,9 @@ std::string zip_error_text(int code) {
 
 }  // namespace
 
-Result<std::map<std::string, io::NpyArray>> read_npz(const std::string& path,
-                                                     const std::function<bool(const std::string&)>& want,
-                                                     const NpzLimits& limits) {
+Result<std::map<std::string, io::NpyArray>> read_npz(
+    const std::string& path, const std::function<bool(const std::string&)>& want,
+    const NpzLimits& limits) {
   int err = 0;
   std::unique_ptr<zip_t, ArchiveCloser> z(zip_open(path.c_str(), ZIP_RDONLY, &err));
   if (!z) {
@@ -42,10 +42,10 @@ Result<std::map<std::string, io::NpyArray>> read_npz(const std::string& path,
   for (zip_int64_t i = 0; i < n; ++i) {
     zip_stat_t st;
     zip_stat_init(&st);
-    if (zip_stat_index(z.get(), static_cast<zip_uint64_t>(i), 0, &st) != 0 || !(st.valid & ZIP_STAT_NAME) ||
-        !(st.valid & ZIP_STAT_SIZE)) {
-      return data_loss(path + ": entry " + std::to_string(i) + " of the archive is unreadable: " +
-                       zip_strerror(z.get()));
+    if (zip_stat_index(z.get(), static_cast<zip_uint64_t>(i), 0, &st) != 0 ||
+        !(st.valid & ZIP_STAT_NAME) || !(st.valid & ZIP_STAT_SIZE)) {
+      return data_loss(path + ": entry " + std::to_string(i) +
+                       " of the archive is unreadable: " + zip_strerror(z.get()));
     }
     std::string key = st.name;
     if (key.size() < 4 || key.compare(key.size() - 4, 4, ".npy") != 0) continue;  // not an array
@@ -54,10 +54,12 @@ Result<std::map<std::string, io::NpyArray>> read_npz(const std::string& path,
     const std::string where = path + ": " + st.name;
     if (out.count(key) != 0) return data_loss(where + ": the archive holds '" + key + "' twice");
     if (st.size > limits.max_entry_bytes || total + st.size > limits.max_total_bytes) {
-      return out_of_range(where + ": " + std::to_string(st.size) + " bytes uncompressed is over the limit");
+      return out_of_range(where + ": " + std::to_string(st.size) +
+                          " bytes uncompressed is over the limit");
     }
     total += st.size;
-    std::unique_ptr<zip_file_t, FileCloser> f(zip_fopen_index(z.get(), static_cast<zip_uint64_t>(i), 0));
+    std::unique_ptr<zip_file_t, FileCloser> f(
+        zip_fopen_index(z.get(), static_cast<zip_uint64_t>(i), 0));
     if (!f) return data_loss(where + ": cannot open the entry: " + zip_strerror(z.get()));
     std::vector<uint8_t> bytes(st.size);
     zip_uint64_t got = 0;
@@ -68,8 +70,8 @@ Result<std::map<std::string, io::NpyArray>> read_npz(const std::string& path,
       got += static_cast<zip_uint64_t>(r);
     }
     if (got != st.size) {
-      return data_loss(where + ": the entry ends after " + std::to_string(got) + " of " + std::to_string(st.size) +
-                       " bytes");
+      return data_loss(where + ": the entry ends after " + std::to_string(got) + " of " +
+                       std::to_string(st.size) + " bytes");
     }
     PG_ASSIGN_OR_RETURN(io::NpyArray a, io::decode_npy(bytes.data(), bytes.size(), where));
     out.emplace(std::move(key), std::move(a));

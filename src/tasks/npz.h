@@ -18,8 +18,8 @@ struct NpzLimits {
 // Reads the arrays of `path`, keyed by entry name without ".npy". `want(key)` picks which
 // entries are read (nullptr: all). Errors name the file and the entry: not a zip archive,
 // a damaged entry, an entry that is not a valid .npy, a repeated key.
-Result<std::map<std::string, io::NpyArray>> read_npz(const std::string& path,
-                                                     const std::function<bool(const std::string&)>& want = nullptr,
-                                                     const NpzLimits& limits = {});
+Result<std::map<std::string, io::NpyArray>> read_npz(
+    const std::string& path, const std::function<bool(const std::string&)>& want = nullptr,
+    const NpzLimits& limits = {});
 
 }  // namespace pg::tasks

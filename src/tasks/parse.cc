@@ -39,8 +39,8 @@ size_t match_token(std::string_view s, Item& item) {
   const size_t want = loc ? 4 : 3;
   if (digits != want) {
     item.kind = Item::kBad;
-    item.why = "malformed token '" + std::string(item.text) + "' (" + (loc ? "<locNNNN>" : "<segNNN>") +
-               " has " + std::to_string(want) + " digits)";
+    item.why = "malformed token '" + std::string(item.text) + "' (" +
+               (loc ? "<locNNNN>" : "<segNNN>") + " has " + std::to_string(want) + " digits)";
     return i + 1;
   }
   int v = 0;
@@ -62,7 +62,8 @@ std::vector<Item> lex(std::string_view text) {
   std::vector<Item> items;
   size_t text_start = 0;
   auto flush_text = [&](size_t end) {
-    if (end > text_start) items.push_back({Item::kText, text.substr(text_start, end - text_start), 0, {}});
+    if (end > text_start)
+      items.push_back({Item::kText, text.substr(text_start, end - text_start), 0, {}});
   };
   size_t i = 0;
   while (i < text.size()) {
@@ -121,14 +122,15 @@ ParsedObject finish(const Entry& e, ObjectTask task, int width, int height) {
   auto set_error = [&o](std::string why) {
     if (o.error.empty()) o.error = std::move(why);
   };
-  if (seg_before_loc) set_error("a <loc> token follows <seg> tokens (expected 4 <loc> then 16 <seg>)");
+  if (seg_before_loc)
+    set_error("a <loc> token follows <seg> tokens (expected 4 <loc> then 16 <seg>)");
   if (locs.size() != 4) {
     set_error("expected 4 <loc> tokens (y0 x0 y1 x1), got " + std::to_string(locs.size()));
   } else {
     const int ly0 = locs[0], lx0 = locs[1], ly1 = locs[2], lx1 = locs[3];
     if (ly1 <= ly0) {
-      set_error("empty box: y1 (<loc" + std::to_string(ly1) + ">) is not below y0 (<loc" + std::to_string(ly0) +
-                ">)");
+      set_error("empty box: y1 (<loc" + std::to_string(ly1) + ">) is not below y0 (<loc" +
+                std::to_string(ly0) + ">)");
     } else if (lx1 <= lx0) {
       set_error("empty box: x1 (<loc" + std::to_string(lx1) + ">) is not right of x0 (<loc" +
                 std::to_string(lx0) + ">)");
@@ -178,7 +180,8 @@ Result<std::vector<ParsedObject>> parse_objects(std::string_view text, ObjectTas
   };
   auto flush_garbage = [&] {
     ParsedObject o;
-    o.source = std::string(trim(std::string_view(garbage_begin, static_cast<size_t>(garbage_end - garbage_begin))));
+    o.source = std::string(
+        trim(std::string_view(garbage_begin, static_cast<size_t>(garbage_end - garbage_begin))));
     o.error = "text without a box: '" + o.source + "'";
     out.push_back(std::move(o));
     garbage.clear();

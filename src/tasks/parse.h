@@ -26,10 +26,10 @@ struct ParsedObject {
   std::string label;   // trimmed text after the tokens
   std::string source;  // the entry as it appears in the text (trimmed)
   bool has_box = false;
-  std::array<int, 4> locs{};     // y0 x0 y1 x1 in [0, 1024), when has_box
+  std::array<int, 4> locs{};              // y0 x0 y1 x1 in [0, 1024), when has_box
   double x0 = 0, y0 = 0, x1 = 0, y1 = 0;  // pixels of the image: loc / 1024 * size
-  std::vector<int> seg_codes;     // 16 codes in [0, 128), or empty
-  std::string error;              // non-empty: what is wrong with this entry
+  std::vector<int> seg_codes;             // 16 codes in [0, 128), or empty
+  std::string error;                      // non-empty: what is wrong with this entry
 };
 
 // Parses `text` for an image of width x height pixels (both >= 1, else an error).

@@ -3,15 +3,18 @@
 namespace pg::tasks {
 namespace {
 
-bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+bool is_space(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
 
 Status check_lang(std::string_view lang) {
   if (lang.empty() || lang.size() > 16) {
-    return invalid_argument("language code '" + std::string(lang) + "' must be 1 to 16 characters (e.g. en)");
+    return invalid_argument("language code '" + std::string(lang) +
+                            "' must be 1 to 16 characters (e.g. en)");
   }
   for (char c : lang) {
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-                    c == '_';
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '-' || c == '_';
     if (!ok) {
       return invalid_argument("language code '" + std::string(lang) +
                               "' may hold only letters, digits, '-' and '_' (e.g. en, pt-BR)");
@@ -21,15 +24,18 @@ Status check_lang(std::string_view lang) {
 }
 
 Status check_object(std::string_view item) {
-  if (item.empty()) return invalid_argument("an object name is empty (objects are separated by ';')");
+  if (item.empty())
+    return invalid_argument("an object name is empty (objects are separated by ';')");
   for (char c : item) {
     if (c == '<' || c == '>') {
-      return invalid_argument("object name '" + std::string(item) + "' must not contain '<' or '>'");
+      return invalid_argument("object name '" + std::string(item) +
+                              "' must not contain '<' or '>'");
     }
     if (c == '\n' || c == '\r') {
       return invalid_argument("object name '" + std::string(item) + "' must be on one line");
     }
-    if (c == ';') return invalid_argument("object name '" + std::string(item) + "' must not contain ';'");
+    if (c == ';')
+      return invalid_argument("object name '" + std::string(item) + "' must not contain ';'");
   }
   return Status::Ok();
 }
@@ -61,7 +67,8 @@ Result<std::vector<std::string>> split_objects(std::string_view list) {
   size_t start = 0;
   while (true) {
     const size_t end = list.find(';', start);
-    const std::string_view item = trim(list.substr(start, end == std::string_view::npos ? end : end - start));
+    const std::string_view item =
+        trim(list.substr(start, end == std::string_view::npos ? end : end - start));
     PG_RETURN_IF_ERROR(check_object(item));
     out.emplace_back(item);
     if (end == std::string_view::npos) break;

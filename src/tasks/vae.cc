@@ -11,7 +11,7 @@
 namespace pg::tasks {
 namespace {
 
-constexpr int kGrid = 4;              // 16 codes on a 4x4 grid (SPEC section 5)
+constexpr int kGrid = 4;  // 16 codes on a 4x4 grid (SPEC section 5)
 constexpr int64_t kMaxChannels = 1 << 16;
 constexpr int64_t kMaxKernel = 15;
 constexpr int64_t kMaxMaskSize = 4096;
@@ -20,7 +20,8 @@ const char kEmbedding[] = "_vq_vae._embedding";
 // The arrays of one .npz and its name, for lookups whose errors name both.
 class Arrays {
  public:
-  Arrays(const std::map<std::string, io::NpyArray>& a, const std::string& name) : a_(a), name_(name) {}
+  Arrays(const std::map<std::string, io::NpyArray>& a, const std::string& name)
+      : a_(a), name_(name) {}
 
   bool has(const std::string& key) const { return a_.count(key) != 0; }
 
@@ -30,16 +31,15 @@ class Arrays {
     if (it == a_.end()) return not_found(name_ + ": missing array '" + key + "'");
     const io::NpyArray& arr = it->second;
     if (arr.shape.size() != rank) {
-      return invalid_argument(name_ + ": array '" + key + "' has shape " + shape_to_string(arr.shape) + ", expected " +
-                              std::to_string(rank) + " dimensions");
+      return invalid_argument(name_ + ": array '" + key + "' has shape " +
+                              shape_to_string(arr.shape) + ", expected " + std::to_string(rank) +
+                              " dimensions");
     }
     const int64_t n = shape_numel(arr.shape);
     std::vector<float> out(static_cast<size_t>(n));
     switch (arr.dtype) {
       case DType::kF32:
-      case DType::kF16:
-        convert_to_f32(arr.dtype, arr.data.data(), out.data(), n);
-        break;
+      case DType::kF16: convert_to_f32(arr.dtype, arr.data.data(), out.data(), n); break;
       case DType::kF64:
         for (int64_t i = 0; i < n; ++i) {
           double d;
@@ -72,7 +72,8 @@ Status check_dims(const Arrays& a, const std::string& key, const Shape& s) {
     }
   }
   if (s[2] != s[3]) {
-    return invalid_argument(a.name() + ": array '" + key + "' has a non-square kernel " + shape_to_string(s));
+    return invalid_argument(a.name() + ": array '" + key + "' has a non-square kernel " +
+                            shape_to_string(s));
   }
   return Status::Ok();
 }
@@ -81,9 +82,9 @@ Status check_dims(const Arrays& a, const std::string& key, const Shape& s) {
 
 // Loads one convolution `prefix`.weight / .bias. Plain conv weights are [out, in, k, k] with
 // odd k; transposed ones [in, out, k, k]. `in` must equal `channels` (the chain so far).
-static Result<std::vector<float>> load_conv_weights(const Arrays& a, const std::string& prefix, bool transposed,
-                                                    int channels, int* in, int* out, int* k,
-                                                    std::vector<float>* bias) {
+static Result<std::vector<float>> load_conv_weights(const Arrays& a, const std::string& prefix,
+                                                    bool transposed, int channels, int* in,
+                                                    int* out, int* k, std::vector<float>* bias) {
   Shape ws, bs;
   PG_ASSIGN_OR_RETURN(std::vector<float> w, a.get(prefix + ".weight", 4, &ws));
   PG_RETURN_IF_ERROR(check_dims(a, prefix + ".weight", ws));
@@ -91,10 +92,12 @@ static Result<std::vector<float>> load_conv_weights(const Arrays& a, const std::
   *out = static_cast<int>(transposed ? ws[1] : ws[0]);
   *k = static_cast<int>(ws[2]);
   if (*in != channels) {
-    return invalid_argument(a.name() + ": array '" + prefix + ".weight' " + shape_to_string(ws) + " takes " +
-                            std::to_string(*in) + " input channels, but the layer before gives " +
+    return invalid_argument(a.name() + ": array '" + prefix + ".weight' " + shape_to_string(ws) +
+                            " takes " + std::to_string(*in) +
+                            " input channels, but the layer before gives " +
                             std::to_string(channels) +
-                            (transposed ? " (transposed conv layout [in, out, kh, kw])" : " (conv layout [out, in, kh, kw])"));
+                            (transposed ? " (transposed conv layout [in, out, kh, kw])"
+                                        : " (conv layout [out, in, kh, kw])"));
   }
   if (!transposed && *k % 2 == 0) {
     return invalid_argument(a.name() + ": array '" + prefix + ".weight' " + shape_to_string(ws) +
@@ -106,14 +109,16 @@ static Result<std::vector<float>> load_conv_weights(const Arrays& a, const std::
   }
   PG_ASSIGN_OR_RETURN(*bias, a.get(prefix + ".bias", 1, &bs));
   if (bs[0] != *out) {
-    return invalid_argument(a.name() + ": array '" + prefix + ".bias' has shape " + shape_to_string(bs) +
-                            ", expected [" + std::to_string(*out) + "]");
+    return invalid_argument(a.name() + ": array '" + prefix + ".bias' has shape " +
+                            shape_to_string(bs) + ", expected [" + std::to_string(*out) + "]");
   }
   return w;
 }
 
 Result<VaeDecoder> VaeDecoder::load(const std::string& npz_path) {
-  auto want = [](const std::string& key) { return key == kEmbedding || key.rfind("decoder.", 0) == 0; };
+  auto want = [](const std::string& key) {
+    return key == kEmbedding || key.rfind("decoder.", 0) == 0;
+  };
   PG_ASSIGN_OR_RETURN(auto arrays, read_npz(npz_path, want));
   return from_arrays(arrays, npz_path);
 }
@@ -128,7 +133,8 @@ Result<VaeDecoder> VaeDecoder::from_arrays(const std::map<std::string, io::NpyAr
   Shape es;
   PG_ASSIGN_OR_RETURN(d.codebook_, a.get(kEmbedding, 2, &es));
   if (es[0] < 1 || es[1] < 1 || es[0] > kMaxChannels || es[1] > kMaxChannels) {
-    return invalid_argument(name + ": array '" + std::string(kEmbedding) + "' has shape " + shape_to_string(es));
+    return invalid_argument(name + ": array '" + std::string(kEmbedding) + "' has shape " +
+                            shape_to_string(es));
   }
   d.codebook_size_ = static_cast<int>(es[0]);
   d.dim_ = static_cast<int>(es[1]);
@@ -145,7 +151,8 @@ Result<VaeDecoder> VaeDecoder::from_arrays(const std::map<std::string, io::NpyAr
     indices.insert(std::stoi(num));
   }
   if (indices.size() < 2 || *indices.begin() != 0) {
-    return not_found(name + ": missing the decoder's layers (decoder.0.weight ... decoder.N.weight)");
+    return not_found(name +
+                     ": missing the decoder's layers (decoder.0.weight ... decoder.N.weight)");
   }
   const int last = *indices.rbegin();
 
@@ -158,28 +165,31 @@ Result<VaeDecoder> VaeDecoder::from_arrays(const std::map<std::string, io::NpyAr
       layer.kind = Layer::kResBlock;
       for (int j = 0; j < 3; ++j) {
         Conv& c = layer.res[j];
-        PG_ASSIGN_OR_RETURN(c.w, load_conv_weights(a, prefix + ".net." + std::to_string(2 * j), false, channels,
-                                                   &c.in, &c.out, &c.k, &c.b));
+        PG_ASSIGN_OR_RETURN(c.w, load_conv_weights(a, prefix + ".net." + std::to_string(2 * j),
+                                                   false, channels, &c.in, &c.out, &c.k, &c.b));
         if (c.out != channels) {
-          return invalid_argument(name + ": residual block '" + prefix + "' changes the channel count (" +
-                                  std::to_string(channels) + " -> " + std::to_string(c.out) + ")");
+          return invalid_argument(name + ": residual block '" + prefix +
+                                  "' changes the channel count (" + std::to_string(channels) +
+                                  " -> " + std::to_string(c.out) + ")");
         }
       }
     } else {
       const bool transposed = idx != 0 && idx != last;
       Conv& c = layer.conv;
       c.transposed = transposed;
-      PG_ASSIGN_OR_RETURN(c.w, load_conv_weights(a, prefix, transposed, channels, &c.in, &c.out, &c.k, &c.b));
+      PG_ASSIGN_OR_RETURN(
+          c.w, load_conv_weights(a, prefix, transposed, channels, &c.in, &c.out, &c.k, &c.b));
       layer.relu = idx != last;
       channels = c.out;
       if (transposed) size = (size - 1) * 2 - 2 + c.k;
       if (size < 1 || size > kMaxMaskSize) {
-        return invalid_argument(name + ": the decoder's output side would be " + std::to_string(size) +
-                                " after '" + prefix + "'");
+        return invalid_argument(name + ": the decoder's output side would be " +
+                                std::to_string(size) + " after '" + prefix + "'");
       }
     }
     if (idx == last && (layer.kind != Layer::kConv || layer.conv.out != 1)) {
-      return invalid_argument(name + ": the last layer '" + prefix + "' must be a conv to 1 channel");
+      return invalid_argument(name + ": the last layer '" + prefix +
+                              "' must be a conv to 1 channel");
     }
     d.layers_.push_back(std::move(layer));
   }
@@ -193,8 +203,9 @@ Result<VaeDecoder> VaeDecoder::from_arrays(const std::map<std::string, io::NpyAr
       for (int i = 0; i < c.in; ++i) {
         for (int ky = 0; ky < k; ++ky) {
           for (int kx = 0; kx < k; ++kx) {
-            const size_t src = c.transposed ? ((static_cast<size_t>(i) * c.out + o) * k + ky) * k + kx
-                                            : ((static_cast<size_t>(o) * c.in + i) * k + ky) * k + kx;
+            const size_t src = c.transposed
+                                   ? ((static_cast<size_t>(i) * c.out + o) * k + ky) * k + kx
+                                   : ((static_cast<size_t>(o) * c.in + i) * k + ky) * k + kx;
             r[((static_cast<size_t>(ky) * k + kx) * c.in + i) * c.out + o] = c.w[src];
           }
         }
@@ -214,8 +225,8 @@ Result<VaeDecoder> VaeDecoder::from_arrays(const std::map<std::string, io::NpyAr
 // x: [h, w, in] -> y: [ho, wo, out]. Plain: stride 1, padding k/2 (ho = h). Transposed:
 // stride 2, padding 1 (ho = 2h - 4 + k), written as a gather so output rows run in parallel:
 // y[oy, ox] += x[iy, ix] * W[ky, kx] for oy = 2 iy - 1 + ky.
-std::vector<float> VaeDecoder::apply(const Conv& c, const std::vector<float>& x, int h, int w, int* ho_out,
-                                     int* wo_out) {
+std::vector<float> VaeDecoder::apply(const Conv& c, const std::vector<float>& x, int h, int w,
+                                     int* ho_out, int* wo_out) {
   const int k = c.k, in = c.in, out = c.out;
   const int ho = c.transposed ? (h - 1) * 2 - 2 + k : h;
   const int wo = c.transposed ? (w - 1) * 2 - 2 + k : w;
@@ -266,19 +277,22 @@ std::vector<float> VaeDecoder::apply(const Conv& c, const std::vector<float>& x,
 Result<std::vector<float>> VaeDecoder::decode(const std::vector<int>& codes) const {
   const int n = num_codes();
   if (static_cast<int>(codes.size()) != n) {
-    return invalid_argument("expected " + std::to_string(n) + " mask codes, got " + std::to_string(codes.size()));
+    return invalid_argument("expected " + std::to_string(n) + " mask codes, got " +
+                            std::to_string(codes.size()));
   }
   for (size_t i = 0; i < codes.size(); ++i) {
     if (codes[i] < 0 || codes[i] >= codebook_size_) {
-      return out_of_range("mask code " + std::to_string(codes[i]) + " (position " + std::to_string(i) +
-                          ") is outside the codebook of " + std::to_string(codebook_size_) + " entries");
+      return out_of_range("mask code " + std::to_string(codes[i]) + " (position " +
+                          std::to_string(i) + ") is outside the codebook of " +
+                          std::to_string(codebook_size_) + " entries");
     }
   }
   // x: [4, 4, D], codebook rows in row-major grid order
   int h = grid_, w = grid_;
   std::vector<float> x(static_cast<size_t>(n) * dim_);
   for (int i = 0; i < n; ++i) {
-    std::copy_n(&codebook_[static_cast<size_t>(codes[i]) * dim_], dim_, &x[static_cast<size_t>(i) * dim_]);
+    std::copy_n(&codebook_[static_cast<size_t>(codes[i]) * dim_], dim_,
+                &x[static_cast<size_t>(i) * dim_]);
   }
   auto relu = [](std::vector<float>& v) {
     for (float& f : v) f = f > 0.0f ? f : 0.0f;

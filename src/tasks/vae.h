@@ -45,17 +45,18 @@ class VaeDecoder {
   };
   struct Layer {
     enum Kind { kConv, kResBlock } kind = kConv;
-    Conv conv;             // kConv
-    Conv res[3];           // kResBlock: 3x3, 3x3, 1x1
-    bool relu = false;     // kConv: ReLU after it
+    Conv conv;          // kConv
+    Conv res[3];        // kResBlock: 3x3, 3x3, 1x1
+    bool relu = false;  // kConv: ReLU after it
   };
 
   // x: [H, W, in] -> [Ho, Wo, out]
-  static std::vector<float> apply(const Conv& c, const std::vector<float>& x, int h, int w, int* ho, int* wo);
+  static std::vector<float> apply(const Conv& c, const std::vector<float>& x, int h, int w, int* ho,
+                                  int* wo);
 
   int grid_ = 4;
   int codebook_size_ = 0;
-  int dim_ = 0;                 // D: codebook row width
+  int dim_ = 0;                  // D: codebook row width
   std::vector<float> codebook_;  // [codebook_size, D]
   std::vector<Layer> layers_;
   int mask_size_ = 0;

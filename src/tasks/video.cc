@@ -45,10 +45,12 @@ Result<Input> open_video(const std::string& path, int* stream, const AVCodec** c
   }
   Input in(raw);
   const int info = avformat_find_stream_info(in.get(), nullptr);
-  if (info < 0) return invalid_argument(path + ": cannot read the video's streams: " + av_error(info));
+  if (info < 0)
+    return invalid_argument(path + ": cannot read the video's streams: " + av_error(info));
   const int s = av_find_best_stream(in.get(), AVMEDIA_TYPE_VIDEO, -1, -1, codec, 0);
   if (s == AVERROR_STREAM_NOT_FOUND) return invalid_argument(path + ": has no video stream");
-  if (s == AVERROR_DECODER_NOT_FOUND) return unimplemented(path + ": no decoder for its video codec");
+  if (s == AVERROR_DECODER_NOT_FOUND)
+    return unimplemented(path + ": no decoder for its video codec");
   if (s < 0) return invalid_argument(path + ": cannot find a video stream: " + av_error(s));
   *stream = s;
   return in;
@@ -59,12 +61,13 @@ Result<image::Image> to_rgb(const AVFrame* f, SwsContext** sws, const std::strin
                             const image::DecodeLimits& limits) {
   if (f->width < 1 || f->height < 1 || f->width > limits.max_side || f->height > limits.max_side ||
       int64_t{f->width} * f->height > limits.max_pixels) {
-    return out_of_range(path + ": frame of " + std::to_string(f->width) + "x" + std::to_string(f->height) +
-                        " pixels is over the limit");
+    return out_of_range(path + ": frame of " + std::to_string(f->width) + "x" +
+                        std::to_string(f->height) + " pixels is over the limit");
   }
-  *sws = sws_getCachedContext(*sws, f->width, f->height, static_cast<AVPixelFormat>(f->format), f->width,
-                              f->height, AV_PIX_FMT_RGB24, SWS_BICUBIC | SWS_ACCURATE_RND | SWS_FULL_CHR_H_INT,
-                              nullptr, nullptr, nullptr);
+  *sws = sws_getCachedContext(*sws, f->width, f->height, static_cast<AVPixelFormat>(f->format),
+                              f->width, f->height, AV_PIX_FMT_RGB24,
+                              SWS_BICUBIC | SWS_ACCURATE_RND | SWS_FULL_CHR_H_INT, nullptr, nullptr,
+                              nullptr);
   if (*sws == nullptr) return unimplemented(path + ": cannot convert its pixel format to RGB");
   image::Image img;
   img.width = f->width;
@@ -80,10 +83,10 @@ Result<image::Image> to_rgb(const AVFrame* f, SwsContext** sws, const std::strin
 }  // namespace
 
 Result<std::vector<image::Image>> sample_video_frames(const std::string& path, int n,
-                                                     const image::DecodeLimits& limits) {
+                                                      const image::DecodeLimits& limits) {
   if (n < 1 || n > kMaxVideoFrames) {
-    return invalid_argument(path + ": the number of frames must be 1.." + std::to_string(kMaxVideoFrames) +
-                            ", got " + std::to_string(n));
+    return invalid_argument(path + ": the number of frames must be 1.." +
+                            std::to_string(kMaxVideoFrames) + ", got " + std::to_string(n));
   }
   av_log_set_level(AV_LOG_FATAL);
   std::unique_ptr<AVPacket, PacketFreer> pkt(av_packet_alloc());
@@ -103,7 +106,8 @@ Result<std::vector<image::Image>> sample_video_frames(const std::string& path, i
   }
   if (total == 0) return invalid_argument(path + ": the video stream has no frames");
   std::vector<int64_t> targets(static_cast<size_t>(n));
-  for (int i = 0; i < n; ++i) targets[static_cast<size_t>(i)] = (2 * int64_t{i} + 1) * total / (2 * int64_t{n});
+  for (int i = 0; i < n; ++i)
+    targets[static_cast<size_t>(i)] = (2 * int64_t{i} + 1) * total / (2 * int64_t{n});
 
   // Pass 2: decode in order, converting the frames whose index is a target.
   int stream = -1;
@@ -113,7 +117,8 @@ Result<std::vector<image::Image>> sample_video_frames(const std::string& path, i
   if (!dec) return internal_error("out of memory for the video decoder");
   int r = avcodec_parameters_to_context(dec.get(), in->streams[stream]->codecpar);
   if (r >= 0) r = avcodec_open2(dec.get(), codec, nullptr);
-  if (r < 0) return invalid_argument(path + ": cannot open the " + codec->name + " decoder: " + av_error(r));
+  if (r < 0)
+    return invalid_argument(path + ": cannot open the " + codec->name + " decoder: " + av_error(r));
 
   std::unique_ptr<SwsContext, SwsFreer> sws;
   std::unique_ptr<AVFrame, FrameFreer> last(av_frame_alloc());  // the latest decoded frame

@@ -17,6 +17,6 @@ inline constexpr int kMaxVideoFrames = 1024;
 // Frames larger than `limits` are refused before conversion. Errors name the file: not a
 // video, no video stream, no decodable frame, n outside 1..kMaxVideoFrames.
 Result<std::vector<image::Image>> sample_video_frames(const std::string& path, int n,
-                                                     const image::DecodeLimits& limits = {});
+                                                      const image::DecodeLimits& limits = {});
 
 }  // namespace pg::tasks

@@ -47,6 +47,9 @@ struct MatrixView {
   int64_t rows = 0;
   int64_t cols = 0;
   const float* scales = nullptr;  // I8 and U8 only: [rows, nb]
+  // Products may round the activations to bf16 (set for --dtype bf16, int8, q4; never
+  // for weights merely stored in bf16, which stay exact against the float32 reference).
+  bool low_precision = false;
 
   bool quantized() const { return dtype == DType::kI8 || dtype == DType::kU8; }
   // Bytes of one stored row (without scales).

@@ -60,13 +60,11 @@ void layer_forward(const GemmaLayerParams& l, const io::TextConfig& cfg, int64_t
   k.rope(s.q.data(), T, QW, cfg.num_attention_heads, cfg.head_dim, pos.data(), cfg.rope_theta);
   k.rope(s.k.data(), T, KW, cfg.num_key_value_heads, cfg.head_dim, pos.data(), cfg.rope_theta);
   const kernels::AttentionParams a = attention_params(cfg, layer, T, prefix_len);
+  // Always the probability-keeping attention, so that a recomputed layer (and a forward
+  // without backward) reproduces the saved forward bit for bit.
   s.attn = Tensor({T, QW});
-  if (keep) {
-    s.probs = Tensor({a.num_heads, T, T});
-    kernels::attention_forward(a, s.q.data(), s.k.data(), s.v.data(), s.attn.data(), s.probs.data());
-  } else {
-    k.attention(a, s.q.data(), s.k.data(), s.v.data(), s.attn.data());
-  }
+  s.probs = Tensor({a.num_heads, T, T});
+  kernels::attention_forward(a, s.q.data(), s.k.data(), s.v.data(), s.attn.data(), s.probs.data());
   s.o = Tensor({T, H});
   linear_forward(l.o, s.attn.data(), T, s.o.data());
   if (g2) {

@@ -58,13 +58,11 @@ void layer_forward(const SiglipLayerParams& l, const io::VisionConfig& cfg, Tens
   linear_forward(l.k, s.h1.data(), N, s.k.data());
   linear_forward(l.v, s.h1.data(), N, s.v.data());
   const kernels::AttentionParams a = attention_params(cfg, N);
+  // Always the probability-keeping attention, so that a recomputed layer (and a forward
+  // without backward) reproduces the saved forward bit for bit.
   s.attn = Tensor({N, W});
-  if (t != nullptr) {
-    s.probs = Tensor({a.num_heads, N, N});
-    kernels::attention_forward(a, s.q.data(), s.k.data(), s.v.data(), s.attn.data(), s.probs.data());
-  } else {
-    k.attention(a, s.q.data(), s.k.data(), s.v.data(), s.attn.data());
-  }
+  s.probs = Tensor({a.num_heads, N, N});
+  kernels::attention_forward(a, s.q.data(), s.k.data(), s.v.data(), s.attn.data(), s.probs.data());
   Tensor h({N, W});
   linear_forward(l.o, s.attn.data(), N, h.data());
   k.add(x.data(), h.data(), N * W);

@@ -1,0 +1,89 @@
+#include "kernels/onednn.h"
+
+#include <map>
+#include <mutex>
+#include <oneapi/dnnl/dnnl.hpp>
+#include <tuple>
+#include <vector>
+
+#include "tensor/dtype.h"
+
+namespace pg::kernels {
+namespace {
+
+using dt = dnnl::memory::data_type;
+
+dnnl::engine& cpu_engine() {
+  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  return engine;
+}
+
+// Primitives are costly to create: keep one per (m, n, k, dtype, bias).
+struct Key {
+  int64_t m, n, k;
+  bool bf16, bias;
+  bool operator<(const Key& o) const {
+    return std::tie(m, n, k, bf16, bias) < std::tie(o.m, o.n, o.k, o.bf16, o.bias);
+  }
+};
+
+struct Entry {
+  dnnl::matmul prim;
+  dnnl::memory::desc src, wei, bias, dst;
+};
+
+Entry* get(const Key& key) {
+  static std::mutex mu;
+  static std::map<Key, Entry> cache;
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = cache.find(key);
+  if (it != cache.end()) return &it->second;
+  const dt in = key.bf16 ? dt::bf16 : dt::f32;
+  Entry e;
+  e.src = dnnl::memory::desc({key.m, key.k}, in, dnnl::memory::dims{key.k, 1});
+  // W is [n, k] row-major: as the [k, n] operand its strides are {1, k}.
+  e.wei = dnnl::memory::desc({key.k, key.n}, in, dnnl::memory::dims{1, key.k});
+  e.dst = dnnl::memory::desc({key.m, key.n}, dt::f32, dnnl::memory::dims{key.n, 1});
+  if (key.bias) e.bias = dnnl::memory::desc({1, key.n}, dt::f32, dnnl::memory::dims{key.n, 1});
+  try {
+    auto desc = key.bias ? dnnl::matmul::desc(e.src, e.wei, e.bias, e.dst) : dnnl::matmul::desc(e.src, e.wei, e.dst);
+    dnnl::matmul::primitive_desc pd(desc, cpu_engine());
+    e.prim = dnnl::matmul(pd);
+  } catch (const dnnl::error&) {
+    return nullptr;
+  }
+  return &cache.emplace(key, std::move(e)).first->second;
+}
+
+bool run(const Key& key, const void* x, const void* w, const float* bias, float* y) {
+  Entry* e = get(key);
+  if (e == nullptr) return false;
+  try {
+    dnnl::stream stream(cpu_engine());
+    std::unordered_map<int, dnnl::memory> args = {
+        {DNNL_ARG_SRC, dnnl::memory(e->src, cpu_engine(), const_cast<void*>(x))},
+        {DNNL_ARG_WEIGHTS, dnnl::memory(e->wei, cpu_engine(), const_cast<void*>(w))},
+        {DNNL_ARG_DST, dnnl::memory(e->dst, cpu_engine(), y)}};
+    if (key.bias) args[DNNL_ARG_BIAS] = dnnl::memory(e->bias, cpu_engine(), const_cast<float*>(bias));
+    e->prim.execute(stream, args);
+    stream.wait();
+  } catch (const dnnl::error&) {
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+bool onednn_matmul_bf16(const float* x, int64_t m, const uint16_t* w, int64_t n, int64_t k, const float* bias,
+                        float* y) {
+  std::vector<uint16_t> xb(static_cast<size_t>(m * k));
+  for (int64_t i = 0; i < m * k; ++i) xb[static_cast<size_t>(i)] = f32_to_bf16(x[i]);
+  return run({m, n, k, true, bias != nullptr}, xb.data(), w, bias, y);
+}
+
+bool onednn_matmul_f32(const float* x, int64_t m, const float* w, int64_t n, int64_t k, const float* bias, float* y) {
+  return run({m, n, k, false, bias != nullptr}, x, w, bias, y);
+}
+
+}  // namespace pg::kernels
