@@ -75,6 +75,14 @@ TEST(Video, Errors) {
   ASSERT_FALSE(not_video.ok());
   EXPECT_THAT(not_video.status().message(), HasSubstr(cfg + ": cannot open as a video"));
 
+  // Only local files: no network or concat protocol behind a "path".
+  for (const std::string& url :
+       std::vector<std::string>{"http://127.0.0.1:9/clip.avi", "concat:" + kClip + "|" + kClip}) {
+    auto remote = pg::tasks::sample_video_frames(url, 2);
+    ASSERT_FALSE(remote.ok()) << url;
+    EXPECT_THAT(remote.status().message(), HasSubstr(url));
+  }
+
   for (int n : {0, -3, 100000}) {
     auto bad_n = pg::tasks::sample_video_frames(kClip, n);
     ASSERT_FALSE(bad_n.ok());

@@ -145,6 +145,7 @@ void register_train(CLI::App& app, Runners& runners) {
   auto tf = std::make_shared<TrainFlags>();
   paligemma::TrainOptions& o = tf->o;
   CLI::App* t = app.add_subcommand("train", "Fine-tune a checkpoint on a JSONL dataset (AdamW)");
+  t->option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // a later flag wins
   t->add_option("--model", o.model_dir, "Checkpoint folder to start from")->required();
   t->add_option("--data", o.data, "JSONL file: {\"image\": path, \"prefix\": ..., \"suffix\": ...} per line")
       ->required();

@@ -38,7 +38,11 @@ using Input = std::unique_ptr<AVFormatContext, InputCloser>;
 // Opens `path` and finds its best video stream.
 Result<Input> open_video(const std::string& path, int* stream, const AVCodec** codec) {
   AVFormatContext* raw = nullptr;
-  const int r = avformat_open_input(&raw, path.c_str(), nullptr, nullptr);
+  // Local files only: a "path" such as http://... or concat:a|b is not opened.
+  AVDictionary* opts = nullptr;
+  av_dict_set(&opts, "protocol_whitelist", "file", 0);
+  const int r = avformat_open_input(&raw, path.c_str(), nullptr, &opts);
+  av_dict_free(&opts);
   if (r < 0) {
     if (r == AVERROR(ENOENT)) return not_found(path + ": no such video file");
     return invalid_argument(path + ": cannot open as a video: " + av_error(r));

@@ -19,7 +19,7 @@ const messages = (prompt) => [{
 }];
 
 before(async () => {
-  server = await startServer(['--api-key', KEY, '--threads', '2', '--max-tokens-limit', '8000']);
+  server = await startServer(['--api-key', KEY, '--threads', '2', '--max-tokens-limit', '2000', '--compute-threads', '1']);
   client = new OpenAI({ apiKey: KEY, baseURL: server.url + '/v1', maxRetries: 0, timeout: 60000 });
 });
 
@@ -100,7 +100,7 @@ test('a bad request is a 400 with the server\'s message', async () => {
 test('abandoning a stream stops its generation', async () => {
   const before = (await metric(server.url, 'pg_generations_cancelled_total{reason="disconnect"}')) ?? 0;
   const stream = await client.chat.completions.create({
-    model: 'tiny-pg1', messages: messages('caption en'), max_tokens: 8000, stream: true,
+    model: 'tiny-pg1', messages: messages('caption en'), max_tokens: 2000, stream: true,
   });
   let chunks = 0;
   for await (const chunk of stream) {

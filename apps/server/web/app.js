@@ -57,45 +57,52 @@ function clearOverlay() {
   canvas.getContext('2d').clearRect(0, 0, canvas.width, canvas.height);
 }
 
-// Draws a mask given as rows of values in [0, 1] (or 0/1), placed over box (pixels).
-function drawMask(ctx, mask, box, color) {
-  const rows = Array.isArray(mask) ? mask : (mask && Array.isArray(mask.rows) ? mask.rows : null);
-  if (!rows || !rows.length || !Array.isArray(rows[0])) return;
-  const h = rows.length, w = rows[0].length;
-  const x0 = mask.x0 ?? box.x0, y0 = mask.y0 ?? box.y0;
-  const x1 = mask.x1 ?? box.x1, y1 = mask.y1 ?? box.y1;
-  const tmp = document.createElement('canvas');
-  tmp.width = w;
-  tmp.height = h;
-  const tctx = tmp.getContext('2d');
-  const data = tctx.createImageData(w, h);
-  const r = parseInt(color.slice(1, 3), 16), g = parseInt(color.slice(3, 5), 16), b = parseInt(color.slice(5, 7), 16);
-  for (let y = 0; y < h; y++) {
-    for (let x = 0; x < w; x++) {
-      const v = Number(rows[y][x]) || 0;
-      const i = (y * w + x) * 4;
-      data.data[i] = r; data.data[i + 1] = g; data.data[i + 2] = b;
-      data.data[i + 3] = Math.round(Math.max(0, Math.min(1, v)) * 110);
-    }
-  }
-  tctx.putImageData(data, 0, 0);
-  ctx.imageSmoothingEnabled = true;
-  ctx.drawImage(tmp, x0, y0, Math.max(1, x1 - x0), Math.max(1, y1 - y0));
+// Takes a data: URL; resolves to the loaded image.
+function loadImage(src) {
+  return new Promise((resolve, reject) => {
+    const img = new Image();
+    img.onload = () => resolve(img);
+    img.onerror = () => reject(new Error('cannot load the mask'));
+    img.src = src;
+  });
 }
 
-// Draws every object of a detect / segment result: {objects: [{label, box: {x0,y0,x1,y1}, mask?}]}.
-function drawObjects(result) {
+// Draws a mask ({x0, y0, width, height, png_base64}: a greyscale PNG, 255 = object) in a
+// translucent colour over its pixel rectangle.
+async function drawMask(ctx, mask, color) {
+  if (!mask || !mask.png_base64 || !(mask.width > 0) || !(mask.height > 0)) return;
+  const png = await loadImage('data:image/png;base64,' + mask.png_base64);
+  const tmp = document.createElement('canvas');
+  tmp.width = mask.width;
+  tmp.height = mask.height;
+  const tctx = tmp.getContext('2d');
+  tctx.drawImage(png, 0, 0, mask.width, mask.height);
+  // Grey level -> alpha of the object's colour.
+  const data = tctx.getImageData(0, 0, mask.width, mask.height);
+  const r = parseInt(color.slice(1, 3), 16), g = parseInt(color.slice(3, 5), 16), b = parseInt(color.slice(5, 7), 16);
+  for (let i = 0; i < data.data.length; i += 4) {
+    const on = data.data[i] > 127;
+    data.data[i] = r; data.data[i + 1] = g; data.data[i + 2] = b;
+    data.data[i + 3] = on ? 115 : 0;
+  }
+  tctx.putImageData(data, 0, 0);
+  ctx.drawImage(tmp, mask.x0, mask.y0);
+}
+
+// Draws every object of a detect / segment result ({objects: [{label, box: {x0,y0,x1,y1},
+// mask?}]}, boxes in pixels of the image); resolves to the number of boxes drawn.
+async function drawObjects(result) {
   clearOverlay();
   const objects = (result && Array.isArray(result.objects)) ? result.objects : [];
   const canvas = $('overlay');
   const ctx = canvas.getContext('2d');
   const line = Math.max(2, Math.round(Math.max(canvas.width, canvas.height) / 150));
   let drawn = 0;
-  objects.forEach((o, i) => {
-    if (!o || !o.box) return;
-    const color = COLORS[i % COLORS.length];
+  for (const o of objects) {
+    if (!o || !o.box || o.error) continue;
+    const color = COLORS[drawn % COLORS.length];
     const { x0, y0, x1, y1 } = o.box;
-    if (o.mask) drawMask(ctx, o.mask, o.box, color);
+    if (o.mask) await drawMask(ctx, o.mask, color);
     ctx.strokeStyle = color;
     ctx.lineWidth = line;
     ctx.strokeRect(x0 + line / 2, y0 + line / 2, Math.max(1, x1 - x0 - line), Math.max(1, y1 - y0 - line));
@@ -105,7 +112,7 @@ function drawObjects(result) {
       ctx.fillText(o.label, x0 + line * 2, Math.max(line * 6, y0 - line));
     }
     drawn++;
-  });
+  }
   return drawn;
 }
 
@@ -154,6 +161,7 @@ function buildRequest(task, prompt) {
     })];
   }
   const body = samplingFields({ image: imageDataUrl, stream: true, language: $('language').value.trim() || 'en' });
+  if (task === 'segment') body.mask_format = 'png';
   if (task === 'ask') body.question = prompt;
   if (task === 'detect' || task === 'segment') body.objects = prompt;
   return ['/v1/' + task, body];
@@ -189,19 +197,21 @@ async function run(event) {
       throw new Error(message);
     }
     let failure = null;
+    let result = null;
     await readEvents(response, (data) => {
       if (data.error) { failure = data.error.message || 'error'; return; }
       if (data.text !== undefined) $('answer').textContent += data.text;
       if (data.choices && data.choices[0] && data.choices[0].delta && data.choices[0].delta.content) {
         $('answer').textContent += data.choices[0].delta.content;
       }
-      if (data.result) {
-        $('result').textContent = JSON.stringify(data.result, null, 2);
-        const n = drawObjects(data.result);
-        if (task === 'detect' || task === 'segment') $('answer').dataset.objects = String(n);
-      }
+      if (data.result) result = data.result;
     });
     if (failure) throw new Error(failure);
+    if (result) {
+      $('result').textContent = JSON.stringify(result, null, 2);
+      const n = await drawObjects(result);
+      $('answer').dataset.objects = String(n);
+    }
     setStatus('Done in ' + ((performance.now() - t0) / 1000).toFixed(2) + ' s.');
     document.body.dataset.state = 'done';
   } catch (err) {
