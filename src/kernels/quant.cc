@@ -139,6 +139,28 @@ float dot_q4(const uint8_t* w, const float* ws, const QuantizedRow& x, int64_t n
 }
 #endif
 
+// Row r of a quantized matrix to bf16, block by block (the panel path's hot loop).
+void dequantize_row_bf16(const MatrixView& w, int64_t r, uint16_t* out) {
+  const int64_t nb = quant_blocks(w.cols);
+  const float* s = w.scales + r * nb;
+  const uint8_t* base = static_cast<const uint8_t*>(w.data) + r * w.row_bytes();
+  float tmp[B];
+  for (int64_t b = 0; b < nb; ++b) {
+    const int64_t n = std::min(B, w.cols - b * B);
+    if (w.dtype == DType::kI8) {
+      const auto* q = reinterpret_cast<const int8_t*>(base) + b * B;
+      for (int64_t j = 0; j < n; ++j) tmp[j] = static_cast<float>(q[j]) * s[b];
+    } else {
+      const uint8_t* q = base + b * (B / 2);
+      for (int64_t j = 0; j < B / 2; ++j) {
+        tmp[j] = static_cast<float>((q[j] & 0x0f) - 8) * s[b];
+        tmp[j + B / 2] = static_cast<float>((q[j] >> 4) - 8) * s[b];
+      }
+    }
+    for (int64_t j = 0; j < n; ++j) out[b * B + j] = f32_to_bf16(tmp[j]);
+  }
+}
+
 // Rows of x at or below this count use int8 dot products; above, dequantized panels.
 constexpr int64_t kDotRows = 8;
 constexpr int64_t kPanelRows = 64;
@@ -245,17 +267,12 @@ void matmul_quantized(const float* x, int64_t m, const MatrixView& w, const floa
   const KernelTable& dense = kernels();
   const int64_t panel_rows = std::min<int64_t>(N, std::max<int64_t>(kPanelRows, (int64_t{1} << 22) / std::max<int64_t>(K, 1)));
   const int64_t panels = (N + panel_rows - 1) / panel_rows;
-  std::vector<float> ypanel, frow(static_cast<size_t>(K));
+  std::vector<float> ypanel;
   std::vector<uint16_t> wb(static_cast<size_t>(panel_rows * K));
   for (int64_t p = 0; p < panels; ++p) {
     const int64_t r0 = p * panel_rows, rows = std::min(panel_rows, N - r0);
     parallel_for(rows, 8, [&](int64_t a, int64_t b) {
-      std::vector<float> row(static_cast<size_t>(K));
-      for (int64_t r = a; r < b; ++r) {
-        dequantize_row(w, r0 + r, row.data());
-        uint16_t* dst = wb.data() + r * K;
-        for (int64_t c = 0; c < K; ++c) dst[c] = f32_to_bf16(row[static_cast<size_t>(c)]);
-      }
+      for (int64_t r = a; r < b; ++r) dequantize_row_bf16(w, r0 + r, wb.data() + r * K);
     });
     ypanel.resize(static_cast<size_t>(m * rows));
     const float* pbias = bias != nullptr ? bias + r0 : nullptr;

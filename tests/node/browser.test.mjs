@@ -131,8 +131,10 @@ test('a segmentation mask is drawn translucent over its box', async () => {
   const n = await page.evaluate((r) => drawObjects(r), result);
   assert.equal(n, 1);
   const pixel = await page.evaluate(() => {
-    const d = document.getElementById('overlay').getContext('2d');
-    return [Array.from(d.getImageData(25, 30, 1, 1).data), Array.from(d.getImageData(60, 30, 1, 1).data)];
+    const c = document.getElementById('overlay');
+    const k = c.width / document.getElementById('preview').naturalWidth;  // canvas pixels per image pixel
+    const d = c.getContext('2d');
+    return [Array.from(d.getImageData(25 * k, 30 * k, 1, 1).data), Array.from(d.getImageData(60 * k, 30 * k, 1, 1).data)];
   });
   assert.ok(pixel[0][3] > 60 && pixel[0][0] > 200 && pixel[0][2] > 200, 'inside the mask: translucent magenta ' + pixel[0]);
   assert.equal(pixel[1][3], 0, 'outside the mask: clear');

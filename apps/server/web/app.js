@@ -49,12 +49,18 @@ function useFile(file) {
   reader.readAsDataURL(file);
 }
 
+// Clears the overlay and sizes it to the image: drawing coordinates are image pixels, and
+// the canvas has enough pixels of its own for crisp lines on the scaled-up preview.
 function clearOverlay() {
   const img = $('preview');
   const canvas = $('overlay');
-  canvas.width = img.naturalWidth || 1;
-  canvas.height = img.naturalHeight || 1;
-  canvas.getContext('2d').clearRect(0, 0, canvas.width, canvas.height);
+  const w = img.naturalWidth || 1, h = img.naturalHeight || 1;
+  const k = Math.max(1, Math.ceil((img.clientWidth || w) * (window.devicePixelRatio || 1) / w));
+  canvas.width = w * k;
+  canvas.height = h * k;
+  const ctx = canvas.getContext('2d');
+  ctx.setTransform(k, 0, 0, k, 0, 0);
+  ctx.clearRect(0, 0, w, h);
 }
 
 // Takes a data: URL; resolves to the loaded image.
@@ -96,7 +102,8 @@ async function drawObjects(result) {
   const objects = (result && Array.isArray(result.objects)) ? result.objects : [];
   const canvas = $('overlay');
   const ctx = canvas.getContext('2d');
-  const line = Math.max(2, Math.round(Math.max(canvas.width, canvas.height) / 150));
+  const img = $('preview');
+  const line = Math.max(2, Math.round(Math.max(img.naturalWidth, img.naturalHeight) / 150));
   let drawn = 0;
   for (const o of objects) {
     if (!o || !o.box || o.error) continue;

@@ -1,0 +1,107 @@
+// Google Benchmark microbenchmarks of the hot kernels at PaliGemma's shapes.
+//   build/bench/kernels_bench --benchmark_format=json
+// Counters: FLOP/s for products, bytes/s of weights streamed for decode-shaped products.
+#include <benchmark/benchmark.h>
+
+#include <random>
+#include <vector>
+
+#include "base/parallel.h"
+#include "kernels/kernels.h"
+#include "kernels/quant.h"
+
+namespace {
+
+struct Weights {
+  std::vector<float> f32;
+  std::vector<uint16_t> bf16;
+  pg::kernels::QuantizedMatrix q8, q4;
+  pg::MatrixView view(pg::DType dt) {
+    switch (dt) {
+      case pg::DType::kF32: return {dt, f32.data(), rows, cols};
+      case pg::DType::kBF16: return {dt, bf16.data(), rows, cols, nullptr, true};
+      case pg::DType::kI8: { auto v = q8.view(); v.low_precision = true; return v; }
+      default: { auto v = q4.view(); v.low_precision = true; return v; }
+    }
+  }
+  int64_t rows, cols;
+};
+
+Weights make(int64_t n, int64_t k) {
+  Weights w;
+  w.rows = n;
+  w.cols = k;
+  std::mt19937 rng(1);
+  std::normal_distribution<float> d(0, 0.02f);
+  w.f32.resize(static_cast<size_t>(n * k));
+  for (float& v : w.f32) v = d(rng);
+  const pg::MatrixView src{pg::DType::kF32, w.f32.data(), n, k};
+  w.bf16 = pg::kernels::to_bf16(src);
+  w.q8 = pg::kernels::quantize_q8(src);
+  w.q4 = pg::kernels::quantize_q4(src);
+  return w;
+}
+
+void BM_matmul(benchmark::State& state, pg::DType dt, int64_t m, int64_t n, int64_t k) {
+  static std::vector<std::pair<std::pair<int64_t, int64_t>, Weights>> cache;
+  Weights* w = nullptr;
+  for (auto& [key, value] : cache) {
+    if (key == std::make_pair(n, k)) w = &value;
+  }
+  if (w == nullptr) w = &cache.emplace_back(std::make_pair(n, k), make(n, k)).second;
+  std::vector<float> x(static_cast<size_t>(m * k), 0.1f), y(static_cast<size_t>(m * n));
+  const pg::MatrixView v = w->view(dt);
+  for (auto _ : state) {
+    pg::kernels::fast_kernels().matmul(x.data(), m, v, nullptr, y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.counters["FLOP/s"] = benchmark::Counter(2.0 * m * n * k, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["weight_bytes/s"] =
+      benchmark::Counter(static_cast<double>(v.total_bytes()), benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void BM_attention(benchmark::State& state, int64_t T, int64_t S, int64_t heads, int64_t kv_heads, int64_t D) {
+  std::vector<float> q(static_cast<size_t>(T * heads * D), 0.1f), kv(static_cast<size_t>(S * kv_heads * D), 0.1f);
+  std::vector<float> out(static_cast<size_t>(T * heads * D));
+  pg::kernels::AttentionParams p;
+  p.num_queries = T;
+  p.num_keys = S;
+  p.num_heads = heads;
+  p.num_kv_heads = kv_heads;
+  p.head_dim = D;
+  p.q_stride = p.out_stride = heads * D;
+  p.kv_stride = kv_heads * D;
+  p.query_offset = S - T;
+  p.prefix_len = S;
+  p.causal = true;
+  p.scale = 0.0625f;
+  for (auto _ : state) {
+    pg::kernels::fast_kernels().attention(p, q.data(), kv.data(), kv.data(), out.data());
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.counters["FLOP/s"] =
+      benchmark::Counter(4.0 * T * S * heads * D, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// Decode: one token through Gemma 2B's MLP up-projection (2048 -> 16384).
+BENCHMARK_CAPTURE(BM_matmul, decode_f32_1x16384x2048, pg::DType::kF32, 1, 16384, 2048)->UseRealTime();
+BENCHMARK_CAPTURE(BM_matmul, decode_bf16_1x16384x2048, pg::DType::kBF16, 1, 16384, 2048)->UseRealTime();
+BENCHMARK_CAPTURE(BM_matmul, decode_q8_1x16384x2048, pg::DType::kI8, 1, 16384, 2048)->UseRealTime();
+BENCHMARK_CAPTURE(BM_matmul, decode_q4_1x16384x2048, pg::DType::kU8, 1, 16384, 2048)->UseRealTime();
+// Prefill / vision: SigLIP's MLP (256 x 1152 -> 4304).
+BENCHMARK_CAPTURE(BM_matmul, vision_f32_256x4304x1152, pg::DType::kF32, 256, 4304, 1152)->UseRealTime();
+BENCHMARK_CAPTURE(BM_matmul, vision_bf16_256x4304x1152, pg::DType::kBF16, 256, 4304, 1152)->UseRealTime();
+BENCHMARK_CAPTURE(BM_matmul, prefill_q4_266x2048x2048, pg::DType::kU8, 266, 2048, 2048)->UseRealTime();
+// Attention: SigLIP (256 x 256, 16 heads of 72) and a Gemma decode step over 300 keys.
+BENCHMARK_CAPTURE(BM_attention, siglip_256x256, 256, 256, 16, 16, 72)->UseRealTime();
+BENCHMARK_CAPTURE(BM_attention, gemma_decode_1x300, 1, 300, 8, 1, 256)->UseRealTime();
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  pg::set_num_threads(0);
+  benchmark::Initialize(&argc, argv);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
