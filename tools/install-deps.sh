@@ -15,6 +15,7 @@ PACKAGES=(
   libavformat-dev libavcodec-dev libswscale-dev libavutil-dev  # video frames (FFmpeg)
   libcpp-httplib-dev        # HTTP server
   libbenchmark-dev          # kernel microbenchmarks
+  libopenmpi-dev openmpi-bin  # data-parallel fine-tuning
   libgtest-dev libgmock-dev # tests
 )
 missing=()
