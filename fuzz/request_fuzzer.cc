@@ -30,7 +30,7 @@ void exercise_chat(std::string_view body, const pgserve::Limits& limits) {
   check(r.sampling.max_tokens >= 1 && r.sampling.max_tokens <= limits.max_tokens);
   for (const std::string& img : r.images) {
     auto h = pgserve::probe_image(img);
-    check(h && h->width > 0 && h->height > 0 && h->width * h->height <= limits.max_image_pixels);
+    check(h && h->width > 0 && h->height > 0 && h->width <= limits.max_image_pixels / h->height);
   }
   // The response builders take the prompt as if it were generated text (any bytes).
   pgserve::Completion c{"chatcmpl-x", 1, r.model, r.prompt, "stop", 1, 1};
@@ -39,7 +39,8 @@ void exercise_chat(std::string_view body, const pgserve::Limits& limits) {
   // Stop sequences over the prompt split into pieces: the shown text is a prefix of it.
   pgserve::StopMatcher m(r.stop);
   std::string shown;
-  for (size_t i = 0; i < r.prompt.size(); i += 3) shown += m.push(std::string_view(r.prompt).substr(i, 3));
+  for (size_t i = 0; i < r.prompt.size(); i += 3)
+    shown += m.push(std::string_view(r.prompt).substr(i, 3));
   shown += m.finish();
   check(r.prompt.compare(0, shown.size(), shown) == 0);
   if (!m.stopped()) check(shown == r.prompt);
@@ -50,7 +51,8 @@ void exercise_task(std::string_view body, int selector, const pgserve::Limits& l
   auto parsed = pgserve::parse_task_json(kind, body, limits);
   if (auto* t = std::get_if<pgserve::TaskRequest>(&parsed)) {
     check(!t->image.empty());
-    if (kind == pgserve::TaskKind::kDetect || kind == pgserve::TaskKind::kSegment) check(!t->objects.empty());
+    if (kind == pgserve::TaskKind::kDetect || kind == pgserve::TaskKind::kSegment)
+      check(!t->objects.empty());
   }
   // The same bytes as form fields: split "name=value&..." pairs.
   std::map<std::string, std::string> fields;
@@ -60,7 +62,8 @@ void exercise_task(std::string_view body, int selector, const pgserve::Limits& l
     if (amp == std::string_view::npos) amp = body.size();
     std::string_view pair = body.substr(start, amp - start);
     const size_t eq = pair.find('=');
-    fields[std::string(pair.substr(0, eq))] = eq == std::string_view::npos ? "" : std::string(pair.substr(eq + 1));
+    fields[std::string(pair.substr(0, eq))] =
+        eq == std::string_view::npos ? "" : std::string(pair.substr(eq + 1));
     start = amp + 1;
   }
   std::string image = fields.count("bytes") ? fields["bytes"] : "";

@@ -2,6 +2,8 @@
 // completions against `generate --greedy`, streaming, every error case with its status and
 // JSON body, the queue (503 + Retry-After), timeouts, client disconnects, API keys, the
 // metrics and the web page; plus the real `paligemma serve` binary.
+#include "server.h"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
@@ -17,14 +19,13 @@
 
 #include "media.h"
 #include "openai.h"
-#include "server.h"
 #include "test_util.h"
 
 namespace {
 
-using ::testing::HasSubstr;
 using nlohmann::json;
 using pg::testing::testdata;
+using ::testing::HasSubstr;
 
 const std::string kPg1 = testdata("golden/tiny-pg1");
 
@@ -63,7 +64,8 @@ class TestServer {
     if (with_model) server_->set_model(tiny_model());
     // Wait until the listener answers.
     httplib::Client c = client();
-    for (int i = 0; i < 200 && !c.Get("/health"); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    for (int i = 0; i < 200 && !c.Get("/health"); ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   ~TestServer() {
     server_->stop();
@@ -82,7 +84,8 @@ class TestServer {
 };
 
 // A chat completion request body: the prompt and images as OpenAI clients send them.
-json chat_body(const std::string& prompt, const std::vector<std::string>& images, json extra = json::object()) {
+json chat_body(const std::string& prompt, const std::vector<std::string>& images,
+               json extra = json::object()) {
   if (extra.is_null()) extra = json::object();
   json content = json::array({{{"type", "text"}, {"text", prompt}}});
   for (const std::string& img : images) {
@@ -101,8 +104,8 @@ httplib::Result post(httplib::Client& c, const std::string& path, const json& bo
 // `paligemma generate ... --json` as the reference.
 json cli_generate(const std::string& args) {
   pg::testing::TempDir tmp;
-  const std::string cmd = std::string(PG_CLI_PATH) + " generate --model " + kPg1 + " " + args + " --json >" +
-                          tmp.file("out") + " 2>/dev/null";
+  const std::string cmd = std::string(PG_CLI_PATH) + " generate --model " + kPg1 + " " + args +
+                          " --json >" + tmp.file("out") + " 2>/dev/null";
   EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
   return json::parse(slurp(tmp.file("out")));
 }
@@ -157,7 +160,8 @@ std::string metric(httplib::Client& c, const std::string& name) {
 // --- completions against generate --------------------------------------------------------
 
 TEST(Server, GreedyCompletionMatchesGenerate) {
-  const json want = cli_generate("--image " + kPg1 + "/image.png --prompt \"caption en\" --max-tokens 12 --greedy");
+  const json want = cli_generate("--image " + kPg1 +
+                                 "/image.png --prompt \"caption en\" --max-tokens 12 --greedy");
   TestServer s;
   auto c = s.client();
   for (json extra : {json{{"max_tokens", 12}}, json{{"max_tokens", 12}, {"temperature", 0}}}) {
@@ -176,12 +180,15 @@ TEST(Server, GreedyCompletionMatchesGenerate) {
 }
 
 TEST(Server, StreamedCompletionMatchesGenerate) {
-  const json want = cli_generate("--image " + kPg1 + "/image.png --prompt \"caption en\" --max-tokens 12 --greedy");
+  const json want = cli_generate("--image " + kPg1 +
+                                 "/image.png --prompt \"caption en\" --max-tokens 12 --greedy");
   TestServer s;
   auto c = s.client();
-  auto r = post(c, "/v1/chat/completions",
-                chat_body("caption en", {kPg1 + "/image.png"},
-                          {{"max_tokens", 12}, {"stream", true}, {"stream_options", {{"include_usage", true}}}}));
+  auto r = post(
+      c, "/v1/chat/completions",
+      chat_body(
+          "caption en", {kPg1 + "/image.png"},
+          {{"max_tokens", 12}, {"stream", true}, {"stream_options", {{"include_usage", true}}}}));
   ASSERT_TRUE(r);
   ASSERT_EQ(r->status, 200) << r->body;
   EXPECT_THAT(r->get_header_value("Content-Type"), HasSubstr("text/event-stream"));
@@ -195,19 +202,23 @@ TEST(Server, StreamedCompletionMatchesGenerate) {
 TEST(Server, SamplingAndTwoImagesMatchGenerate) {
   TestServer s;
   auto c = s.client();
-  const json sampled = cli_generate("--image " + kPg1 + "/image.png --prompt \"caption en\" --max-tokens 8 "
+  const json sampled = cli_generate("--image " + kPg1 +
+                                    "/image.png --prompt \"caption en\" --max-tokens 8 "
                                     "--temperature 1.3 --top-k 40 --top-p 0.9 --seed 9");
-  auto r = post(c, "/v1/chat/completions",
-                chat_body("caption en", {kPg1 + "/image.png"},
-                          {{"max_tokens", 8}, {"temperature", 1.3}, {"top_k", 40}, {"top_p", 0.9}, {"seed", 9}}));
+  auto r = post(
+      c, "/v1/chat/completions",
+      chat_body(
+          "caption en", {kPg1 + "/image.png"},
+          {{"max_tokens", 8}, {"temperature", 1.3}, {"top_k", 40}, {"top_p", 0.9}, {"seed", 9}}));
   ASSERT_TRUE(r);
   ASSERT_EQ(r->status, 200) << r->body;
   EXPECT_EQ(json::parse(r->body)["choices"][0]["message"]["content"], sampled["text"]);
 
   const json two = cli_generate("--image " + kPg1 + "/image.png --image " + kPg1 +
                                 "/image2.png --prompt \"caption en\" --max-tokens 6 --greedy");
-  r = post(c, "/v1/chat/completions",
-           chat_body("caption en", {kPg1 + "/image.png", kPg1 + "/image2.png"}, {{"max_tokens", 6}}));
+  r = post(
+      c, "/v1/chat/completions",
+      chat_body("caption en", {kPg1 + "/image.png", kPg1 + "/image2.png"}, {{"max_tokens", 6}}));
   ASSERT_TRUE(r);
   ASSERT_EQ(r->status, 200) << r->body;
   EXPECT_EQ(json::parse(r->body)["choices"][0]["message"]["content"], two["text"]);
@@ -248,10 +259,12 @@ TEST(Server, ModelsHealthAndMetrics) {
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 200);
   EXPECT_EQ(json::parse(r->body)["status"], "ok");
-  ASSERT_EQ(post(c, "/v1/chat/completions", chat_body("caption en", {kPg1 + "/image.png"}))->status, 200);
+  ASSERT_EQ(post(c, "/v1/chat/completions", chat_body("caption en", {kPg1 + "/image.png"}))->status,
+            200);
   post(c, "/v1/chat/completions", json{{"messages", 1}});
   // The logger counts a request after its last byte went out: give it a moment.
-  const std::string counted = "pg_http_requests_total{route=\"/v1/chat/completions\",code=\"400\"} 1";
+  const std::string counted =
+      "pg_http_requests_total{route=\"/v1/chat/completions\",code=\"400\"} 1";
   for (int i = 0; i < 100; ++i) {
     r = c.Get("/metrics");
     ASSERT_TRUE(r);
@@ -261,10 +274,11 @@ TEST(Server, ModelsHealthAndMetrics) {
   EXPECT_THAT(r->get_header_value("Content-Type"), HasSubstr("text/plain"));
   for (const char* line :
        {"pg_http_requests_total{route=\"/v1/chat/completions\",code=\"200\"} 1",
-        "pg_http_requests_total{route=\"/v1/chat/completions\",code=\"400\"} 1", "pg_http_errors_total{code=\"400\"} 1",
-        "pg_queue_depth 0", "pg_model_ready 1", "pg_time_to_first_token_seconds_bucket{le=\"+Inf\"} 1",
-        "pg_time_to_first_token_seconds_count 1", "pg_completion_tokens_total 32", "# TYPE pg_decode_tokens_per_second gauge",
-        "pg_request_duration_seconds_count"}) {
+        "pg_http_requests_total{route=\"/v1/chat/completions\",code=\"400\"} 1",
+        "pg_http_errors_total{code=\"400\"} 1", "pg_queue_depth 0", "pg_model_ready 1",
+        "pg_time_to_first_token_seconds_bucket{le=\"+Inf\"} 1",
+        "pg_time_to_first_token_seconds_count 1", "pg_completion_tokens_total 32",
+        "# TYPE pg_decode_tokens_per_second gauge", "pg_request_duration_seconds_count"}) {
     EXPECT_THAT(r->body, HasSubstr(line));
   }
 }
@@ -276,7 +290,8 @@ TEST(Server, HealthIsNotReadyUntilTheModelIsLoaded) {
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 503);
   EXPECT_TRUE(r->has_header("Retry-After"));
-  expect_error(post(c, "/v1/chat/completions", chat_body("caption en", {kPg1 + "/image.png"})), 503, "model_loading");
+  expect_error(post(c, "/v1/chat/completions", chat_body("caption en", {kPg1 + "/image.png"})), 503,
+               "model_loading");
   s.server().set_model(tiny_model());
   EXPECT_EQ(c.Get("/health")->status, 200);
 }
@@ -287,36 +302,46 @@ TEST(Server, BadRequestsGetJsonErrors) {
   TestServer s;
   auto c = s.client();
   const std::string png = kPg1 + "/image.png";
-  expect_error(c.Post("/v1/chat/completions", "this is not json", "application/json"), 400, "invalid_json");
+  expect_error(c.Post("/v1/chat/completions", "this is not json", "application/json"), 400,
+               "invalid_json");
   expect_error(c.Post("/v1/chat/completions", "[1,2]", "application/json"), 400, "invalid_json");
-  expect_error(c.Post("/v1/chat/completions", std::string(100000, '['), "application/json"), 400, "invalid_json");
+  expect_error(c.Post("/v1/chat/completions", std::string(100000, '['), "application/json"), 400,
+               "invalid_json");
   expect_error(post(c, "/v1/chat/completions", json{{"model", "x"}}), 400, "missing_messages");
-  expect_error(post(c, "/v1/chat/completions", chat_body("caption en", {png}, {{"max_tokens", 100000}})), 400,
-               "max_tokens_too_large");
-  expect_error(post(c, "/v1/chat/completions", chat_body("caption en", {png}, {{"max_tokens", 0}})), 400,
+  expect_error(
+      post(c, "/v1/chat/completions", chat_body("caption en", {png}, {{"max_tokens", 100000}})),
+      400, "max_tokens_too_large");
+  expect_error(post(c, "/v1/chat/completions", chat_body("caption en", {png}, {{"max_tokens", 0}})),
+               400, "out_of_range");
+  expect_error(
+      post(c, "/v1/chat/completions", chat_body("caption en", {png}, {{"temperature", "hot"}})),
+      400, "invalid_type");
+  expect_error(post(c, "/v1/chat/completions", chat_body("caption en", {png}, {{"n", 2}})), 400,
                "out_of_range");
-  expect_error(post(c, "/v1/chat/completions", chat_body("caption en", {png}, {{"temperature", "hot"}})), 400,
-               "invalid_type");
-  expect_error(post(c, "/v1/chat/completions", chat_body("caption en", {png}, {{"n", 2}})), 400, "out_of_range");
-  expect_error(post(c, "/v1/chat/completions", chat_body(std::string(5000, 'a'), {png})), 400, "prompt_too_long");
+  expect_error(post(c, "/v1/chat/completions", chat_body(std::string(5000, 'a'), {png})), 400,
+               "prompt_too_long");
   expect_error(post(c, "/v1/chat/completions", chat_body("   ", {png})), 400, "empty_prompt");
 
   json remote = chat_body("caption en", {});
-  remote["messages"][0]["content"].push_back({{"type", "image_url"}, {"image_url", {{"url", "http://127.0.0.1/x.png"}}}});
+  remote["messages"][0]["content"].push_back(
+      {{"type", "image_url"}, {"image_url", {{"url", "http://127.0.0.1/x.png"}}}});
   expect_error(post(c, "/v1/chat/completions", remote), 400, "unsupported_image_url");
   json not_image = chat_body("caption en", {});
   not_image["messages"][0]["content"].push_back(
-      {{"type", "image_url"}, {"image_url", {{"url", "data:image/png;base64," + pgserve::base64_encode("hello")}}}});
+      {{"type", "image_url"},
+       {"image_url", {{"url", "data:image/png;base64," + pgserve::base64_encode("hello")}}}});
   expect_error(post(c, "/v1/chat/completions", not_image), 400, "invalid_image");
   json bad_b64 = chat_body("caption en", {});
-  bad_b64["messages"][0]["content"].push_back({{"type", "image_url"}, {"image_url", {{"url", "data:image/png;base64,@@@"}}}});
+  bad_b64["messages"][0]["content"].push_back(
+      {{"type", "image_url"}, {"image_url", {{"url", "data:image/png;base64,@@@"}}}});
   expect_error(post(c, "/v1/chat/completions", bad_b64), 400, "invalid_image");
 
   // A truncated PNG passes the header check and fails in the decoder: still a 400.
   json truncated = chat_body("caption en", {});
   const std::string bytes = slurp(png).substr(0, 60);
   truncated["messages"][0]["content"].push_back(
-      {{"type", "image_url"}, {"image_url", {{"url", "data:image/png;base64," + pgserve::base64_encode(bytes)}}}});
+      {{"type", "image_url"},
+       {"image_url", {{"url", "data:image/png;base64," + pgserve::base64_encode(bytes)}}}});
   expect_error(post(c, "/v1/chat/completions", truncated), 400, "invalid_input");
 
   expect_error(c.Get("/no/such/route"), 404, "not_found");
@@ -327,14 +352,16 @@ TEST(Server, BadRequestsGetJsonErrors) {
 std::string bomb_png(uint32_t w, uint32_t h) {
   std::string s("\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR", 16);
   for (uint32_t v : {w, h}) {
-    for (int shift = 24; shift >= 0; shift -= 8) s.push_back(static_cast<char>((v >> shift) & 0xFF));
+    for (int shift = 24; shift >= 0; shift -= 8)
+      s.push_back(static_cast<char>((v >> shift) & 0xFF));
   }
   s += std::string("\x08\x02\0\0\0\0\0\0\0", 9);
   return s;
 }
 std::string bomb_jpeg(uint16_t w, uint16_t h) {
   std::string s("\xFF\xD8\xFF\xC0\x00\x11\x08", 7);
-  s += {static_cast<char>(h >> 8), static_cast<char>(h & 0xFF), static_cast<char>(w >> 8), static_cast<char>(w & 0xFF)};
+  s += {static_cast<char>(h >> 8), static_cast<char>(h & 0xFF), static_cast<char>(w >> 8),
+        static_cast<char>(w & 0xFF)};
   s += std::string(12, '\0');
   return s;
 }
@@ -345,7 +372,8 @@ TEST(Server, DecompressionBombsAreRefusedFromTheHeader) {
   for (const std::string& bytes : {bomb_png(40000, 40000), bomb_jpeg(65000, 65000)}) {
     json body = chat_body("caption en", {});
     body["messages"][0]["content"].push_back(
-        {{"type", "image_url"}, {"image_url", {{"url", "data:image/png;base64," + pgserve::base64_encode(bytes)}}}});
+        {{"type", "image_url"},
+         {"image_url", {{"url", "data:image/png;base64," + pgserve::base64_encode(bytes)}}}});
     auto r = post(c, "/v1/chat/completions", body);
     expect_error(r, 400, "image_too_large");
     EXPECT_THAT(r->body, HasSubstr("pixels"));
@@ -372,8 +400,15 @@ TEST(Server, BodyLargerThanTheLimitGets413) {
   json body = chat_body("caption en", {kPg1 + "/image.png"});
   body["padding"] = std::string(200 << 10, 'x');
   expect_error(post(c, "/v1/chat/completions", body), 413, "payload_too_large");
+  // curl -d sends url-encoded bodies, which cpp-httplib caps at 8192 bytes: the message says so.
+  auto r = c.Post("/v1/chat/completions",
+                  chat_body("caption en", {kPg1 + "/image.png"}).dump() + std::string(10000, ' '),
+                  "application/x-www-form-urlencoded");
+  expect_error(r, 413, "payload_too_large");
+  EXPECT_THAT(r->body, HasSubstr("application/json"));
   // The server is still there and serves the next request.
-  EXPECT_EQ(post(c, "/v1/chat/completions", chat_body("caption en", {kPg1 + "/image.png"}))->status, 200);
+  EXPECT_EQ(post(c, "/v1/chat/completions", chat_body("caption en", {kPg1 + "/image.png"}))->status,
+            200);
 }
 
 TEST(Server, ApiKeyIsRequiredOnTheApi) {
@@ -385,9 +420,11 @@ TEST(Server, ApiKeyIsRequiredOnTheApi) {
   auto r = post(c, "/v1/chat/completions", body);
   expect_error(r, 401, "invalid_api_key");
   EXPECT_EQ(r->get_header_value("WWW-Authenticate"), "Bearer");
-  expect_error(post(c, "/v1/chat/completions", body, {{"Authorization", "Bearer wrong"}}), 401, "invalid_api_key");
+  expect_error(post(c, "/v1/chat/completions", body, {{"Authorization", "Bearer wrong"}}), 401,
+               "invalid_api_key");
   expect_error(c.Get("/v1/models"), 401, "invalid_api_key");
-  EXPECT_EQ(post(c, "/v1/chat/completions", body, {{"Authorization", "Bearer sekret-123"}})->status, 200);
+  EXPECT_EQ(post(c, "/v1/chat/completions", body, {{"Authorization", "Bearer sekret-123"}})->status,
+            200);
   EXPECT_EQ(c.Get("/health")->status, 200);  // probes need no key
 }
 
@@ -454,14 +491,17 @@ TEST(Server, ClientDisconnectStopsTheGeneration) {
   o.limits.max_tokens = 2000;  // long enough (a second or two) to hang up in the middle
   TestServer s(o);
   auto c = s.client();
-  const json body = chat_body("caption en", {kPg1 + "/image.png"}, {{"max_tokens", 2000}, {"stream", true}});
+  const json body =
+      chat_body("caption en", {kPg1 + "/image.png"}, {{"max_tokens", 2000}, {"stream", true}});
   int chunks = 0;
   httplib::Request req;
   req.method = "POST";
   req.path = "/v1/chat/completions";
   req.body = body.dump();
   req.set_header("Content-Type", "application/json");
-  req.content_receiver = [&](const char*, size_t, uint64_t, uint64_t) { return ++chunks < 2; };  // then hang up
+  req.content_receiver = [&](const char*, size_t, uint64_t, uint64_t) {
+    return ++chunks < 2;
+  };  // then hang up
   httplib::Response res;
   httplib::Error err = httplib::Error::Success;
   c.send(req, res, err);
@@ -510,9 +550,11 @@ TEST(Server, ConcurrentGenerationsAgree) {
   for (int i = 0; i < 12; ++i) {
     texts.push_back(std::async(std::launch::async, [&] {
       auto c = s.client();
-      auto r = post(c, "/v1/chat/completions", chat_body("caption en", {kPg1 + "/image.png"}, {{"max_tokens", 12}}));
-      return r && r->status == 200 ? json::parse(r->body)["choices"][0]["message"]["content"].get<std::string>()
-                                   : std::string("failed");
+      auto r = post(c, "/v1/chat/completions",
+                    chat_body("caption en", {kPg1 + "/image.png"}, {{"max_tokens", 12}}));
+      return r && r->status == 200
+                 ? json::parse(r->body)["choices"][0]["message"]["content"].get<std::string>()
+                 : std::string("failed");
     }));
   }
   for (auto& f : texts) EXPECT_EQ(f.get(), want->text);
@@ -554,21 +596,27 @@ TEST(Server, TaskEndpoints) {
   EXPECT_EQ(json::parse(r->body)["text"], want->text);
 
   // The same as a multipart upload.
-  httplib::MultipartFormDataItems form = {{"image", png, "image.png", "image/png"}, {"max_tokens", "8", "", ""}};
+  httplib::MultipartFormDataItems form = {{"image", png, "image.png", "image/png"},
+                                          {"max_tokens", "8", "", ""}};
   r = c.Post("/v1/caption", form);
   ASSERT_TRUE(r);
   ASSERT_EQ(r->status, 200) << r->body;
   EXPECT_EQ(json::parse(r->body)["text"], want->text);
 
   for (const char* path : {"/v1/detect", "/v1/segment"}) {
-    r = post(c, path, json{{"image", "data:image/png;base64," + b64}, {"objects", {"cat", "dog"}}, {"max_tokens", 8}});
+    r = post(c, path,
+             json{{"image", "data:image/png;base64," + b64},
+                  {"objects", {"cat", "dog"}},
+                  {"max_tokens", 8}});
     ASSERT_TRUE(r);
     ASSERT_EQ(r->status, 200) << r->body;
     const json j = json::parse(r->body);
     EXPECT_TRUE(j.contains("text"));
     EXPECT_TRUE(j["objects"].is_array()) << r->body;
   }
-  r = post(c, "/v1/ask", json{{"image", b64}, {"question", "what is this?"}, {"max_tokens", 4}, {"stream", true}});
+  r = post(
+      c, "/v1/ask",
+      json{{"image", b64}, {"question", "what is this?"}, {"max_tokens", 4}, {"stream", true}});
   ASSERT_TRUE(r);
   ASSERT_EQ(r->status, 200) << r->body;
   EXPECT_THAT(r->body, HasSubstr("data: {\"result\":"));
@@ -576,9 +624,12 @@ TEST(Server, TaskEndpoints) {
 
   expect_error(post(c, "/v1/caption", json{{"max_tokens", 8}}), 400, "missing_image");
   expect_error(post(c, "/v1/ask", json{{"image", b64}}), 400, "missing_question");
-  expect_error(post(c, "/v1/detect", json{{"image", b64}, {"objects", " ; "}}), 400, "missing_objects");
-  expect_error(post(c, "/v1/detect", json{{"image", pgserve::base64_encode(bomb_png(50000, 50000))}, {"objects", "a"}}),
-               400, "image_too_large");
+  expect_error(post(c, "/v1/detect", json{{"image", b64}, {"objects", " ; "}}), 400,
+               "missing_objects");
+  expect_error(
+      post(c, "/v1/detect",
+           json{{"image", pgserve::base64_encode(bomb_png(50000, 50000))}, {"objects", "a"}}),
+      400, "image_too_large");
   expect_error(c.Post("/v1/caption", "{", "application/json"), 400, "invalid_json");
 }
 
@@ -591,8 +642,8 @@ TEST(ServeCommand, StartsAnswersAndStopsOnSigterm) {
   if (pid == 0) {
     const std::string err = tmp.file("err");
     freopen(err.c_str(), "w", stderr);
-    execl(PG_CLI_PATH, PG_CLI_PATH, "serve", "--model", kPg1.c_str(), "--port", "0", "--threads", "2",
-          static_cast<char*>(nullptr));
+    execl(PG_CLI_PATH, PG_CLI_PATH, "serve", "--model", kPg1.c_str(), "--port", "0", "--threads",
+          "2", static_cast<char*>(nullptr));
     _exit(127);
   }
   int port = 0;
@@ -600,7 +651,8 @@ TEST(ServeCommand, StartsAnswersAndStopsOnSigterm) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
     const std::string log = slurp(tmp.file("err"));
     const size_t p = log.find("\"port\":");
-    if (p != std::string::npos && log.find('\n', p) != std::string::npos) port = std::atoi(log.c_str() + p + 7);
+    if (p != std::string::npos && log.find('\n', p) != std::string::npos)
+      port = std::atoi(log.c_str() + p + 7);
   }
   ASSERT_GT(port, 0) << slurp(tmp.file("err"));
   httplib::Client c("127.0.0.1", port);
@@ -611,7 +663,8 @@ TEST(ServeCommand, StartsAnswersAndStopsOnSigterm) {
     if (health != 200) std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   EXPECT_EQ(health, 200);
-  auto r = post(c, "/v1/chat/completions", chat_body("caption en", {kPg1 + "/image.png"}, {{"max_tokens", 12}}));
+  auto r = post(c, "/v1/chat/completions",
+                chat_body("caption en", {kPg1 + "/image.png"}, {{"max_tokens", 12}}));
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 200);
   expect_error(c.Post("/v1/chat/completions", "not json", "application/json"), 400, "invalid_json");
@@ -632,15 +685,20 @@ TEST(ServeCommand, StartsAnswersAndStopsOnSigterm) {
 }
 
 TEST(ServeCommand, BadFlagsAndBusyPortFail) {
-  EXPECT_EQ(WEXITSTATUS(std::system((std::string(PG_CLI_PATH) + " serve >/dev/null 2>&1").c_str())), 2);
+  EXPECT_EQ(WEXITSTATUS(std::system((std::string(PG_CLI_PATH) + " serve >/dev/null 2>&1").c_str())),
+            2);
   EXPECT_EQ(WEXITSTATUS(std::system((std::string(PG_CLI_PATH) + " serve --model " + kPg1 +
-                                     " --port 99999 >/dev/null 2>&1").c_str())),
+                                     " --port 99999 >/dev/null 2>&1")
+                                        .c_str())),
             2);
   TestServer s;
   const std::string cmd = std::string(PG_CLI_PATH) + " serve --model " + kPg1 + " --port " +
                           std::to_string(s.server().port()) + " >/dev/null 2>&1";
   EXPECT_EQ(WEXITSTATUS(std::system(cmd.c_str())), 1);
-  EXPECT_EQ(WEXITSTATUS(std::system((std::string(PG_CLI_PATH) + " serve --model /nonexistent --port 0 >/dev/null 2>&1").c_str())), 1);
+  EXPECT_EQ(WEXITSTATUS(std::system(
+                (std::string(PG_CLI_PATH) + " serve --model /nonexistent --port 0 >/dev/null 2>&1")
+                    .c_str())),
+            1);
 }
 
 // --- the pure parts ----------------------------------------------------------------------

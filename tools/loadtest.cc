@@ -66,16 +66,26 @@ bool parse_flags(int argc, char** argv, Flags* f) {
       continue;
     }
     if (!(v = next())) return false;
-    if (a == "--port") f->port = std::atoi(v);
-    else if (a == "--clients") f->clients = std::atoi(v);
-    else if (a == "--duration") f->duration_s = std::atof(v);
-    else if (a == "--warmup") f->warmup_s = std::atof(v);
-    else if (a == "--max-requests") f->max_requests = std::atol(v);
-    else if (a == "--server-pid") f->server_pid = std::atol(v);
-    else if (a == "--image") f->image = v;
-    else if (a == "--prompt") f->prompt = v;
-    else if (a == "--max-tokens") f->max_tokens = std::atoi(v);
-    else return false;
+    if (a == "--port")
+      f->port = std::atoi(v);
+    else if (a == "--clients")
+      f->clients = std::atoi(v);
+    else if (a == "--duration")
+      f->duration_s = std::atof(v);
+    else if (a == "--warmup")
+      f->warmup_s = std::atof(v);
+    else if (a == "--max-requests")
+      f->max_requests = std::atol(v);
+    else if (a == "--server-pid")
+      f->server_pid = std::atol(v);
+    else if (a == "--image")
+      f->image = v;
+    else if (a == "--prompt")
+      f->prompt = v;
+    else if (a == "--max-tokens")
+      f->max_tokens = std::atoi(v);
+    else
+      return false;
   }
   // The bounds this tool keeps whatever it is asked.
   f->clients = std::clamp(f->clients, 1, 256);
@@ -88,7 +98,8 @@ bool parse_flags(int argc, char** argv, Flags* f) {
 double percentile(std::vector<double> v, double p) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
-  const size_t i = std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size() - 1) + 0.5));
+  const size_t i =
+      std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size() - 1) + 0.5));
   return v[i];
 }
 
@@ -97,8 +108,10 @@ double percentile(std::vector<double> v, double p) {
 int main(int argc, char** argv) {
   Flags f;
   if (!parse_flags(argc, argv, &f)) {
-    std::fprintf(stderr, "usage: pg_loadtest --port P [--clients N] [--duration S] [--warmup S] "
-                         "[--max-requests N] [--server-pid PID] [--image F] [--prompt T] [--max-tokens N] [--stream]\n");
+    std::fprintf(stderr,
+                 "usage: pg_loadtest --port P [--clients N] [--duration S] [--warmup S] "
+                 "[--max-requests N] [--server-pid PID] [--image F] [--prompt T] [--max-tokens N] "
+                 "[--stream]\n");
     return 2;
   }
   std::ifstream in(f.image, std::ios::binary);
@@ -107,7 +120,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "pg_loadtest: cannot read %s\n", f.image.c_str());
     return 2;
   }
-  const std::string mime = bytes.size() > 1 && static_cast<unsigned char>(bytes[0]) == 0xFF ? "jpeg" : "png";
+  const std::string mime =
+      bytes.size() > 1 && static_cast<unsigned char>(bytes[0]) == 0xFF ? "jpeg" : "png";
   const json body = {
       {"model", "paligemma"},
       {"max_tokens", f.max_tokens},
@@ -118,26 +132,29 @@ int main(int argc, char** argv) {
          {"content",
           {{{"type", "text"}, {"text", f.prompt}},
            {{"type", "image_url"},
-            {"image_url", {{"url", "data:image/" + mime + ";base64," + pgserve::base64_encode(bytes)}}}}}}}}}};
+            {"image_url",
+             {{"url", "data:image/" + mime + ";base64," + pgserve::base64_encode(bytes)}}}}}}}}}};
   const std::string payload = body.dump();
 
   const Clock::time_point t0 = Clock::now();
-  const Clock::time_point measure_from = t0 + std::chrono::duration_cast<Clock::duration>(
-                                                   std::chrono::duration<double>(f.warmup_s));
+  const Clock::time_point measure_from =
+      t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(f.warmup_s));
   const Clock::time_point end = measure_from + std::chrono::duration_cast<Clock::duration>(
                                                    std::chrono::duration<double>(f.duration_s));
   std::atomic<long> budget{f.max_requests};
   std::mutex mutex;
-  std::vector<double> latencies;          // measured phase, 200 responses
-  std::vector<double> rejected_latencies; // measured phase, well-formed 503s
-  std::map<std::string, long> outcomes;   // measured phase: "200", "503", "fail:..."
+  std::vector<double> latencies;           // measured phase, 200 responses
+  std::vector<double> rejected_latencies;  // measured phase, well-formed 503s
+  std::map<std::string, long> outcomes;    // measured phase: "200", "503", "fail:..."
   long measured = 0;
+  std::vector<long> per_client(f.clients, 0);  // measured answers (200 or 503) per client
 
   std::vector<std::thread> threads;
   for (int c = 0; c < f.clients; ++c) {
-    threads.emplace_back([&] {
+    threads.emplace_back([&, c] {
       httplib::Client client("127.0.0.1", f.port);
       client.set_keep_alive(true);
+      client.set_tcp_nodelay(true);
       client.set_read_timeout(120);
       client.set_write_timeout(30);
       while (Clock::now() < end && budget.fetch_sub(1) > 0) {
@@ -154,7 +171,8 @@ int main(int argc, char** argv) {
           outcome = ok ? "200" : "fail:bad 200 body";
         } else if (res->status == 503) {
           const json j = json::parse(res->body, nullptr, false);
-          const bool ok = res->has_header("Retry-After") && !j.is_discarded() && j.contains("error");
+          const bool ok =
+              res->has_header("Retry-After") && !j.is_discarded() && j.contains("error");
           outcome = ok ? "503" : "fail:bad 503";
         } else {
           outcome = "fail:" + std::to_string(res->status);
@@ -163,6 +181,7 @@ int main(int argc, char** argv) {
         std::lock_guard<std::mutex> lock(mutex);
         ++outcomes[outcome];
         ++measured;
+        if (outcome == "200" || outcome == "503") ++per_client[c];
         if (outcome == "200") latencies.push_back(ms);
         if (outcome == "503") rejected_latencies.push_back(ms);
         if (outcome == "503") std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -179,22 +198,29 @@ int main(int argc, char** argv) {
   }
   for (std::thread& t : threads) t.join();
   const double rss_end = rss_mb(f.server_pid);
-  const double elapsed = std::chrono::duration<double>(std::min(Clock::now(), end) - measure_from).count();
+  const double elapsed =
+      std::chrono::duration<double>(std::min(Clock::now(), end) - measure_from).count();
 
   long failures = 0;
   for (const auto& [k, n] : outcomes) {
     if (k.rfind("fail:", 0) == 0) failures += n;
   }
-  json j = {{"clients", f.clients},
-            {"duration_s", elapsed},
-            {"requests", measured},
-            {"requests_per_s", elapsed > 0 ? static_cast<double>(measured) / elapsed : 0.0},
-            {"completions_per_s", elapsed > 0 ? static_cast<double>(outcomes["200"]) / elapsed : 0.0},
-            {"latency_ms", {{"p50", percentile(latencies, 0.5)}, {"p99", percentile(latencies, 0.99)}}},
-            {"latency_503_ms", {{"p50", percentile(rejected_latencies, 0.5)}, {"p99", percentile(rejected_latencies, 0.99)}}},
-            {"outcomes", outcomes},
-            {"failures", failures},
-            {"rss_mb", {{"after_warmup", rss_warm}, {"peak", rss_peak}, {"end", rss_end}}}};
+  json j = {
+      {"clients", f.clients},
+      {"duration_s", elapsed},
+      {"requests", measured},
+      {"requests_per_s", elapsed > 0 ? static_cast<double>(measured) / elapsed : 0.0},
+      {"completions_per_s", elapsed > 0 ? static_cast<double>(outcomes["200"]) / elapsed : 0.0},
+      {"latency_ms", {{"p50", percentile(latencies, 0.5)}, {"p99", percentile(latencies, 0.99)}}},
+      {"latency_503_ms",
+       {{"p50", percentile(rejected_latencies, 0.5)},
+        {"p99", percentile(rejected_latencies, 0.99)}}},
+      {"outcomes", outcomes},
+      {"answers_per_client",
+       {{"min", *std::min_element(per_client.begin(), per_client.end())},
+        {"max", *std::max_element(per_client.begin(), per_client.end())}}},
+      {"failures", failures},
+      {"rss_mb", {{"after_warmup", rss_warm}, {"peak", rss_peak}, {"end", rss_end}}}};
   if (rss_warm > 0 && rss_end > 0) j["rss_growth"] = rss_end / rss_warm - 1.0;
   std::printf("%s\n", j.dump(2).c_str());
   return failures == 0 && measured > 0 ? 0 : 1;

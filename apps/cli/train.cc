@@ -121,9 +121,10 @@ int run_train(const TrainFlags& f) {
     }
     std::printf("%s\n", j.dump().c_str());
   } else {
-    std::fprintf(stderr, "[train] done: %lld steps, loss %.4f -> %.4f, %lld trainable parameters, peak RSS %.0f MB; checkpoint in %s\n",
+    std::fprintf(stderr, "[train] done: %lld steps, loss %.4f -> %.4f, %lld trainable parameters, peak RSS %.0f MB%s%s\n",
                  static_cast<long long>(summary->steps), summary->first_loss, summary->last_loss,
-                 static_cast<long long>(summary->trainable_parameters), summary->peak_rss_mb, f.o.out_dir.c_str());
+                 static_cast<long long>(summary->trainable_parameters), summary->peak_rss_mb,
+                 f.o.random_weights.empty() ? "; checkpoint in " : "", f.o.random_weights.empty() ? f.o.out_dir.c_str() : "");
   }
   return 0;
 }
@@ -149,7 +150,7 @@ void register_train(CLI::App& app, Runners& runners) {
   t->add_option("--model", o.model_dir, "Checkpoint folder to start from")->required();
   t->add_option("--data", o.data, "JSONL file: {\"image\": path, \"prefix\": ..., \"suffix\": ...} per line")
       ->required();
-  t->add_option("--out", o.out_dir, "Folder for the fine-tuned checkpoint and training state")->required();
+  t->add_option("--out", o.out_dir, "Folder for the fine-tuned checkpoint and training state");
   t->add_option("--steps", o.steps, "Optimiser steps (default 100)")->check(CLI::PositiveNumber);
   t->add_option("--batch", o.batch, "Examples per micro-batch, over all MPI ranks (default 1)")
       ->check(CLI::PositiveNumber);
@@ -194,6 +195,9 @@ void register_train(CLI::App& app, Runners& runners) {
   t->add_option("--log-every", tf->log_every, "Without a terminal, print progress every N steps (0: the last only; default 10)")
       ->check(CLI::NonNegativeNumber);
   t->add_flag("--json", tf->json, "Print a JSON summary on stdout at the end");
+  t->add_option("--random-weights", o.random_weights,
+                "Measure memory and speed on random bf16 weights of this config.json's sizes (--model gives "
+                "the tokenizer; nothing is saved)");
   runners["train"] = [tf] { return run_train(*tf); };
 }
 

@@ -45,7 +45,8 @@ bool stream_completion(Server::Impl& s, const std::shared_ptr<GenJob>& job, cons
     done.prompt_tokens = out.prompt_tokens;
     done.completion_tokens = out.completion_tokens;
     log.finish_reason = done.finish_reason;
-    if (!sink_write(sink, sse_event(chunk_body(done, nullptr, nullptr, done.finish_reason)))) return false;
+    if (!sink_write(sink, sse_event(chunk_body(done, nullptr, nullptr, done.finish_reason))))
+      return false;
     if (include_usage && !sink_write(sink, sse_event(usage_chunk_body(done)))) return false;
   }
   if (!sink_write(sink, "data: [DONE]\n\n")) return false;
@@ -58,8 +59,8 @@ bool stream_completion(Server::Impl& s, const std::shared_ptr<GenJob>& job, cons
 void handle_chat(Server::Impl& s, const httplib::Request& req, httplib::Response& res) {
   RequestLog& log = request_log();
   const Clock::time_point arrival = log.started ? log.start : Clock::now();
-  const Clock::time_point deadline =
-      arrival + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s.opt.timeout_s));
+  const Clock::time_point deadline = arrival + std::chrono::duration_cast<Clock::duration>(
+                                                   std::chrono::duration<double>(s.opt.timeout_s));
   std::shared_ptr<const paligemma::Model> model = s.model();
   Parsed<ChatRequest> parsed = parse_chat_request(req.body, s.opt.limits);
   if (auto* e = std::get_if<ApiError>(&parsed)) return reply_error(s, res, *e);

@@ -7,12 +7,12 @@
 namespace pgserve {
 namespace {
 
-constexpr auto kSlice = std::chrono::milliseconds(200);      // how often waits check for stop
-constexpr auto kKeepAlive = std::chrono::seconds(2);         // SSE comment when nothing else
+constexpr auto kSlice = std::chrono::milliseconds(200);  // how often waits check for stop
+constexpr auto kKeepAlive = std::chrono::seconds(2);     // SSE comment when nothing else
 
 ApiError queue_timeout() {
-  return ApiError{503, "the request timed out waiting for a free worker; retry later", "server_error",
-                  "queue_timeout", ""};
+  return ApiError{503, "the request timed out waiting for a free worker; retry later",
+                  "server_error", "queue_timeout", ""};
 }
 ApiError generation_timeout() {
   return ApiError{504, "the request ran past the server's time limit per request", "server_error",
@@ -47,11 +47,12 @@ ApiError error_from_status(const paligemma::Status& st) {
 bool submit_job(Server::Impl& s, const std::shared_ptr<GenJob>& job, httplib::Response& res) {
   if (s.queue->submit([job] { job->run(); })) return true;
   s.metrics.record_rejected();
-  reply_error(s, res,
-              ApiError{503,
-                       "the server is busy: " + std::to_string(s.queue->workers()) + " running and " +
-                           std::to_string(s.queue->max_queue()) + " waiting; retry later",
-                       "server_error", "queue_full", ""});
+  reply_error(
+      s, res,
+      ApiError{503,
+               "the server is busy: " + std::to_string(s.queue->workers()) + " running and " +
+                   std::to_string(s.queue->max_queue()) + " waiting; retry later",
+               "server_error", "queue_full", ""});
   return false;
 }
 

@@ -37,7 +37,8 @@ void GenJob::run() {
     if (cancelled_.load() || Clock::now() > deadline_) {
       if (cancel_reason_.empty()) cancel_reason_ = "timeout";
       cancelled_.store(true);
-      status_ = paligemma::Status(paligemma::StatusCode::kOutOfRange, "cancelled before it started");
+      status_ =
+          paligemma::Status(paligemma::StatusCode::kOutOfRange, "cancelled before it started");
       phase_ = Phase::kDone;
       cv_.notify_all();
       return;
@@ -52,7 +53,8 @@ void GenJob::run() {
   } catch (const std::bad_alloc&) {
     st = paligemma::Status(paligemma::StatusCode::kInternal, "out of memory");
   } catch (const std::exception& e) {
-    st = paligemma::Status(paligemma::StatusCode::kInternal, std::string("unexpected: ") + e.what());
+    st =
+        paligemma::Status(paligemma::StatusCode::kInternal, std::string("unexpected: ") + e.what());
   }
   {
     std::lock_guard<std::mutex> lock(mutex_);

@@ -21,18 +21,19 @@ using Clock = std::chrono::steady_clock;
 
 // What a finished job produced.
 struct JobOutput {
-  std::string text;             // the generated text (cut at a stop sequence)
-  std::string stop_reason;      // the model's: "eos", "max_tokens", "context", "stopped"
-  bool stop_sequence = false;   // a stop sequence ended it
+  std::string text;            // the generated text (cut at a stop sequence)
+  std::string stop_reason;     // the model's: "eos", "max_tokens", "context", "stopped"
+  bool stop_sequence = false;  // a stop sequence ended it
   int64_t prompt_tokens = 0;
   int64_t completion_tokens = 0;
   double decode_s = 0;
-  std::string result_json;      // task endpoints: the task's JSON result
+  std::string result_json;  // task endpoints: the task's JSON result
 };
 
 // The model call a job makes: takes the text callback to pass on to the model and the
 // output to fill in (text, stop_reason, counts); returns the call's status.
-using Work = std::function<paligemma::Status(const paligemma::TextCallback& on_text, JobOutput* out)>;
+using Work =
+    std::function<paligemma::Status(const paligemma::TextCallback& on_text, JobOutput* out)>;
 
 class GenJob {
  public:

@@ -50,8 +50,8 @@ std::optional<ImageHeader> probe_jpeg(std::string_view b) {
     if (marker == 0xD9 || marker == 0xDA) return std::nullopt;  // EOI / SOS before any SOF
     const uint32_t len = be16(p + i + 2);
     if (len < 2) return std::nullopt;
-    const bool sof = marker >= 0xC0 && marker <= 0xCF && marker != 0xC4 && marker != 0xC8 &&
-                     marker != 0xCC;
+    const bool sof =
+        marker >= 0xC0 && marker <= 0xCF && marker != 0xC4 && marker != 0xC8 && marker != 0xCC;
     if (sof) {
       // length (2), precision (1), height (2), width (2)
       if (i + 9 > b.size()) return std::nullopt;
@@ -134,7 +134,8 @@ std::optional<DataUrl> parse_data_url(std::string_view url) {
   std::string_view type = meta.substr(0, meta.size() - kB64.size());
   type = type.substr(0, type.find(';'));
   DataUrl d;
-  for (char c : type) d.mime.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+  for (char c : type)
+    d.mime.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
   d.payload = url.substr(comma + 1);
   return d;
 }

@@ -19,8 +19,8 @@ std::string base64_encode(std::string_view bytes);
 
 // A parsed "data:<mime>;base64,<payload>" URL.
 struct DataUrl {
-  std::string mime;             // e.g. "image/png" (lower case; may be empty)
-  std::string_view payload;     // the base64 text, a view into the URL
+  std::string mime;          // e.g. "image/png" (lower case; may be empty)
+  std::string_view payload;  // the base64 text, a view into the URL
 };
 
 // Takes a URL string; returns its parts when it is a base64 data: URL, nullopt otherwise.

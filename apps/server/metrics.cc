@@ -45,7 +45,9 @@ void Histogram::render(const std::string& name, std::string* out) const {
 }
 
 Metrics::Metrics()
-    : request_seconds_(kLatencyBounds), ttft_seconds_(kLatencyBounds), queue_seconds_(kLatencyBounds) {}
+    : request_seconds_(kLatencyBounds),
+      ttft_seconds_(kLatencyBounds),
+      queue_seconds_(kLatencyBounds) {}
 
 void Metrics::record_request(const std::string& route, int status, double seconds) {
   std::lock_guard<std::mutex> lock(mutex_);
@@ -80,16 +82,20 @@ std::string Metrics::render(const QueueGauges& q) const {
   std::string out;
   header(&out, "pg_model_ready", "gauge", "1 once the model is loaded and requests are served");
   out += "pg_model_ready " + std::to_string(q.ready ? 1 : 0) + "\n";
-  header(&out, "pg_http_requests_total", "counter", "HTTP requests answered, by route and status code");
+  header(&out, "pg_http_requests_total", "counter",
+         "HTTP requests answered, by route and status code");
   for (const auto& [key, n] : requests_) {
-    out += "pg_http_requests_total{route=\"" + key.first + "\",code=\"" + std::to_string(key.second) +
-           "\"} " + std::to_string(n) + "\n";
+    out += "pg_http_requests_total{route=\"" + key.first + "\",code=\"" +
+           std::to_string(key.second) + "\"} " + std::to_string(n) + "\n";
   }
-  header(&out, "pg_http_errors_total", "counter", "HTTP responses with a status code of 400 or more, by code");
+  header(&out, "pg_http_errors_total", "counter",
+         "HTTP responses with a status code of 400 or more, by code");
   for (const auto& [code, n] : errors_) {
-    out += "pg_http_errors_total{code=\"" + std::to_string(code) + "\"} " + std::to_string(n) + "\n";
+    out +=
+        "pg_http_errors_total{code=\"" + std::to_string(code) + "\"} " + std::to_string(n) + "\n";
   }
-  header(&out, "pg_queue_rejected_total", "counter", "Requests refused with 503 because the queue was full");
+  header(&out, "pg_queue_rejected_total", "counter",
+         "Requests refused with 503 because the queue was full");
   out += "pg_queue_rejected_total " + std::to_string(rejected_) + "\n";
   header(&out, "pg_queue_depth", "gauge", "Generations waiting for a worker");
   out += "pg_queue_depth " + std::to_string(q.queued) + "\n";
@@ -106,11 +112,13 @@ std::string Metrics::render(const QueueGauges& q) const {
   for (const auto& [reason, n] : cancelled_) {
     out += "pg_generations_cancelled_total{reason=\"" + reason + "\"} " + std::to_string(n) + "\n";
   }
-  header(&out, "pg_prompt_tokens_total", "counter", "Prompt tokens processed (image tokens included)");
+  header(&out, "pg_prompt_tokens_total", "counter",
+         "Prompt tokens processed (image tokens included)");
   out += "pg_prompt_tokens_total " + std::to_string(prompt_tokens_) + "\n";
   header(&out, "pg_completion_tokens_total", "counter", "Tokens generated");
   out += "pg_completion_tokens_total " + std::to_string(completion_tokens_) + "\n";
-  header(&out, "pg_decode_seconds_total", "counter", "Seconds spent decoding after the first token");
+  header(&out, "pg_decode_seconds_total", "counter",
+         "Seconds spent decoding after the first token");
   out += "pg_decode_seconds_total " + num(decode_seconds_) + "\n";
   header(&out, "pg_decode_tokens_per_second", "gauge",
          "Decode speed of one generation, moving average over recent generations");
@@ -120,7 +128,8 @@ std::string Metrics::render(const QueueGauges& q) const {
   ttft_seconds_.render("pg_time_to_first_token_seconds", &out);
   header(&out, "pg_queue_wait_seconds", "histogram", "Time a generation waited for a worker");
   queue_seconds_.render("pg_queue_wait_seconds", &out);
-  header(&out, "pg_request_duration_seconds", "histogram", "HTTP request duration, to the last byte sent");
+  header(&out, "pg_request_duration_seconds", "histogram",
+         "HTTP request duration, to the last byte sent");
   request_seconds_.render("pg_request_duration_seconds", &out);
   return out;
 }

@@ -1,5 +1,6 @@
 #include "openai.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
@@ -94,7 +95,8 @@ std::optional<ApiError> get_number(const json& j, const char* key, double lo, do
                                    std::optional<double>* out) {
   const json* v = member(j, key);
   if (!v) return std::nullopt;
-  if (!v->is_number()) return bad(std::string("'") + key + "' must be a number", "invalid_type", key);
+  if (!v->is_number())
+    return bad(std::string("'") + key + "' must be a number", "invalid_type", key);
   const double x = v->get<double>();
   if (!(x >= lo && x <= hi)) {
     return bad(std::string("'") + key + "' must be between " + std::to_string(lo) + " and " +
@@ -108,7 +110,8 @@ std::optional<ApiError> get_number(const json& j, const char* key, double lo, do
 std::optional<ApiError> get_bool(const json& j, const char* key, bool* out) {
   const json* v = member(j, key);
   if (!v) return std::nullopt;
-  if (!v->is_boolean()) return bad(std::string("'") + key + "' must be a boolean", "invalid_type", key);
+  if (!v->is_boolean())
+    return bad(std::string("'") + key + "' must be a boolean", "invalid_type", key);
   *out = v->get<bool>();
   return std::nullopt;
 }
@@ -116,14 +119,15 @@ std::optional<ApiError> get_bool(const json& j, const char* key, bool* out) {
 std::optional<ApiError> get_string(const json& j, const char* key, std::string* out) {
   const json* v = member(j, key);
   if (!v) return std::nullopt;
-  if (!v->is_string()) return bad(std::string("'") + key + "' must be a string", "invalid_type", key);
+  if (!v->is_string())
+    return bad(std::string("'") + key + "' must be a string", "invalid_type", key);
   *out = v->get<std::string>();
   return std::nullopt;
 }
 
-#define PG_TRY(expr)                           \
-  do {                                         \
-    if (auto err_ = (expr)) return *err_;      \
+#define PG_TRY(expr)                      \
+  do {                                    \
+    if (auto err_ = (expr)) return *err_; \
   } while (0)
 
 // Reads max_tokens (or max_completion_tokens), temperature, top_p, top_k and seed.
@@ -131,7 +135,8 @@ std::optional<ApiError> parse_sampling(const json& j, const Limits& limits, Samp
   std::optional<int64_t> max_tokens, top_k, seed;
   std::optional<double> temperature, top_p;
   const char* max_key = member(j, "max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
-  if (const json* v = member(j, max_key); v && v->is_number_integer() && v->get<int64_t>() > limits.max_tokens) {
+  if (const json* v = member(j, max_key);
+      v && v->is_number_integer() && v->get<int64_t>() > limits.max_tokens) {
     return bad(std::string("'") + max_key + "' is " + std::to_string(v->get<int64_t>()) +
                    "; this server generates at most " + std::to_string(limits.max_tokens) +
                    " tokens per request",
@@ -158,8 +163,9 @@ std::optional<ApiError> decode_image_url(std::string_view url, const Limits& lim
                                          const std::string& what, std::string* out) {
   auto d = parse_data_url(url);
   if (!d) {
-    return bad(what + ": only base64 data: URLs are accepted (data:image/png;base64,...); the "
-                      "server fetches nothing",
+    return bad(what +
+                   ": only base64 data: URLs are accepted (data:image/png;base64,...); the "
+                   "server fetches nothing",
                "unsupported_image_url", "messages");
   }
   auto bytes = base64_decode(d->payload);
@@ -239,14 +245,21 @@ Parsed<TaskRequest> task_from_object(TaskKind kind, const json& j, const std::st
   TaskRequest t;
   t.kind = kind;
   PG_TRY(parse_sampling(j, limits, &t.sampling));
+  if (!member(j, "max_tokens") && !member(j, "max_completion_tokens")) {
+    // The task commands' defaults: answers with boxes and masks are longer.
+    const int64_t d = kind == TaskKind::kDetect ? 128 : kind == TaskKind::kSegment ? 256 : 64;
+    t.sampling.max_tokens = std::min(d, limits.max_tokens);
+  }
   PG_TRY(get_bool(j, "stream", &t.stream));
   if (uploaded && !uploaded->empty()) {
     t.image = *uploaded;
   } else {
     std::string text;
     PG_TRY(get_string(j, "image", &text));
-    if (text.empty()) return bad("'image' is required: base64 bytes or a data: URL", "missing_image", "image");
-    if (text.size() >= 5 && (text.compare(0, 5, "data:") == 0 || text.compare(0, 5, "DATA:") == 0)) {
+    if (text.empty())
+      return bad("'image' is required: base64 bytes or a data: URL", "missing_image", "image");
+    if (text.size() >= 5 &&
+        (text.compare(0, 5, "data:") == 0 || text.compare(0, 5, "DATA:") == 0)) {
       auto d = parse_data_url(text);
       if (!d) return bad("'image' is not a base64 data: URL", "invalid_image", "image");
       text = std::string(d->payload);
@@ -288,7 +301,8 @@ Parsed<TaskRequest> task_from_object(TaskKind kind, const json& j, const std::st
     } else {
       std::string list = prompt;
       if (objects && !objects->is_string()) {
-        return bad("'objects' must be an array of strings or a string 'a ; b'", "invalid_type", "objects");
+        return bad("'objects' must be an array of strings or a string 'a ; b'", "invalid_type",
+                   "objects");
       }
       if (objects) list = objects->get<std::string>();
       for (size_t start = 0; start <= list.size();) {
@@ -307,8 +321,10 @@ Parsed<TaskRequest> task_from_object(TaskKind kind, const json& j, const std::st
       total += name.size() + 3;
       t.objects.push_back(std::move(name));
     }
-    if (t.objects.empty()) return bad("'objects' is required: what to find", "missing_objects", "objects");
-    if (t.objects.size() > 32) return bad("at most 32 objects per request", "invalid_objects", "objects");
+    if (t.objects.empty())
+      return bad("'objects' is required: what to find", "missing_objects", "objects");
+    if (t.objects.size() > 32)
+      return bad("at most 32 objects per request", "invalid_objects", "objects");
     if (total > limits.max_prompt_chars) {
       return bad("the objects are " + std::to_string(total) + " bytes; at most " +
                      std::to_string(limits.max_prompt_chars) + " are accepted",
@@ -348,7 +364,7 @@ std::optional<ApiError> check_image(std::string_view bytes, const Limits& limits
                    std::to_string(h->height) + ")",
                "invalid_image");
   }
-  if (h->width * h->height > limits.max_image_pixels) {
+  if (h->width > limits.max_image_pixels / h->height) {  // width * height > limit, without overflow
     return bad(what + " is " + std::to_string(h->width) + "x" + std::to_string(h->height) +
                    " pixels; at most " + std::to_string(limits.max_image_pixels) +
                    " pixels are accepted",
@@ -394,7 +410,8 @@ Parsed<ChatRequest> parse_chat_request(std::string_view body, const Limits& limi
     PG_TRY(get_int(j, "n", 1, 1, &n));
     PG_TRY(get_bool(j, "stream", &r.stream));
     if (const json* so = member(j, "stream_options")) {
-      if (!so->is_object()) return bad("'stream_options' must be an object", "invalid_type", "stream_options");
+      if (!so->is_object())
+        return bad("'stream_options' must be an object", "invalid_type", "stream_options");
       PG_TRY(get_bool(*so, "include_usage", &r.include_usage));
     }
     if (const json* stop = member(j, "stop")) {
@@ -409,12 +426,14 @@ Parsed<ChatRequest> parse_chat_request(std::string_view body, const Limits& limi
         return bad("'stop' must be a string or an array of strings", "invalid_type", "stop");
       }
       if (static_cast<int>(r.stop.size()) > limits.max_stop) {
-        return bad("at most " + std::to_string(limits.max_stop) + " stop sequences", "too_many_stops", "stop");
+        return bad("at most " + std::to_string(limits.max_stop) + " stop sequences",
+                   "too_many_stops", "stop");
       }
       for (const std::string& s : r.stop) {
         if (s.empty() || s.size() > limits.max_stop_chars) {
-          return bad("each stop sequence must be 1 to " + std::to_string(limits.max_stop_chars) + " bytes",
-                     "invalid_stop", "stop");
+          return bad(
+              "each stop sequence must be 1 to " + std::to_string(limits.max_stop_chars) + " bytes",
+              "invalid_stop", "stop");
         }
       }
     }
@@ -439,7 +458,8 @@ Parsed<TaskRequest> parse_task_form(TaskKind kind, const std::map<std::string, s
   try {
     json j = json::object();
     for (const auto& [name, value] : fields) {
-      if (name == "max_tokens" || name == "max_completion_tokens" || name == "top_k" || name == "seed") {
+      if (name == "max_tokens" || name == "max_completion_tokens" || name == "top_k" ||
+          name == "seed") {
         if (value.empty()) continue;
         errno = 0;
         char* end = nullptr;
@@ -482,10 +502,11 @@ std::string completion_body(const Completion& c) {
             {"model", c.model},
             {"system_fingerprint", nullptr},
             {"choices",
-             json::array({{{"index", 0},
-                           {"message", {{"role", "assistant"}, {"content", c.text}, {"refusal", nullptr}}},
-                           {"logprobs", nullptr},
-                           {"finish_reason", c.finish_reason}}})},
+             json::array(
+                 {{{"index", 0},
+                   {"message", {{"role", "assistant"}, {"content", c.text}, {"refusal", nullptr}}},
+                   {"logprobs", nullptr},
+                   {"finish_reason", c.finish_reason}}})},
             {"usage",
              {{"prompt_tokens", c.prompt_tokens},
               {"completion_tokens", c.completion_tokens},
@@ -503,10 +524,11 @@ std::string chunk_body(const Completion& c, const char* role, const std::string*
             {"created", c.created},
             {"model", c.model},
             {"system_fingerprint", nullptr},
-            {"choices", json::array({{{"index", 0},
-                                      {"delta", delta},
-                                      {"logprobs", nullptr},
-                                      {"finish_reason", finish.empty() ? json(nullptr) : json(finish)}}})}};
+            {"choices",
+             json::array({{{"index", 0},
+                           {"delta", delta},
+                           {"logprobs", nullptr},
+                           {"finish_reason", finish.empty() ? json(nullptr) : json(finish)}}})}};
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
@@ -524,12 +546,14 @@ std::string usage_chunk_body(const Completion& c) {
 }
 
 std::string model_body(const std::string& model_id, int64_t created) {
-  json j = {{"id", model_id}, {"object", "model"}, {"created", created}, {"owned_by", "paligemma.cpp"}};
+  json j = {
+      {"id", model_id}, {"object", "model"}, {"created", created}, {"owned_by", "paligemma.cpp"}};
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 std::string models_body(const std::string& model_id, int64_t created) {
-  json j = {{"object", "list"}, {"data", json::array({json::parse(model_body(model_id, created))})}};
+  json j = {{"object", "list"},
+            {"data", json::array({json::parse(model_body(model_id, created))})}};
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 

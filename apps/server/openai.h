@@ -32,14 +32,14 @@ using Parsed = std::variant<T, ApiError>;
 
 // What the server accepts; requests beyond these get a 400 naming the limit.
 struct Limits {
-  size_t max_prompt_chars = 4096;     // text of the prompt (or question/objects) in bytes
-  int64_t max_tokens = 512;           // largest max_tokens a request may ask for
-  int64_t default_max_tokens = 32;    // when the request names none
-  int max_images = 8;                 // images in one request
+  size_t max_prompt_chars = 4096;       // text of the prompt (or question/objects) in bytes
+  int64_t max_tokens = 512;             // largest max_tokens a request may ask for
+  int64_t default_max_tokens = 32;      // when the request names none
+  int max_images = 8;                   // images in one request
   int64_t max_image_pixels = 16777216;  // width * height of one image, read from its header
-  int max_stop = 4;                   // stop sequences
-  size_t max_stop_chars = 64;         // bytes in one stop sequence
-  int max_json_depth = 32;            // nesting of the body's arrays and objects
+  int max_stop = 4;                     // stop sequences
+  size_t max_stop_chars = 64;           // bytes in one stop sequence
+  int max_json_depth = 32;              // nesting of the body's arrays and objects
 };
 
 // How to pick tokens. Greedy unless the request asks for sampling (temperature > 0, top_p,
@@ -79,7 +79,7 @@ struct TaskRequest {
   std::string language = "en";       // caption / ask
   std::string question;              // ask
   std::vector<std::string> objects;  // detect / segment
-  std::string mask_format = "rle";  // segment: masks as run lengths ("rle") or PNG ("png")
+  std::string mask_format = "rle";   // segment: masks as run lengths ("rle") or PNG ("png")
   Sampling sampling;
   bool stream = false;
 };

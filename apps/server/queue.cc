@@ -25,7 +25,8 @@ bool WorkQueue::submit(Job job) {
     std::lock_guard<std::mutex> lock(mutex_);
     if (stopping_) return false;
     // Jobs on a worker plus jobs waiting stay within workers + max_queue.
-    if (static_cast<int>(jobs_.size()) + running_ >= static_cast<int>(threads_.size()) + max_queue_) {
+    if (static_cast<int>(jobs_.size()) + running_ >=
+        static_cast<int>(threads_.size()) + max_queue_) {
       return false;
     }
     jobs_.push_back(std::move(job));

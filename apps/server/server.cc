@@ -25,9 +25,9 @@ double seconds(Clock::duration d) { return std::chrono::duration<double>(d).coun
 // Takes a request path; returns the route it counts under in the metrics (a fixed set, so
 // that clients cannot grow the label space).
 std::string route_of(const std::string& path) {
-  static const char* kRoutes[] = {"/",          "/app.js",       "/style.css",          "/health",
-                                  "/metrics",   "/v1/models",    "/v1/chat/completions", "/v1/caption",
-                                  "/v1/ask",    "/v1/detect",    "/v1/segment"};
+  static const char* kRoutes[] = {"/",        "/app.js",    "/style.css",           "/health",
+                                  "/metrics", "/v1/models", "/v1/chat/completions", "/v1/caption",
+                                  "/v1/ask",  "/v1/detect", "/v1/segment"};
   for (const char* r : kRoutes) {
     if (path == r) return r;
   }
@@ -46,12 +46,13 @@ bool same_secret(const std::string& a, const std::string& b) {
 std::string utc_now() {
   const auto now = std::chrono::system_clock::now();
   const std::time_t t = std::chrono::system_clock::to_time_t(now);
-  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
+  const auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
   std::tm tm{};
   gmtime_r(&t, &tm);
   char buf[64];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-                tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
   return buf;
 }
 
@@ -62,15 +63,17 @@ void log_request(Server::Impl& s, const httplib::Request& req, const httplib::Re
   s.metrics.record_request(route_of(req.path), res.status, duration);
   if (s.opt.log_requests) {
     nlohmann::ordered_json j = {{"ts", utc_now()},
-              {"level", res.status >= 500 ? "error" : res.status >= 400 ? "warn" : "info"},
-              {"msg", "request"},
-              {"id", log.id},
-              {"method", req.method},
-              {"path", req.path},
-              {"status", res.status},
-              {"duration_ms", duration * 1e3},
-              {"remote", req.remote_addr},
-              {"bytes_in", req.body.size()}};
+                                {"level", res.status >= 500   ? "error"
+                                          : res.status >= 400 ? "warn"
+                                                              : "info"},
+                                {"msg", "request"},
+                                {"id", log.id},
+                                {"method", req.method},
+                                {"path", req.path},
+                                {"status", res.status},
+                                {"duration_ms", duration * 1e3},
+                                {"remote", req.remote_addr},
+                                {"bytes_in", req.body.size()}};
     if (!log.task.empty()) j["task"] = log.task;
     if (log.stream) j["stream"] = true;
     if (log.prompt_tokens >= 0) j["prompt_tokens"] = log.prompt_tokens;
@@ -106,7 +109,8 @@ httplib::Server::HandlerResponse pre_route(Server::Impl& s, const httplib::Reque
     return httplib::Server::HandlerResponse::Handled;
   }
   if (!s.model()) {
-    reply_error(s, res, ApiError{503, "the model is still loading", "server_error", "model_loading", ""});
+    reply_error(s, res,
+                ApiError{503, "the model is still loading", "server_error", "model_loading", ""});
     return httplib::Server::HandlerResponse::Handled;
   }
   return httplib::Server::HandlerResponse::Unhandled;
@@ -122,7 +126,14 @@ void fill_error(Server::Impl& s, const httplib::Request& req, httplib::Response&
       e.code = "not_found";
       break;
     case 413:
-      e.message = "the request body is larger than " + std::to_string(s.opt.max_body_bytes) + " bytes";
+      e.message =
+          "the request body is larger than " + std::to_string(s.opt.max_body_bytes) + " bytes";
+      if (req.get_header_value("Content-Type").find("application/x-www-form-urlencoded") == 0) {
+        // cpp-httplib caps url-encoded forms at 8192 bytes whatever the body limit.
+        e.message =
+            "url-encoded bodies are limited to 8192 bytes: send JSON with "
+            "'Content-Type: application/json', or a multipart/form-data upload";
+      }
       e.code = "payload_too_large";
       break;
     case 414:
@@ -140,23 +151,24 @@ void fill_error(Server::Impl& s, const httplib::Request& req, httplib::Response&
 
 void setup_routes(Server::Impl& s) {
   httplib::Server& h = s.http;
-  h.set_pre_routing_handler([&s](const httplib::Request& req, httplib::Response& res) {
-    return pre_route(s, req, res);
+  h.set_pre_routing_handler(
+      [&s](const httplib::Request& req, httplib::Response& res) { return pre_route(s, req, res); });
+  h.set_error_handler(
+      [&s](const httplib::Request& req, httplib::Response& res) { fill_error(s, req, res); });
+  h.set_exception_handler(
+      [&s](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+        std::string what = "unexpected error";
+        try {
+          if (ep) std::rethrow_exception(ep);
+        } catch (const std::exception& e) {
+          what = e.what();
+        } catch (...) {
+        }
+        reply_error(s, res, ApiError{500, what, "server_error", "internal_error", ""});
+      });
+  h.set_logger([&s](const httplib::Request& req, const httplib::Response& res) {
+    log_request(s, req, res);
   });
-  h.set_error_handler([&s](const httplib::Request& req, httplib::Response& res) {
-    fill_error(s, req, res);
-  });
-  h.set_exception_handler([&s](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
-    std::string what = "unexpected error";
-    try {
-      if (ep) std::rethrow_exception(ep);
-    } catch (const std::exception& e) {
-      what = e.what();
-    } catch (...) {
-    }
-    reply_error(s, res, ApiError{500, what, "server_error", "internal_error", ""});
-  });
-  h.set_logger([&s](const httplib::Request& req, const httplib::Response& res) { log_request(s, req, res); });
 
   h.Get("/health", [&s](const httplib::Request&, httplib::Response& res) {
     if (s.model()) {
@@ -177,8 +189,9 @@ void setup_routes(Server::Impl& s) {
   });
   h.Get("/v1/models/(.+)", [&s](const httplib::Request& req, httplib::Response& res) {
     if (req.matches[1] != s.opt.model_id) {
-      reply_error(s, res, ApiError{404, "no model '" + std::string(req.matches[1]) + "'",
-                                   "invalid_request_error", "model_not_found", "model"});
+      reply_error(s, res,
+                  ApiError{404, "no model '" + std::string(req.matches[1]) + "'",
+                           "invalid_request_error", "model_not_found", "model"});
       return;
     }
     res.set_content(model_body(s.opt.model_id, s.created), "application/json");
@@ -194,18 +207,19 @@ void setup_routes(Server::Impl& s) {
       handle_task(s, kind, req, res);
     });
   }
-  h.Get("/(|index\\.html|app\\.js|style\\.css)", [](const httplib::Request& req, httplib::Response& res) {
-    const WebAsset* a = find_web_asset(req.path == "/index.html" ? "/" : req.path);
-    if (!a) {
-      res.status = 404;
-      return;
-    }
-    res.set_content(reinterpret_cast<const char*>(a->data), a->size, a->content_type);
-    res.set_header("X-Content-Type-Options", "nosniff");
-    res.set_header("Content-Security-Policy",
-                   "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; "
-                   "script-src 'self'; connect-src 'self'");
-  });
+  h.Get("/(|index\\.html|app\\.js|style\\.css)",
+        [](const httplib::Request& req, httplib::Response& res) {
+          const WebAsset* a = find_web_asset(req.path == "/index.html" ? "/" : req.path);
+          if (!a) {
+            res.status = 404;
+            return;
+          }
+          res.set_content(reinterpret_cast<const char*>(a->data), a->size, a->content_type);
+          res.set_header("X-Content-Type-Options", "nosniff");
+          res.set_header("Content-Security-Policy",
+                         "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; "
+                         "script-src 'self'; connect-src 'self'");
+        });
 }
 
 }  // namespace
@@ -255,13 +269,16 @@ Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>(std::move(o
     o.compute_threads = std::max(1, cores / o.threads);
   }
   const int compute = o.compute_threads;
-  s.queue = std::make_unique<WorkQueue>(o.threads, o.max_queue, [compute] { paligemma::set_threads(compute); });
+  s.queue = std::make_unique<WorkQueue>(o.threads, o.max_queue,
+                                        [compute] { paligemma::set_threads(compute); });
   // Every waiting or running generation holds a connection thread; the rest serve /health,
   // /metrics and the 503s, so that a full queue is answered rather than left unread.
-  const int http_threads = o.http_threads > 0 ? o.http_threads : o.threads + o.max_queue + 32;
+  const int http_threads = o.http_threads > 0 ? o.http_threads : o.threads + o.max_queue + 64;
   s.http.new_task_queue = [http_threads] { return new httplib::ThreadPool(http_threads); };
   s.http.set_payload_max_length(o.max_body_bytes);
-  s.http.set_keep_alive_max_count(1000);
+  // A keep-alive connection holds a connection thread while it waits for its next request:
+  // after 100 requests it is closed, so that waiting connections get their turn.
+  s.http.set_keep_alive_max_count(100);
   s.http.set_keep_alive_timeout(5);
   s.http.set_read_timeout(30);
   s.http.set_write_timeout(10);
@@ -311,7 +328,9 @@ void Server::stop() {
   impl_->http.stop();
 }
 
-void Server::set_model(std::shared_ptr<const paligemma::Model> model) { impl_->set_model(std::move(model)); }
+void Server::set_model(std::shared_ptr<const paligemma::Model> model) {
+  impl_->set_model(std::move(model));
+}
 void Server::set_vae(std::shared_ptr<const paligemma::Vae> vae) { impl_->set_vae(std::move(vae)); }
 
 }  // namespace pgserve

@@ -20,19 +20,19 @@
 namespace pgserve {
 
 struct ServerOptions {
-  std::string host = "127.0.0.1";  // loopback unless asked otherwise
-  int port = 8080;                 // 0: any free port (see Server::port())
-  int threads = 1;                 // generations that run at once
-  int compute_threads = 0;         // threads inside one generation (0: cores / threads)
-  int max_queue = 16;              // generations that may wait; past that, 503
-  int http_threads = 0;            // connections served at once (0: threads + max_queue + 32)
-  std::string api_key;             // when set, /v1/* needs "Authorization: Bearer KEY"
+  std::string host = "127.0.0.1";      // loopback unless asked otherwise
+  int port = 8080;                     // 0: any free port (see Server::port())
+  int threads = 1;                     // generations that run at once
+  int compute_threads = 0;             // threads inside one generation (0: cores / threads)
+  int max_queue = 16;                  // generations that may wait; past that, 503
+  int http_threads = 0;                // connections served at once (0: threads + max_queue + 64)
+  std::string api_key;                 // when set, /v1/* needs "Authorization: Bearer KEY"
   std::string model_id = "paligemma";  // the id /v1/models lists and responses carry
-  std::string vae_path;            // segmentation mask decoder (vae-oid.npz), for /v1/segment
+  std::string vae_path;                // segmentation mask decoder (vae-oid.npz), for /v1/segment
   size_t max_body_bytes = 20u << 20;   // larger bodies get 413
-  double timeout_s = 300;          // per request, queue wait included
-  int retry_after_s = 1;           // Retry-After on 503
-  bool log_requests = true;        // one JSON line per request on stderr
+  double timeout_s = 300;              // per request, queue wait included
+  int retry_after_s = 1;               // Retry-After on 503
+  bool log_requests = true;            // one JSON line per request on stderr
   Limits limits;
 };
 

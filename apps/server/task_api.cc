@@ -35,7 +35,9 @@ paligemma::GenerateOptions task_options(const Sampling& s) {
 // the task layer's loader, which reads files: the bytes go to an anonymous in-memory file.
 paligemma::Result<paligemma::RgbImage> decode_upload(const std::string& bytes) {
   const int fd = memfd_create("pg-upload", MFD_CLOEXEC);
-  if (fd < 0) return paligemma::Status(paligemma::StatusCode::kInternal, std::string("memfd_create: ") + std::strerror(errno));
+  if (fd < 0)
+    return paligemma::Status(paligemma::StatusCode::kInternal,
+                             std::string("memfd_create: ") + std::strerror(errno));
   size_t done = 0;
   while (done < bytes.size()) {
     const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
@@ -52,7 +54,8 @@ paligemma::Result<paligemma::RgbImage> decode_upload(const std::string& bytes) {
   if (img.ok()) return img;
   // Name the upload, not the descriptor.
   std::string message = img.status().message();
-  for (size_t p; (p = message.find(path)) != std::string::npos;) message.replace(p, path.size(), "image");
+  for (size_t p; (p = message.find(path)) != std::string::npos;)
+    message.replace(p, path.size(), "image");
   return paligemma::Status(img.status().code(), message);
 }
 
@@ -68,7 +71,8 @@ json object_json(const paligemma::DetectedObject& o, bool png) {
   std::string error = o.error;
   if (o.mask) {
     const paligemma::Mask& m = *o.mask;
-    json mj = {{"x0", m.x0}, {"y0", m.y0}, {"width", m.width}, {"height", m.height}, {"area", m.area()}};
+    json mj = {
+        {"x0", m.x0}, {"y0", m.y0}, {"width", m.width}, {"height", m.height}, {"area", m.area()}};
     if (png) {
       auto bytes = m.png();
       if (bytes.ok()) {
@@ -90,18 +94,23 @@ json object_json(const paligemma::DetectedObject& o, bool png) {
 
 // Takes the model, the mask decoder (may be null), the request and its prompt; returns the
 // model call that answers it: decode, generate (streaming through on_text), parse objects.
-Work task_work(std::shared_ptr<const paligemma::Model> model, std::shared_ptr<const paligemma::Vae> vae,
-               TaskRequest t, std::string prompt) {
-  return [model, vae, t = std::move(t), prompt = std::move(prompt)](const paligemma::TextCallback& on_text,
-                                                                     JobOutput* out) -> paligemma::Status {
+Work task_work(std::shared_ptr<const paligemma::Model> model,
+               std::shared_ptr<const paligemma::Vae> vae, TaskRequest t, std::string prompt) {
+  return [model, vae, t = std::move(t), prompt = std::move(prompt)](
+             const paligemma::TextCallback& on_text, JobOutput* out) -> paligemma::Status {
     auto img = decode_upload(t.image);
     if (!img.ok()) return img.status();
-    auto g = paligemma::generate_from_images(*model, {*img}, prompt, task_options(t.sampling), on_text);
+    auto g =
+        paligemma::generate_from_images(*model, {*img}, prompt, task_options(t.sampling), on_text);
     if (!g.ok()) return g.status();
-    json j = {{"task", task_name(t.kind)}, {"prompt", prompt}, {"text", g->text},
-              {"width", img->width},       {"height", img->height}};
+    json j = {{"task", task_name(t.kind)},
+              {"prompt", prompt},
+              {"text", g->text},
+              {"width", img->width},
+              {"height", img->height}};
     if (t.kind == TaskKind::kDetect || t.kind == TaskKind::kSegment) {
-      const auto kind = t.kind == TaskKind::kDetect ? paligemma::ObjectTask::kDetect : paligemma::ObjectTask::kSegment;
+      const auto kind = t.kind == TaskKind::kDetect ? paligemma::ObjectTask::kDetect
+                                                    : paligemma::ObjectTask::kSegment;
       auto objects = paligemma::parse_objects(g->text, kind, img->width, img->height, vae.get());
       if (!objects.ok()) return objects.status();
       j["objects"] = json::array();
@@ -128,7 +137,8 @@ Work task_work(std::shared_ptr<const paligemma::Model> model, std::shared_ptr<co
 }
 
 // Takes the request; returns the task request from its JSON body or multipart form.
-Parsed<TaskRequest> parse_task_request(Server::Impl& s, TaskKind kind, const httplib::Request& req) {
+Parsed<TaskRequest> parse_task_request(Server::Impl& s, TaskKind kind,
+                                       const httplib::Request& req) {
   if (!req.is_multipart_form_data()) return parse_task_json(kind, req.body, s.opt.limits);
   std::map<std::string, std::string> fields;
   std::string image;
@@ -156,7 +166,8 @@ bool stream_task(Server::Impl& s, const std::shared_ptr<GenJob>& job, Clock::tim
     if (!sink_write(sink, sse_event(error_body(*err)))) return false;
   } else {
     request_log().finish_reason = finish_reason(job->output().stop_reason, false);
-    if (!sink_write(sink, sse_event("{\"result\":" + job->output().result_json + "}"))) return false;
+    if (!sink_write(sink, sse_event("{\"result\":" + job->output().result_json + "}")))
+      return false;
   }
   if (!sink_write(sink, "data: [DONE]\n\n")) return false;
   sink.done();
@@ -175,12 +186,13 @@ paligemma::Result<std::string> task_prompt(const TaskRequest& t) {
   return paligemma::Status(paligemma::StatusCode::kInvalidArgument, "unknown task");
 }
 
-void handle_task(Server::Impl& s, TaskKind kind, const httplib::Request& req, httplib::Response& res) {
+void handle_task(Server::Impl& s, TaskKind kind, const httplib::Request& req,
+                 httplib::Response& res) {
   RequestLog& log = request_log();
   log.task = task_name(kind);
   const Clock::time_point arrival = log.started ? log.start : Clock::now();
-  const Clock::time_point deadline =
-      arrival + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s.opt.timeout_s));
+  const Clock::time_point deadline = arrival + std::chrono::duration_cast<Clock::duration>(
+                                                   std::chrono::duration<double>(s.opt.timeout_s));
   std::shared_ptr<const paligemma::Model> model = s.model();
   Parsed<TaskRequest> parsed = parse_task_request(s, kind, req);
   if (auto* e = std::get_if<ApiError>(&parsed)) return reply_error(s, res, *e);
@@ -206,7 +218,9 @@ void handle_task(Server::Impl& s, TaskKind kind, const httplib::Request& req, ht
     res.set_header("X-Accel-Buffering", "no");
     res.set_chunked_content_provider(
         "text/event-stream",
-        [&s, job, deadline](size_t, httplib::DataSink& sink) { return stream_task(s, job, deadline, sink); },
+        [&s, job, deadline](size_t, httplib::DataSink& sink) {
+          return stream_task(s, job, deadline, sink);
+        },
         [job](bool success) {
           if (!success) job->cancel("disconnect");
         });

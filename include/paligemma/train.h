@@ -74,6 +74,10 @@ struct TrainOptions {
   std::string save_dtype = "auto";  // "auto": trained tensors float32, frozen as stored; "f32"; "bf16"
   bool resume = false;        // continue from out_dir/train_state.safetensors
   bool distributed = true;    // use MPI when launched by mpirun
+  // Measurements (memory, speed): random bfloat16 weights with the shapes of this
+  // config.json instead of model_dir's weights (model_dir gives the tokenizer); nothing
+  // is saved.
+  std::string random_weights;
 };
 
 struct TrainProgress {
@@ -82,7 +86,7 @@ struct TrainProgress {
   double loss = 0.0;         // mean loss of this step's batch
   double lr = 0.0;
   double grad_norm = 0.0;    // before clipping
-  double tokens_per_s = 0.0; // loss tokens per second (all ranks)
+  double tokens_per_s = 0.0; // sequence tokens (image + text) through forward and backward per second, all ranks
   double elapsed_s = 0.0;
   double eta_s = 0.0;
   bool eval = false;         // an evaluation result (eval_loss, eval_exact_match)

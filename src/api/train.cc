@@ -83,6 +83,7 @@ Result<TrainSummary> train(const TrainOptions& o, const TrainCallback& on_progre
   c.save_dtype = o.save_dtype;
   c.resume = o.resume;
   c.distributed = o.distributed;
+  c.random_weights = o.random_weights;
   pg::train::ProgressFn cb;
   if (on_progress) {
     cb = [&on_progress](const pg::train::Progress& p) {

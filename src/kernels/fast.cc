@@ -18,8 +18,8 @@
 
 #include "base/parallel.h"
 #include "kernels/kernels.h"
-#include "kernels/quant.h"
 #include "kernels/onednn.h"
+#include "kernels/quant.h"
 #include "tensor/dtype.h"
 
 namespace pg::kernels {
@@ -351,7 +351,9 @@ void matmul(const float* x, int64_t m, const MatrixView& w, const float* bias, f
   }
   // Prefill and vision shapes: oneDNN's GEMM (exact float32, or bf16 where allowed).
   if (m >= kOneDnnMinRows) {
-    if (w.dtype == DType::kF32 && onednn_matmul_f32(x, m, static_cast<const float*>(w.data), n, k, bias, y)) return;
+    if (w.dtype == DType::kF32 &&
+        onednn_matmul_f32(x, m, static_cast<const float*>(w.data), n, k, bias, y))
+      return;
     if (w.dtype == DType::kBF16 && w.low_precision &&
         onednn_matmul_bf16(x, m, static_cast<const uint16_t*>(w.data), n, k, bias, y)) {
       return;

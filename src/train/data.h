@@ -54,6 +54,7 @@ class Dataset {
   int64_t size() const { return static_cast<int64_t>(records_.size()); }
   const Record& record(int64_t i) const { return records_[static_cast<size_t>(i)]; }
   int64_t loss_tokens(int64_t i) const { return tokens_[static_cast<size_t>(i)].loss_tokens(); }
+  int64_t sequence_tokens(int64_t i) const { return static_cast<int64_t>(tokens_[static_cast<size_t>(i)].ids.size()); }
   // Example i with its pixels; its images are decoded and resized on first use only.
   Result<Example> get(int64_t i);
   // Images decoded so far (each once).

@@ -81,7 +81,8 @@ LossSum example_backward(ModelParams& p, const Example& ex, float grad_scale, co
   if (!need_dx) return loss;
   Tensor dfeatures;
   if (vision_path) dfeatures = Tensor(features.shape());
-  embed_backward(p, ex.ids, image_token(p), dx, vision_path ? &dfeatures : nullptr);
+  const int64_t image_rows = ex.pixels.empty() ? 0 : features.dim(0);
+  embed_backward(p, ex.ids, image_token(p), image_rows, dx, vision_path ? &dfeatures : nullptr);
   if (vision_path) image_features_backward(p, vt, dfeatures);
   return loss;
 }

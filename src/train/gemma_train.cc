@@ -177,8 +177,8 @@ Tensor embed_forward(const ModelParams& p, const std::vector<int>& ids, int imag
 }
 
 // dx: [T, H] -> embed.grad rows +=, dfeatures: [n, H].
-void embed_backward(ModelParams& p, const std::vector<int>& ids, int image_token, const Tensor& dx,
-                    Tensor* dfeatures) {
+void embed_backward(ModelParams& p, const std::vector<int>& ids, int image_token, int64_t image_rows,
+                    const Tensor& dx, Tensor* dfeatures) {
   const int64_t T = static_cast<int64_t>(ids.size()), H = p.config().text.hidden_size;
   const float norm = embed_normalizer(H);
   Param& e = *p.text.embed;
@@ -186,9 +186,12 @@ void embed_backward(ModelParams& p, const std::vector<int>& ids, int image_token
   for (int64_t t = 0; t < T; ++t) {
     const int id = ids[static_cast<size_t>(t)];
     const float* g = dx.row(t);
-    if (dfeatures != nullptr && id == image_token && next_image_row < dfeatures->dim(0)) {
-      float* out = dfeatures->row(next_image_row++);
-      for (int64_t i = 0; i < H; ++i) out[i] = g[i] * norm;
+    if (id == image_token && next_image_row < image_rows) {
+      if (dfeatures != nullptr) {
+        float* out = dfeatures->row(next_image_row);
+        for (int64_t i = 0; i < H; ++i) out[i] = g[i] * norm;
+      }
+      ++next_image_row;
     } else if (e.trainable) {
       float* out = e.grad.data() + static_cast<int64_t>(id) * H;
       for (int64_t i = 0; i < H; ++i) out[i] += g[i] * norm;

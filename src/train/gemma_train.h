@@ -35,10 +35,11 @@ struct GemmaTape {
 Tensor embed_forward(const ModelParams& p, const std::vector<int>& ids, int image_token,
                      const Tensor* image_features);
 
-// dx: [T, H] -> embedding rows' gradient += (when trained); dfeatures: [n_image_rows, H]
-// (when non-null) = the gradient of the image feature rows.
-void embed_backward(ModelParams& p, const std::vector<int>& ids, int image_token, const Tensor& dx,
-                    Tensor* dfeatures);
+// dx: [T, H] -> embedding rows' gradient += (when trained); the first image_rows ids equal
+// to image_token were image feature rows: dfeatures [image_rows, H] (when non-null) gets
+// their gradient.
+void embed_backward(ModelParams& p, const std::vector<int>& ids, int image_token, int64_t image_rows,
+                    const Tensor& dx, Tensor* dfeatures);
 
 // x: [T, H] -> final-normed hidden states [T, H]. tape == nullptr: inference only.
 Tensor gemma_forward_train(const ModelParams& p, Tensor x, int64_t prefix_len, GemmaTape* tape);

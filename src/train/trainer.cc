@@ -9,6 +9,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "io/mapped_file.h"
 #include "runtime/session.h"
 #include "train/adamw.h"
 #include "train/checkpoint.h"
@@ -113,6 +114,9 @@ Status validate(const TrainConfig& c) {
   if (!(c.eps > 0)) return invalid_argument("--eps must be > 0");
   if (c.warmup_steps < 0) return invalid_argument("--warmup must be >= 0");
   if (c.resume && c.out_dir.empty()) return invalid_argument("--resume needs --out");
+  if (c.out_dir.empty() && c.random_weights.empty() && !c.model_dir.empty()) {
+    return invalid_argument("--out is needed (the folder for the fine-tuned checkpoint)");
+  }
   if (!c.out_dir.empty() && !c.model_dir.empty()) {
     std::error_code ec;
     if (fs::exists(c.out_dir, ec) && fs::equivalent(c.out_dir, c.model_dir, ec)) {
@@ -222,10 +226,11 @@ Result<Summary> run_training_on(const model::PaliGemma& model, const text::Token
   for (int64_t s = start; s < c.steps; ++s) {
     params->zero_grads();
     std::vector<int64_t> idx(static_cast<size_t>(per_step));
-    int64_t tokens = 0;
+    int64_t tokens = 0, sequence_tokens = 0;
     for (int64_t e = 0; e < per_step; ++e) {
       idx[static_cast<size_t>(e)] = order.at(s * per_step + e);
       tokens += data.loss_tokens(idx[static_cast<size_t>(e)]);
+      sequence_tokens += data.sequence_tokens(idx[static_cast<size_t>(e)]);
     }
     const float grad_scale = 1.0f / static_cast<float>(tokens);
     double nll = 0.0;
@@ -242,7 +247,7 @@ Result<Summary> run_training_on(const model::PaliGemma& model, const text::Token
     const double loss = nll / static_cast<double>(tokens);
     if (s == start) summary.first_loss = loss;
     summary.last_loss = loss;
-    tokens_done += tokens;
+    tokens_done += sequence_tokens;
     const int64_t done = s + 1;
     const double elapsed = seconds_since(t0);
     report(Progress{.step = done, .total_steps = c.steps, .loss = loss, .lr = lr, .grad_norm = norm,
@@ -263,6 +268,15 @@ Result<Summary> run_training_on(const model::PaliGemma& model, const text::Token
 }
 
 Result<Summary> run_training(const TrainConfig& config, const ProgressFn& on_progress) {
+  if (!config.random_weights.empty()) {
+    PG_ASSIGN_OR_RETURN(std::string text, io::read_file(config.random_weights));
+    PG_ASSIGN_OR_RETURN(io::PaliGemmaConfig cfg, io::parse_config(text, config.random_weights));
+    PG_ASSIGN_OR_RETURN(text::Tokenizer tok, text::Tokenizer::load(config.model_dir + "/tokenizer.model"));
+    auto model = model::PaliGemma::from_weights(cfg, model::random_weights(cfg, model::WeightType::kBF16, config.seed));
+    TrainConfig c = config;
+    c.out_dir.clear();  // a measurement: nothing to keep
+    return run_training_on(*model, tok, "", c, on_progress);
+  }
   std::vector<std::string> warnings;
   PG_ASSIGN_OR_RETURN(auto session, runtime::Session::load(config.model_dir, &warnings));
   auto r = run_training_on(session->model(), session->tokenizer(), config.model_dir, config, on_progress);

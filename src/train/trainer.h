@@ -39,6 +39,10 @@ struct TrainConfig {
   std::string save_dtype = "auto";
   bool resume = false;
   bool distributed = true;
+  // Memory and speed measurements: random bfloat16 weights of the shapes in this
+  // config.json instead of model_dir's weights (model_dir still gives the tokenizer);
+  // nothing is saved.
+  std::string random_weights;
 };
 
 struct Progress {
