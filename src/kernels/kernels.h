@@ -40,7 +40,11 @@ struct AttentionParams {
 struct KernelTable {
   const char* name;
 
-  // y[m, w.rows] = x[m, w.cols] W^T (+ bias[w.rows] if bias != nullptr).
+  // y[m, w.rows] = x[m, w.cols] W^T (+ bias[w.rows] if bias != nullptr). y must not alias x.
+  // W in any MatrixView format (F32, BF16, F16, q8 I8, q4 U8). Float32 arithmetic except
+  // where the weights allow lower precision: quantized weights (activations quantized to
+  // int8 per block of 32 for small m) and views marked low_precision (activations rounded
+  // to bf16 for prefill-sized m).
   void (*matmul)(const float* x, int64_t m, const MatrixView& w, const float* bias, float* y);
 
   // LayerNorm over the last dim (biased variance): y = (x - mean) / sqrt(var + eps) * gamma + beta.
@@ -73,7 +77,8 @@ struct KernelTable {
   void (*scale)(float* x, int64_t n, float s);
 
   // out[T, Hq*D] = softmax(mask(softcap(q k^T * scale))) v per head, softmax in float32.
-  // q: [T, q_stride], k and v: [S, kv_stride].
+  // q: [T, q_stride], k and v: [S, kv_stride]; out must not alias q, k or v. Hq must be a
+  // multiple of Hkv. A query that sees no key gets zeros.
   void (*attention)(const AttentionParams& p, const float* q, const float* k, const float* v,
                     float* out);
 };
