@@ -404,7 +404,10 @@ TEST(DecodeMaskCli, MatchesTheGolden) {
   TempDir tmp;
   for (int r = 0; r < 3; ++r) {
     std::string list;
-    for (int i = 0; i < 16; ++i) list += (i ? "," : "") + std::to_string(codes[r * 16 + i]);
+    for (int i = 0; i < 16; ++i) {
+      if (i > 0) list += ',';
+      list += std::to_string(codes[r * 16 + i]);
+    }
     CliRun run =
         run_cli("decode-mask --vae " + kVae + " --codes " + list + " --out " + tmp.file("m.npy"));
     ASSERT_EQ(run.exit_code, 0) << run.err;

@@ -321,11 +321,24 @@ bool Server::bind(std::string* error) {
 
 int Server::port() const { return impl_->bound_port; }
 
-bool Server::run() { return impl_->http.listen_after_bind(); }
+bool Server::run() {
+  Impl& s = *impl_;
+  s.run_active.store(true);
+  bool ok = true;
+  if (!s.stopping.load()) ok = s.http.listen_after_bind();
+  s.run_active.store(false);
+  return ok;
+}
 
 void Server::stop() {
-  impl_->stopping.store(true);
-  impl_->http.stop();
+  Impl& s = *impl_;
+  s.stopping.store(true);
+  // httplib's stop() reaches only a server that is already listening: when run() is on its
+  // way into the listen loop, wait until it is there (or has given up).
+  while (s.run_active.load() && !s.http.is_running()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  s.http.stop();
 }
 
 void Server::set_model(std::shared_ptr<const paligemma::Model> model) {

@@ -48,6 +48,7 @@ struct Server::Impl {
   Metrics metrics;
   std::unique_ptr<WorkQueue> queue;
   std::atomic<bool> stopping{false};
+  std::atomic<bool> run_active{false};  // run() is between its start and its return
   int bound_port = 0;
   int64_t created = 0;  // Unix seconds at start, for /v1/models
   uint64_t id_base = 0;

@@ -266,4 +266,6 @@ Status draw_png(const image::Image& img, const std::vector<DrawObject>& objects,
 // fontconfig (under cairo's font lookup) keeps process-lifetime allocations that
 // LeakSanitizer reports as leaks at exit (tools/test.sh runs with detect_leaks=1). Any binary
 // that links the drawing code gets this suppression; weak, so a binary may define its own.
-extern "C" __attribute__((weak)) const char* __lsan_default_suppressions() { return "leak:libfontconfig.so\n"; }
+extern "C" __attribute__((weak)) const char* __lsan_default_suppressions() {
+  return "leak:libfontconfig.so\n";
+}
