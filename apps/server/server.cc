@@ -308,6 +308,11 @@ bool Server::bind(std::string* error) {
   } else {
     s.bound_port = -1;
   }
+  if (s.bound_port > 0) {
+    // A burst of clients must not overflow the accept queue: a backlog of 5 drops their
+    // handshakes, which then retry after a second or fail. listen() again only resizes it.
+    ::listen(s.http.listening_socket(), SOMAXCONN);
+  }
   if (s.bound_port <= 0) {
     s.bound_port = 0;
     if (error) {

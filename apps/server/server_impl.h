@@ -40,11 +40,18 @@ struct RequestLog {
 // The log entry of the request being served on this thread.
 RequestLog& request_log();
 
+// httplib's server with access to its listening socket (to raise the listen backlog, which
+// Debian's build of cpp-httplib fixes at 5).
+class HttpServer : public httplib::Server {
+ public:
+  socket_t listening_socket() const { return svr_sock_; }
+};
+
 struct Server::Impl {
   explicit Impl(ServerOptions o);
 
   ServerOptions opt;
-  httplib::Server http;
+  HttpServer http;
   Metrics metrics;
   std::unique_ptr<WorkQueue> queue;
   std::atomic<bool> stopping{false};

@@ -29,7 +29,7 @@ struct Key {
 
 struct Entry {
   dnnl::matmul prim;
-  dnnl::memory::desc src, wei, bias, dst;
+  dnnl::memory::desc src, wei, bias, dst, scratchpad;
 };
 
 Entry* get(const Key& key) {
@@ -47,7 +47,12 @@ Entry* get(const Key& key) {
   if (key.bias) e.bias = dnnl::memory::desc({1, key.n}, dt::f32, dnnl::memory::dims{key.n, 1});
   try {
     auto desc = key.bias ? dnnl::matmul::desc(e.src, e.wei, e.bias, e.dst) : dnnl::matmul::desc(e.src, e.wei, e.dst);
-    dnnl::matmul::primitive_desc pd(desc, cpu_engine());
+    // The primitive is shared by every thread that runs a model; with the library's own
+    // scratchpad, concurrent executions would share one buffer. Each call brings its own.
+    dnnl::primitive_attr attr;
+    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    dnnl::matmul::primitive_desc pd(desc, attr, cpu_engine());
+    e.scratchpad = pd.scratchpad_desc();
     e.prim = dnnl::matmul(pd);
   } catch (const dnnl::error&) {
     return nullptr;
@@ -65,6 +70,10 @@ bool run(const Key& key, const void* x, const void* w, const float* bias, float*
         {DNNL_ARG_WEIGHTS, dnnl::memory(e->wei, cpu_engine(), const_cast<void*>(w))},
         {DNNL_ARG_DST, dnnl::memory(e->dst, cpu_engine(), y)}};
     if (key.bias) args[DNNL_ARG_BIAS] = dnnl::memory(e->bias, cpu_engine(), const_cast<float*>(bias));
+    thread_local std::vector<uint8_t> scratch;
+    const size_t scratch_bytes = e->scratchpad.get_size();
+    if (scratch.size() < scratch_bytes) scratch.resize(scratch_bytes);
+    args[DNNL_ARG_SCRATCHPAD] = dnnl::memory(e->scratchpad, cpu_engine(), scratch.data());
     e->prim.execute(stream, args);
     stream.wait();
   } catch (const dnnl::error&) {
