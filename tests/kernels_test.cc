@@ -508,11 +508,14 @@ TEST_P(KernelsTest, Attention) {
   const Case cases[] = {{1, 1, 0, 0, false, 0},   {5, 5, 0, 0, true, 0},
                         {5, 5, 0, 0, false, 0},   {3, 20, 17, 0, true, 0},
                         {21, 21, 0, 16, true, 0}, {37, 37, 0, 0, true, 20},
-                        {4, 37, 33, 0, true, 20}, {2, 10, 20, 0, false, 3}};
+                        {4, 37, 33, 0, true, 20}, {2, 10, 20, 0, false, 3},
+                        // Several key chunks: the online softmax rescales its running sums.
+                        {9, 150, 0, 0, false, 0}, {70, 150, 80, 100, true, 0},
+                        {33, 130, 97, 0, true, 50}};
   std::mt19937 rng(9);
   for (const Case& c : cases) {
     for (auto [hq, hkv] : {std::pair<int64_t, int64_t>{4, 1}, {4, 2}, {4, 4}}) {
-      for (int64_t D : {16, 24, 72}) {
+      for (int64_t D : {16, 20, 24, 72}) {
         for (float cap : {0.0f, 5.0f}) {
           AttentionParams p{.num_queries = c.T,
                             .num_keys = c.S,

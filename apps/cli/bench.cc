@@ -3,6 +3,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "command.h"
 #include "paligemma/bench.h"
@@ -65,6 +66,14 @@ int run_bench(BenchFlags& f) {
                 {"peak_int8_gops", r->peak_int8_gops},
                 {"bandwidth_gbs", r->bandwidth_gbs}}},
               {"fraction_of_roofline", {{"ttft", ttft_frac}, {"decode", dec_frac}}}};
+    if (f.options.profile) {
+      auto ops = [](const std::vector<paligemma::BenchResult::Op>& v) {
+        json a = json::array();
+        for (const auto& o : v) a.push_back({{"op", o.op}, {"calls", o.calls}, {"seconds", o.seconds}});
+        return a;
+      };
+      j["profile"] = {{"ttft", ops(r->profile_ttft)}, {"decode", ops(r->profile_decode)}};
+    }
     std::printf("%s\n", j.dump(2).c_str());
     return 0;
   }
@@ -82,6 +91,19 @@ int run_bench(BenchFlags& f) {
   if (f.options.probe) {
     std::printf("  machine         f32 %.0f GFLOP/s, bf16 %.0f GFLOP/s, int8 %.0f GOP/s, memory %.1f GB/s\n",
                 r->peak_f32_gflops, r->peak_bf16_gflops, r->peak_int8_gops, r->bandwidth_gbs);
+  }
+  if (f.options.profile) {
+    auto table = [](const char* title, const std::vector<paligemma::BenchResult::Op>& v) {
+      double total = 0;
+      for (const auto& o : v) total += o.seconds;
+      std::printf("  %s\n", title);
+      for (const auto& o : v) {
+        std::printf("    %-22s %7lld calls %9.3f s %6.1f%%\n", o.op.c_str(), o.calls, o.seconds,
+                    total > 0 ? 100 * o.seconds / total : 0.0);
+      }
+    };
+    table("profile, first token:", r->profile_ttft);
+    table("profile, decode:", r->profile_decode);
   }
   return 0;
 }
@@ -107,6 +129,7 @@ void register_bench(CLI::App& app, Runners& runners) {
   cmd->add_option("--decode-tokens", f->options.decode_tokens, "Tokens to decode (default 64)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_flag("--no-probe", f->no_probe, "Skip the roofline probes");
+  cmd->add_flag("--profile", f->options.profile, "Time every kernel op (adds a per-op table / \"profile\" key)");
   cmd->add_flag("--json", f->json, "Print one JSON object");
   runners["bench"] = [f] { return run_bench(*f); };
 

@@ -17,6 +17,7 @@ struct BenchOptions {
   int64_t text_tokens = 10;
   int64_t decode_tokens = 64;
   bool probe = true;        // measure the roofline
+  bool profile = false;     // time every kernel call
 };
 
 struct BenchResult {
@@ -28,6 +29,13 @@ struct BenchResult {
   double vision_gflop = 0, prefill_gflop = 0, decode_bytes_per_token = 0;
   double peak_f32_gflops = 0, peak_bf16_gflops = 0, peak_int8_gops = 0, bandwidth_gbs = 0;
   double roofline_ttft_s = 0, roofline_decode_tok_s = 0;
+  struct Op {
+    std::string op;
+    long long calls = 0;
+    double seconds = 0;
+  };
+  // With profile: wall time per kernel op over the first token and over the decode.
+  std::vector<Op> profile_ttft, profile_decode;
 };
 
 Result<BenchResult> run_bench(const BenchOptions& options);

@@ -19,6 +19,7 @@ Result<BenchResult> run_bench(const BenchOptions& options) {
   o.text_tokens = options.text_tokens;
   o.decode_tokens = options.decode_tokens;
   o.probe = options.probe;
+  o.profile = options.profile;
   PG_ASSIGN_OR_RETURN(pg::runtime::BenchReport r, pg::runtime::run_bench(o));
   BenchResult b;
   b.preset = r.preset;
@@ -44,6 +45,8 @@ Result<BenchResult> run_bench(const BenchOptions& options) {
   b.bandwidth_gbs = r.bandwidth_gbs;
   b.roofline_ttft_s = r.roofline_ttft_s;
   b.roofline_decode_tok_s = r.roofline_decode_tok_s;
+  for (const auto& p : r.profile_ttft) b.profile_ttft.push_back({p.op, p.calls, p.seconds});
+  for (const auto& p : r.profile_decode) b.profile_decode.push_back({p.op, p.calls, p.seconds});
   return b;
 }
 

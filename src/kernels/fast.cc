@@ -1,8 +1,8 @@
 // Fast kernels: OpenMP-parallel (pg::parallel_for), cache- and register-blocked loops over
 // 16-float GCC vectors, which compile to AVX-512 zmm code under -march=native, to pairs
 // of ymm ops on AVX2, and to scalar code elsewhere. Results match the reference table up
-// to the reordering of float32 sums; elementwise transcendental ops use the same
-// std:: functions and the same expressions as the reference.
+// to the reordering of float32 sums and to the vector exp (2 ulp) that GELU and the
+// softmax use in place of std::exp / std::tanh.
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -36,6 +36,59 @@ inline f32x16 load_f32(const float* p) {
   return v;
 }
 inline void store_f32(float* p, f32x16 v) { std::memcpy(p, &v, sizeof(v)); }
+inline f32x16 splat(float c) { return f32x16{} + c; }
+
+typedef int32_t i32x16 __attribute__((vector_size(64)));
+
+// e^x per lane: Cephes' expf (x = n ln2 + r with ln2 split in two, a degree-6 polynomial
+// for e^r, 2^n built in the exponent bits), within 2 ulp of the true value. x is clamped
+// to [-87, 88], inside float's normal range, so e^x never over- or underflows (a lane
+// below -87 gives e^-87 = 1.6e-38 rather than 0).
+inline f32x16 exp16(f32x16 x) {
+  x = x < splat(-87.0f) ? splat(-87.0f) : x;
+  x = x > splat(88.0f) ? splat(88.0f) : x;
+  const f32x16 shifter = splat(12582912.0f);  // 1.5 * 2^23: adding it rounds to an integer
+  const f32x16 n = (x * 1.44269504088896341f + shifter) - shifter;
+  f32x16 r = x - n * 0.693359375f;  // exact: 0.693359375 has 9 significant bits
+  r = r - n * -2.12194440e-4f;
+  f32x16 p = splat(1.9875691500e-4f);
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  const f32x16 e = p * r * r + r + 1.0f;
+  const i32x16 bits = (__builtin_convertvector(n, i32x16) + 127) << 23;
+  f32x16 two_n;
+  std::memcpy(&two_n, &bits, sizeof(two_n));
+  return e * two_n;
+}
+
+// gelu_tanh(x) = 0.5 x (1 + tanh(u)) = x / (1 + e^(-2u)), u = sqrt(2/pi) (x + 0.044715 x^3):
+// the same function without tanh's cancellation near -1, so it stays accurate in relative
+// terms where the value is tiny (large negative x).
+inline f32x16 gelu16(f32x16 x) {
+  const f32x16 u = (x + 0.044715f * x * x * x) * 0.7978845608028654f;
+  return x / (1.0f + exp16(u * -2.0f));
+}
+
+// Applies f (16 lanes in, 16 out) to [b, e): full vectors, then the tail through a
+// zero-padded buffer, so every element goes through the same arithmetic.
+template <class F>
+void map16(int64_t b, int64_t e, F f) {
+  int64_t i = b;
+  for (; i + kLanes <= e; i += kLanes) f(i, kLanes);
+  if (i < e) f(i, e - i);
+}
+inline f32x16 load_part(const float* p, int64_t count) {
+  if (count == kLanes) return load_f32(p);
+  float buf[kLanes] = {};
+  std::memcpy(buf, p, static_cast<size_t>(count) * sizeof(float));
+  return load_f32(buf);
+}
+inline void store_part(float* p, f32x16 v, int64_t count) {
+  std::memcpy(p, &v, static_cast<size_t>(count) * sizeof(float));
+}
 
 // Sum of the 16 lanes, as a tree (halving the vector, which compiles to extracts).
 inline float hsum(f32x16 v) {
@@ -412,25 +465,23 @@ void rms_norm(const float* x, int64_t rows, int64_t dim, const float* weight, fl
   });
 }
 
-inline float gelu_tanh_scalar(float x) {
-  const float kAlpha = 0.7978845608028654f;  // sqrt(2 / pi)
-  return 0.5f * x * (1.0f + std::tanh(kAlpha * (x + 0.044715f * x * x * x)));
-}
-
 constexpr int64_t kTanhGrain = 4096;     // elements per chunk for ops calling std::tanh
+constexpr int64_t kGeluGrain = 16384;    // elements per chunk for the vector GELU
 constexpr int64_t kStreamGrain = 65536;  // elements per chunk for memory-bound ops
 
 // x, y: [n] (may alias).
 void gelu_tanh(const float* x, float* y, int64_t n) {
-  parallel_for(n, kTanhGrain, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) y[i] = gelu_tanh_scalar(x[i]);
+  parallel_for(n, kGeluGrain, [&](int64_t b, int64_t e) {
+    map16(b, e, [&](int64_t i, int64_t c) { store_part(y + i, gelu16(load_part(x + i, c)), c); });
   });
 }
 
 // gate, up, y: [n]; y may alias either input.
 void gelu_tanh_mul(const float* gate, const float* up, float* y, int64_t n) {
-  parallel_for(n, kTanhGrain, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) y[i] = gelu_tanh_scalar(gate[i]) * up[i];
+  parallel_for(n, kGeluGrain, [&](int64_t b, int64_t e) {
+    map16(b, e, [&](int64_t i, int64_t c) {
+      store_part(y + i, gelu16(load_part(gate + i, c)) * load_part(up + i, c), c);
+    });
   });
 }
 
@@ -488,7 +539,8 @@ void scale(float* x, int64_t n, float s) {
 }
 
 // ---------------------------------------------------------------------------------------
-// Attention: parallel over (query, head); per chunk one float scores buffer of S floats.
+// Attention, few queries (decode): parallel over (query, head); per chunk one float
+// scores buffer of S floats.
 
 // a, b: [d]. 16 lanes, then 8, then scalars (head dims 72 and 24 leave 8).
 inline float dot(const float* a, const float* b, int64_t d) {
@@ -511,8 +563,8 @@ inline float dot(const float* a, const float* b, int64_t d) {
 
 // q: [T, q_stride], k, v: [S, kv_stride], out: [T, out_stride]. A query that sees no key
 // gets zeros. Visible keys form one interval [lo, hi) per query.
-void attention(const AttentionParams& p, const float* q, const float* k, const float* v,
-               float* out) {
+void attention_rows(const AttentionParams& p, const float* q, const float* k, const float* v,
+                    float* out) {
   const int64_t hq = p.num_heads, dd = p.head_dim, s_len = p.num_keys;
   const int64_t group = hq / p.num_kv_heads;
   const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, s_len * dd));
@@ -549,6 +601,182 @@ void attention(const AttentionParams& p, const float* q, const float* k, const f
       for (int64_t d = 0; d < dd; ++d) o[d] /= sum;
     }
   });
+}
+
+// ---------------------------------------------------------------------------------------
+// Attention, many queries (prefill, vision): flash-style tiles. A "row" is one (query,
+// head) pair; the rows of one kv head share its keys. Keys are packed per kv head into
+// blocks of 16, each transposed to [D][16], so that the scores of kQRows rows against 16
+// keys accumulate in kQRows registers (one key load per kQRows FMAs). kKeyChunk keys at a
+// time then go through an online softmax (running max m and sum l per row, the output
+// rescaled when m grows) and their probabilities multiply V straight into the output
+// rows. Memory: the packed keys (the size of K) and, per tile, kQRows x kKeyChunk scores
+// and kQRows x D outputs; never T x S.
+
+constexpr int64_t kQRows = 4;
+constexpr int64_t kKeyBlock = 16;
+constexpr int64_t kKeyChunk = 64;
+// From this many queries the tiles pay for packing the keys.
+constexpr int64_t kFlashMinQueries = 4;
+
+// kt: packed key blocks ([D][16] each) from the chunk's first key; q: kQRows rows of D.
+// s: [kQRows][kKeyChunk], columns [0, blocks * 16) written.
+void score_tile(const float* const* q, const float* kt, int64_t dd, int64_t blocks, float* s) {
+  for (int64_t b = 0; b < blocks; b += 2) {
+    const bool two = b + 1 < blocks;
+    const float* k0 = kt + b * dd * kKeyBlock;
+    const float* k1 = two ? k0 + dd * kKeyBlock : k0;
+    f32x16 a00 = {}, a01 = {}, a10 = {}, a11 = {}, a20 = {}, a21 = {}, a30 = {}, a31 = {};
+    for (int64_t d = 0; d < dd; ++d) {
+      const f32x16 x0 = load_f32(k0 + d * kKeyBlock), x1 = load_f32(k1 + d * kKeyBlock);
+      a00 += q[0][d] * x0, a01 += q[0][d] * x1;
+      a10 += q[1][d] * x0, a11 += q[1][d] * x1;
+      a20 += q[2][d] * x0, a21 += q[2][d] * x1;
+      a30 += q[3][d] * x0, a31 += q[3][d] * x1;
+    }
+    float* col = s + b * kKeyBlock;
+    store_f32(col + 0 * kKeyChunk, a00), store_f32(col + 1 * kKeyChunk, a10);
+    store_f32(col + 2 * kKeyChunk, a20), store_f32(col + 3 * kKeyChunk, a30);
+    if (two) {
+      store_f32(col + 0 * kKeyChunk + kKeyBlock, a01), store_f32(col + 1 * kKeyChunk + kKeyBlock, a11);
+      store_f32(col + 2 * kKeyChunk + kKeyBlock, a21), store_f32(col + 3 * kKeyChunk + kKeyBlock, a31);
+    }
+  }
+}
+
+// o[r][0:D] += sum_j p[r][j] v_j for the kQRows rows; v rows `stride` floats apart.
+void pv_tile(const float* p, const float* v, int64_t stride, int64_t keys, int64_t dd, float* o) {
+  typedef float f32x8 __attribute__((vector_size(32)));
+  int64_t d0 = 0;
+  for (; d0 + kLanes <= dd; d0 += kLanes) {
+    f32x16 a0 = load_f32(o + 0 * dd + d0), a1 = load_f32(o + 1 * dd + d0);
+    f32x16 a2 = load_f32(o + 2 * dd + d0), a3 = load_f32(o + 3 * dd + d0);
+    for (int64_t j = 0; j < keys; ++j) {
+      const f32x16 vj = load_f32(v + j * stride + d0);
+      a0 += p[0 * kKeyChunk + j] * vj, a1 += p[1 * kKeyChunk + j] * vj;
+      a2 += p[2 * kKeyChunk + j] * vj, a3 += p[3 * kKeyChunk + j] * vj;
+    }
+    store_f32(o + 0 * dd + d0, a0), store_f32(o + 1 * dd + d0, a1);
+    store_f32(o + 2 * dd + d0, a2), store_f32(o + 3 * dd + d0, a3);
+  }
+  for (; d0 + 8 <= dd; d0 += 8) {  // head dim 72 leaves 8
+    f32x8 a[kQRows];
+    for (int64_t r = 0; r < kQRows; ++r) std::memcpy(&a[r], o + r * dd + d0, sizeof(f32x8));
+    for (int64_t j = 0; j < keys; ++j) {
+      f32x8 vj;
+      std::memcpy(&vj, v + j * stride + d0, sizeof(vj));
+      for (int64_t r = 0; r < kQRows; ++r) a[r] += p[r * kKeyChunk + j] * vj;
+    }
+    for (int64_t r = 0; r < kQRows; ++r) std::memcpy(o + r * dd + d0, &a[r], sizeof(f32x8));
+  }
+  for (; d0 < dd; ++d0) {
+    for (int64_t r = 0; r < kQRows; ++r) {
+      float acc = o[r * dd + d0];
+      for (int64_t j = 0; j < keys; ++j) acc += p[r * kKeyChunk + j] * v[j * stride + d0];
+      o[r * dd + d0] = acc;
+    }
+  }
+}
+
+void attention_flash(const AttentionParams& p, const float* q, const float* k, const float* v,
+                     float* out) {
+  const int64_t dd = p.head_dim, s_len = p.num_keys, hkv = p.num_kv_heads;
+  const int64_t group = p.num_heads / hkv, rows = p.num_queries * group;
+  const int64_t blocks = (s_len + kKeyBlock - 1) / kKeyBlock;
+
+  // kt: [hkv][blocks][D][16], keys past S as zeros.
+  thread_local std::vector<float> packed;
+  packed.resize(static_cast<size_t>(hkv * blocks * dd * kKeyBlock));
+  float* kt = packed.data();
+  parallel_for(hkv * blocks, 8, [&](int64_t b0, int64_t b1) {
+    for (int64_t item = b0; item < b1; ++item) {
+      const int64_t g = item / blocks, blk = item % blocks;
+      float* dst = kt + item * dd * kKeyBlock;
+      for (int64_t jj = 0; jj < kKeyBlock; ++jj) {
+        const int64_t j = blk * kKeyBlock + jj;
+        const float* src = k + j * p.kv_stride + g * dd;
+        for (int64_t d = 0; d < dd; ++d) dst[d * kKeyBlock + jj] = j < s_len ? src[d] : 0.0f;
+      }
+    }
+  });
+
+  const int64_t tiles_per_head = (rows + kQRows - 1) / kQRows;
+  parallel_for(hkv * tiles_per_head, 1, [&](int64_t i0, int64_t i1) {
+    std::vector<float> o(static_cast<size_t>(kQRows * dd)), sc(static_cast<size_t>(kQRows * kKeyChunk));
+    for (int64_t item = i0; item < i1; ++item) {
+      const int64_t g = item / tiles_per_head, r0 = (item % tiles_per_head) * kQRows;
+      const float* qr[kQRows];
+      float* outr[kQRows];
+      int64_t lo[kQRows], hi[kQRows];
+      float m[kQRows], l[kQRows];
+      int64_t lo_all = s_len, hi_all = 0;
+      for (int64_t r = 0; r < kQRows; ++r) {
+        const bool real = r0 + r < rows;
+        const int64_t row = real ? r0 + r : r0;  // padding rows repeat the first, unused
+        const int64_t t = row / group, h = g * group + row % group, i = p.query_offset + t;
+        qr[r] = q + t * p.q_stride + h * dd;
+        outr[r] = real ? out + t * p.out_stride + h * dd : nullptr;
+        lo[r] = 0, hi[r] = s_len;
+        if (p.causal) hi[r] = std::min(s_len, std::max(p.prefix_len, i + 1));
+        if (p.sliding_window > 0) lo[r] = std::max<int64_t>(0, i - p.sliding_window + 1);
+        if (!real) hi[r] = lo[r];  // sees nothing
+        if (lo[r] < hi[r]) lo_all = std::min(lo_all, lo[r]), hi_all = std::max(hi_all, hi[r]);
+        m[r] = -std::numeric_limits<float>::infinity(), l[r] = 0.0f;
+      }
+      std::fill(o.begin(), o.end(), 0.0f);
+      for (int64_t j0 = lo_all / kKeyBlock * kKeyBlock; j0 < hi_all; j0 += kKeyChunk) {
+        const int64_t keys = std::min(kKeyChunk, hi_all - j0);
+        const int64_t nblk = (keys + kKeyBlock - 1) / kKeyBlock;
+        score_tile(qr, kt + (g * blocks + j0 / kKeyBlock) * dd * kKeyBlock, dd, nblk, sc.data());
+        for (int64_t r = 0; r < kQRows; ++r) {
+          float* sr = sc.data() + r * kKeyChunk;
+          // Visible columns of this row in the chunk: [c0, c1).
+          const int64_t c0 = std::clamp<int64_t>(lo[r] - j0, 0, keys), c1 = std::clamp<int64_t>(hi[r] - j0, 0, keys);
+          if (c0 >= c1) {
+            std::fill(sr, sr + keys, 0.0f);
+            continue;
+          }
+          float cmax = -std::numeric_limits<float>::infinity();
+          for (int64_t c = c0; c < c1; ++c) {
+            float x = sr[c] * p.scale;
+            if (p.softcap > 0.0f) x = p.softcap * std::tanh(x / p.softcap);
+            sr[c] = x;
+            cmax = std::max(cmax, x);
+          }
+          const float m_new = std::max(m[r], cmax);
+          const float corr = std::exp(m[r] - m_new);  // 0 on the first visible chunk
+          m[r] = m_new;
+          float sum = 0.0f;
+          map16(c0, c1, [&](int64_t c, int64_t n) {
+            const f32x16 e = exp16(load_part(sr + c, n) - m_new);
+            store_part(sr + c, e, n);
+            float part[kLanes];
+            store_f32(part, e);
+            for (int64_t z = 0; z < n; ++z) sum += part[z];
+          });
+          std::fill(sr, sr + c0, 0.0f);
+          std::fill(sr + c1, sr + keys, 0.0f);
+          l[r] = l[r] * corr + sum;
+          if (corr != 1.0f) {
+            for (int64_t d = 0; d < dd; ++d) o[static_cast<size_t>(r * dd + d)] *= corr;
+          }
+        }
+        pv_tile(sc.data(), v + j0 * p.kv_stride + g * dd, p.kv_stride, keys, dd, o.data());
+      }
+      for (int64_t r = 0; r < kQRows; ++r) {
+        if (outr[r] == nullptr) continue;
+        const float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
+        for (int64_t d = 0; d < dd; ++d) outr[r][d] = o[static_cast<size_t>(r * dd + d)] * inv;
+      }
+    }
+  });
+}
+
+// q: [T, q_stride], k, v: [S, kv_stride], out: [T, out_stride].
+void attention(const AttentionParams& p, const float* q, const float* k, const float* v,
+               float* out) {
+  if (p.num_queries >= kFlashMinQueries && p.num_keys > 0) return attention_flash(p, q, k, v, out);
+  attention_rows(p, q, k, v, out);
 }
 
 }  // namespace

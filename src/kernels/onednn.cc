@@ -6,6 +6,7 @@
 #include <tuple>
 #include <vector>
 
+#include "base/parallel.h"
 #include "tensor/dtype.h"
 
 namespace pg::kernels {
@@ -86,9 +87,14 @@ bool run(const Key& key, const void* x, const void* w, const float* bias, float*
 
 bool onednn_matmul_bf16(const float* x, int64_t m, const uint16_t* w, int64_t n, int64_t k, const float* bias,
                         float* y) {
-  std::vector<uint16_t> xb(static_cast<size_t>(m * k));
-  for (int64_t i = 0; i < m * k; ++i) xb[static_cast<size_t>(i)] = f32_to_bf16(x[i]);
-  return run({m, n, k, true, bias != nullptr}, xb.data(), w, bias, y);
+  // x rounded to bf16, in a buffer kept per thread (no allocation or page faults per call).
+  thread_local std::vector<uint16_t> xb;
+  if (xb.size() < static_cast<size_t>(m * k)) xb.resize(static_cast<size_t>(m * k));
+  uint16_t* xbp = xb.data();
+  parallel_for(m * k, 1 << 16, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) xbp[i] = f32_to_bf16(x[i]);
+  });
+  return run({m, n, k, true, bias != nullptr}, xbp, w, bias, y);
 }
 
 bool onednn_matmul_f32(const float* x, int64_t m, const float* w, int64_t n, int64_t k, const float* bias, float* y) {

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <filesystem>
 
+#include "base/memory.h"
 #include "model/gemma.h"
 #include "model/projector.h"
 #include "model/siglip.h"
@@ -11,6 +12,7 @@
 namespace pg::model {
 
 std::unique_ptr<PaliGemma> PaliGemma::from_weights(io::PaliGemmaConfig config, PaliGemmaWeights weights) {
+  keep_freed_memory();
   auto m = std::unique_ptr<PaliGemma>(new PaliGemma());
   m->config_ = std::move(config);
   m->weights_ = std::move(weights);
@@ -19,6 +21,7 @@ std::unique_ptr<PaliGemma> PaliGemma::from_weights(io::PaliGemmaConfig config, P
 
 Result<std::unique_ptr<PaliGemma>> PaliGemma::load(const std::string& dir,
                                                    std::vector<std::string>* warnings, WeightType type) {
+  keep_freed_memory();
   auto m = std::unique_ptr<PaliGemma>(new PaliGemma());
   PG_ASSIGN_OR_RETURN(m->config_, io::load_config(dir));
   // A folder written by `paligemma quantize` holds model.pgq.safetensors instead.

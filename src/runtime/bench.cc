@@ -9,6 +9,8 @@
 
 #include "base/parallel.h"
 #include "io/mapped_file.h"
+#include "kernels/kernels.h"
+#include "kernels/profile.h"
 #include "kernels/roofline.h"
 #include "model/paligemma.h"
 #include "runtime/sampler.h"
@@ -108,6 +110,11 @@ Result<BenchReport> run_bench(const BenchOptions& o) {
   r.prompt_tokens = T;
 
   // Time to first token: vision, prefill, LM head on the last row, argmax.
+  const kernels::KernelTable* before = &kernels::kernels();
+  if (o.profile) {
+    kernels::set_active_kernels(&kernels::profiling_kernels(*before));
+    kernels::reset_op_profile();
+  }
   const auto t0 = Clock::now();
   std::vector<Tensor> images;
   images.push_back(std::move(pixels));
@@ -121,6 +128,10 @@ Result<BenchReport> run_bench(const BenchOptions& o) {
   int id = argmax(logits.data(), text_vocab);
   r.prefill_s = since(t1);
   r.ttft_s = since(t0);
+  if (o.profile) {
+    r.profile_ttft = kernels::op_profile();
+    kernels::reset_op_profile();
+  }
 
   // Decode.
   const auto t2 = Clock::now();
@@ -130,6 +141,10 @@ Result<BenchReport> run_bench(const BenchOptions& o) {
     id = argmax(logits.data(), text_vocab);
   }
   const double decode_s = since(t2);
+  if (o.profile) {
+    r.profile_decode = kernels::op_profile();
+    kernels::set_active_kernels(before);
+  }
   r.decode_tokens = o.decode_tokens;
   r.decode_tok_s = o.decode_tokens > 0 ? static_cast<double>(o.decode_tokens) / decode_s : 0;
   r.decode_bytes_per_token = static_cast<double>(model::decoder_bytes_per_token(m->weights()));

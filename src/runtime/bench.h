@@ -9,6 +9,7 @@
 
 #include "base/status.h"
 #include "io/config.h"
+#include "kernels/profile.h"
 #include "model/weights.h"
 
 namespace pg::runtime {
@@ -24,6 +25,7 @@ struct BenchOptions {
   int64_t text_tokens = 10;  // prompt text after the image tokens and BOS
   int64_t decode_tokens = 64;
   bool probe = true;         // measure the roofline
+  bool profile = false;      // time every kernel call (kernels/profile.h)
   uint64_t seed = 1;
 };
 
@@ -37,6 +39,8 @@ struct BenchReport {
   // Machine peaks and the limits they imply for this run.
   double peak_f32_gflops = 0, peak_bf16_gflops = 0, peak_int8_gops = 0, bandwidth_gbs = 0;
   double roofline_ttft_s = 0, roofline_decode_tok_s = 0;
+  // With profile: time per op over the first token and over the decode.
+  std::vector<kernels::OpProfile> profile_ttft, profile_decode;
 };
 
 Result<BenchReport> run_bench(const BenchOptions& options);
