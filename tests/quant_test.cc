@@ -5,6 +5,7 @@
 // reference's top-2 margin leaves room.
 #include <gtest/gtest.h>
 
+#include <cfloat>
 #include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -81,6 +82,38 @@ TEST_P(QuantFormat, ProductMatchesTheDequantizedOne) {
       }
     }
   }
+}
+
+TEST_P(QuantFormat, PrefillPanelsCoverEveryColumn) {
+  // Prefill-sized m: W is dequantized to bf16 in panels of rows, each multiplied into its
+  // columns of y. K = 8200 makes panels of 511 rows (the last of N = 1100 is partial) and
+  // ends each row in a partial block. x and W are rounded to bf16: each product is off by
+  // at most 2^-8 |x w| (plus float32 accumulation).
+  const int64_t m = 17, k = 8200, n = 1100;
+  const auto w = random_matrix(n, k, 11), x = random_matrix(m, k, 12);
+  const pg::MatrixView src{pg::DType::kF32, w.data(), n, k, nullptr};
+  const auto q = GetParam() == pg::DType::kI8 ? pg::kernels::quantize_q8(src) : pg::kernels::quantize_q4(src);
+  const pg::MatrixView v = q.view();
+  std::vector<float> bias = random_matrix(1, n, 13);
+  std::vector<float> got(static_cast<size_t>(m * n), NAN);
+  pg::kernels::kernels().matmul(x.data(), m, v, bias.data(), got.data());
+  std::vector<float> row(static_cast<size_t>(k));
+  int bad = 0;
+  for (int64_t j = 0; j < n; ++j) {
+    pg::dequantize_row(v, j, row.data());
+    for (int64_t i = 0; i < m; ++i) {
+      double want = bias[j], mag = 0;
+      for (int64_t c = 0; c < k; ++c) {
+        want += static_cast<double>(x[i * k + c]) * row[c];
+        mag += std::fabs(static_cast<double>(x[i * k + c]) * row[c]);
+      }
+      const double bound = mag * (std::ldexp(1.0, -8) + (k + 2) * FLT_EPSILON) + 4 * FLT_EPSILON * std::fabs(want);
+      if (!(std::fabs(got[i * n + j] - want) <= bound) && bad++ < 5) {
+        ADD_FAILURE() << "i " << i << " j " << j << ": got " << got[i * n + j] << ", want " << want << " +- " << bound;
+      }
+    }
+  }
+  EXPECT_EQ(bad, 0);
 }
 
 INSTANTIATE_TEST_SUITE_P(Formats, QuantFormat, ::testing::Values(pg::DType::kI8, pg::DType::kU8),

@@ -23,8 +23,9 @@ dnnl::engine& cpu_engine() {
 struct Key {
   int64_t m, n, k;
   bool bf16, bias;
+  int64_t ldy;  // floats between rows of y (>= n)
   bool operator<(const Key& o) const {
-    return std::tie(m, n, k, bf16, bias) < std::tie(o.m, o.n, o.k, o.bf16, o.bias);
+    return std::tie(m, n, k, bf16, bias, ldy) < std::tie(o.m, o.n, o.k, o.bf16, o.bias, o.ldy);
   }
 };
 
@@ -44,7 +45,7 @@ Entry* get(const Key& key) {
   e.src = dnnl::memory::desc({key.m, key.k}, in, dnnl::memory::dims{key.k, 1});
   // W is [n, k] row-major: as the [k, n] operand its strides are {1, k}.
   e.wei = dnnl::memory::desc({key.k, key.n}, in, dnnl::memory::dims{1, key.k});
-  e.dst = dnnl::memory::desc({key.m, key.n}, dt::f32, dnnl::memory::dims{key.n, 1});
+  e.dst = dnnl::memory::desc({key.m, key.n}, dt::f32, dnnl::memory::dims{key.ldy, 1});
   if (key.bias) e.bias = dnnl::memory::desc({1, key.n}, dt::f32, dnnl::memory::dims{key.n, 1});
   try {
     auto desc = key.bias ? dnnl::matmul::desc(e.src, e.wei, e.bias, e.dst) : dnnl::matmul::desc(e.src, e.wei, e.dst);
@@ -94,11 +95,16 @@ bool onednn_matmul_bf16(const float* x, int64_t m, const uint16_t* w, int64_t n,
   parallel_for(m * k, 1 << 16, [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) xbp[i] = f32_to_bf16(x[i]);
   });
-  return run({m, n, k, true, bias != nullptr}, xbp, w, bias, y);
+  return run({m, n, k, true, bias != nullptr, n}, xbp, w, bias, y);
+}
+
+bool onednn_matmul_bf16_rounded(const uint16_t* xb, int64_t m, const uint16_t* w, int64_t n, int64_t k,
+                                const float* bias, float* y, int64_t ldy) {
+  return run({m, n, k, true, bias != nullptr, ldy}, xb, w, bias, y);
 }
 
 bool onednn_matmul_f32(const float* x, int64_t m, const float* w, int64_t n, int64_t k, const float* bias, float* y) {
-  return run({m, n, k, false, bias != nullptr}, x, w, bias, y);
+  return run({m, n, k, false, bias != nullptr, n}, x, w, bias, y);
 }
 
 }  // namespace pg::kernels

@@ -11,6 +11,10 @@ namespace pg::kernels {
 // accumulation in float32. Returns false if oneDNN cannot run it (then nothing is written).
 bool onednn_matmul_bf16(const float* x, int64_t m, const uint16_t* w, int64_t n, int64_t k, const float* bias,
                         float* y);
+// The same with x already rounded to bf16 ([m, k]) and rows of y ldy floats apart (y may
+// be a column slice of a wider matrix).
+bool onednn_matmul_bf16_rounded(const uint16_t* xb, int64_t m, const uint16_t* w, int64_t n, int64_t k,
+                                const float* bias, float* y, int64_t ldy);
 // The same with float32 weights and activations (exact float32 arithmetic).
 bool onednn_matmul_f32(const float* x, int64_t m, const float* w, int64_t n, int64_t k, const float* bias, float* y);
 

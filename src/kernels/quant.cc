@@ -139,25 +139,51 @@ float dot_q4(const uint8_t* w, const float* ws, const QuantizedRow& x, int64_t n
 }
 #endif
 
-// Row r of a quantized matrix to bf16, block by block (the panel path's hot loop).
+// Row r of a quantized matrix to bf16, block by block (the panel path's hot loop): 16
+// codes at a time widened to float, scaled, and rounded to bf16 (nearest even) in vector
+// registers. Codes times a scale are finite, so the NaN case of f32_to_bf16 cannot arise.
 void dequantize_row_bf16(const MatrixView& w, int64_t r, uint16_t* out) {
+  typedef float f32x16 __attribute__((vector_size(64)));
+  typedef int32_t i32x16 __attribute__((vector_size(64)));
+  typedef uint32_t u32x16 __attribute__((vector_size(64)));
+  typedef uint16_t u16x16 __attribute__((vector_size(32)));
+  typedef int8_t i8x16 __attribute__((vector_size(16)));
+  typedef uint8_t u8x16 __attribute__((vector_size(16)));
   const int64_t nb = quant_blocks(w.cols);
   const float* s = w.scales + r * nb;
   const uint8_t* base = static_cast<const uint8_t*>(w.data) + r * w.row_bytes();
-  float tmp[B];
+  auto to_bf16 = [](f32x16 v) {
+    u32x16 bits;
+    std::memcpy(&bits, &v, sizeof(bits));
+    bits += 0x7fffu + ((bits >> 16) & 1u);
+    return __builtin_convertvector(bits >> 16, u16x16);
+  };
+  uint16_t tmp[B];
   for (int64_t b = 0; b < nb; ++b) {
     const int64_t n = std::min(B, w.cols - b * B);
+    f32x16 lo, hi;
     if (w.dtype == DType::kI8) {
-      const auto* q = reinterpret_cast<const int8_t*>(base) + b * B;
-      for (int64_t j = 0; j < n; ++j) tmp[j] = static_cast<float>(q[j]) * s[b];
+      // q8 rows are `cols` bytes: a last block of n < 32 is read through a padded copy.
+      int8_t padded[B] = {};
+      const int8_t* src = reinterpret_cast<const int8_t*>(base) + b * B;
+      if (n < B) src = static_cast<const int8_t*>(std::memcpy(padded, src, static_cast<size_t>(n)));
+      i8x16 q0, q1;
+      std::memcpy(&q0, src, sizeof(q0));
+      std::memcpy(&q1, src + 16, sizeof(q1));
+      lo = __builtin_convertvector(__builtin_convertvector(q0, i32x16), f32x16);
+      hi = __builtin_convertvector(__builtin_convertvector(q1, i32x16), f32x16);
     } else {
-      const uint8_t* q = base + b * (B / 2);
-      for (int64_t j = 0; j < B / 2; ++j) {
-        tmp[j] = static_cast<float>((q[j] & 0x0f) - 8) * s[b];
-        tmp[j + B / 2] = static_cast<float>((q[j] >> 4) - 8) * s[b];
-      }
+      u8x16 q;
+      std::memcpy(&q, base + b * (B / 2), sizeof(q));
+      const i32x16 codes = __builtin_convertvector(q, i32x16);
+      lo = __builtin_convertvector((codes & 0x0f) - 8, f32x16);
+      hi = __builtin_convertvector((codes >> 4) - 8, f32x16);
     }
-    for (int64_t j = 0; j < n; ++j) out[b * B + j] = f32_to_bf16(tmp[j]);
+    const u16x16 l16 = to_bf16(lo * s[b]), h16 = to_bf16(hi * s[b]);
+    uint16_t* dst = n == B ? out + b * B : tmp;
+    std::memcpy(dst, &l16, sizeof(l16));
+    std::memcpy(dst + 16, &h16, sizeof(h16));
+    if (n < B) std::memcpy(out + b * B, tmp, static_cast<size_t>(n) * sizeof(uint16_t));
   }
 }
 
@@ -262,23 +288,30 @@ void matmul_quantized(const float* x, int64_t m, const MatrixView& w, const floa
     });
     return;
   }
-  // Larger m: dequantize panels of weight rows to bf16 and run oneDNN's bf16 GEMM (or,
-  // where it cannot, the dense float32 product).
+  // Larger m: x rounded to bf16 once, then panels of weight rows dequantized to bf16 and
+  // multiplied by oneDNN's bf16 GEMM straight into their columns of y (or, where oneDNN
+  // cannot, by the dense float32 product).
   const KernelTable& dense = kernels();
   const int64_t panel_rows = std::min<int64_t>(N, std::max<int64_t>(kPanelRows, (int64_t{1} << 22) / std::max<int64_t>(K, 1)));
   const int64_t panels = (N + panel_rows - 1) / panel_rows;
+  thread_local std::vector<uint16_t> xb, wb;
+  if (xb.size() < static_cast<size_t>(m * K)) xb.resize(static_cast<size_t>(m * K));
+  if (wb.size() < static_cast<size_t>(panel_rows * K)) wb.resize(static_cast<size_t>(panel_rows * K));
+  uint16_t* xbp = xb.data();
+  parallel_for(m * K, 1 << 16, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) xbp[i] = f32_to_bf16(x[i]);
+  });
+  uint16_t* wbp = wb.data();  // (thread_local: the pool's threads must use this thread's)
   std::vector<float> ypanel;
-  std::vector<uint16_t> wb(static_cast<size_t>(panel_rows * K));
   for (int64_t p = 0; p < panels; ++p) {
     const int64_t r0 = p * panel_rows, rows = std::min(panel_rows, N - r0);
     parallel_for(rows, 8, [&](int64_t a, int64_t b) {
-      for (int64_t r = a; r < b; ++r) dequantize_row_bf16(w, r0 + r, wb.data() + r * K);
+      for (int64_t r = a; r < b; ++r) dequantize_row_bf16(w, r0 + r, wbp + r * K);
     });
-    ypanel.resize(static_cast<size_t>(m * rows));
     const float* pbias = bias != nullptr ? bias + r0 : nullptr;
-    if (!onednn_matmul_bf16(x, m, wb.data(), rows, K, pbias, ypanel.data())) {
-      dense.matmul(x, m, MatrixView{DType::kBF16, wb.data(), rows, K, nullptr}, pbias, ypanel.data());
-    }
+    if (onednn_matmul_bf16_rounded(xbp, m, wbp, rows, K, pbias, y + r0, N)) continue;
+    ypanel.resize(static_cast<size_t>(m * rows));
+    dense.matmul(x, m, MatrixView{DType::kBF16, wbp, rows, K, nullptr}, pbias, ypanel.data());
     for (int64_t i = 0; i < m; ++i) {
       std::memcpy(y + i * N + r0, ypanel.data() + i * rows, static_cast<size_t>(rows) * sizeof(float));
     }
