@@ -1,13 +1,29 @@
 #!/usr/bin/env bash
-# The speed issue's table: PaliGemma 3B and PaliGemma 2 3B at 224px on random weights,
-# every dtype, 2 threads, one JSON line each (build first: cmake --build build).
+# The speed issue's table: PaliGemma 3B and PaliGemma 2 3B at 224 px in every mode, and
+# PaliGemma 3B at 896 px in bf16, on random weights of the real size, 2 threads, 64
+# decode tokens. Writes one JSON line per run to bench/results.jsonl (or $1) and prints a
+# Markdown table with each figure's fraction of the roofline measured in the same run.
+# Build first (cmake --build build); run on an otherwise idle machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-bench/results.jsonl}
+threads=${THREADS:-2}
 : >"$out"
-for preset in paligemma-3b-224 paligemma2-3b-224; do
-  for dtype in bf16 int8 q4; do
-    build/paligemma bench --preset "$preset" --random-weights --dtype "$dtype" --threads 2 --json |
-      python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)))' | tee -a "$out"
-  done
-done
+run() {  # preset dtype [extra flags]
+  build/paligemma bench --preset "$1" --random-weights --dtype "$2" --threads "$threads" --json "${@:3}" |
+    python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)))' | tee -a "$out"
+}
+for dtype in f32 bf16 int8 q4; do run paligemma-3b-224 "$dtype"; done
+for dtype in bf16 int8 q4; do run paligemma2-3b-224 "$dtype"; done
+run paligemma-3b-896 bf16 --decode-tokens 16
+python3 - "$out" <<'PY'
+import json, sys
+print("| model | dtype | vision s | first token s (roofline, fraction) | decode tok/s (roofline, fraction) | peak RSS MiB (weights + KV) |")
+print("| --- | --- | --- | --- | --- | --- |")
+for line in open(sys.argv[1]):
+    j = json.loads(line)
+    r = j["roofline"]
+    print(f"| {j['preset']} | {j['dtype']} | {j['vision_s']:.2f} | {j['ttft_s']:.2f} ({r['ttft_s']:.2f}, {r['ttft_s']/j['ttft_s']:.0%}) "
+          f"| {j['decode_tok_s']:.2f} ({r['decode_tok_s']:.2f}, {j['decode_tok_s']/r['decode_tok_s']:.0%}) "
+          f"| {j['peak_rss_mb']:.0f} ({j['weights_mb']:.0f} + {j['kv_cache_mb']:.0f}) |")
+PY

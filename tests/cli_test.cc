@@ -120,4 +120,38 @@ TEST(Cli, Info) {
   EXPECT_EQ(j["image_tokens"], 16);
 }
 
+TEST(Cli, BenchOnATinyPresetKeepsTheContract) {
+  // The speed issue's command at a size CI can afford: the contract's keys, with values
+  // that are consistent, and the per-op profile accounting for the run's kernels.
+  for (const std::string dtype : {"f32", "bf16", "int8", "q4"}) {
+    CliRun r = run_cli("bench --preset tiny-pg2 --random-weights --dtype " + dtype +
+                       " --threads 2 --decode-tokens 8 --profile --json");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const auto j = nlohmann::json::parse(r.out);
+    EXPECT_EQ(j["preset"], "tiny-pg2");
+    EXPECT_EQ(j["dtype"], dtype);
+    EXPECT_EQ(j["threads"], 2);
+    for (const char* key : {"load_s", "vision_s", "ttft_s", "decode_tok_s", "peak_rss_mb"}) {
+      EXPECT_GT(j[key].get<double>(), 0) << key;
+    }
+    EXPECT_GE(j["ttft_s"].get<double>(), j["vision_s"].get<double>());
+    EXPECT_GT(j["roofline"]["ttft_s"].get<double>(), 0);
+    EXPECT_GT(j["roofline"]["decode_tok_s"].get<double>(), 0);
+    EXPECT_GT(j["roofline"]["bandwidth_gbs"].get<double>(), 0);
+    // Every decode step runs the decoder's matrices: 8 tokens x (7 per layer x 3 layers
+    // (bench/presets/tiny-pg2.json) + the LM head).
+    long long decode_matmuls = 0;
+    for (const auto& op : j["profile"]["decode"]) {
+      if (op["op"].get<std::string>().rfind("matmul", 0) == 0) decode_matmuls += op["calls"].get<long long>();
+    }
+    EXPECT_EQ(decode_matmuls, 8 * (7 * 3 + 1)) << r.out;
+  }
+  CliRun bad = run_cli("bench --preset no-such-model --random-weights");
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_THAT(bad.err, HasSubstr("unknown preset \"no-such-model\""));
+  CliRun no_weights = run_cli("bench --preset tiny-pg1");
+  EXPECT_NE(no_weights.exit_code, 0);
+  EXPECT_THAT(no_weights.err, HasSubstr("--random-weights"));
+}
+
 }  // namespace

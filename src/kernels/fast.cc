@@ -157,13 +157,20 @@ struct Weight<DType::kF16> {
 // Matmul, small m (decode): dot products of MR rows of x with 4 rows of W, converting W
 // on the fly. Memory-bound for m = 1; parallel over blocks of W rows.
 
-// x: [mr, k]; w: 4 row pointers of k elements; out[i][r] = x_i . w_r.
+// x: [mr, k]; w: 4 row pointers of k elements; out[i][r] = x_i . w_r. next: the 4 rows
+// this thread reads after these (or null), prefetched at the same offsets into L2: rows
+// of 4 KiB end at page boundaries, where the hardware prefetchers stop.
 template <DType D, int MR>
-void dot_tile(const float* x, int64_t k, const typename Weight<D>::Elem* const* w, float out[][4]) {
+void dot_tile(const float* x, int64_t k, const typename Weight<D>::Elem* const* w, float out[][4],
+              const typename Weight<D>::Elem* const* next) {
   using Wt = Weight<D>;
+  constexpr int64_t kLineElems = 64 / sizeof(typename Wt::Elem);
   f32x16 acc[MR][4] = {};
   int64_t p = 0;
   for (; p + kLanes <= k; p += kLanes) {
+    if (next != nullptr && p % kLineElems == 0) {
+      for (int r = 0; r < 4; ++r) __builtin_prefetch(next[r] + p, 0, 2);
+    }
     f32x16 xv[MR];
     for (int i = 0; i < MR; ++i) xv[i] = load_f32(x + i * k + p);
     for (int r = 0; r < 4; ++r) {
@@ -192,16 +199,21 @@ void matmul_small_m(const float* x, int64_t m, const MatrixView& w, const float*
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t r0 = b * 4, nr = std::min<int64_t>(4, n - r0);
       const Elem* rows[4];
+      const Elem* next_rows[4];
       // Rows past n repeat the last row; their results are dropped.
       for (int r = 0; r < 4; ++r) rows[r] = wd + (r0 + std::min<int64_t>(r, nr - 1)) * k;
+      const bool has_next = b + 1 < b1;
+      for (int r = 0; r < 4 && has_next; ++r) next_rows[r] = wd + std::min<int64_t>(r0 + 4 + r, n - 1) * k;
+      const Elem* const* next = has_next ? next_rows : nullptr;
       for (int64_t i0 = 0; i0 < m; i0 += 4) {
         float out[4][4];
         const float* xi = x + i0 * k;
+        const Elem* const* pf = i0 == 0 ? next : nullptr;  // once per block of rows
         switch (std::min<int64_t>(4, m - i0)) {
-          case 1: dot_tile<D, 1>(xi, k, rows, out); break;
-          case 2: dot_tile<D, 2>(xi, k, rows, out); break;
-          case 3: dot_tile<D, 3>(xi, k, rows, out); break;
-          default: dot_tile<D, 4>(xi, k, rows, out); break;
+          case 1: dot_tile<D, 1>(xi, k, rows, out, pf); break;
+          case 2: dot_tile<D, 2>(xi, k, rows, out, pf); break;
+          case 3: dot_tile<D, 3>(xi, k, rows, out, pf); break;
+          default: dot_tile<D, 4>(xi, k, rows, out, pf); break;
         }
         for (int64_t i = 0; i < std::min<int64_t>(4, m - i0); ++i) {
           for (int64_t r = 0; r < nr; ++r) {

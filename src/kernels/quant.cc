@@ -189,6 +189,8 @@ void dequantize_row_bf16(const MatrixView& w, int64_t r, uint16_t* out) {
 
 // Rows of x at or below this count use int8 dot products; above, dequantized panels.
 constexpr int64_t kDotRows = 8;
+// The decode product prefetches the weight row this many rows ahead.
+constexpr int64_t kPrefetchRows = 2;
 constexpr int64_t kPanelRows = 64;
 
 }  // namespace
@@ -274,10 +276,18 @@ void matmul_quantized(const float* x, int64_t m, const MatrixView& w, const floa
   if (m <= kDotRows) {
     std::vector<QuantizedRow> xq(static_cast<size_t>(m));
     for (int64_t i = 0; i < m; ++i) quantize_activations(x + i * K, K, xq[static_cast<size_t>(i)]);
+    const int64_t row_bytes = w.row_bytes();
     parallel_for(N, 64, [&](int64_t n0, int64_t n1) {
       for (int64_t n = n0; n < n1; ++n) {
-        const uint8_t* row = static_cast<const uint8_t*>(w.data) + n * w.row_bytes();
+        const uint8_t* row = static_cast<const uint8_t*>(w.data) + n * row_bytes;
         const float* ws = w.scales + n * nb;
+        // Rows are often one 4 KiB page or less, and the hardware prefetchers stop at page
+        // boundaries: fetch the row after next (and its scales) into L2 now.
+        if (n + kPrefetchRows < n1) {
+          const uint8_t* ahead = row + kPrefetchRows * row_bytes;
+          for (int64_t off = 0; off < row_bytes; off += 64) __builtin_prefetch(ahead + off, 0, 2);
+          __builtin_prefetch(ws + kPrefetchRows * nb, 0, 2);
+        }
         for (int64_t i = 0; i < m; ++i) {
           const float d = w.dtype == DType::kI8
                               ? dot_q8(reinterpret_cast<const int8_t*>(row), ws, xq[static_cast<size_t>(i)], nb, K)
