@@ -20,6 +20,11 @@ struct QuantizedRow {
   std::vector<int8_t> q;      // [nb * 32], zero padded
   std::vector<float> scale;   // [nb]
   std::vector<int32_t> sum;   // [nb]: sum of q in the block (for the q4 offset)
+  // For the vector dot products: per pair of blocks (b, b + 1) 16 lanes, 8 holding
+  // scale[b] then 8 holding scale[b + 1] (0 past nb); and per block 8 * sum * scale, the
+  // q4 offset's share.
+  std::vector<float> lanes;   // [ceil(nb / 2) * 16]
+  std::vector<float> offset;  // [nb]
 };
 
 void quantize_activations(const float* x, int64_t cols, QuantizedRow& out) {
@@ -27,6 +32,8 @@ void quantize_activations(const float* x, int64_t cols, QuantizedRow& out) {
   out.q.assign(static_cast<size_t>(nb * B), 0);
   out.scale.resize(static_cast<size_t>(nb));
   out.sum.resize(static_cast<size_t>(nb));
+  out.offset.resize(static_cast<size_t>(nb));
+  out.lanes.assign(static_cast<size_t>((nb + 1) / 2 * 16), 0.0f);
   for (int64_t b = 0; b < nb; ++b) {
     const int64_t c0 = b * B, c1 = std::min(cols, c0 + B);
     float amax = 0;
@@ -41,29 +48,39 @@ void quantize_activations(const float* x, int64_t cols, QuantizedRow& out) {
     }
     out.scale[static_cast<size_t>(b)] = s;
     out.sum[static_cast<size_t>(b)] = sum;
+    out.offset[static_cast<size_t>(b)] = 8.0f * static_cast<float>(sum) * s;
+    std::fill_n(out.lanes.begin() + (b / 2) * 16 + (b % 2) * 8, 8, s);
   }
 }
 
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+// The 16 scales of blocks (b, b + 1) for a product: weight scales in lanes 0-7 and 8-15,
+// times the activations' (precomputed lanes).
+inline __m512 pair_scale(const float* ws, const QuantizedRow& x, int64_t b) {
+  const __m512 w = _mm512_mask_blend_ps(0x00ff, _mm512_set1_ps(ws[b + 1]), _mm512_set1_ps(ws[b]));
+  return _mm512_mul_ps(w, _mm512_loadu_ps(x.lanes.data() + b * 8));
+}
+
 // Dot products of one q8 weight row with one quantized activation row, two blocks
-// (64 bytes) per step: vpdpbusd needs an unsigned operand, so it takes |w| and x with
-// w's sign.
+// (64 bytes) per step, alternating between two accumulators: vpdpbusd needs an unsigned
+// operand, so it takes |w| and x with w's sign.
 float dot_q8(const int8_t* w, const float* ws, const QuantizedRow& x, int64_t nb, int64_t cols) {
-  __m512 acc = _mm512_setzero_ps();
-  int64_t b = 0;
-  const __mmask16 lo = 0x00ff;
-  for (; b + 2 <= nb && (b + 2) * B <= cols; b += 2) {
+  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+  auto pair = [&](int64_t b) {  // blocks b, b + 1: d lanes 0-7 belong to b, 8-15 to b + 1
     const __m512i wv = _mm512_loadu_si512(w + b * B);
     const __m512i xv = _mm512_loadu_si512(x.q.data() + b * B);
     const __mmask64 neg = _mm512_movepi8_mask(wv);
     const __m512i xs = _mm512_mask_sub_epi8(xv, neg, _mm512_setzero_si512(), xv);
     const __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_abs_epi8(wv), xs);
-    // d lanes 0-7 belong to block b, lanes 8-15 to block b + 1.
-    const __m512 scale = _mm512_mask_blend_ps(lo, _mm512_set1_ps(ws[b + 1] * x.scale[b + 1]),
-                                              _mm512_set1_ps(ws[b] * x.scale[b]));
-    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), scale, acc);
+    return _mm512_mul_ps(_mm512_cvtepi32_ps(d), pair_scale(ws, x, b));
+  };
+  int64_t b = 0;
+  for (; b + 4 <= nb && (b + 4) * B <= cols; b += 4) {
+    acc0 = _mm512_add_ps(acc0, pair(b));
+    acc1 = _mm512_add_ps(acc1, pair(b + 2));
   }
-  float total = _mm512_reduce_add_ps(acc);
+  for (; b + 2 <= nb && (b + 2) * B <= cols; b += 2) acc0 = _mm512_add_ps(acc0, pair(b));
+  float total = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
   for (; b < nb; ++b) {  // tail blocks (and a short last block)
     const int64_t c0 = b * B, c1 = std::min(cols, c0 + B);
     int32_t s = 0;
@@ -74,11 +91,13 @@ float dot_q8(const int8_t* w, const float* ws, const QuantizedRow& x, int64_t nb
 }
 
 // q4: codes are unsigned (0..15), so vpdpbusd takes them directly; the -8 offset is
-// applied per block with the activations' block sums.
+// applied per block with the activations' block sums (sum_b ws[b] * offset[b], a vector
+// dot product of its own).
 float dot_q4(const uint8_t* w, const float* ws, const QuantizedRow& x, int64_t nb) {
-  __m512 acc = _mm512_setzero_ps();
+  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
   const __m512i mask = _mm512_set1_epi8(0x0f);
-  const __mmask16 lo = 0x00ff;
+  const __m512i idx_a = _mm512_set_epi64(11, 10, 3, 2, 9, 8, 1, 0);
+  const __m512i idx_b = _mm512_set_epi64(15, 14, 7, 6, 13, 12, 5, 4);
   int64_t b = 0;
   for (; b + 4 <= nb; b += 4) {
     // 4 blocks = 64 packed bytes: per 16-byte block, low nibbles are codes 0-15, high 16-31.
@@ -86,23 +105,22 @@ float dot_q4(const uint8_t* w, const float* ws, const QuantizedRow& x, int64_t n
     const __m512i low = _mm512_and_si512(packed, mask);
     const __m512i high = _mm512_and_si512(_mm512_srli_epi16(packed, 4), mask);
     // Bring codes into element order: block k = [low_k (16), high_k (16)].
-    const __m512i idx_a = _mm512_set_epi64(11, 10, 3, 2, 9, 8, 1, 0);
-    const __m512i idx_b = _mm512_set_epi64(15, 14, 7, 6, 13, 12, 5, 4);
     const __m512i codes01 = _mm512_permutex2var_epi64(low, idx_a, high);  // blocks b, b+1
     const __m512i codes23 = _mm512_permutex2var_epi64(low, idx_b, high);  // blocks b+2, b+3
     const __m512i x01 = _mm512_loadu_si512(x.q.data() + b * B);
     const __m512i x23 = _mm512_loadu_si512(x.q.data() + (b + 2) * B);
     const __m512i d01 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), codes01, x01);
     const __m512i d23 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), codes23, x23);
-    const __m512 s01 = _mm512_mask_blend_ps(lo, _mm512_set1_ps(ws[b + 1] * x.scale[b + 1]),
-                                            _mm512_set1_ps(ws[b] * x.scale[b]));
-    const __m512 s23 = _mm512_mask_blend_ps(lo, _mm512_set1_ps(ws[b + 3] * x.scale[b + 3]),
-                                            _mm512_set1_ps(ws[b + 2] * x.scale[b + 2]));
-    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d01), s01, acc);
-    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d23), s23, acc);
+    acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d01), pair_scale(ws, x, b), acc0);
+    acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d23), pair_scale(ws, x, b + 2), acc1);
   }
-  float total = _mm512_reduce_add_ps(acc);
-  for (int64_t k = 0; k < b; ++k) total -= 8.0f * static_cast<float>(x.sum[k]) * ws[k] * x.scale[k];
+  // The offset over the blocks done above: sum_k ws[k] * offset[k], k < b.
+  __m512 off = _mm512_setzero_ps();
+  for (int64_t k = 0; k < b; k += 16) {
+    const __mmask16 m = static_cast<__mmask16>(b - k >= 16 ? 0xffff : (1u << (b - k)) - 1);
+    off = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, ws + k), _mm512_maskz_loadu_ps(m, x.offset.data() + k), off);
+  }
+  float total = _mm512_reduce_add_ps(_mm512_sub_ps(_mm512_add_ps(acc0, acc1), off));
   for (; b < nb; ++b) {
     const uint8_t* blk = w + b * (B / 2);
     int32_t s = 0;
