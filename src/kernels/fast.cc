@@ -37,6 +37,7 @@ inline f32x16 load_f32(const float* p) {
 }
 inline void store_f32(float* p, f32x16 v) { std::memcpy(p, &v, sizeof(v)); }
 inline f32x16 splat(float c) { return f32x16{} + c; }
+constexpr f32x16 kLaneIndex = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
 
 typedef int32_t i32x16 __attribute__((vector_size(64)));
 
@@ -626,6 +627,7 @@ void attention_rows(const AttentionParams& p, const float* q, const float* k, co
 // and kQRows x D outputs; never T x S.
 
 constexpr int64_t kQRows = 4;
+constexpr int64_t kQBlock = 32;  // rows per work item: 8 tiles share each key chunk
 constexpr int64_t kKeyBlock = 16;
 constexpr int64_t kKeyChunk = 64;
 // From this many queries the tiles pay for packing the keys.
@@ -656,10 +658,28 @@ void score_tile(const float* const* q, const float* kt, int64_t dd, int64_t bloc
   }
 }
 
-// o[r][0:D] += sum_j p[r][j] v_j for the kQRows rows; v rows `stride` floats apart.
+// o[r][0:D] += sum_j p[r][j] v_j for the kQRows rows; v rows `stride` floats apart. Two
+// 16-lane column blocks at a time, so 8 accumulators hide the FMA latency.
 void pv_tile(const float* p, const float* v, int64_t stride, int64_t keys, int64_t dd, float* o) {
   typedef float f32x8 __attribute__((vector_size(32)));
   int64_t d0 = 0;
+  for (; d0 + 2 * kLanes <= dd; d0 += 2 * kLanes) {
+    f32x16 a0 = load_f32(o + 0 * dd + d0), a1 = load_f32(o + 1 * dd + d0);
+    f32x16 a2 = load_f32(o + 2 * dd + d0), a3 = load_f32(o + 3 * dd + d0);
+    f32x16 b0 = load_f32(o + 0 * dd + d0 + kLanes), b1 = load_f32(o + 1 * dd + d0 + kLanes);
+    f32x16 b2 = load_f32(o + 2 * dd + d0 + kLanes), b3 = load_f32(o + 3 * dd + d0 + kLanes);
+    for (int64_t j = 0; j < keys; ++j) {
+      const f32x16 va = load_f32(v + j * stride + d0), vb = load_f32(v + j * stride + d0 + kLanes);
+      const float p0 = p[0 * kKeyChunk + j], p1 = p[1 * kKeyChunk + j];
+      const float p2 = p[2 * kKeyChunk + j], p3 = p[3 * kKeyChunk + j];
+      a0 += p0 * va, b0 += p0 * vb, a1 += p1 * va, b1 += p1 * vb;
+      a2 += p2 * va, b2 += p2 * vb, a3 += p3 * va, b3 += p3 * vb;
+    }
+    store_f32(o + 0 * dd + d0, a0), store_f32(o + 1 * dd + d0, a1);
+    store_f32(o + 2 * dd + d0, a2), store_f32(o + 3 * dd + d0, a3);
+    store_f32(o + 0 * dd + d0 + kLanes, b0), store_f32(o + 1 * dd + d0 + kLanes, b1);
+    store_f32(o + 2 * dd + d0 + kLanes, b2), store_f32(o + 3 * dd + d0 + kLanes, b3);
+  }
   for (; d0 + kLanes <= dd; d0 += kLanes) {
     f32x16 a0 = load_f32(o + 0 * dd + d0), a1 = load_f32(o + 1 * dd + d0);
     f32x16 a2 = load_f32(o + 2 * dd + d0), a3 = load_f32(o + 3 * dd + d0);
@@ -712,17 +732,21 @@ void attention_flash(const AttentionParams& p, const float* q, const float* k, c
     }
   });
 
-  const int64_t tiles_per_head = (rows + kQRows - 1) / kQRows;
-  parallel_for(hkv * tiles_per_head, 1, [&](int64_t i0, int64_t i1) {
-    std::vector<float> o(static_cast<size_t>(kQRows * dd)), sc(static_cast<size_t>(kQRows * kKeyChunk));
+  // Work items: blocks of kQBlock rows of one kv head. Each key chunk (keys and values,
+  // at most 2 x 64 x D floats) is loaded once per block and used by all its tiles of
+  // kQRows rows while it sits in L1/L2.
+  const int64_t blocks_per_head = (rows + kQBlock - 1) / kQBlock;
+  parallel_for(hkv * blocks_per_head, 1, [&](int64_t i0, int64_t i1) {
+    std::vector<float> o(static_cast<size_t>(kQBlock * dd)), sc(static_cast<size_t>(kQRows * kKeyChunk));
+    const float* qr[kQBlock];
+    float* outr[kQBlock];
+    int64_t lo[kQBlock], hi[kQBlock];
+    float m[kQBlock], l[kQBlock];
+    const float ninf = -std::numeric_limits<float>::infinity();
     for (int64_t item = i0; item < i1; ++item) {
-      const int64_t g = item / tiles_per_head, r0 = (item % tiles_per_head) * kQRows;
-      const float* qr[kQRows];
-      float* outr[kQRows];
-      int64_t lo[kQRows], hi[kQRows];
-      float m[kQRows], l[kQRows];
+      const int64_t g = item / blocks_per_head, r0 = (item % blocks_per_head) * kQBlock;
       int64_t lo_all = s_len, hi_all = 0;
-      for (int64_t r = 0; r < kQRows; ++r) {
+      for (int64_t r = 0; r < kQBlock; ++r) {
         const bool real = r0 + r < rows;
         const int64_t row = real ? r0 + r : r0;  // padding rows repeat the first, unused
         const int64_t t = row / group, h = g * group + row % group, i = p.query_offset + t;
@@ -733,49 +757,62 @@ void attention_flash(const AttentionParams& p, const float* q, const float* k, c
         if (p.sliding_window > 0) lo[r] = std::max<int64_t>(0, i - p.sliding_window + 1);
         if (!real) hi[r] = lo[r];  // sees nothing
         if (lo[r] < hi[r]) lo_all = std::min(lo_all, lo[r]), hi_all = std::max(hi_all, hi[r]);
-        m[r] = -std::numeric_limits<float>::infinity(), l[r] = 0.0f;
+        m[r] = ninf, l[r] = 0.0f;
       }
       std::fill(o.begin(), o.end(), 0.0f);
       for (int64_t j0 = lo_all / kKeyBlock * kKeyBlock; j0 < hi_all; j0 += kKeyChunk) {
         const int64_t keys = std::min(kKeyChunk, hi_all - j0);
         const int64_t nblk = (keys + kKeyBlock - 1) / kKeyBlock;
-        score_tile(qr, kt + (g * blocks + j0 / kKeyBlock) * dd * kKeyBlock, dd, nblk, sc.data());
-        for (int64_t r = 0; r < kQRows; ++r) {
-          float* sr = sc.data() + r * kKeyChunk;
-          // Visible columns of this row in the chunk: [c0, c1).
-          const int64_t c0 = std::clamp<int64_t>(lo[r] - j0, 0, keys), c1 = std::clamp<int64_t>(hi[r] - j0, 0, keys);
-          if (c0 >= c1) {
-            std::fill(sr, sr + keys, 0.0f);
-            continue;
+        for (int64_t t0 = 0; t0 < kQBlock; t0 += kQRows) {
+          bool any = false;
+          for (int64_t r = t0; r < t0 + kQRows; ++r) any |= lo[r] < std::min(hi[r], j0 + keys) && hi[r] > j0;
+          if (!any) continue;
+          score_tile(qr + t0, kt + (g * blocks + j0 / kKeyBlock) * dd * kKeyBlock, dd, nblk, sc.data());
+          for (int64_t r = t0; r < t0 + kQRows; ++r) {
+            float* sr = sc.data() + (r - t0) * kKeyChunk;
+            // Visible columns of this row in the chunk: [c0, c1).
+            const int64_t c0 = std::clamp<int64_t>(lo[r] - j0, 0, keys), c1 = std::clamp<int64_t>(hi[r] - j0, 0, keys);
+            if (c0 >= c1) {
+              std::fill(sr, sr + keys, 0.0f);
+              continue;
+            }
+            // Scale (and cap) the chunk's scores, masking columns outside [c0, c1) to -inf.
+            f32x16 vmax = splat(ninf);
+            for (int64_t c = 0; c < nblk * kKeyBlock; c += kLanes) {
+              f32x16 x = load_f32(sr + c) * p.scale;
+              if (p.softcap > 0.0f) {
+                float tmp[kLanes];
+                store_f32(tmp, x);
+                for (float& z : tmp) z = p.softcap * std::tanh(z / p.softcap);
+                x = load_f32(tmp);
+              }
+              const f32x16 col = splat(static_cast<float>(c)) + kLaneIndex;
+              x = (col >= static_cast<float>(c0)) & (col < static_cast<float>(c1)) ? x : splat(ninf);
+              store_f32(sr + c, x);
+              vmax = vmax > x ? vmax : x;
+            }
+            float cmax = ninf;
+            for (int z = 0; z < kLanes; ++z) cmax = std::max(cmax, vmax[z]);
+            const float m_new = std::max(m[r], cmax);
+            const float corr = std::exp(m[r] - m_new);  // 0 on the row's first visible chunk
+            m[r] = m_new;
+            f32x16 vsum = {};
+            for (int64_t c = 0; c < nblk * kKeyBlock; c += kLanes) {
+              const f32x16 x = load_f32(sr + c);
+              const f32x16 e = x == splat(ninf) ? splat(0.0f) : exp16(x - m_new);
+              store_f32(sr + c, e);
+              vsum += e;
+            }
+            l[r] = l[r] * corr + hsum(vsum);
+            if (corr != 1.0f) {
+              float* orow = o.data() + r * dd;
+              for (int64_t d = 0; d < dd; ++d) orow[d] *= corr;
+            }
           }
-          float cmax = -std::numeric_limits<float>::infinity();
-          for (int64_t c = c0; c < c1; ++c) {
-            float x = sr[c] * p.scale;
-            if (p.softcap > 0.0f) x = p.softcap * std::tanh(x / p.softcap);
-            sr[c] = x;
-            cmax = std::max(cmax, x);
-          }
-          const float m_new = std::max(m[r], cmax);
-          const float corr = std::exp(m[r] - m_new);  // 0 on the first visible chunk
-          m[r] = m_new;
-          float sum = 0.0f;
-          map16(c0, c1, [&](int64_t c, int64_t n) {
-            const f32x16 e = exp16(load_part(sr + c, n) - m_new);
-            store_part(sr + c, e, n);
-            float part[kLanes];
-            store_f32(part, e);
-            for (int64_t z = 0; z < n; ++z) sum += part[z];
-          });
-          std::fill(sr, sr + c0, 0.0f);
-          std::fill(sr + c1, sr + keys, 0.0f);
-          l[r] = l[r] * corr + sum;
-          if (corr != 1.0f) {
-            for (int64_t d = 0; d < dd; ++d) o[static_cast<size_t>(r * dd + d)] *= corr;
-          }
+          pv_tile(sc.data(), v + j0 * p.kv_stride + g * dd, p.kv_stride, keys, dd, o.data() + t0 * dd);
         }
-        pv_tile(sc.data(), v + j0 * p.kv_stride + g * dd, p.kv_stride, keys, dd, o.data());
       }
-      for (int64_t r = 0; r < kQRows; ++r) {
+      for (int64_t r = 0; r < kQBlock; ++r) {
         if (outr[r] == nullptr) continue;
         const float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
         for (int64_t d = 0; d < dd; ++d) outr[r][d] = o[static_cast<size_t>(r * dd + d)] * inv;

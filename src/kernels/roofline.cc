@@ -109,6 +109,7 @@ Roofline measure_roofline(double seconds_each, int64_t bandwidth_bytes) {
   r.int8_gops = rate(seconds_each, 24.0 * 128, [](int64_t n) { g_sink_i = int8_loop(n); }) / 1e9;
 #endif
 
+  if (bandwidth_bytes <= 0) return r;
   // Bandwidth: read a buffer much larger than the caches, each thread its own part.
   const int64_t n = bandwidth_bytes / static_cast<int64_t>(sizeof(int64_t));
   std::vector<int64_t> buf(static_cast<size_t>(n));

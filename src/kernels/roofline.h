@@ -14,7 +14,8 @@ struct Roofline {
   double bandwidth_gbs = 0;  // streaming read, GB/s (1e9 bytes)
 };
 
-// Runs each probe for about `seconds_each` on pg::num_threads() threads.
+// Runs each probe for about `seconds_each` on pg::num_threads() threads; bandwidth_bytes
+// <= 0 skips the bandwidth probe.
 Roofline measure_roofline(double seconds_each = 0.3, int64_t bandwidth_bytes = int64_t{1} << 30);
 
 }  // namespace pg::kernels
