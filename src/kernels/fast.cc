@@ -37,6 +37,9 @@ inline f32x16 load_f32(const float* p) {
 }
 inline void store_f32(float* p, f32x16 v) { std::memcpy(p, &v, sizeof(v)); }
 inline f32x16 splat(float c) { return f32x16{} + c; }
+// Keeps v in a register: without it GCC folds the load into each of the FMAs that use v,
+// and the tiles below become bound by load ports instead of FMAs.
+inline void in_register(f32x16& v) { asm("" : "+v"(v)); }
 constexpr f32x16 kLaneIndex = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
 
 typedef int32_t i32x16 __attribute__((vector_size(64)));
@@ -642,7 +645,8 @@ void score_tile(const float* const* q, const float* kt, int64_t dd, int64_t bloc
     const float* k1 = two ? k0 + dd * kKeyBlock : k0;
     f32x16 a00 = {}, a01 = {}, a10 = {}, a11 = {}, a20 = {}, a21 = {}, a30 = {}, a31 = {};
     for (int64_t d = 0; d < dd; ++d) {
-      const f32x16 x0 = load_f32(k0 + d * kKeyBlock), x1 = load_f32(k1 + d * kKeyBlock);
+      f32x16 x0 = load_f32(k0 + d * kKeyBlock), x1 = load_f32(k1 + d * kKeyBlock);
+      in_register(x0), in_register(x1);
       a00 += q[0][d] * x0, a01 += q[0][d] * x1;
       a10 += q[1][d] * x0, a11 += q[1][d] * x1;
       a20 += q[2][d] * x0, a21 += q[2][d] * x1;
@@ -669,7 +673,8 @@ void pv_tile(const float* p, const float* v, int64_t stride, int64_t keys, int64
     f32x16 b0 = load_f32(o + 0 * dd + d0 + kLanes), b1 = load_f32(o + 1 * dd + d0 + kLanes);
     f32x16 b2 = load_f32(o + 2 * dd + d0 + kLanes), b3 = load_f32(o + 3 * dd + d0 + kLanes);
     for (int64_t j = 0; j < keys; ++j) {
-      const f32x16 va = load_f32(v + j * stride + d0), vb = load_f32(v + j * stride + d0 + kLanes);
+      f32x16 va = load_f32(v + j * stride + d0), vb = load_f32(v + j * stride + d0 + kLanes);
+      in_register(va), in_register(vb);
       const float p0 = p[0 * kKeyChunk + j], p1 = p[1 * kKeyChunk + j];
       const float p2 = p[2 * kKeyChunk + j], p3 = p[3 * kKeyChunk + j];
       a0 += p0 * va, b0 += p0 * vb, a1 += p1 * va, b1 += p1 * vb;
