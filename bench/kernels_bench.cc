@@ -97,7 +97,8 @@ void BM_decode_stream(benchmark::State& state, pg::DType dt) {
                                                         benchmark::Counter::kIsIterationInvariantRate);
 }
 
-void BM_attention(benchmark::State& state, int64_t T, int64_t S, int64_t heads, int64_t kv_heads, int64_t D) {
+void BM_attention(benchmark::State& state, int64_t T, int64_t S, int64_t heads, int64_t kv_heads, int64_t D,
+                  bool low_precision = false) {
   std::vector<float> q(static_cast<size_t>(T * heads * D), 0.1f), kv(static_cast<size_t>(S * kv_heads * D), 0.1f);
   std::vector<float> out(static_cast<size_t>(T * heads * D));
   pg::kernels::AttentionParams p;
@@ -112,6 +113,7 @@ void BM_attention(benchmark::State& state, int64_t T, int64_t S, int64_t heads, 
   p.prefix_len = S;
   p.causal = true;
   p.scale = 0.0625f;
+  p.low_precision = low_precision;  // bf16 products (the low-precision modes)
   for (auto _ : state) {
     pg::kernels::fast_kernels().attention(p, q.data(), kv.data(), kv.data(), out.data());
     benchmark::DoNotOptimize(out.data());
@@ -137,6 +139,9 @@ BENCHMARK_CAPTURE(BM_matmul, prefill_q4_266x2048x2048, pg::DType::kU8, 266, 2048
 BENCHMARK_CAPTURE(BM_attention, siglip_256x256, 256, 256, 16, 16, 72)->UseRealTime();
 BENCHMARK_CAPTURE(BM_attention, gemma_prefill_267x267, 267, 267, 8, 1, 256)->UseRealTime();
 BENCHMARK_CAPTURE(BM_attention, siglip_896_4096x4096, 4096, 4096, 16, 16, 72)->UseRealTime();
+BENCHMARK_CAPTURE(BM_attention, siglip_256x256_bf16, 256, 256, 16, 16, 72, true)->UseRealTime();
+BENCHMARK_CAPTURE(BM_attention, gemma_prefill_267x267_bf16, 267, 267, 8, 1, 256, true)->UseRealTime();
+BENCHMARK_CAPTURE(BM_attention, siglip_896_4096x4096_bf16, 4096, 4096, 16, 16, 72, true)->UseRealTime();
 BENCHMARK_CAPTURE(BM_attention, gemma_decode_1x300, 1, 300, 8, 1, 256)->UseRealTime();
 
 }  // namespace

@@ -429,9 +429,12 @@ bool visible(const AttentionParams& p, int64_t i, int64_t j) {
 // Double oracle over the whole out buffer (entries outside heads keep `out`'s values) and
 // the bound 2 sum_j P_j |v_j| (2 Delta + eps (|s_j - s_max| + 2 S + 6)), where Delta
 // bounds the float error of every score: (D + 2) eps |scale| sum |q k| + 6 eps |s|.
+// With rounding > 0 (bf16 products: q, k, p and v each rounded by at most rounding / 2
+// relative), every score may also be off by rounding |scale| sum |q k|, and every product
+// p v by rounding p |v|.
 void attention_oracle(const AttentionParams& p, const std::vector<float>& q,
                       const std::vector<float>& k, const std::vector<float>& v,
-                      std::vector<double>& out, std::vector<double>& tol) {
+                      std::vector<double>& out, std::vector<double>& tol, double rounding = 0) {
   const int64_t D = p.head_dim, S = p.num_keys, group = p.num_heads / p.num_kv_heads;
   tol.assign(out.size(), 0.0);
   std::vector<double> s(S), prob(S);
@@ -449,8 +452,8 @@ void attention_oracle(const AttentionParams& p, const std::vector<float>& q,
         if (p.softcap > 0) s[j] = p.softcap * std::tanh(s[j] / p.softcap);
         if (!visible(p, i, j)) continue;
         s_max = std::max(s_max, s[j]);
-        delta =
-            std::max(delta, (D + 2) * kEps * std::fabs(p.scale) * mag + 6 * kEps * std::fabs(s[j]));
+        delta = std::max(delta, ((D + 2) * kEps + rounding) * std::fabs(p.scale) * mag +
+                                    6 * kEps * std::fabs(s[j]));
       }
       for (int64_t j = 0; j < S; ++j) z += prob[j] = visible(p, i, j) ? std::exp(s[j] - s_max) : 0;
       for (int64_t d = 0; d < D; ++d) {
@@ -459,7 +462,7 @@ void attention_oracle(const AttentionParams& p, const std::vector<float>& q,
           if (prob[j] == 0) continue;
           const double vj = v[j * p.kv_stride + kvh * D + d], pj = prob[j] / z;
           acc += pj * vj;
-          bound += pj * std::fabs(vj) * (2 * delta + kEps * (std::fabs(s[j] - s_max) + 2 * S + 6));
+          bound += pj * std::fabs(vj) * (2 * delta + rounding + kEps * (std::fabs(s[j] - s_max) + 2 * S + 6));
         }
         out[t * p.out_stride + h * D + d] = z > 0 ? acc : 0.0;
         tol[t * p.out_stride + h * D + d] = 2 * bound;
@@ -551,6 +554,15 @@ TEST_P(KernelsTest, Attention) {
                                                         {"softcap", cap}});
           expect_close(exact, got, tol, what + "vs exact");
           expect_close(ref, got, scaled(tol, 2), what + "vs reference");
+
+          // Low precision: bf16 products where the table has them (head dims of 8k),
+          // within the bound widened by bf16 rounding (2^-8 per product of two roundings).
+          p.low_precision = true;
+          std::vector<float> low(c.T * p.out_stride, 7.0f);
+          std::vector<double> exact_low(low.begin(), low.end()), tol_low;
+          attention_oracle(p, q, k, v, exact_low, tol_low, std::ldexp(1.0, -8));
+          K().attention(p, q.data(), k.data(), v.data(), low.data());
+          expect_close(exact_low, low, tol_low, what + "low precision vs exact");
         }
       }
     }

@@ -715,24 +715,133 @@ void pv_tile(const float* p, const float* v, int64_t stride, int64_t keys, int64
   }
 }
 
+#if defined(__AVX512BF16__) && defined(__AVX512VL__)
+constexpr bool kHaveBf16Dot = true;
+inline __m512bh as_bh(__m512i v) { return reinterpret_cast<__m512bh&>(v); }
+inline __m256bh as_bh(__m256i v) { return reinterpret_cast<__m256bh&>(v); }
+
+// score_tile with q and k rounded to bf16 and vdpbf16ps (two products per lane and
+// instruction, f32 sums). kt: key blocks [D/2][16][2] bf16; q: kQRows rows of D bf16.
+void score_tile_bf16(const uint16_t* const* q, const uint16_t* kt, int64_t dd, int64_t blocks, float* s) {
+  const int64_t pairs = dd / 2;
+  for (int64_t b = 0; b < blocks; b += 2) {
+    const bool two = b + 1 < blocks;
+    const uint16_t* k0 = kt + b * dd * kKeyBlock;
+    const uint16_t* k1 = two ? k0 + dd * kKeyBlock : k0;
+    __m512 a00 = _mm512_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00,
+           a31 = a00;
+    for (int64_t d2 = 0; d2 < pairs; ++d2) {
+      const __m512bh x0 = as_bh(_mm512_loadu_si512(k0 + d2 * 2 * kKeyBlock));
+      const __m512bh x1 = as_bh(_mm512_loadu_si512(k1 + d2 * 2 * kKeyBlock));
+      uint32_t qq[kQRows];
+      for (int64_t r = 0; r < kQRows; ++r) std::memcpy(&qq[r], q[r] + 2 * d2, sizeof(uint32_t));
+      const __m512bh q0 = as_bh(_mm512_set1_epi32(static_cast<int>(qq[0])));
+      const __m512bh q1 = as_bh(_mm512_set1_epi32(static_cast<int>(qq[1])));
+      const __m512bh q2 = as_bh(_mm512_set1_epi32(static_cast<int>(qq[2])));
+      const __m512bh q3 = as_bh(_mm512_set1_epi32(static_cast<int>(qq[3])));
+      a00 = _mm512_dpbf16_ps(a00, x0, q0), a01 = _mm512_dpbf16_ps(a01, x1, q0);
+      a10 = _mm512_dpbf16_ps(a10, x0, q1), a11 = _mm512_dpbf16_ps(a11, x1, q1);
+      a20 = _mm512_dpbf16_ps(a20, x0, q2), a21 = _mm512_dpbf16_ps(a21, x1, q2);
+      a30 = _mm512_dpbf16_ps(a30, x0, q3), a31 = _mm512_dpbf16_ps(a31, x1, q3);
+    }
+    float* col = s + b * kKeyBlock;
+    _mm512_storeu_ps(col + 0 * kKeyChunk, a00), _mm512_storeu_ps(col + 1 * kKeyChunk, a10);
+    _mm512_storeu_ps(col + 2 * kKeyChunk, a20), _mm512_storeu_ps(col + 3 * kKeyChunk, a30);
+    if (two) {
+      _mm512_storeu_ps(col + 0 * kKeyChunk + kKeyBlock, a01), _mm512_storeu_ps(col + 1 * kKeyChunk + kKeyBlock, a11);
+      _mm512_storeu_ps(col + 2 * kKeyChunk + kKeyBlock, a21), _mm512_storeu_ps(col + 3 * kKeyChunk + kKeyBlock, a31);
+    }
+  }
+}
+
+// pv_tile with p and v rounded to bf16: pb: kQRows rows of kKeyChunk bf16 probabilities
+// (pairs of keys adjacent); vt: value pairs [pairs][D][2] bf16 from the chunk's first key.
+// D must be a multiple of 8.
+void pv_tile_bf16(const uint16_t* pb, const uint16_t* vt, int64_t npairs, int64_t dd, float* o) {
+  auto pair_of = [&](int64_t r, int64_t jp) {
+    uint32_t w;
+    std::memcpy(&w, pb + r * kKeyChunk + 2 * jp, sizeof(w));
+    return static_cast<int>(w);
+  };
+  int64_t d0 = 0;
+  for (; d0 + 32 <= dd; d0 += 32) {
+    __m512 a[kQRows], b[kQRows];
+    for (int64_t r = 0; r < kQRows; ++r) a[r] = _mm512_loadu_ps(o + r * dd + d0), b[r] = _mm512_loadu_ps(o + r * dd + d0 + 16);
+    for (int64_t jp = 0; jp < npairs; ++jp) {
+      const __m512bh va = as_bh(_mm512_loadu_si512(vt + (jp * dd + d0) * 2));
+      const __m512bh vb = as_bh(_mm512_loadu_si512(vt + (jp * dd + d0 + 16) * 2));
+      for (int64_t r = 0; r < kQRows; ++r) {
+        const __m512bh pr = as_bh(_mm512_set1_epi32(pair_of(r, jp)));
+        a[r] = _mm512_dpbf16_ps(a[r], va, pr), b[r] = _mm512_dpbf16_ps(b[r], vb, pr);
+      }
+    }
+    for (int64_t r = 0; r < kQRows; ++r) _mm512_storeu_ps(o + r * dd + d0, a[r]), _mm512_storeu_ps(o + r * dd + d0 + 16, b[r]);
+  }
+  for (; d0 + 16 <= dd; d0 += 16) {
+    __m512 a[kQRows];
+    for (int64_t r = 0; r < kQRows; ++r) a[r] = _mm512_loadu_ps(o + r * dd + d0);
+    for (int64_t jp = 0; jp < npairs; ++jp) {
+      const __m512bh va = as_bh(_mm512_loadu_si512(vt + (jp * dd + d0) * 2));
+      for (int64_t r = 0; r < kQRows; ++r) a[r] = _mm512_dpbf16_ps(a[r], va, as_bh(_mm512_set1_epi32(pair_of(r, jp))));
+    }
+    for (int64_t r = 0; r < kQRows; ++r) _mm512_storeu_ps(o + r * dd + d0, a[r]);
+  }
+  for (; d0 + 8 <= dd; d0 += 8) {
+    __m256 a[kQRows];
+    for (int64_t r = 0; r < kQRows; ++r) a[r] = _mm256_loadu_ps(o + r * dd + d0);
+    for (int64_t jp = 0; jp < npairs; ++jp) {
+      const __m256bh va = as_bh(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(vt + (jp * dd + d0) * 2)));
+      for (int64_t r = 0; r < kQRows; ++r) a[r] = _mm256_dpbf16_ps(a[r], va, as_bh(_mm256_set1_epi32(pair_of(r, jp))));
+    }
+    for (int64_t r = 0; r < kQRows; ++r) _mm256_storeu_ps(o + r * dd + d0, a[r]);
+  }
+}
+#else
+constexpr bool kHaveBf16Dot = false;
+void score_tile_bf16(const uint16_t* const*, const uint16_t*, int64_t, int64_t, float*) {}
+void pv_tile_bf16(const uint16_t*, const uint16_t*, int64_t, int64_t, float*) {}
+#endif
+
+template <bool kBf16>
 void attention_flash(const AttentionParams& p, const float* q, const float* k, const float* v,
                      float* out) {
   const int64_t dd = p.head_dim, s_len = p.num_keys, hkv = p.num_kv_heads;
   const int64_t group = p.num_heads / hkv, rows = p.num_queries * group;
   const int64_t blocks = (s_len + kKeyBlock - 1) / kKeyBlock;
 
-  // kt: [hkv][blocks][D][16], keys past S as zeros.
+  // f32: kt [hkv][blocks][D][16]. bf16: kt16 [hkv][blocks][D/2][16][2] and values vt16
+  // [hkv][blocks * 8 pairs][D][2]. Keys past S as zeros.
   thread_local std::vector<float> packed;
-  packed.resize(static_cast<size_t>(hkv * blocks * dd * kKeyBlock));
-  float* kt = packed.data();
+  thread_local std::vector<uint16_t> packed16;
+  const int64_t per_head = blocks * dd * kKeyBlock;
+  float* kt = nullptr;
+  uint16_t *kt16 = nullptr, *vt16 = nullptr;
+  if (kBf16) {
+    packed16.resize(static_cast<size_t>(2 * hkv * per_head));
+    kt16 = packed16.data();
+    vt16 = kt16 + hkv * per_head;
+  } else {
+    packed.resize(static_cast<size_t>(hkv * per_head));
+    kt = packed.data();
+  }
   parallel_for(hkv * blocks, 8, [&](int64_t b0, int64_t b1) {
     for (int64_t item = b0; item < b1; ++item) {
       const int64_t g = item / blocks, blk = item % blocks;
-      float* dst = kt + item * dd * kKeyBlock;
       for (int64_t jj = 0; jj < kKeyBlock; ++jj) {
         const int64_t j = blk * kKeyBlock + jj;
-        const float* src = k + j * p.kv_stride + g * dd;
-        for (int64_t d = 0; d < dd; ++d) dst[d * kKeyBlock + jj] = j < s_len ? src[d] : 0.0f;
+        const float* ks = k + j * p.kv_stride + g * dd;
+        const float* vs = v + j * p.kv_stride + g * dd;
+        if (kBf16) {
+          uint16_t* kd = kt16 + item * dd * kKeyBlock;
+          uint16_t* vd = vt16 + g * per_head + (j / 2) * dd * 2 + (j % 2);
+          for (int64_t d = 0; d < dd; ++d) {
+            kd[(d / 2) * 2 * kKeyBlock + jj * 2 + (d % 2)] = j < s_len ? f32_to_bf16(ks[d]) : 0;
+            vd[d * 2] = j < s_len ? f32_to_bf16(vs[d]) : 0;
+          }
+        } else {
+          float* kd = kt + item * dd * kKeyBlock;
+          for (int64_t d = 0; d < dd; ++d) kd[d * kKeyBlock + jj] = j < s_len ? ks[d] : 0.0f;
+        }
       }
     }
   });
@@ -743,6 +852,8 @@ void attention_flash(const AttentionParams& p, const float* q, const float* k, c
   const int64_t blocks_per_head = (rows + kQBlock - 1) / kQBlock;
   parallel_for(hkv * blocks_per_head, 1, [&](int64_t i0, int64_t i1) {
     std::vector<float> o(static_cast<size_t>(kQBlock * dd)), sc(static_cast<size_t>(kQRows * kKeyChunk));
+    std::vector<uint16_t> qb(kBf16 ? static_cast<size_t>(kQBlock * dd) : 0), pb(kBf16 ? kQRows * kKeyChunk : 0);
+    const uint16_t* qbr[kQBlock];
     const float* qr[kQBlock];
     float* outr[kQBlock];
     int64_t lo[kQBlock], hi[kQBlock];
@@ -763,6 +874,11 @@ void attention_flash(const AttentionParams& p, const float* q, const float* k, c
         if (!real) hi[r] = lo[r];  // sees nothing
         if (lo[r] < hi[r]) lo_all = std::min(lo_all, lo[r]), hi_all = std::max(hi_all, hi[r]);
         m[r] = ninf, l[r] = 0.0f;
+        if (kBf16) {
+          uint16_t* dst = qb.data() + r * dd;
+          for (int64_t d = 0; d < dd; ++d) dst[d] = f32_to_bf16(qr[r][d]);
+          qbr[r] = dst;
+        }
       }
       std::fill(o.begin(), o.end(), 0.0f);
       for (int64_t j0 = lo_all / kKeyBlock * kKeyBlock; j0 < hi_all; j0 += kKeyChunk) {
@@ -772,13 +888,17 @@ void attention_flash(const AttentionParams& p, const float* q, const float* k, c
           bool any = false;
           for (int64_t r = t0; r < t0 + kQRows; ++r) any |= lo[r] < std::min(hi[r], j0 + keys) && hi[r] > j0;
           if (!any) continue;
-          score_tile(qr + t0, kt + (g * blocks + j0 / kKeyBlock) * dd * kKeyBlock, dd, nblk, sc.data());
+          if (kBf16) {
+            score_tile_bf16(qbr + t0, kt16 + (g * blocks + j0 / kKeyBlock) * dd * kKeyBlock, dd, nblk, sc.data());
+          } else {
+            score_tile(qr + t0, kt + (g * blocks + j0 / kKeyBlock) * dd * kKeyBlock, dd, nblk, sc.data());
+          }
           for (int64_t r = t0; r < t0 + kQRows; ++r) {
             float* sr = sc.data() + (r - t0) * kKeyChunk;
             // Visible columns of this row in the chunk: [c0, c1).
             const int64_t c0 = std::clamp<int64_t>(lo[r] - j0, 0, keys), c1 = std::clamp<int64_t>(hi[r] - j0, 0, keys);
-            if (c0 >= c1) {
-              std::fill(sr, sr + keys, 0.0f);
+            if (c0 >= c1) {  // (every column: the bf16 products read keys in pairs)
+              std::fill(sr, sr + nblk * kKeyBlock, 0.0f);
               continue;
             }
             // Scale (and cap) the chunk's scores, masking columns outside [c0, c1) to -inf.
@@ -814,7 +934,16 @@ void attention_flash(const AttentionParams& p, const float* q, const float* k, c
               for (int64_t d = 0; d < dd; ++d) orow[d] *= corr;
             }
           }
-          pv_tile(sc.data(), v + j0 * p.kv_stride + g * dd, p.kv_stride, keys, dd, o.data() + t0 * dd);
+          if (kBf16) {
+            // Probabilities to bf16 in key order (columns past `keys` are zeros).
+            for (int64_t r = 0; r < kQRows; ++r) {
+              for (int64_t c = 0; c < nblk * kKeyBlock; ++c) pb[r * kKeyChunk + c] = f32_to_bf16(sc[r * kKeyChunk + c]);
+              std::fill(pb.begin() + r * kKeyChunk + nblk * kKeyBlock, pb.begin() + (r + 1) * kKeyChunk, 0);
+            }
+            pv_tile_bf16(pb.data(), vt16 + g * per_head + (j0 / 2) * dd * 2, (keys + 1) / 2, dd, o.data() + t0 * dd);
+          } else {
+            pv_tile(sc.data(), v + j0 * p.kv_stride + g * dd, p.kv_stride, keys, dd, o.data() + t0 * dd);
+          }
         }
       }
       for (int64_t r = 0; r < kQBlock; ++r) {
@@ -829,7 +958,10 @@ void attention_flash(const AttentionParams& p, const float* q, const float* k, c
 // q: [T, q_stride], k, v: [S, kv_stride], out: [T, out_stride].
 void attention(const AttentionParams& p, const float* q, const float* k, const float* v,
                float* out) {
-  if (p.num_queries >= kFlashMinQueries && p.num_keys > 0) return attention_flash(p, q, k, v, out);
+  if (p.num_queries >= kFlashMinQueries && p.num_keys > 0) {
+    if (p.low_precision && kHaveBf16Dot && p.head_dim % 8 == 0) return attention_flash<true>(p, q, k, v, out);
+    return attention_flash<false>(p, q, k, v, out);
+  }
   attention_rows(p, q, k, v, out);
 }
 

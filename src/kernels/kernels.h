@@ -35,6 +35,9 @@ struct AttentionParams {
   int64_t sliding_window = 0;
   float scale = 1.0f;         // scores = (q . k) * scale
   float softcap = 0.0f;       // > 0: scores = softcap * tanh(scores / softcap), before masking
+  // Allows q, k, the probabilities and v to be rounded to bf16 for the products (sums stay
+  // float32), as the matrix products of the low-precision modes do. The reference ignores it.
+  bool low_precision = false;
 };
 
 struct KernelTable {

@@ -46,6 +46,7 @@ void self_attention(const GemmaLayerWeights& l, const io::TextConfig& cfg, int64
   p.sliding_window = cfg.layer_is_sliding(layer) ? cfg.sliding_window : 0;
   p.scale = cfg.attention_scale();
   p.softcap = cfg.attn_logit_softcapping;
+  p.low_precision = l.q_proj.low_precision;  // bf16 products in the low-precision modes
   Tensor attn({T, Hq * D});
   k.attention(p, q.data(), cache.k(layer).data(), cache.v(layer).data(), attn.data());
   k.matmul(attn.data(), T, l.o_proj, nullptr, out.data());

@@ -52,6 +52,7 @@ void encoder_layer(const SiglipLayerWeights& l, const io::VisionConfig& cfg, Ten
   p.q_stride = p.kv_stride = p.out_stride = W;
   p.causal = false;  // every patch sees every patch
   p.scale = 1.0f / std::sqrt(static_cast<float>(D));
+  p.low_precision = l.q_proj.low_precision;  // bf16 products in the low-precision modes
   Tensor attn({N, W});
   k.attention(p, q.data(), kk.data(), v.data(), attn.data());
   k.matmul(attn.data(), N, l.out_proj, l.out_proj_bias.data(), h.data());
