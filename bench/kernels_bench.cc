@@ -21,8 +21,16 @@ struct Weights {
     switch (dt) {
       case pg::DType::kF32: return {dt, f32.data(), rows, cols};
       case pg::DType::kBF16: return {dt, bf16.data(), rows, cols, nullptr, true};
-      case pg::DType::kI8: { auto v = q8.view(); v.low_precision = true; return v; }
-      default: { auto v = q4.view(); v.low_precision = true; return v; }
+      case pg::DType::kI8: {
+        auto v = q8.view();
+        v.low_precision = true;
+        return v;
+      }
+      default: {
+        auto v = q4.view();
+        v.low_precision = true;
+        return v;
+      }
     }
   }
   int64_t rows, cols;
@@ -56,9 +64,10 @@ void BM_matmul(benchmark::State& state, pg::DType dt, int64_t m, int64_t n, int6
     pg::kernels::fast_kernels().matmul(x.data(), m, v, nullptr, y.data());
     benchmark::DoNotOptimize(y.data());
   }
-  state.counters["FLOP/s"] = benchmark::Counter(2.0 * m * n * k, benchmark::Counter::kIsIterationInvariantRate);
-  state.counters["weight_bytes/s"] =
-      benchmark::Counter(static_cast<double>(v.total_bytes()), benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["FLOP/s"] =
+      benchmark::Counter(2.0 * m * n * k, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["weight_bytes/s"] = benchmark::Counter(
+      static_cast<double>(v.total_bytes()), benchmark::Counter::kIsIterationInvariantRate);
 }
 
 // Decode as the model runs it: one token through enough copies of the up-projection
@@ -93,13 +102,14 @@ void BM_decode_stream(benchmark::State& state, pg::DType dt) {
       benchmark::DoNotOptimize(y.data());
     }
   }
-  state.counters["weight_bytes/s"] = benchmark::Counter(static_cast<double>(bytes * copies),
-                                                        benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["weight_bytes/s"] = benchmark::Counter(
+      static_cast<double>(bytes * copies), benchmark::Counter::kIsIterationInvariantRate);
 }
 
-void BM_attention(benchmark::State& state, int64_t T, int64_t S, int64_t heads, int64_t kv_heads, int64_t D,
-                  bool low_precision = false) {
-  std::vector<float> q(static_cast<size_t>(T * heads * D), 0.1f), kv(static_cast<size_t>(S * kv_heads * D), 0.1f);
+void BM_attention(benchmark::State& state, int64_t T, int64_t S, int64_t heads, int64_t kv_heads,
+                  int64_t D, bool low_precision = false) {
+  std::vector<float> q(static_cast<size_t>(T * heads * D), 0.1f),
+      kv(static_cast<size_t>(S * kv_heads * D), 0.1f);
   std::vector<float> out(static_cast<size_t>(T * heads * D));
   pg::kernels::AttentionParams p;
   p.num_queries = T;
@@ -123,8 +133,10 @@ void BM_attention(benchmark::State& state, int64_t T, int64_t S, int64_t heads, 
 }
 
 // Decode: one token through Gemma 2B's MLP up-projection (2048 -> 16384).
-BENCHMARK_CAPTURE(BM_matmul, decode_f32_1x16384x2048, pg::DType::kF32, 1, 16384, 2048)->UseRealTime();
-BENCHMARK_CAPTURE(BM_matmul, decode_bf16_1x16384x2048, pg::DType::kBF16, 1, 16384, 2048)->UseRealTime();
+BENCHMARK_CAPTURE(BM_matmul, decode_f32_1x16384x2048, pg::DType::kF32, 1, 16384, 2048)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_matmul, decode_bf16_1x16384x2048, pg::DType::kBF16, 1, 16384, 2048)
+    ->UseRealTime();
 BENCHMARK_CAPTURE(BM_matmul, decode_q8_1x16384x2048, pg::DType::kI8, 1, 16384, 2048)->UseRealTime();
 BENCHMARK_CAPTURE(BM_matmul, decode_q4_1x16384x2048, pg::DType::kU8, 1, 16384, 2048)->UseRealTime();
 BENCHMARK_CAPTURE(BM_decode_stream, f32, pg::DType::kF32)->UseRealTime();
@@ -132,16 +144,21 @@ BENCHMARK_CAPTURE(BM_decode_stream, bf16, pg::DType::kBF16)->UseRealTime();
 BENCHMARK_CAPTURE(BM_decode_stream, q8, pg::DType::kI8)->UseRealTime();
 BENCHMARK_CAPTURE(BM_decode_stream, q4, pg::DType::kU8)->UseRealTime();
 // Prefill / vision: SigLIP's MLP (256 x 1152 -> 4304).
-BENCHMARK_CAPTURE(BM_matmul, vision_f32_256x4304x1152, pg::DType::kF32, 256, 4304, 1152)->UseRealTime();
-BENCHMARK_CAPTURE(BM_matmul, vision_bf16_256x4304x1152, pg::DType::kBF16, 256, 4304, 1152)->UseRealTime();
-BENCHMARK_CAPTURE(BM_matmul, prefill_q4_266x2048x2048, pg::DType::kU8, 266, 2048, 2048)->UseRealTime();
+BENCHMARK_CAPTURE(BM_matmul, vision_f32_256x4304x1152, pg::DType::kF32, 256, 4304, 1152)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_matmul, vision_bf16_256x4304x1152, pg::DType::kBF16, 256, 4304, 1152)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_matmul, prefill_q4_266x2048x2048, pg::DType::kU8, 266, 2048, 2048)
+    ->UseRealTime();
 // Attention: SigLIP (256 x 256, 16 heads of 72) and a Gemma decode step over 300 keys.
 BENCHMARK_CAPTURE(BM_attention, siglip_256x256, 256, 256, 16, 16, 72)->UseRealTime();
 BENCHMARK_CAPTURE(BM_attention, gemma_prefill_267x267, 267, 267, 8, 1, 256)->UseRealTime();
 BENCHMARK_CAPTURE(BM_attention, siglip_896_4096x4096, 4096, 4096, 16, 16, 72)->UseRealTime();
 BENCHMARK_CAPTURE(BM_attention, siglip_256x256_bf16, 256, 256, 16, 16, 72, true)->UseRealTime();
-BENCHMARK_CAPTURE(BM_attention, gemma_prefill_267x267_bf16, 267, 267, 8, 1, 256, true)->UseRealTime();
-BENCHMARK_CAPTURE(BM_attention, siglip_896_4096x4096_bf16, 4096, 4096, 16, 16, 72, true)->UseRealTime();
+BENCHMARK_CAPTURE(BM_attention, gemma_prefill_267x267_bf16, 267, 267, 8, 1, 256, true)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_attention, siglip_896_4096x4096_bf16, 4096, 4096, 16, 16, 72, true)
+    ->UseRealTime();
 BENCHMARK_CAPTURE(BM_attention, gemma_decode_1x300, 1, 300, 8, 1, 256)->UseRealTime();
 
 }  // namespace

@@ -13,11 +13,11 @@
 
 namespace {
 
-using ::testing::HasSubstr;
 using pg::testing::copy_checkpoint;
 using pg::testing::OwnedTensor;
 using pg::testing::TempDir;
 using pg::testing::testdata;
+using ::testing::HasSubstr;
 
 const std::string kPg1 = testdata("golden/tiny-pg1");
 const std::string kPg2 = testdata("golden/tiny-pg2");
@@ -115,7 +115,8 @@ TEST(Loader, ReshardedCheckpointGivesTheSameLogits) {
   for (size_t i = 0; i < ts.size(); ++i) {
     const bool first = i % 3 != 0;
     (first ? a : b).push_back(ts[i]);
-    index["weight_map"][ts[i].name] = first ? "model-00001-of-00002.safetensors" : "model-00002-of-00002.safetensors";
+    index["weight_map"][ts[i].name] =
+        first ? "model-00001-of-00002.safetensors" : "model-00002-of-00002.safetensors";
   }
   pg::testing::write_tensors(tmp.file("model-00001-of-00002.safetensors"), a);
   pg::testing::write_tensors(tmp.file("model-00002-of-00002.safetensors"), b);
@@ -129,12 +130,14 @@ TEST(Loader, ReshardedCheckpointGivesTheSameLogits) {
 TEST(Loader, ExtraTensorIsNamedInAWarning) {
   TempDir tmp;
   copy_checkpoint(kPg1, tmp.path(), [](std::vector<OwnedTensor>& ts) {
-    ts.push_back({"vision_tower.vision_model.head.probe", pg::DType::kF32, {2}, std::vector<uint8_t>(8)});
+    ts.push_back(
+        {"vision_tower.vision_model.head.probe", pg::DType::kF32, {2}, std::vector<uint8_t>(8)});
   });
   auto m = paligemma::Model::load(tmp.path());
   ASSERT_TRUE(m.ok()) << m.status().message();
   ASSERT_EQ(m->warnings().size(), 1u);
-  EXPECT_THAT(m->warnings()[0], HasSubstr("unexpected tensor 'vision_tower.vision_model.head.probe'"));
+  EXPECT_THAT(m->warnings()[0],
+              HasSubstr("unexpected tensor 'vision_tower.vision_model.head.probe'"));
 }
 
 // ---- bad checkpoints ----
@@ -146,7 +149,8 @@ TEST(BadInput, MissingFolder) {
 TEST(BadInput, FolderWithoutWeights) {
   TempDir tmp;
   std::filesystem::copy_file(kPg1 + "/config.json", tmp.file("config.json"));
-  EXPECT_THAT(load_error(tmp.path()), HasSubstr("no model.safetensors or model.safetensors.index.json"));
+  EXPECT_THAT(load_error(tmp.path()),
+              HasSubstr("no model.safetensors or model.safetensors.index.json"));
 }
 
 TEST(BadInput, MissingTokenizer) {
@@ -194,18 +198,21 @@ TEST(BadInput, HeaderThatLiesAboutOffsets) {
 TEST(BadInput, WrongShapedTensor) {
   TempDir tmp;
   copy_checkpoint(kPg1, tmp.path(), [](std::vector<OwnedTensor>& ts) {
-    pg::testing::find_tensor(ts, "language_model.model.layers.0.mlp.gate_proj.weight")->shape = {64, 96};
+    pg::testing::find_tensor(ts, "language_model.model.layers.0.mlp.gate_proj.weight")->shape = {
+        64, 96};
   });
-  EXPECT_THAT(load_error(tmp.path()),
-              HasSubstr("tensor 'language_model.model.layers.0.mlp.gate_proj.weight' in " + tmp.path() +
-                        "/model.safetensors: expected shape [96, 64], found [64, 96]"));
+  EXPECT_THAT(
+      load_error(tmp.path()),
+      HasSubstr("tensor 'language_model.model.layers.0.mlp.gate_proj.weight' in " + tmp.path() +
+                "/model.safetensors: expected shape [96, 64], found [64, 96]"));
 }
 
 TEST(BadInput, MissingTensor) {
   TempDir tmp;
   copy_checkpoint(kPg1, tmp.path(), [](std::vector<OwnedTensor>& ts) {
-    ts.erase(std::remove_if(ts.begin(), ts.end(),
-                            [](const OwnedTensor& t) { return t.name == "language_model.model.norm.weight"; }),
+    ts.erase(std::remove_if(
+                 ts.begin(), ts.end(),
+                 [](const OwnedTensor& t) { return t.name == "language_model.model.norm.weight"; }),
              ts.end());
   });
   EXPECT_THAT(load_error(tmp.path()),
@@ -262,7 +269,8 @@ std::string png_header(uint32_t w, uint32_t h) {
   ihdr += std::string("\x08\x02\x00\x00\x00", 5);  // 8-bit RGB
   be32(s, 13);
   s += ihdr;
-  be32(s, static_cast<uint32_t>(crc32(0, reinterpret_cast<const Bytef*>(ihdr.data()), ihdr.size())));
+  be32(s,
+       static_cast<uint32_t>(crc32(0, reinterpret_cast<const Bytef*>(ihdr.data()), ihdr.size())));
   return s;
 }
 
@@ -271,7 +279,8 @@ TEST_F(BadRequest, MissingImage) {
 }
 
 TEST_F(BadRequest, NotAnImage) {
-  EXPECT_THAT(error_for({kPg1 + "/config.json"}, "caption en"), HasSubstr("not a JPEG or PNG image"));
+  EXPECT_THAT(error_for({kPg1 + "/config.json"}, "caption en"),
+              HasSubstr("not a JPEG or PNG image"));
 }
 
 TEST_F(BadRequest, TruncatedJpeg) {
@@ -339,9 +348,8 @@ TEST(Generation, StreamedTextEqualsTheResultAndCanStopEarly) {
   ASSERT_TRUE(out.ok()) << out.status().message();
   EXPECT_EQ(streamed, out->text);
   int calls = 0;
-  auto stopped = m->generate({kPg2 + "/image.png"}, "caption en", o, [&](std::string_view) {
-    return ++calls < 2;
-  });
+  auto stopped = m->generate({kPg2 + "/image.png"}, "caption en", o,
+                             [&](std::string_view) { return ++calls < 2; });
   ASSERT_TRUE(stopped.ok());
   EXPECT_EQ(stopped->stop_reason, "stopped");
   EXPECT_EQ(stopped->ids.size(), 2u);

@@ -5,6 +5,8 @@
 // forward op y, perturbs one input element by +-h, and compares (L+ - L-) / 2h with the
 // analytic gradient. Tolerance: float32 rounding of L amplified by 1/h, plus the O(h^2)
 // truncation term, both derived from the sizes involved.
+#include "kernels/backward.h"
+
 #include <gtest/gtest.h>
 
 #include <cfloat>
@@ -13,7 +15,6 @@
 #include <random>
 #include <vector>
 
-#include "kernels/backward.h"
 #include "kernels/kernels.h"
 #include "tensor/dtype.h"
 #include "test_util.h"
@@ -42,8 +43,8 @@ double dot_loss(const std::vector<float>& r, const std::vector<float>& y, double
 }
 
 // Compares grad (analytic dL/dx) with central differences of loss() over every element of x.
-void check_gradient(const char* what, const std::function<double(double*)>& loss, std::vector<float>& x,
-                    const std::vector<float>& grad, double h = 1e-2) {
+void check_gradient(const char* what, const std::function<double(double*)>& loss,
+                    std::vector<float>& x, const std::vector<float>& grad, double h = 1e-2) {
   ASSERT_EQ(x.size(), grad.size()) << what;
   double l2 = 0;
   loss(&l2);
@@ -72,8 +73,8 @@ void check_gradient(const char* what, const std::function<double(double*)>& loss
       worst_fd = fd;
     }
   }
-  EXPECT_LE(worst_err, tol) << what << ": worst index " << worst << " (finite difference " << worst_fd
-                            << ", analytic " << grad[static_cast<size_t>(worst)] << ")";
+  EXPECT_LE(worst_err, tol) << what << ": worst index " << worst << " (finite difference "
+                            << worst_fd << ", analytic " << grad[static_cast<size_t>(worst)] << ")";
   std::printf("[backward] %-28s max |fd - grad| = %.3g (tolerance %.3g)\n", what, worst_err, tol);
 }
 
@@ -83,13 +84,15 @@ MatrixView f32_view(const std::vector<float>& w, int64_t rows, int64_t cols) {
 
 TEST(BackwardTest, MatmulInputWeightBias) {
   const int64_t m = 5, n = 7, k = 9;
-  auto x = random_vec(m * k, 1), w = random_vec(n * k, 2), b = random_vec(n, 3), r = random_vec(m * n, 4);
+  auto x = random_vec(m * k, 1), w = random_vec(n * k, 2), b = random_vec(n, 3),
+       r = random_vec(m * n, 4);
   auto forward = [&](double* l2) {
     std::vector<float> y(static_cast<size_t>(m * n));
     reference_kernels().matmul(x.data(), m, f32_view(w, n, k), b.data(), y.data());
     return dot_loss(r, y, l2);
   };
-  std::vector<float> dx(static_cast<size_t>(m * k)), dw(static_cast<size_t>(n * k), 0.0f), db(static_cast<size_t>(n), 0.0f);
+  std::vector<float> dx(static_cast<size_t>(m * k)), dw(static_cast<size_t>(n * k), 0.0f),
+      db(static_cast<size_t>(n), 0.0f);
   matmul_backward_input(r.data(), m, f32_view(w, n, k), dx.data(), false);
   matmul_backward_weight(r.data(), x.data(), m, n, k, dw.data(), db.data());
   check_gradient("matmul dx", forward, x, dx);
@@ -100,7 +103,8 @@ TEST(BackwardTest, MatmulInputWeightBias) {
   std::vector<float> acc(dx.size(), 1.0f);
   matmul_backward_input(r.data(), m, f32_view(w, n, k), acc.data(), true);
   // (the sum starts from 1 instead of 0: rounding of n + 1 terms)
-  for (size_t i = 0; i < acc.size(); ++i) EXPECT_NEAR(acc[i], dx[i] + 1.0f, 4.0 * FLT_EPSILON * (n + 1)) << i;
+  for (size_t i = 0; i < acc.size(); ++i)
+    EXPECT_NEAR(acc[i], dx[i] + 1.0f, 4.0 * FLT_EPSILON * (n + 1)) << i;
 }
 
 TEST(BackwardTest, MatmulInputBf16Weights) {
@@ -126,7 +130,8 @@ TEST(BackwardTest, FastMatmulBackwardMatchesReference) {
     auto dy = random_vec(m * n, 8), x = random_vec(m * k, 9), wf = random_vec(n * k, 10);
     std::vector<uint16_t> wb(wf.size());
     for (size_t i = 0; i < wb.size(); ++i) wb[i] = f32_to_bf16(wf[i]);
-    const MatrixView view = dt == DType::kF32 ? f32_view(wf, n, k) : MatrixView{DType::kBF16, wb.data(), n, k};
+    const MatrixView view =
+        dt == DType::kF32 ? f32_view(wf, n, k) : MatrixView{DType::kBF16, wb.data(), n, k};
     // Sums of m or n products of values in [-1, 1]: float32 reordering error ~ eps * terms.
     const double tol_dx = 4.0 * FLT_EPSILON * static_cast<double>(n);
     const double tol_dw = 4.0 * FLT_EPSILON * static_cast<double>(m) + 4.0 * FLT_EPSILON;
@@ -137,7 +142,8 @@ TEST(BackwardTest, FastMatmulBackwardMatchesReference) {
     matmul_backward_input(dy.data(), m, view, a.data(), false);
     matmul_backward_input_fast(dy.data(), m, view, b.data(), false);
     EXPECT_TRUE(pg::testing::all_close(a.data(), b.data(), m * k, tol_dx)) << dtype_name(dt);
-    std::vector<float> w1(static_cast<size_t>(n * k), 0.25f), w2 = w1, b1(static_cast<size_t>(n), 0.0f), b2 = b1;
+    std::vector<float> w1(static_cast<size_t>(n * k), 0.25f),
+        w2 = w1, b1(static_cast<size_t>(n), 0.0f), b2 = b1;
     matmul_backward_weight(dy.data(), x.data(), m, n, k, w1.data(), b1.data());
     matmul_backward_weight_fast(dy.data(), x.data(), m, n, k, w2.data(), b2.data());
     EXPECT_TRUE(pg::testing::all_close(w1.data(), w2.data(), n * k, tol_dw));
@@ -156,7 +162,8 @@ TEST(BackwardTest, LayerNorm) {
     return dot_loss(r, y, l2);
   };
   std::vector<float> dx(x.size()), dg(g.size(), 0.0f), db(b.size(), 0.0f);
-  layer_norm_backward(x.data(), r.data(), rows, dim, g.data(), eps, dx.data(), dg.data(), db.data(), false);
+  layer_norm_backward(x.data(), r.data(), rows, dim, g.data(), eps, dx.data(), dg.data(), db.data(),
+                      false);
   check_gradient("layer_norm dx", forward, x, dx);
   check_gradient("layer_norm dgamma", forward, g, dg);
   check_gradient("layer_norm dbeta", forward, b, db);
@@ -165,7 +172,8 @@ TEST(BackwardTest, LayerNorm) {
 TEST(BackwardTest, RmsNorm) {
   const int64_t rows = 3, dim = 13;
   const float eps = 1e-6f;
-  auto x = random_vec(rows * dim, 15, 2.0f), w = random_vec(dim, 16), r = random_vec(rows * dim, 17);
+  auto x = random_vec(rows * dim, 15, 2.0f), w = random_vec(dim, 16),
+       r = random_vec(rows * dim, 17);
   auto forward = [&](double* l2) {
     std::vector<float> y(x.size());
     reference_kernels().rms_norm(x.data(), rows, dim, w.data(), eps, y.data());
@@ -264,16 +272,19 @@ std::vector<AttnCase> attention_cases() {
 TEST(BackwardTest, AttentionForwardMatchesKernel) {
   for (const AttnCase& c : attention_cases()) {
     const AttentionParams& p = c.p;
-    auto q = random_vec(p.num_queries * p.q_stride, 30), k = random_vec(p.num_keys * p.kv_stride, 31),
-         v = random_vec(p.num_keys * p.kv_stride, 32);
+    auto q = random_vec(p.num_queries * p.q_stride, 30),
+         k = random_vec(p.num_keys * p.kv_stride, 31), v = random_vec(p.num_keys * p.kv_stride, 32);
     std::vector<float> want(static_cast<size_t>(p.num_queries * p.out_stride)), got(want.size());
     std::vector<float> probs(static_cast<size_t>(p.num_heads * p.num_queries * p.num_keys));
     reference_kernels().attention(p, q.data(), k.data(), v.data(), want.data());
     attention_forward(p, q.data(), k.data(), v.data(), got.data(), probs.data());
-    EXPECT_TRUE(pg::testing::all_close(want.data(), got.data(), static_cast<int64_t>(want.size()), 1e-6)) << c.name;
+    EXPECT_TRUE(
+        pg::testing::all_close(want.data(), got.data(), static_cast<int64_t>(want.size()), 1e-6))
+        << c.name;
     for (int64_t row = 0; row < p.num_heads * p.num_queries; ++row) {
       double s = 0;
-      for (int64_t j = 0; j < p.num_keys; ++j) s += probs[static_cast<size_t>(row * p.num_keys + j)];
+      for (int64_t j = 0; j < p.num_keys; ++j)
+        s += probs[static_cast<size_t>(row * p.num_keys + j)];
       EXPECT_NEAR(s, 1.0, 1e-5) << c.name << " row " << row;
     }
   }
@@ -282,17 +293,20 @@ TEST(BackwardTest, AttentionForwardMatchesKernel) {
 TEST(BackwardTest, Attention) {
   for (const AttnCase& c : attention_cases()) {
     const AttentionParams& p = c.p;
-    auto q = random_vec(p.num_queries * p.q_stride, 40), k = random_vec(p.num_keys * p.kv_stride, 41),
-         v = random_vec(p.num_keys * p.kv_stride, 42), r = random_vec(p.num_queries * p.out_stride, 43);
+    auto q = random_vec(p.num_queries * p.q_stride, 40),
+         k = random_vec(p.num_keys * p.kv_stride, 41), v = random_vec(p.num_keys * p.kv_stride, 42),
+         r = random_vec(p.num_queries * p.out_stride, 43);
     auto forward = [&](double* l2) {
       std::vector<float> y(r.size());
       reference_kernels().attention(p, q.data(), k.data(), v.data(), y.data());
       return dot_loss(r, y, l2);
     };
-    std::vector<float> out(r.size()), probs(static_cast<size_t>(p.num_heads * p.num_queries * p.num_keys));
+    std::vector<float> out(r.size()),
+        probs(static_cast<size_t>(p.num_heads * p.num_queries * p.num_keys));
     attention_forward(p, q.data(), k.data(), v.data(), out.data(), probs.data());
     std::vector<float> dq(q.size()), dk(k.size()), dv(v.size());
-    attention_backward(p, q.data(), k.data(), v.data(), probs.data(), r.data(), dq.data(), dk.data(), dv.data());
+    attention_backward(p, q.data(), k.data(), v.data(), probs.data(), r.data(), dq.data(),
+                       dk.data(), dv.data());
     const std::string n = c.name;
     check_gradient((n + " dq").c_str(), forward, q, dq);
     check_gradient((n + " dk").c_str(), forward, k, dk);

@@ -44,7 +44,8 @@ inline void copy_checkpoint(const std::string& src, const std::string& dst,
   namespace fs = std::filesystem;
   fs::create_directories(dst);
   fs::copy_file(src + "/config.json", dst + "/config.json", fs::copy_options::overwrite_existing);
-  fs::copy_file(src + "/tokenizer.model", dst + "/tokenizer.model", fs::copy_options::overwrite_existing);
+  fs::copy_file(src + "/tokenizer.model", dst + "/tokenizer.model",
+                fs::copy_options::overwrite_existing);
   std::vector<OwnedTensor> t = read_checkpoint(src);
   if (edit) edit(t);
   write_tensors(dst + "/model.safetensors", t);

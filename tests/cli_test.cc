@@ -13,9 +13,9 @@
 
 namespace {
 
-using ::testing::HasSubstr;
 using pg::testing::TempDir;
 using pg::testing::testdata;
+using ::testing::HasSubstr;
 
 struct CliRun {
   int exit_code = -1;
@@ -30,8 +30,8 @@ std::string slurp(const std::string& path) {
 
 CliRun run_cli(const std::string& args) {
   TempDir tmp;
-  const std::string cmd = std::string(PG_CLI_PATH) + " " + args + " >" + tmp.file("out") + " 2>" + tmp.file("err") +
-                          " </dev/null";
+  const std::string cmd = std::string(PG_CLI_PATH) + " " + args + " >" + tmp.file("out") + " 2>" +
+                          tmp.file("err") + " </dev/null";
   const int status = std::system(cmd.c_str());
   CliRun r;
   r.signaled = WIFSIGNALED(status);
@@ -47,7 +47,7 @@ TEST(Cli, GenerateJsonMatchesGolden) {
   const auto expected = nlohmann::json::parse(slurp(kPg1 + "/expected.json"));
   const auto& p = expected["prompts"][0];
   CliRun r = run_cli("generate --model " + kPg1 + " --image " + kPg1 + "/image.png --prompt \"" +
-                  p["prompt"].get<std::string>() + "\" --max-tokens 12 --json --threads 2");
+                     p["prompt"].get<std::string>() + "\" --max-tokens 12 --json --threads 2");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j["ids"], p["generated_ids"]);
@@ -58,8 +58,9 @@ TEST(Cli, GenerateJsonMatchesGolden) {
 
 TEST(Cli, LogitsOutHoldsEveryStep) {
   TempDir tmp;
-  CliRun r = run_cli("generate --model " + kPg1 + " --image " + kPg1 + "/image.png --prompt \"caption en\"" +
-                  " --max-tokens 12 --greedy --logits-out " + tmp.file("logits.npy"));
+  CliRun r = run_cli("generate --model " + kPg1 + " --image " + kPg1 +
+                     "/image.png --prompt \"caption en\"" +
+                     " --max-tokens 12 --greedy --logits-out " + tmp.file("logits.npy"));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, "((((((((((((\n");  // streamed text, then a newline
   auto npy = pg::io::read_npy(tmp.file("logits.npy"));
@@ -69,13 +70,15 @@ TEST(Cli, LogitsOutHoldsEveryStep) {
   ASSERT_TRUE(want.ok());
   const auto& dec = want->tensors().at("decode_logits.0");
   EXPECT_TRUE(pg::testing::all_close(static_cast<const float*>(dec.data),
-                                     reinterpret_cast<const float*>(npy->data.data()), 12 * 2112, 1e-4));
+                                     reinterpret_cast<const float*>(npy->data.data()), 12 * 2112,
+                                     1e-4));
 }
 
 TEST(Cli, SamplingFlagsAreReproducible) {
-  const std::string args = "generate --model " + kPg1 + " --image " + kPg1 +
-                           "/image.png --prompt \"caption en\" --max-tokens 6 --temperature 1.3 --top-k 40 "
-                           "--top-p 0.9 --seed 9 --json";
+  const std::string args =
+      "generate --model " + kPg1 + " --image " + kPg1 +
+      "/image.png --prompt \"caption en\" --max-tokens 6 --temperature 1.3 --top-k 40 "
+      "--top-p 0.9 --seed 9 --json";
   CliRun a = run_cli(args), b = run_cli(args);
   ASSERT_EQ(a.exit_code, 0) << a.err;
   EXPECT_EQ(nlohmann::json::parse(a.out)["ids"], nlohmann::json::parse(b.out)["ids"]);
@@ -84,8 +87,9 @@ TEST(Cli, SamplingFlagsAreReproducible) {
 TEST(Cli, HelpDocumentsTheFlags) {
   CliRun r = run_cli("generate --help");
   EXPECT_EQ(r.exit_code, 0);
-  for (const char* flag : {"--model", "--image", "--prompt", "--threads", "--max-tokens", "--greedy",
-                           "--temperature", "--top-k", "--top-p", "--seed", "--json", "--logits-out"}) {
+  for (const char* flag :
+       {"--model", "--image", "--prompt", "--threads", "--max-tokens", "--greedy", "--temperature",
+        "--top-k", "--top-p", "--seed", "--json", "--logits-out"}) {
     EXPECT_THAT(r.out, HasSubstr(flag));
   }
 }
@@ -102,12 +106,13 @@ TEST(Cli, ErrorsGoToStderrWithAnExitCode) {
   EXPECT_LT(no_flags.exit_code, 128);
   EXPECT_THAT(no_flags.err, HasSubstr("--model"));
 
-  CliRun bad_image = run_cli("generate --model " + kPg1 + " --image " + kPg1 + "/config.json --prompt \"caption en\"");
+  CliRun bad_image = run_cli("generate --model " + kPg1 + " --image " + kPg1 +
+                             "/config.json --prompt \"caption en\"");
   EXPECT_EQ(bad_image.exit_code, 1);
   EXPECT_THAT(bad_image.err, HasSubstr("not a JPEG or PNG image"));
 
   CliRun conflict = run_cli("generate --model " + kPg1 + " --image " + kPg1 +
-                         "/image.png --prompt x --greedy --temperature 0.7");
+                            "/image.png --prompt x --greedy --temperature 0.7");
   EXPECT_GT(conflict.exit_code, 0);
   EXPECT_FALSE(conflict.signaled);
 }
@@ -142,7 +147,8 @@ TEST(Cli, BenchOnATinyPresetKeepsTheContract) {
     // (bench/presets/tiny-pg2.json) + the LM head).
     long long decode_matmuls = 0;
     for (const auto& op : j["profile"]["decode"]) {
-      if (op["op"].get<std::string>().rfind("matmul", 0) == 0) decode_matmuls += op["calls"].get<long long>();
+      if (op["op"].get<std::string>().rfind("matmul", 0) == 0)
+        decode_matmuls += op["calls"].get<long long>();
     }
     EXPECT_EQ(decode_matmuls, 8 * (7 * 3 + 1)) << r.out;
   }

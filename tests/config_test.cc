@@ -1,14 +1,15 @@
 // config.json parsing: HF defaults for omitted keys, released configs, bad configs.
+#include "io/config.h"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "io/config.h"
 #include "test_util.h"
 
 namespace {
 
-using ::testing::HasSubstr;
 using pg::io::parse_config;
+using ::testing::HasSubstr;
 
 TEST(Config, GoldenPg1UsesGemmaDefaults) {
   auto c = pg::io::load_config(pg::testing::testdata("golden/tiny-pg1"));
@@ -62,10 +63,12 @@ TEST(Config, ReleasedConfigsTakeTheirDefaults) {
 }
 
 TEST(Config, Gemma2DefaultsWhenOmitted) {
-  auto c = parse_config(R"({"text_config": {"model_type": "gemma2", "hidden_size": 2304, "vocab_size": 257216,
+  auto c = parse_config(
+      R"({"text_config": {"model_type": "gemma2", "hidden_size": 2304, "vocab_size": 257216,
       "num_attention_heads": 8, "num_key_value_heads": 4}, "projection_dim": 2304,
       "image_token_index": 257152, "vocab_size": 257216, "vision_config": {"hidden_size": 1152, "patch_size": 14,
-      "num_attention_heads": 16}})", "cfg");
+      "num_attention_heads": 16}})",
+      "cfg");
   ASSERT_TRUE(c.ok()) << c.status().message();
   EXPECT_EQ(c->text.head_dim, 256);
   EXPECT_FLOAT_EQ(c->text.query_pre_attn_scalar, 256.0f);
@@ -80,7 +83,8 @@ TEST(Config, Gemma2DefaultsWhenOmitted) {
 
 TEST(Config, NullSoftcapMeansOff) {
   auto c = parse_config(R"({"text_config": {"model_type": "gemma2", "attn_logit_softcapping": null,
-      "hidden_size": 2048, "vocab_size": 257216}, "vision_config": {"patch_size": 14}})", "cfg");
+      "hidden_size": 2048, "vocab_size": 257216}, "vision_config": {"patch_size": 14}})",
+                        "cfg");
   ASSERT_TRUE(c.ok()) << c.status().message();
   EXPECT_EQ(c->text.attn_logit_softcapping, 0.0f);
 }
@@ -100,26 +104,32 @@ TEST(Config, NotAnObject) {
 TEST(Config, WrongType) {
   auto c = parse_config(R"({"text_config": {"hidden_size": "big"}})", "config.json");
   ASSERT_FALSE(c.ok());
-  EXPECT_THAT(c.status().message(), HasSubstr("text_config.hidden_size must be an integer, found \"big\""));
+  EXPECT_THAT(c.status().message(),
+              HasSubstr("text_config.hidden_size must be an integer, found \"big\""));
 }
 
 TEST(Config, HeadsMustDivideWidth) {
-  auto c = parse_config(R"({"vision_config": {"hidden_size": 50, "num_attention_heads": 4, "patch_size": 14}})",
-                        "config.json");
+  auto c = parse_config(
+      R"({"vision_config": {"hidden_size": 50, "num_attention_heads": 4, "patch_size": 14}})",
+      "config.json");
   ASSERT_FALSE(c.ok());
-  EXPECT_THAT(c.status().message(), HasSubstr("vision_config.hidden_size 50 is not a multiple of num_attention_heads 4"));
+  EXPECT_THAT(c.status().message(),
+              HasSubstr("vision_config.hidden_size 50 is not a multiple of num_attention_heads 4"));
 }
 
 TEST(Config, KvHeadsMustDivideHeads) {
-  auto c = parse_config(R"({"text_config": {"num_attention_heads": 8, "num_key_value_heads": 3}})", "config.json");
+  auto c = parse_config(R"({"text_config": {"num_attention_heads": 8, "num_key_value_heads": 3}})",
+                        "config.json");
   ASSERT_FALSE(c.ok());
   EXPECT_THAT(c.status().message(), HasSubstr("not a multiple of num_key_value_heads 3"));
 }
 
 TEST(Config, ProjectionMustMatchTextWidth) {
-  auto c = parse_config(R"({"projection_dim": 64, "text_config": {"hidden_size": 96}})", "config.json");
+  auto c =
+      parse_config(R"({"projection_dim": 64, "text_config": {"hidden_size": 96}})", "config.json");
   ASSERT_FALSE(c.ok());
-  EXPECT_THAT(c.status().message(), HasSubstr("projection_dim 64 differs from text_config.hidden_size 96"));
+  EXPECT_THAT(c.status().message(),
+              HasSubstr("projection_dim 64 differs from text_config.hidden_size 96"));
 }
 
 TEST(Config, UnknownDecoder) {
@@ -131,7 +141,8 @@ TEST(Config, UnknownDecoder) {
 TEST(Config, NegativeSize) {
   auto c = parse_config(R"({"text_config": {"num_hidden_layers": -1}})", "config.json");
   ASSERT_FALSE(c.ok());
-  EXPECT_THAT(c.status().message(), HasSubstr("text_config.num_hidden_layers must be positive, found -1"));
+  EXPECT_THAT(c.status().message(),
+              HasSubstr("text_config.num_hidden_layers must be positive, found -1"));
 }
 
 TEST(Config, MissingFile) {

@@ -42,8 +42,8 @@ struct Case {
 };
 
 // Compares and prints the max error, so a run reports how close the engine is.
-::testing::AssertionResult close_and_report(const std::string& what, const float* want, const float* got,
-                                            int64_t n, double tol) {
+::testing::AssertionResult close_and_report(const std::string& what, const float* want,
+                                            const float* got, int64_t n, double tol) {
   std::printf("[golden] %-40s max |err| = %.3g (tolerance %.3g)\n", what.c_str(),
               pg::testing::max_abs_error(want, got, n), tol);
   return all_close(want, got, n, tol);
@@ -96,8 +96,8 @@ TEST_P(GoldenTest, PixelValuesJpeg) {
   ASSERT_TRUE(px.ok()) << px.status().message();
   const pg::TensorView& want = k.tensor("pixel_values_jpg");
   ASSERT_EQ(static_cast<int64_t>(px->size()), want.numel());
-  EXPECT_TRUE(close_and_report(GetParam() + " pixel_values_jpg", k.f32("pixel_values_jpg"), px->data(),
-                               want.numel(), kPixelTolJpg));
+  EXPECT_TRUE(close_and_report(GetParam() + " pixel_values_jpg", k.f32("pixel_values_jpg"),
+                               px->data(), want.numel(), kPixelTolJpg));
 }
 
 TEST_P(GoldenTest, ImageFeatures) {
@@ -105,7 +105,8 @@ TEST_P(GoldenTest, ImageFeatures) {
   auto f = k.model->image_features({k.dir + "/image.png"});
   ASSERT_TRUE(f.ok()) << f.status().message();
   const pg::TensorView& want = k.tensor("image_features");
-  ASSERT_EQ(want.shape, (pg::Shape{k.model->info().image_tokens, k.model->info().text_hidden_size}));
+  ASSERT_EQ(want.shape,
+            (pg::Shape{k.model->info().image_tokens, k.model->info().text_hidden_size}));
   ASSERT_EQ(static_cast<int64_t>(f->size()), want.numel());
   EXPECT_TRUE(close_and_report(GetParam() + " image_features", k.f32("image_features"), f->data(),
                                want.numel(), kLogitTol));
@@ -132,8 +133,8 @@ void check_prompt(Case& k, const json& p, const std::vector<std::string>& images
   const int64_t V = k.model->info().vocab_size;
   const pg::TensorView& last = k.tensor(last_name);
   ASSERT_EQ(last.shape, (pg::Shape{V}));
-  EXPECT_TRUE(close_and_report(k.dir.substr(k.dir.rfind('/') + 1) + " " + last_name, k.f32(last_name),
-                               out->logits.data(), V, kLogitTol));
+  EXPECT_TRUE(close_and_report(k.dir.substr(k.dir.rfind('/') + 1) + " " + last_name,
+                               k.f32(last_name), out->logits.data(), V, kLogitTol));
 
   const pg::TensorView& dec = k.tensor(decode_name);
   const int64_t steps = static_cast<int64_t>(out->ids.size());
@@ -183,7 +184,8 @@ TEST_P(GoldenTest, GreedyNeverEmitsIdsBeyondTokenizer) {
 INSTANTIATE_TEST_SUITE_P(Golden, GoldenTest, ::testing::ValuesIn(pg::testing::golden_model_cases()),
                          [](const auto& info) {
                            std::string s = info.param;
-                           for (char& ch : s) if (!isalnum(static_cast<unsigned char>(ch))) ch = '_';
+                           for (char& ch : s)
+                             if (!isalnum(static_cast<unsigned char>(ch))) ch = '_';
                            return s;
                          });
 

@@ -215,7 +215,8 @@ TEST_P(KernelsTest, MatmulFromManyThreadsAtOnce) {
       });
     }
     for (auto& t : threads) t.join();
-    EXPECT_EQ(differing.load(), 0) << dtype_name(dt) << ": concurrent results differ from the single-thread one";
+    EXPECT_EQ(differing.load(), 0)
+        << dtype_name(dt) << ": concurrent results differ from the single-thread one";
   }
 }
 
@@ -462,7 +463,8 @@ void attention_oracle(const AttentionParams& p, const std::vector<float>& q,
           if (prob[j] == 0) continue;
           const double vj = v[j * p.kv_stride + kvh * D + d], pj = prob[j] / z;
           acc += pj * vj;
-          bound += pj * std::fabs(vj) * (2 * delta + rounding + kEps * (std::fabs(s[j] - s_max) + 2 * S + 6));
+          bound += pj * std::fabs(vj) *
+                   (2 * delta + rounding + kEps * (std::fabs(s[j] - s_max) + 2 * S + 6));
         }
         out[t * p.out_stride + h * D + d] = z > 0 ? acc : 0.0;
         tol[t * p.out_stride + h * D + d] = 2 * bound;
@@ -508,12 +510,17 @@ TEST_P(KernelsTest, Attention) {
     bool causal;
     int64_t window;
   };
-  const Case cases[] = {{1, 1, 0, 0, false, 0},   {5, 5, 0, 0, true, 0},
-                        {5, 5, 0, 0, false, 0},   {3, 20, 17, 0, true, 0},
-                        {21, 21, 0, 16, true, 0}, {37, 37, 0, 0, true, 20},
-                        {4, 37, 33, 0, true, 20}, {2, 10, 20, 0, false, 3},
+  const Case cases[] = {{1, 1, 0, 0, false, 0},
+                        {5, 5, 0, 0, true, 0},
+                        {5, 5, 0, 0, false, 0},
+                        {3, 20, 17, 0, true, 0},
+                        {21, 21, 0, 16, true, 0},
+                        {37, 37, 0, 0, true, 20},
+                        {4, 37, 33, 0, true, 20},
+                        {2, 10, 20, 0, false, 3},
                         // Several key chunks: the online softmax rescales its running sums.
-                        {9, 150, 0, 0, false, 0}, {70, 150, 80, 100, true, 0},
+                        {9, 150, 0, 0, false, 0},
+                        {70, 150, 80, 100, true, 0},
                         {33, 130, 97, 0, true, 50}};
   std::mt19937 rng(9);
   for (const Case& c : cases) {

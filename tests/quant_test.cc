@@ -3,6 +3,8 @@
 // folder loads to the same numbers, and each mode's logit error on the golden prompts
 // stays within its documented bound (README "Speed"), keeping greedy ids where the
 // reference's top-2 margin leaves room.
+#include "kernels/quant.h"
+
 #include <gtest/gtest.h>
 
 #include <cfloat>
@@ -12,7 +14,6 @@
 #include <random>
 
 #include "kernels/kernels.h"
-#include "kernels/quant.h"
 #include "paligemma/paligemma.h"
 #include "test_util.h"
 
@@ -35,7 +36,8 @@ TEST_P(QuantFormat, RoundTripWithinHalfAStep) {
     const int64_t rows = 5;
     auto w = random_matrix(rows, cols, static_cast<uint64_t>(cols));
     const pg::MatrixView src{pg::DType::kF32, w.data(), rows, cols, nullptr};
-    const auto q = GetParam() == pg::DType::kI8 ? pg::kernels::quantize_q8(src) : pg::kernels::quantize_q4(src);
+    const auto q = GetParam() == pg::DType::kI8 ? pg::kernels::quantize_q8(src)
+                                                : pg::kernels::quantize_q4(src);
     const pg::MatrixView v = q.view();
     std::vector<float> row(static_cast<size_t>(cols));
     for (int64_t r = 0; r < rows; ++r) {
@@ -61,7 +63,8 @@ TEST_P(QuantFormat, ProductMatchesTheDequantizedOne) {
       auto w = random_matrix(n, k, 7);
       auto x = random_matrix(m, k, 8);
       const pg::MatrixView src{pg::DType::kF32, w.data(), n, k, nullptr};
-      const auto q = GetParam() == pg::DType::kI8 ? pg::kernels::quantize_q8(src) : pg::kernels::quantize_q4(src);
+      const auto q = GetParam() == pg::DType::kI8 ? pg::kernels::quantize_q8(src)
+                                                  : pg::kernels::quantize_q4(src);
       std::vector<float> got(static_cast<size_t>(m * n)), want(static_cast<size_t>(m * n));
       pg::kernels::fast_kernels().matmul(x.data(), m, q.view(), nullptr, got.data());
       pg::kernels::reference_kernels().matmul(x.data(), m, q.view(), nullptr, want.data());
@@ -72,12 +75,15 @@ TEST_P(QuantFormat, ProductMatchesTheDequantizedOne) {
           double bound = 0;
           for (int64_t b = 0; b < pg::quant_blocks(k); ++b) {
             float amax = 0;
-            for (int64_t c = b * 32; c < std::min(k, (b + 1) * 32); ++c) amax = std::max(amax, std::fabs(x[i * k + c]));
+            for (int64_t c = b * 32; c < std::min(k, (b + 1) * 32); ++c)
+              amax = std::max(amax, std::fabs(x[i * k + c]));
             for (int64_t c = b * 32; c < std::min(k, (b + 1) * 32); ++c) {
-              bound += std::fabs(wrow[c]) * (amax / 127.0 / 2.0) + 4 * FLT_EPSILON * std::fabs(wrow[c] * x[i * k + c]);
+              bound += std::fabs(wrow[c]) * (amax / 127.0 / 2.0) +
+                       4 * FLT_EPSILON * std::fabs(wrow[c] * x[i * k + c]);
             }
           }
-          EXPECT_LE(std::fabs(got[i * n + j] - want[i * n + j]), bound) << "m " << m << " k " << k << " i " << i << " j " << j;
+          EXPECT_LE(std::fabs(got[i * n + j] - want[i * n + j]), bound)
+              << "m " << m << " k " << k << " i " << i << " j " << j;
         }
       }
     }
@@ -92,7 +98,8 @@ TEST_P(QuantFormat, PrefillPanelsCoverEveryColumn) {
   const int64_t m = 17, k = 8200, n = 1100;
   const auto w = random_matrix(n, k, 11), x = random_matrix(m, k, 12);
   const pg::MatrixView src{pg::DType::kF32, w.data(), n, k, nullptr};
-  const auto q = GetParam() == pg::DType::kI8 ? pg::kernels::quantize_q8(src) : pg::kernels::quantize_q4(src);
+  const auto q =
+      GetParam() == pg::DType::kI8 ? pg::kernels::quantize_q8(src) : pg::kernels::quantize_q4(src);
   const pg::MatrixView v = q.view();
   std::vector<float> bias = random_matrix(1, n, 13);
   std::vector<float> got(static_cast<size_t>(m * n), NAN);
@@ -107,9 +114,11 @@ TEST_P(QuantFormat, PrefillPanelsCoverEveryColumn) {
         want += static_cast<double>(x[i * k + c]) * row[c];
         mag += std::fabs(static_cast<double>(x[i * k + c]) * row[c]);
       }
-      const double bound = mag * (std::ldexp(1.0, -8) + (k + 2) * FLT_EPSILON) + 4 * FLT_EPSILON * std::fabs(want);
+      const double bound =
+          mag * (std::ldexp(1.0, -8) + (k + 2) * FLT_EPSILON) + 4 * FLT_EPSILON * std::fabs(want);
       if (!(std::fabs(got[i * n + j] - want) <= bound) && bad++ < 5) {
-        ADD_FAILURE() << "i " << i << " j " << j << ": got " << got[i * n + j] << ", want " << want << " +- " << bound;
+        ADD_FAILURE() << "i " << i << " j " << j << ": got " << got[i * n + j] << ", want " << want
+                      << " +- " << bound;
       }
     }
   }
@@ -117,7 +126,9 @@ TEST_P(QuantFormat, PrefillPanelsCoverEveryColumn) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Formats, QuantFormat, ::testing::Values(pg::DType::kI8, pg::DType::kU8),
-                         [](const auto& info) { return info.param == pg::DType::kI8 ? "q8" : "q4"; });
+                         [](const auto& info) {
+                           return info.param == pg::DType::kI8 ? "q8" : "q4";
+                         });
 
 // Documented bounds (README, "Speed"): max |logit - f32 logit| at the last prompt
 // position, relative to the f32 logits' max-abs, on the golden prompts.
@@ -167,8 +178,8 @@ TEST(QuantQuality, GoldenLogitErrorsWithinDocumentedBounds) {
         }
       }
       // Greedy ids are only required to match for bf16 and int8.
-      std::printf("[quality] %-9s %-5s max |err| / max|logit| = %.2e, relative RMS error = %.2e\n", name.c_str(),
-                  mode.dtype, worst_rel, std::sqrt(sum_sq / sum_ref_sq));
+      std::printf("[quality] %-9s %-5s max |err| / max|logit| = %.2e, relative RMS error = %.2e\n",
+                  name.c_str(), mode.dtype, worst_rel, std::sqrt(sum_sq / sum_ref_sq));
       EXPECT_LE(worst_rel, mode.max_rel_error) << name << " " << mode.dtype;
     }
   }
@@ -200,7 +211,8 @@ TEST(QuantFolder, LoadsToTheSameNumbersWithoutRequantising) {
 
 TEST(QuantFolder, BadDtypeIsAnError) {
   pg::testing::TempDir tmp;
-  const paligemma::Status st = paligemma::quantize(testdata("golden/tiny-pg1"), "int3", tmp.file("x"));
+  const paligemma::Status st =
+      paligemma::quantize(testdata("golden/tiny-pg1"), "int3", tmp.file("x"));
   ASSERT_FALSE(st.ok());
   EXPECT_NE(st.message().find("unknown weight type \"int3\""), std::string::npos) << st.message();
 }

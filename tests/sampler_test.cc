@@ -1,10 +1,10 @@
 // Token choice: greedy, top-k, top-p, temperature, seeds, and the vocabulary limit.
+#include "runtime/sampler.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <vector>
-
-#include "runtime/sampler.h"
 
 namespace {
 

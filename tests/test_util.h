@@ -12,13 +12,16 @@
 
 namespace pg::testing {
 
-inline std::string testdata(const std::string& rel) { return std::string(PG_TESTDATA_DIR) + "/" + rel; }
+inline std::string testdata(const std::string& rel) {
+  return std::string(PG_TESTDATA_DIR) + "/" + rel;
+}
 
 // The golden model cases: every testdata/golden/* folder with a config.json.
 inline std::vector<std::string> golden_model_cases() {
   std::vector<std::string> out;
   for (const auto& e : std::filesystem::directory_iterator(testdata("golden"))) {
-    if (std::filesystem::exists(e.path() / "config.json")) out.push_back(e.path().filename().string());
+    if (std::filesystem::exists(e.path() / "config.json"))
+      out.push_back(e.path().filename().string());
   }
   std::sort(out.begin(), out.end());
   return out;
@@ -43,7 +46,8 @@ class TempDir {
 };
 
 // Asserts |got[i] - want[i]| <= tol for all i; on failure reports the worst index.
-inline ::testing::AssertionResult all_close(const float* want, const float* got, int64_t n, double tol) {
+inline ::testing::AssertionResult all_close(const float* want, const float* got, int64_t n,
+                                            double tol) {
   int64_t worst = -1;
   double worst_err = 0.0;
   for (int64_t i = 0; i < n; ++i) {
@@ -54,8 +58,9 @@ inline ::testing::AssertionResult all_close(const float* want, const float* got,
     }
   }
   if (worst_err <= tol) return ::testing::AssertionSuccess() << "max error " << worst_err;
-  return ::testing::AssertionFailure() << "max error " << worst_err << " > " << tol << " at index " << worst
-                                       << " (want " << want[worst] << ", got " << got[worst] << ")";
+  return ::testing::AssertionFailure()
+         << "max error " << worst_err << " > " << tol << " at index " << worst << " (want "
+         << want[worst] << ", got " << got[worst] << ")";
 }
 
 inline double max_abs_error(const float* want, const float* got, int64_t n) {

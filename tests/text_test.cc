@@ -8,8 +8,8 @@
 
 namespace {
 
-using ::testing::HasSubstr;
 using pg::text::Tokenizer;
+using ::testing::HasSubstr;
 
 Tokenizer load() {
   auto t = Tokenizer::load(pg::testing::testdata("golden/tiny-pg1/tokenizer.model"));
@@ -102,12 +102,13 @@ TEST(Prompt, ImageTokensBosTextNewline) {
 TEST(Prompt, TrainingExampleAppendsSuffixAndEos) {
   Tokenizer t = load();
   // From expected.json's "train" entry.
-  auto p = pg::text::build_training_example(t, "caption en", "a red square and a blue circle", 16, 1, 2048);
+  auto p = pg::text::build_training_example(t, "caption en", "a red square and a blue circle", 16,
+                                            1, 2048);
   ASSERT_TRUE(p.ok());
   EXPECT_EQ(p->prefix_len, 21);
   const std::vector<int> tail(p->ids.begin() + 21, p->ids.end());
-  EXPECT_EQ(tail, (std::vector<int>{1979, 1467, 1983, 1968, 1461, 1415, 1457, 1984, 1985, 1973, 1909,
-                                    1982, 1460, 1}));
+  EXPECT_EQ(tail, (std::vector<int>{1979, 1467, 1983, 1968, 1461, 1415, 1457, 1984, 1985, 1973,
+                                    1909, 1982, 1460, 1}));
 }
 
 TEST(Prompt, EmptyPromptIsAnError) {

@@ -15,8 +15,8 @@
 namespace {
 
 using nlohmann::json;
-using pg::testing::testdata;
 using pg::testing::TempDir;
+using pg::testing::testdata;
 namespace fs = std::filesystem;
 
 struct CliRun {
@@ -27,7 +27,8 @@ struct CliRun {
 // Runs the CLI with `args` (and environment assignments `env`), capturing both streams.
 CliRun cli(const std::string& args, const TempDir& tmp, const std::string& env = "") {
   const std::string out = tmp.file("stdout.txt"), err = tmp.file("stderr.txt");
-  const std::string cmd = env + " " + PG_CLI_PATH + " " + args + " > '" + out + "' 2> '" + err + "'";
+  const std::string cmd =
+      env + " " + PG_CLI_PATH + " " + args + " > '" + out + "' 2> '" + err + "'";
   const int status = std::system(cmd.c_str());
   CliRun r;
   r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
@@ -48,7 +49,8 @@ std::string read_bytes(const std::string& path) {
 // Three golden images with answers of different lengths; returns the JSONL path.
 std::string write_data(const TempDir& d) {
   for (const char* img : {"image.png", "image2.png", "image.jpg"}) {
-    fs::copy_file(testdata(std::string("golden/tiny-pg1/") + img), d.file(img), fs::copy_options::overwrite_existing);
+    fs::copy_file(testdata(std::string("golden/tiny-pg1/") + img), d.file(img),
+                  fs::copy_options::overwrite_existing);
   }
   std::ofstream f(d.file("data.jsonl"));
   f << "{\"image\": \"image.png\", \"prefix\": \"caption en\", \"suffix\": \"a red square\"}\n"
@@ -59,15 +61,19 @@ std::string write_data(const TempDir& d) {
 
 std::string model() { return testdata("golden/tiny-pg1"); }
 
-std::string train_args(const std::string& data, const std::string& out, const std::string& extra = "") {
+std::string train_args(const std::string& data, const std::string& out,
+                       const std::string& extra = "") {
   return "train --model '" + model() + "' --data '" + data + "' --out '" + out +
-         "' --steps 6 --batch 2 --lr 0.01 --warmup 2 --save-every 2 --threads 1 --log-every 2 " + extra;
+         "' --steps 6 --batch 2 --lr 0.01 --warmup 2 --save-every 2 --threads 1 --log-every 2 " +
+         extra;
 }
 
 TEST(TrainCliTest, LossJsonWithoutGradients) {
   TempDir t;
   const CliRun r = cli("loss --model '" + model() + "' --image '" + model() +
-                    "/image.png' --prefix 'caption en' --suffix 'a red square and a blue circle' --json --threads 1", t);
+                           "/image.png' --prefix 'caption en' --suffix 'a red square and a blue "
+                           "circle' --json --threads 1",
+                       t);
   ASSERT_EQ(r.code, 0) << r.err;
   const json j = json::parse(r.out);
   std::ifstream e(model() + "/expected.json");
@@ -78,10 +84,13 @@ TEST(TrainCliTest, LossJsonWithoutGradients) {
 
 TEST(TrainCliTest, LossErrorsNameWhatIsWrong) {
   TempDir t;
-  CliRun r = cli("loss --model '" + model() + "' --image /nonexistent.png --prefix p --suffix s", t);
+  CliRun r =
+      cli("loss --model '" + model() + "' --image /nonexistent.png --prefix p --suffix s", t);
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.err.find("/nonexistent.png"), std::string::npos) << r.err;
-  r = cli("loss --model '" + model() + "' --image '" + model() + "/image.png' --prefix '' --suffix s", t);
+  r = cli(
+      "loss --model '" + model() + "' --image '" + model() + "/image.png' --prefix '' --suffix s",
+      t);
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.err.find("prompt is empty"), std::string::npos) << r.err;
   r = cli("loss --model '" + model() + "' --prefix p --suffix s", t);
@@ -91,17 +100,21 @@ TEST(TrainCliTest, LossErrorsNameWhatIsWrong) {
 TEST(TrainCliTest, TrainShowsProgressAndWritesALoadableCheckpoint) {
   TempDir t;
   const std::string data = write_data(t);
-  const CliRun r = cli(train_args(data, t.file("out"), "--json --eval-data '" + data + "' --eval-every 3"), t);
+  const CliRun r =
+      cli(train_args(data, t.file("out"), "--json --eval-data '" + data + "' --eval-every 3"), t);
   ASSERT_EQ(r.code, 0) << r.err;
   const json j = json::parse(r.out);
   EXPECT_EQ(j["steps"], 6);
   EXPECT_LT(j["last_loss"].get<double>(), j["first_loss"].get<double>());
   EXPECT_TRUE(j.contains("eval_exact_match"));
-  for (const char* want : {"step 2/6", "step 6/6", "tok/s", "ETA", "saved checkpoint at step 6", "[eval] step 3"}) {
+  for (const char* want :
+       {"step 2/6", "step 6/6", "tok/s", "ETA", "saved checkpoint at step 6", "[eval] step 3"}) {
     EXPECT_NE(r.err.find(want), std::string::npos) << "no \"" << want << "\" in\n" << r.err;
   }
-  const CliRun g = cli("generate --model '" + t.file("out") + "' --image '" + data.substr(0, data.rfind('/')) +
-                    "/image.png' --prompt 'caption en' --max-tokens 4 --json --threads 1", t);
+  const CliRun g =
+      cli("generate --model '" + t.file("out") + "' --image '" + data.substr(0, data.rfind('/')) +
+              "/image.png' --prompt 'caption en' --max-tokens 4 --json --threads 1",
+          t);
   ASSERT_EQ(g.code, 0) << g.err;
   EXPECT_TRUE(json::parse(g.out).contains("ids"));
 }
@@ -118,7 +131,8 @@ TEST(TrainCliTest, ResumeAfterKillMatchesUninterruptedRun) {
   ASSERT_EQ(resumed.code, 0) << resumed.err;
   EXPECT_NE(resumed.err.find("resumed from step 2"), std::string::npos) << resumed.err;
   EXPECT_EQ(read_bytes(t.file("a/model.safetensors")), read_bytes(t.file("b/model.safetensors")));
-  EXPECT_EQ(read_bytes(t.file("a/train_state.safetensors")), read_bytes(t.file("b/train_state.safetensors")));
+  EXPECT_EQ(read_bytes(t.file("a/train_state.safetensors")),
+            read_bytes(t.file("b/train_state.safetensors")));
 }
 
 // A crash halfway through writing the training state leaves the previous state intact.
@@ -127,7 +141,8 @@ TEST(TrainCliTest, CrashWhileSavingKeepsTheLastGoodState) {
   const std::string data = write_data(t);
   ASSERT_EQ(cli(train_args(data, t.file("a")), t).code, 0);
   ASSERT_EQ(cli(train_args(data, t.file("b")), t, "PG_TRAIN_CRASH_AFTER_STEP=4").code, 99);
-  const CliRun crashed = cli(train_args(data, t.file("b"), "--resume"), t, "PG_TRAIN_CRASH_IN_SAVE=1");
+  const CliRun crashed =
+      cli(train_args(data, t.file("b"), "--resume"), t, "PG_TRAIN_CRASH_IN_SAVE=1");
   ASSERT_EQ(crashed.code, 99) << crashed.err;
   auto state = pg::io::SafetensorsFile::open(t.file("b/train_state.safetensors"));
   ASSERT_TRUE(state.ok()) << state.status().message();
@@ -136,7 +151,8 @@ TEST(TrainCliTest, CrashWhileSavingKeepsTheLastGoodState) {
   ASSERT_EQ(resumed.code, 0) << resumed.err;
   EXPECT_EQ(read_bytes(t.file("a/model.safetensors")), read_bytes(t.file("b/model.safetensors")));
   for (const auto& e : fs::directory_iterator(t.file("b"))) {
-    EXPECT_EQ(e.path().filename().string().find(".tmp."), std::string::npos) << "stale " << e.path();
+    EXPECT_EQ(e.path().filename().string().find(".tmp."), std::string::npos)
+        << "stale " << e.path();
   }
 }
 
@@ -162,7 +178,8 @@ TEST(TrainCliTest, BadTrainingInputs) {
 TEST(TrainCliTest, LoraAdapterInPeftLayout) {
   TempDir t;
   const std::string data = write_data(t);
-  const CliRun r = cli(train_args(data, t.file("o"), "--train lora --lora-rank 2 --lora-alpha 4 --save-adapter"), t);
+  const CliRun r = cli(
+      train_args(data, t.file("o"), "--train lora --lora-rank 2 --lora-alpha 4 --save-adapter"), t);
   ASSERT_EQ(r.code, 0) << r.err;
   auto f = pg::io::SafetensorsFile::open(t.file("o/adapter_model.safetensors"));
   ASSERT_TRUE(f.ok()) << f.status().message();
@@ -170,7 +187,8 @@ TEST(TrainCliTest, LoraAdapterInPeftLayout) {
   auto a = ts.find("base_model.model.language_model.model.layers.0.self_attn.q_proj.lora_A.weight");
   ASSERT_NE(a, ts.end());
   EXPECT_EQ(a->second.shape, (pg::Shape{2, 64}));
-  EXPECT_NE(ts.find("base_model.model.language_model.model.layers.1.mlp.down_proj.lora_B.weight"), ts.end());
+  EXPECT_NE(ts.find("base_model.model.language_model.model.layers.1.mlp.down_proj.lora_B.weight"),
+            ts.end());
   EXPECT_EQ(ts.size(), 2u * 7u * 2u);
   std::ifstream c(t.file("o/adapter_config.json"));
   const json cfg = json::parse(c);
@@ -184,7 +202,8 @@ TEST(TrainCliTest, LoraAdapterInPeftLayout) {
 TEST(TrainCliTest, ResolutionIncrease) {
   TempDir t;
   const std::string data = write_data(t);
-  const CliRun r = cli(train_args(data, t.file("o"), "--image-size 112 --steps 2 --save-every 0"), t);
+  const CliRun r =
+      cli(train_args(data, t.file("o"), "--image-size 112 --steps 2 --save-every 0"), t);
   ASSERT_EQ(r.code, 0) << r.err;
   const CliRun info = cli("info --model '" + t.file("o") + "'", t);
   ASSERT_EQ(info.code, 0) << info.err;
@@ -192,7 +211,8 @@ TEST(TrainCliTest, ResolutionIncrease) {
   EXPECT_EQ(j["image_size"], 112);
   EXPECT_EQ(j["image_tokens"], 64);
   const CliRun g = cli("generate --model '" + t.file("o") + "' --image '" + t.file("image.png") +
-                    "' --prompt 'caption en' --max-tokens 3 --threads 1", t);
+                           "' --prompt 'caption en' --max-tokens 3 --threads 1",
+                       t);
   EXPECT_EQ(g.code, 0) << g.err;
 }
 

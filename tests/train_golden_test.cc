@@ -46,8 +46,8 @@ void check_case(const std::string& name, const std::string& how, double loss, in
 
   const double want_loss = expected["loss"].get<double>();
   const double loss_err = std::fabs(loss - want_loss) / std::fabs(want_loss);
-  std::printf("[train-golden] %s (%s) loss %.8f want %.8f rel err %.3g (tolerance %.0e)\n", name.c_str(),
-              how.c_str(), loss, want_loss, loss_err, kLossRelTol);
+  std::printf("[train-golden] %s (%s) loss %.8f want %.8f rel err %.3g (tolerance %.0e)\n",
+              name.c_str(), how.c_str(), loss, want_loss, loss_err, kLossRelTol);
   EXPECT_LE(loss_err, kLossRelTol);
   EXPECT_EQ(tokens, static_cast<int64_t>(expected["input_ids"].size()) -
                         expected["num_prefix_tokens"].get<int64_t>());
@@ -59,7 +59,8 @@ void check_case(const std::string& name, const std::string& how, double loss, in
   for (const auto& [key, view] : ref->tensors()) {
     if (key.rfind("grad.", 0) != 0) continue;
     const float* want = static_cast<const float*>(view.data);
-    for (int64_t i = 0; i < view.numel(); ++i) global_max = std::max(global_max, std::fabs(double(want[i])));
+    for (int64_t i = 0; i < view.numel(); ++i)
+      global_max = std::max(global_max, std::fabs(double(want[i])));
   }
   const double noise_floor = 1e-6 * global_max;
   std::map<std::string, double> worst_by_class;
@@ -72,16 +73,19 @@ void check_case(const std::string& name, const std::string& how, double loss, in
     ASSERT_EQ(it->second.shape, view.shape) << key;
     const float* want = static_cast<const float*>(view.data);
     double max_abs = 0;
-    for (int64_t i = 0; i < view.numel(); ++i) max_abs = std::max(max_abs, std::fabs(double(want[i])));
+    for (int64_t i = 0; i < view.numel(); ++i)
+      max_abs = std::max(max_abs, std::fabs(double(want[i])));
     const double tol = std::max(kGradRelTol * max_abs, noise_floor);
     EXPECT_TRUE(pg::testing::all_close(want, it->second.data, view.numel(), tol)) << key;
-    const double rel = pg::testing::max_abs_error(want, it->second.data, view.numel()) / std::max(max_abs, noise_floor);
+    const double rel = pg::testing::max_abs_error(want, it->second.data, view.numel()) /
+                       std::max(max_abs, noise_floor);
     double& w = worst_by_class[tensor_class(key.substr(5))];
     w = std::max(w, rel);
   }
   EXPECT_EQ(got.size(), expected_count) << "gradients for parameters the reference does not have";
   for (const auto& [cls, rel] : worst_by_class) {
-    std::printf("[train-golden] %s (%s) %-66s max|err|/max|g| = %.2g\n", name.c_str(), how.c_str(), cls.c_str(), rel);
+    std::printf("[train-golden] %s (%s) %-66s max|err|/max|g| = %.2g\n", name.c_str(), how.c_str(),
+                cls.c_str(), rel);
   }
 }
 
@@ -93,8 +97,9 @@ TEST_P(TrainGoldenTest, LossAndEveryGradient) {
   const json expected = json::parse(f)["train"];
   auto session = pg::runtime::Session::load(dir, nullptr);
   ASSERT_TRUE(session.ok()) << session.status().message();
-  auto r = pg::train::compute_loss((*session)->model(), (*session)->tokenizer(), {dir + "/image.png"},
-                                   expected["prefix"], expected["suffix"], true);
+  auto r =
+      pg::train::compute_loss((*session)->model(), (*session)->tokenizer(), {dir + "/image.png"},
+                              expected["prefix"], expected["suffix"], true);
   ASSERT_TRUE(r.ok()) << r.status().message();
   std::map<std::string, GotGradient> got;
   for (const auto& g : r->gradients) got[g.name] = {g.grad.shape(), g.grad.data()};
@@ -109,8 +114,9 @@ TEST_P(TrainGoldenTest, LossCommandGradsOut) {
   pg::testing::TempDir tmp;
   const std::string grads = tmp.file("grads.safetensors"), out = tmp.file("out.json");
   const std::string cmd = std::string(PG_CLI_PATH) + " loss --model '" + dir + "' --image '" + dir +
-                          "/image.png' --prefix '" + expected["prefix"].get<std::string>() + "' --suffix '" +
-                          expected["suffix"].get<std::string>() + "' --json --grads-out '" + grads + "' > '" + out + "'";
+                          "/image.png' --prefix '" + expected["prefix"].get<std::string>() +
+                          "' --suffix '" + expected["suffix"].get<std::string>() +
+                          "' --json --grads-out '" + grads + "' > '" + out + "'";
   ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
   std::ifstream o(out);
   const json j = json::parse(o);
@@ -125,10 +131,12 @@ TEST_P(TrainGoldenTest, LossCommandGradsOut) {
   check_case(GetParam(), "cli", j["loss"].get<double>(), j["tokens"].get<int64_t>(), got);
 }
 
-INSTANTIATE_TEST_SUITE_P(Golden, TrainGoldenTest, ::testing::ValuesIn(pg::testing::golden_model_cases()),
+INSTANTIATE_TEST_SUITE_P(Golden, TrainGoldenTest,
+                         ::testing::ValuesIn(pg::testing::golden_model_cases()),
                          [](const auto& info) {
                            std::string s = info.param;
-                           for (char& ch : s) if (!isalnum(static_cast<unsigned char>(ch))) ch = '_';
+                           for (char& ch : s)
+                             if (!isalnum(static_cast<unsigned char>(ch))) ch = '_';
                            return s;
                          });
 

@@ -33,16 +33,20 @@ struct Colour {
   const char* name;
   uint8_t rgb[3];
 };
-const Colour kColours[] = {{"red", {220, 30, 30}}, {"green", {30, 200, 40}}, {"blue", {30, 60, 220}},
+const Colour kColours[] = {{"red", {220, 30, 30}},
+                           {"green", {30, 200, 40}},
+                           {"blue", {30, 60, 220}},
                            {"yellow", {230, 220, 30}}};
 const char* kShapes[] = {"square", "circle", "triangle"};
 constexpr int kSize = 56;  // the tiny model's image size
 
 // A filled square, a ring, or a triangle pointing up, jittered in place and size
 // (jitter 1: up to 3 pixels off centre, radius 15..19).
-void draw(const Colour& c, const std::string& shape, Lcg& rng, double jitter, const std::string& path) {
+void draw(const Colour& c, const std::string& shape, Lcg& rng, double jitter,
+          const std::string& path) {
   std::vector<uint8_t> px(kSize * kSize * 3, 235);
-  const double cx = kSize / 2.0 + jitter * rng.uniform(-3, 3), cy = kSize / 2.0 + jitter * rng.uniform(-3, 3);
+  const double cx = kSize / 2.0 + jitter * rng.uniform(-3, 3),
+               cy = kSize / 2.0 + jitter * rng.uniform(-3, 3);
   const double r = 17 + jitter * rng.uniform(-2, 2);
   for (int y = 0; y < kSize; ++y) {
     for (int x = 0; x < kSize; ++x) {
@@ -73,7 +77,8 @@ struct Item {
 };
 
 // per_combo images of every colour x shape into dir/data.jsonl.
-std::vector<Item> make_dataset(const std::string& dir, int per_combo, uint64_t seed, double jitter) {
+std::vector<Item> make_dataset(const std::string& dir, int per_combo, uint64_t seed,
+                               double jitter) {
   Lcg rng{seed};
   std::vector<Item> items;
   std::ofstream f(dir + "/data.jsonl");
@@ -83,7 +88,8 @@ std::vector<Item> make_dataset(const std::string& dir, int per_combo, uint64_t s
         const std::string name = std::string(c.name) + "_" + s + "_" + std::to_string(i) + ".png";
         draw(c, s, rng, jitter, dir + "/" + name);
         const std::string answer = std::string(c.name) + " " + s;
-        f << "{\"image\": \"" << name << "\", \"prefix\": \"what is this\", \"suffix\": \"" << answer << "\"}\n";
+        f << "{\"image\": \"" << name << "\", \"prefix\": \"what is this\", \"suffix\": \""
+          << answer << "\"}\n";
         items.push_back({dir + "/" + name, answer});
       }
     }
@@ -119,8 +125,8 @@ TEST(TrainLearningTest, ColouredShapes) {
 #endif
   auto s = paligemma::train(o);
   ASSERT_TRUE(s.ok()) << s.status().message();
-  std::printf("[learning] loss %.4f -> %.6f (factor %.0f) in %lld steps\n", s->first_loss, s->last_loss,
-              s->first_loss / s->last_loss, static_cast<long long>(s->steps));
+  std::printf("[learning] loss %.4f -> %.6f (factor %.0f) in %lld steps\n", s->first_loss,
+              s->last_loss, s->first_loss / s->last_loss, static_cast<long long>(s->steps));
   EXPECT_GT(s->first_loss / s->last_loss, min_factor);
 
   auto model = paligemma::Model::load(o.out_dir);
@@ -133,7 +139,9 @@ TEST(TrainLearningTest, ColouredShapes) {
     ASSERT_TRUE(out.ok()) << out.status().message();
     const bool ok = out->text == it.answer;
     correct += ok;
-    if (!ok) std::printf("[learning] %s: want \"%s\", got \"%s\"\n", it.image.c_str(), it.answer.c_str(), out->text.c_str());
+    if (!ok)
+      std::printf("[learning] %s: want \"%s\", got \"%s\"\n", it.image.c_str(), it.answer.c_str(),
+                  out->text.c_str());
   }
   std::printf("[learning] held-out exact match %d/%zu\n", correct, held_out.size());
 #if !defined(__SANITIZE_ADDRESS__)

@@ -33,7 +33,8 @@ std::string write_data(const std::string& dir) {
   }
   std::ofstream f(dir + "/data.jsonl");
   f << "{\"image\": \"image.png\", \"prefix\": \"caption en\", \"suffix\": \"a red square\"}\n"
-       "{\"image\": \"image2.png\", \"prefix\": \"caption en\", \"suffix\": \"a blue circle and a green one\"}\n"
+       "{\"image\": \"image2.png\", \"prefix\": \"caption en\", \"suffix\": \"a blue circle and a "
+       "green one\"}\n"
        "{\"image\": \"image.jpg\", \"prefix\": \"describe en\", \"suffix\": \"red\"}\n"
        "{\"image\": \"image2.png\", \"prefix\": \"answer en what colour\", \"suffix\": \"blue\"}\n";
   return dir + "/data.jsonl";
@@ -45,7 +46,9 @@ int main() {
   set_num_threads(1);
   train::Comm& comm = train::Comm::get(true);
   const int rank = comm.rank();
-  if (comm.size() != 2) return fail("expected 2 ranks, got " + std::to_string(comm.size()) + " (run under mpirun -np 2)");
+  if (comm.size() != 2)
+    return fail("expected 2 ranks, got " + std::to_string(comm.size()) +
+                " (run under mpirun -np 2)");
 
   std::string tmpl = (fs::temp_directory_path() / "pgmpi-XXXXXX").string();
   const std::string dir = mkdtemp(tmpl.data());
@@ -61,7 +64,8 @@ int main() {
 
   c.distributed = true;
   std::unique_ptr<train::ModelParams> parallel;
-  auto r = train::run_training_on((*session)->model(), (*session)->tokenizer(), "", c, nullptr, &parallel);
+  auto r = train::run_training_on((*session)->model(), (*session)->tokenizer(), "", c, nullptr,
+                                  &parallel);
   if (!r.ok()) return fail(r.status().message());
   if (r->world_size != 2) return fail("the run did not see 2 ranks");
 
@@ -69,11 +73,13 @@ int main() {
   if (rank == 0) {
     c.distributed = false;
     std::unique_ptr<train::ModelParams> single;
-    auto s = train::run_training_on((*session)->model(), (*session)->tokenizer(), "", c, nullptr, &single);
+    auto s = train::run_training_on((*session)->model(), (*session)->tokenizer(), "", c, nullptr,
+                                    &single);
     if (!s.ok()) return fail(s.status().message());
-    std::printf("[mpi] loss: 2 ranks %.6f -> %.6f, 1 process %.6f -> %.6f\n", r->first_loss, r->last_loss,
-                s->first_loss, s->last_loss);
-    if (std::fabs(r->first_loss - s->first_loss) > 1e-9 * s->first_loss) status = fail("first losses differ");
+    std::printf("[mpi] loss: 2 ranks %.6f -> %.6f, 1 process %.6f -> %.6f\n", r->first_loss,
+                r->last_loss, s->first_loss, s->last_loss);
+    if (std::fabs(r->first_loss - s->first_loss) > 1e-9 * s->first_loss)
+      status = fail("first losses differ");
     double worst = 0;
     std::string worst_name;
     bool moved = false;
@@ -96,9 +102,11 @@ int main() {
       const Tensor init = train::param_f32(*(*fresh)->find(p->name));
       for (int64_t i = 0; i < p->numel() && !moved; ++i) moved = init.data()[i] != p->data()[i];
     }
-    std::printf("[mpi] max relative weight difference %.3g (%s), tolerance 1e-5\n", worst, worst_name.c_str());
+    std::printf("[mpi] max relative weight difference %.3g (%s), tolerance 1e-5\n", worst,
+                worst_name.c_str());
     if (!moved) status = fail("the weights did not change");
-    if (worst > 1e-5) status = fail("weights differ by " + std::to_string(worst) + " in " + worst_name);
+    if (worst > 1e-5)
+      status = fail("weights differ by " + std::to_string(worst) + " in " + worst_name);
   }
   comm.barrier();
   std::error_code ec;

@@ -12,8 +12,8 @@
 #include <memory>
 #include <set>
 
-#include "image/image.h"
 #include "base/parallel.h"
+#include "image/image.h"
 #include "io/safetensors.h"
 #include "model/paligemma.h"
 #include "runtime/session.h"
@@ -47,7 +47,8 @@ runtime::Session& session(const std::string& name) {
   return *s;
 }
 
-std::unique_ptr<ModelParams> make_params(const std::string& name, const Selection& sel, int64_t image_size = 0) {
+std::unique_ptr<ModelParams> make_params(const std::string& name, const Selection& sel,
+                                         int64_t image_size = 0) {
   auto p = ModelParams::create(session(name).model(), image_size);
   EXPECT_TRUE(p.ok()) << p.status().message();
   auto st = (*p)->select(sel);
@@ -92,13 +93,17 @@ std::map<std::string, std::vector<float>> snapshot_grads(const ModelParams& p) {
 // A data file of the golden images with answers of different lengths.
 std::string write_data(const TempDir& dir, const std::string& name, int copies = 1) {
   const std::vector<std::pair<std::string, std::string>> rows = {
-      {"image.png", "a red square"}, {"image2.png", "a blue circle and a green triangle"}, {"image.jpg", "red"}};
-  for (const auto& [img, _] : rows) fs::copy_file(testdata("golden/" + name + "/" + img), dir.file(img),
-                                                  fs::copy_options::overwrite_existing);
+      {"image.png", "a red square"},
+      {"image2.png", "a blue circle and a green triangle"},
+      {"image.jpg", "red"}};
+  for (const auto& [img, _] : rows)
+    fs::copy_file(testdata("golden/" + name + "/" + img), dir.file(img),
+                  fs::copy_options::overwrite_existing);
   std::ofstream f(dir.file("data.jsonl"));
   for (int c = 0; c < copies; ++c) {
     for (const auto& [img, suffix] : rows) {
-      f << "{\"image\": \"" << img << "\", \"prefix\": \"caption en\", \"suffix\": \"" << suffix << "\"}\n";
+      f << "{\"image\": \"" << img << "\", \"prefix\": \"caption en\", \"suffix\": \"" << suffix
+        << "\"}\n";
     }
   }
   return dir.file("data.jsonl");
@@ -129,7 +134,8 @@ TEST(AdamWTest, MatchesPyTorchFormula) {
       w[i] -= lr * mhat / (std::sqrt(vhat) + eps);
     }
     opt.step(lr);
-    for (int i = 0; i < 5; ++i) EXPECT_NEAR(p.value.data()[i], w[i], 1e-6) << "step " << t << " index " << i;
+    for (int i = 0; i < 5; ++i)
+      EXPECT_NEAR(p.value.data()[i], w[i], 1e-6) << "step " << t << " index " << i;
   }
   EXPECT_EQ(opt.steps(), 3);
 }
@@ -174,7 +180,7 @@ TEST(DataTest, OrderIsASeededPermutationPerEpoch) {
   EXPECT_NE(ea, ec);
   std::vector<int64_t> e1;
   for (int64_t k = 7; k < 14; ++k) e1.push_back(a.at(k));
-  EXPECT_NE(ea, e1);  // reshuffled every epoch
+  EXPECT_NE(ea, e1);          // reshuffled every epoch
   EXPECT_EQ(a.at(3), ea[3]);  // going back recomputes the same epoch
 }
 
@@ -185,8 +191,9 @@ TEST(DataTest, JsonlErrorsNameTheLine) {
     std::ofstream(d.file("x.jsonl")) << text;
     return read_jsonl(d.file("x.jsonl"));
   };
-  auto ok = write("{\"image\": \"a.png\", \"prefix\": \"p\", \"suffix\": \"s\"}\n\n"
-                  "{\"image\": [\"a.png\", \"a.png\"], \"prefix\": \"p\", \"suffix\": \"t\"}\n");
+  auto ok = write(
+      "{\"image\": \"a.png\", \"prefix\": \"p\", \"suffix\": \"s\"}\n\n"
+      "{\"image\": [\"a.png\", \"a.png\"], \"prefix\": \"p\", \"suffix\": \"t\"}\n");
   ASSERT_TRUE(ok.ok()) << ok.status().message();
   ASSERT_EQ(ok->size(), 2u);
   EXPECT_EQ((*ok)[0].images[0], d.file("a.png"));  // relative to the file
@@ -201,10 +208,12 @@ TEST(DataTest, JsonlErrorsNameTheLine) {
 
   auto p = make_params("tiny-pg1", mode(TrainMode::kFull));
   ExampleBuilder b(session("tiny-pg1").tokenizer(), p->config());
-  std::ofstream(d.file("y.jsonl")) << "{\"image\": \"missing.png\", \"prefix\": \"p\", \"suffix\": \"s\"}\n";
+  std::ofstream(d.file("y.jsonl"))
+      << "{\"image\": \"missing.png\", \"prefix\": \"p\", \"suffix\": \"s\"}\n";
   auto missing = Dataset::load(d.file("y.jsonl"), b);
   ASSERT_FALSE(missing.ok());
-  EXPECT_NE(missing.status().message().find("missing.png"), std::string::npos) << missing.status().message();
+  EXPECT_NE(missing.status().message().find("missing.png"), std::string::npos)
+      << missing.status().message();
 }
 
 TEST(DataTest, ImagesAreDecodedOncePerExample) {
@@ -222,7 +231,9 @@ TEST(DataTest, ImagesAreDecodedOncePerExample) {
   auto ex = ds->get(0);
   Example fresh = make_example("tiny-pg1", *p, "a red square");
   ASSERT_EQ(ex->pixels[0].numel(), fresh.pixels[0].numel());
-  EXPECT_EQ(std::memcmp(ex->pixels[0].data(), fresh.pixels[0].data(), sizeof(float) * fresh.pixels[0].numel()), 0);
+  EXPECT_EQ(std::memcmp(ex->pixels[0].data(), fresh.pixels[0].data(),
+                        sizeof(float) * fresh.pixels[0].numel()),
+            0);
   EXPECT_EQ(ex->ids, fresh.ids);
 }
 
@@ -233,12 +244,14 @@ TEST(DataTest, ImagesAreDecodedOncePerExample) {
 TEST(GradTest, BatchOfDifferentLengthsIsTheSumOfItsExamples) {
   auto p = make_params("tiny-pg2", mode(TrainMode::kFull));
   const Example a = make_example("tiny-pg2", *p, "a red square");
-  const Example b = make_example("tiny-pg2", *p, "a blue circle and a green triangle", "image2.png");
+  const Example b =
+      make_example("tiny-pg2", *p, "a blue circle and a green triangle", "image2.png");
   ASSERT_NE(a.ids.size(), b.ids.size());
   const int64_t n = a.loss_tokens() + b.loss_tokens();
   const float scale = 1.0f / static_cast<float>(n);
   p->zero_grads();
-  const double nll = example_backward(*p, a, scale, {}).nll + example_backward(*p, b, scale, {}).nll;
+  const double nll =
+      example_backward(*p, a, scale, {}).nll + example_backward(*p, b, scale, {}).nll;
   auto batch = snapshot_grads(*p);
   p->zero_grads();
   const double nll_a = example_backward(*p, a, scale, {}).nll;
@@ -271,7 +284,8 @@ TEST(GradTest, ModesTrainTheirTensorsOnly) {
       example_backward(*p, ex, 0.25f, {});
       int64_t trained = 0;
       for (Param* q : p->all()) {
-        const bool attn = q->name.find("language_model") == 0 && q->name.find("self_attn") != std::string::npos;
+        const bool attn =
+            q->name.find("language_model") == 0 && q->name.find("self_attn") != std::string::npos;
         const bool vision = q->name.find("vision_tower") == 0;
         const bool want = std::string(label) == "attention" ? attn : !vision;
         EXPECT_EQ(q->trainable, want) << label << " " << q->name;
@@ -284,11 +298,13 @@ TEST(GradTest, ModesTrainTheirTensorsOnly) {
         }
         ++trained;
         Param* f = full->find(q->name);
-        EXPECT_LT(rel_diff(f->grad.data(), q->grad.data(), q->numel()), 1e-5) << label << " " << q->name;
+        EXPECT_LT(rel_diff(f->grad.data(), q->grad.data(), q->numel()), 1e-5)
+            << label << " " << q->name;
       }
       EXPECT_EQ(static_cast<int64_t>(p->trainable().size()), trained);
       AdamW opt(p->trainable(), {});
-      EXPECT_EQ(opt.params().size(), static_cast<size_t>(trained)) << "optimiser state only for trained tensors";
+      EXPECT_EQ(opt.params().size(), static_cast<size_t>(trained))
+          << "optimiser state only for trained tensors";
     }
   }
 }
@@ -305,7 +321,8 @@ TEST(GradTest, LoraGradientsFollowFromTheFullGradient) {
   EXPECT_EQ(lora->adapters().size(), 7u * lora->text.layers.size());
   for (Param* q : lora->all()) EXPECT_FALSE(q->trainable) << q->name;
   for (const auto& a : lora->adapters()) {
-    const std::string base = a->a.name.substr(0, a->a.name.size() - std::string(".lora_A.weight").size()) + ".weight";
+    const std::string base =
+        a->a.name.substr(0, a->a.name.size() - std::string(".lora_A.weight").size()) + ".weight";
     const Param* w = full->find(base);
     ASSERT_NE(w, nullptr) << base;
     const int64_t r = a->a.shape[0], in = a->a.shape[1], out = a->b.shape[0];
@@ -314,7 +331,8 @@ TEST(GradTest, LoraGradientsFollowFromTheFullGradient) {
     for (int64_t o = 0; o < out; ++o) {
       for (int64_t k = 0; k < r; ++k) {
         double s = 0;
-        for (int64_t j = 0; j < in; ++j) s += double(w->grad.data()[o * in + j]) * a->a.data()[k * in + j];
+        for (int64_t j = 0; j < in; ++j)
+          s += double(w->grad.data()[o * in + j]) * a->a.data()[k * in + j];
         want[static_cast<size_t>(o * r + k)] = static_cast<float>(a->scale * s);
       }
     }
@@ -332,7 +350,9 @@ TEST(GradTest, RecomputationGivesIdenticalGradients) {
   const double lb = example_backward(*b, ex, 0.5f, ForwardOptions{true}).nll;
   EXPECT_EQ(la, lb);
   for (Param* q : a->trainable()) {
-    EXPECT_EQ(std::memcmp(q->grad.data(), b->find(q->name)->grad.data(), sizeof(float) * q->numel()), 0) << q->name;
+    EXPECT_EQ(
+        std::memcmp(q->grad.data(), b->find(q->name)->grad.data(), sizeof(float) * q->numel()), 0)
+        << q->name;
   }
 }
 
@@ -361,7 +381,8 @@ TEST(ResolutionTest, BilinearResampleOfPositionEmbeddings) {
 // ---- checkpoints ----
 
 // Logits of the engine's inference path for a prompt (last position).
-std::vector<float> engine_logits(const model::PaliGemma& m, const runtime::Session& s, const std::string& image) {
+std::vector<float> engine_logits(const model::PaliGemma& m, const runtime::Session& s,
+                                 const std::string& image) {
   auto img = image::load_image(image);
   EXPECT_TRUE(img.ok());
   auto px = image::preprocess(*img, static_cast<int>(m.config().vision.image_size));
@@ -404,7 +425,8 @@ TEST_P(RoundTripTest, SavedCheckpointReloadsWithIdenticalLogits) {
   c.distributed = false;
   const std::string src = testdata("golden/" + rt.model);
   std::unique_ptr<ModelParams> params;
-  auto r = run_training_on(session(rt.model).model(), session(rt.model).tokenizer(), src, c, nullptr, &params);
+  auto r = run_training_on(session(rt.model).model(), session(rt.model).tokenizer(), src, c,
+                           nullptr, &params);
   ASSERT_TRUE(r.ok()) << r.status().message();
   EXPECT_EQ(r->steps, 3);
 
@@ -416,7 +438,8 @@ TEST_P(RoundTripTest, SavedCheckpointReloadsWithIdenticalLogits) {
   const std::vector<float> want = engine_logits(*in_memory, session(rt.model), src + "/image.png");
   const std::vector<float> got = engine_logits(**reloaded, session(rt.model), src + "/image.png");
   ASSERT_EQ(want.size(), got.size());
-  EXPECT_EQ(std::memcmp(want.data(), got.data(), sizeof(float) * want.size()), 0) << "logits differ";
+  EXPECT_EQ(std::memcmp(want.data(), got.data(), sizeof(float) * want.size()), 0)
+      << "logits differ";
 
   auto file = io::SafetensorsFile::open(c.out_dir + "/model.safetensors");
   ASSERT_TRUE(file.ok()) << file.status().message();
@@ -429,7 +452,8 @@ TEST_P(RoundTripTest, SavedCheckpointReloadsWithIdenticalLogits) {
       ASSERT_EQ(it->second.dtype, DType::kF32) << p->name;
       EXPECT_EQ(std::memcmp(it->second.data, p->data(), sizeof(float) * p->numel()), 0) << p->name;
     } else if (p->matrix && rt.mode != "lora") {
-      EXPECT_EQ(it->second.dtype, p->stored_dtype) << p->name << ": frozen tensors keep their dtype";
+      EXPECT_EQ(it->second.dtype, p->stored_dtype)
+          << p->name << ": frozen tensors keep their dtype";
     }
   }
   EXPECT_TRUE(fs::exists(c.out_dir + "/tokenizer.model"));
@@ -437,12 +461,15 @@ TEST_P(RoundTripTest, SavedCheckpointReloadsWithIdenticalLogits) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Train, RoundTripTest,
-                         ::testing::Values(RoundTrip{"tiny-pg1", "full", 0}, RoundTrip{"tiny-pg2", "attention", 0},
-                                           RoundTrip{"tiny-pg2", "lora", 0}, RoundTrip{"tiny-pg1", "full", 112}),
+                         ::testing::Values(RoundTrip{"tiny-pg1", "full", 0},
+                                           RoundTrip{"tiny-pg2", "attention", 0},
+                                           RoundTrip{"tiny-pg2", "lora", 0},
+                                           RoundTrip{"tiny-pg1", "full", 112}),
                          [](const auto& info) {
                            std::string s = info.param.model + "_" + info.param.mode + "_" +
                                            std::to_string(info.param.image_size);
-                           for (char& ch : s) if (!isalnum(static_cast<unsigned char>(ch))) ch = '_';
+                           for (char& ch : s)
+                             if (!isalnum(static_cast<unsigned char>(ch))) ch = '_';
                            return s;
                          });
 
@@ -458,13 +485,15 @@ TEST(TrainLoopTest, AccumulationEqualsALargerBatch) {
     c.batch = batch;
     c.grad_accum = accum;
     std::unique_ptr<ModelParams> p;
-    auto r = run_training_on(session("tiny-pg1").model(), session("tiny-pg1").tokenizer(), "", c, nullptr, &p);
+    auto r = run_training_on(session("tiny-pg1").model(), session("tiny-pg1").tokenizer(), "", c,
+                             nullptr, &p);
     EXPECT_TRUE(r.ok()) << r.status().message();
     return p;
   };
   auto a = run(2, 1), b = run(1, 2);
   for (Param* q : a->trainable()) {
-    EXPECT_EQ(std::memcmp(q->data(), b->find(q->name)->data(), sizeof(float) * q->numel()), 0) << q->name;
+    EXPECT_EQ(std::memcmp(q->data(), b->find(q->name)->data(), sizeof(float) * q->numel()), 0)
+        << q->name;
   }
 }
 

@@ -147,7 +147,7 @@ int main(int argc, char** argv) {
   std::vector<double> rejected_latencies;  // measured phase, well-formed 503s
   std::map<std::string, long> outcomes;    // measured phase: "200", "503", "fail:..."
   long measured = 0;
-  int failures_logged = 0;  // the first failures are described on stderr
+  int failures_logged = 0;                     // the first failures are described on stderr
   std::vector<long> per_client(f.clients, 0);  // measured answers (200 or 503) per client
 
   std::vector<std::thread> threads;
@@ -180,8 +180,8 @@ int main(int argc, char** argv) {
         }
         std::lock_guard<std::mutex> lock(mutex);
         if (outcome.rfind("fail:", 0) == 0 && ++failures_logged <= 10) {
-          std::fprintf(stderr, "pg_loadtest: client %d: %s after %.1f ms%s%s\n", c, outcome.c_str(), ms,
-                       res ? ": " : "", res ? res->body.substr(0, 200).c_str() : "");
+          std::fprintf(stderr, "pg_loadtest: client %d: %s after %.1f ms%s%s\n", c, outcome.c_str(),
+                       ms, res ? ": " : "", res ? res->body.substr(0, 200).c_str() : "");
         }
         if (s < measure_from) continue;
         ++outcomes[outcome];

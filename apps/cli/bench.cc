@@ -1,4 +1,6 @@
 // build/paligemma bench | quantize
+#include "paligemma/bench.h"
+
 #include <cstdio>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -6,7 +8,6 @@
 #include <vector>
 
 #include "command.h"
-#include "paligemma/bench.h"
 
 namespace cli {
 namespace {
@@ -30,7 +31,8 @@ std::string fraction(double measured, double limit, bool higher_is_better) {
 }
 
 int run_bench(BenchFlags& f) {
-  if (f.options.model_dir.empty() && f.options.preset.empty()) return fail("give --preset NAME or --model DIR");
+  if (f.options.model_dir.empty() && f.options.preset.empty())
+    return fail("give --preset NAME or --model DIR");
   if (!f.options.preset.empty() && !f.random_weights) {
     return fail("--preset benchmarks random weights of the preset's size: add --random-weights");
   }
@@ -39,7 +41,8 @@ int run_bench(BenchFlags& f) {
   auto r = paligemma::run_bench(f.options);
   if (!r.ok()) return fail(r.status().message());
   const double ttft_frac = r->roofline_ttft_s > 0 ? r->roofline_ttft_s / r->ttft_s : 0;
-  const double dec_frac = r->roofline_decode_tok_s > 0 ? r->decode_tok_s / r->roofline_decode_tok_s : 0;
+  const double dec_frac =
+      r->roofline_decode_tok_s > 0 ? r->decode_tok_s / r->roofline_decode_tok_s : 0;
   if (f.json) {
     json j = {{"preset", r->preset},
               {"dtype", r->dtype},
@@ -69,7 +72,8 @@ int run_bench(BenchFlags& f) {
     if (f.options.profile) {
       auto ops = [](const std::vector<paligemma::BenchResult::Op>& v) {
         json a = json::array();
-        for (const auto& o : v) a.push_back({{"op", o.op}, {"calls", o.calls}, {"seconds", o.seconds}});
+        for (const auto& o : v)
+          a.push_back({{"op", o.op}, {"calls", o.calls}, {"seconds", o.seconds}});
         return a;
       };
       j["profile"] = {{"ttft", ops(r->profile_ttft)}, {"decode", ops(r->profile_decode)}};
@@ -78,19 +82,23 @@ int run_bench(BenchFlags& f) {
     return 0;
   }
   std::printf("%s, %s weights, %d threads\n", r->preset.c_str(), r->dtype.c_str(), r->threads);
-  std::printf("  load            %8.2f s   (weights %.0f MiB, KV cache %.0f MiB)\n", r->load_s, r->weights_mb,
-              r->kv_cache_mb);
+  std::printf("  load            %8.2f s   (weights %.0f MiB, KV cache %.0f MiB)\n", r->load_s,
+              r->weights_mb, r->kv_cache_mb);
   std::printf("  vision          %8.3f s   (%.0f GFLOP)\n", r->vision_s, r->vision_gflop);
-  std::printf("  first token     %8.3f s   (%lld prompt tokens, %.0f GFLOP; roofline %.3f s)%s\n", r->ttft_s,
-              static_cast<long long>(r->prompt_tokens), r->vision_gflop + r->prefill_gflop, r->roofline_ttft_s,
+  std::printf("  first token     %8.3f s   (%lld prompt tokens, %.0f GFLOP; roofline %.3f s)%s\n",
+              r->ttft_s, static_cast<long long>(r->prompt_tokens),
+              r->vision_gflop + r->prefill_gflop, r->roofline_ttft_s,
               fraction(r->ttft_s, r->roofline_ttft_s, false).c_str());
   std::printf("  decode          %8.2f tok/s (%lld tokens, %.0f MB/token; roofline %.2f tok/s)%s\n",
-              r->decode_tok_s, static_cast<long long>(r->decode_tokens), r->decode_bytes_per_token / 1e6,
-              r->roofline_decode_tok_s, fraction(r->decode_tok_s, r->roofline_decode_tok_s, true).c_str());
+              r->decode_tok_s, static_cast<long long>(r->decode_tokens),
+              r->decode_bytes_per_token / 1e6, r->roofline_decode_tok_s,
+              fraction(r->decode_tok_s, r->roofline_decode_tok_s, true).c_str());
   std::printf("  peak RSS        %8.0f MiB\n", r->peak_rss_mb);
   if (f.options.probe) {
-    std::printf("  machine         f32 %.0f GFLOP/s, bf16 %.0f GFLOP/s, int8 %.0f GOP/s, memory %.1f GB/s\n",
-                r->peak_f32_gflops, r->peak_bf16_gflops, r->peak_int8_gops, r->bandwidth_gbs);
+    std::printf(
+        "  machine         f32 %.0f GFLOP/s, bf16 %.0f GFLOP/s, int8 %.0f GOP/s, memory %.1f "
+        "GB/s\n",
+        r->peak_f32_gflops, r->peak_bf16_gflops, r->peak_int8_gops, r->bandwidth_gbs);
   }
   if (f.options.profile) {
     auto table = [](const char* title, const std::vector<paligemma::BenchResult::Op>& v) {
@@ -113,23 +121,33 @@ int run_bench(BenchFlags& f) {
 void register_bench(CLI::App& app, Runners& runners) {
   auto f = std::make_shared<BenchFlags>();
   std::string presets;
-  for (const std::string& p : paligemma::bench_presets()) presets += (presets.empty() ? "" : ", ") + p;
+  for (const std::string& p : paligemma::bench_presets())
+    presets += (presets.empty() ? "" : ", ") + p;
   CLI::App* cmd = app.add_subcommand(
-      "bench", "Time vision, first token and decode at real sizes, against this machine's roofline");
-  cmd->add_option("--preset", f->options.preset, "Model size: " + presets + "; or a config.json path");
-  cmd->add_flag("--random-weights", f->random_weights, "Random weights of the preset's real size (no download)");
-  cmd->add_option("--model", f->options.model_dir, "Benchmark a checkpoint folder instead of a preset");
-  cmd->add_option("--dtype", f->options.dtype, "Weights while running: f32, bf16 (default), int8, q4, auto")
+      "bench",
+      "Time vision, first token and decode at real sizes, against this machine's roofline");
+  cmd->add_option("--preset", f->options.preset,
+                  "Model size: " + presets + "; or a config.json path");
+  cmd->add_flag("--random-weights", f->random_weights,
+                "Random weights of the preset's real size (no download)");
+  cmd->add_option("--model", f->options.model_dir,
+                  "Benchmark a checkpoint folder instead of a preset");
+  cmd->add_option("--dtype", f->options.dtype,
+                  "Weights while running: f32, bf16 (default), int8, q4, auto")
       ->check(CLI::IsMember({"f32", "bf16", "int8", "q4", "auto"}));
-  cmd->add_option("--threads", f->threads, "Threads (default: all cores)")->check(CLI::NonNegativeNumber);
-  cmd->add_option("--image-size", f->options.image_size, "Override the image size (a multiple of 14)")
+  cmd->add_option("--threads", f->threads, "Threads (default: all cores)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--image-size", f->options.image_size,
+                  "Override the image size (a multiple of 14)")
       ->check(CLI::PositiveNumber);
-  cmd->add_option("--text-tokens", f->options.text_tokens, "Prompt text tokens after the image (default 10)")
+  cmd->add_option("--text-tokens", f->options.text_tokens,
+                  "Prompt text tokens after the image (default 10)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--decode-tokens", f->options.decode_tokens, "Tokens to decode (default 64)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_flag("--no-probe", f->no_probe, "Skip the roofline probes");
-  cmd->add_flag("--profile", f->options.profile, "Time every kernel op (adds a per-op table / \"profile\" key)");
+  cmd->add_flag("--profile", f->options.profile,
+                "Time every kernel op (adds a per-op table / \"profile\" key)");
   cmd->add_flag("--json", f->json, "Print one JSON object");
   runners["bench"] = [f] { return run_bench(*f); };
 
@@ -139,13 +157,17 @@ void register_bench(CLI::App& app, Runners& runners) {
   };
   auto q = std::make_shared<QuantizeFlags>();
   CLI::App* quant = app.add_subcommand(
-      "quantize", "Write a copy of a checkpoint with int8 or 4-bit weights that loads without re-quantising");
+      "quantize",
+      "Write a copy of a checkpoint with int8 or 4-bit weights that loads without re-quantising");
   quant->add_option("--model", q->model, "Checkpoint folder")->required();
-  quant->add_option("--dtype", q->dtype, "int8 (q8 blocks of 32) or q4 (4-bit blocks of 32); also bf16, f32")
+  quant
+      ->add_option("--dtype", q->dtype,
+                   "int8 (q8 blocks of 32) or q4 (4-bit blocks of 32); also bf16, f32")
       ->required()
       ->check(CLI::IsMember({"int8", "q4", "bf16", "f32"}));
   quant->add_option("--out", q->out, "Output folder")->required();
-  quant->add_option("--threads", q->threads, "Threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  quant->add_option("--threads", q->threads, "Threads (default: all cores)")
+      ->check(CLI::NonNegativeNumber);
   runners["quantize"] = [q] {
     paligemma::set_threads(q->threads);
     const paligemma::Status st = paligemma::quantize(q->model, q->dtype, q->out);

@@ -29,9 +29,10 @@ void add_model_flags(CLI::App* cmd, ModelFlags& flags);
 paligemma::Result<paligemma::Model> load_model(const ModelFlags& flags, double* load_s);
 
 void register_generate(CLI::App& app, Runners& runners);  // generate, info  (generate.cc)
-void register_tasks(CLI::App& app, Runners& runners);     // caption, ask, ocr, detect, segment, parse, decode-mask, run-batch (tasks.cc)
-void register_bench(CLI::App& app, Runners& runners);     // bench, quantize (bench.cc)
-void register_serve(CLI::App& app, Runners& runners);     // serve (serve.cc)
-void register_train(CLI::App& app, Runners& runners);     // train, loss (train.cc)
+void register_tasks(CLI::App& app, Runners& runners);  // caption, ask, ocr, detect, segment, parse,
+                                                       // decode-mask, run-batch (tasks.cc)
+void register_bench(CLI::App& app, Runners& runners);  // bench, quantize (bench.cc)
+void register_serve(CLI::App& app, Runners& runners);  // serve (serve.cc)
+void register_train(CLI::App& app, Runners& runners);  // train, loss (train.cc)
 
 }  // namespace cli

@@ -36,8 +36,9 @@ int run_generate(const GenerateFlags& f, CLI::App* cmd) {
 
   paligemma::GenerateOptions o;
   o.max_tokens = f.max_tokens;
-  const bool sampling = cmd->count("--temperature") + cmd->count("--top-k") + cmd->count("--top-p") +
-                            cmd->count("--seed") > 0;
+  const bool sampling = cmd->count("--temperature") + cmd->count("--top-k") +
+                            cmd->count("--top-p") + cmd->count("--seed") >
+                        0;
   o.greedy = !sampling || f.temperature == 0.0f;
   o.temperature = f.temperature;
   o.top_k = f.top_k;
@@ -63,20 +64,22 @@ int run_generate(const GenerateFlags& f, CLI::App* cmd) {
   }
   const paligemma::Timings& tm = out->timings;
   const double decode_steps = static_cast<double>(out->ids.size()) - 1.0;
-  const double decode_tok_s = decode_steps > 0 && tm.decode_s > 0 ? decode_steps / tm.decode_s : 0.0;
+  const double decode_tok_s =
+      decode_steps > 0 && tm.decode_s > 0 ? decode_steps / tm.decode_s : 0.0;
   if (f.json) {
     json j;
     j["ids"] = out->ids;
     j["text"] = out->text;
     j["prompt_tokens"] = out->prompt_tokens;
     j["stop_reason"] = out->stop_reason;
-    j["timings"] = {{"load_s", load_s},    {"vision_s", tm.vision_s}, {"prefill_s", tm.prefill_s},
-                    {"ttft_s", tm.ttft_s}, {"decode_s", tm.decode_s}, {"decode_tok_s", decode_tok_s}};
+    j["timings"] = {{"load_s", load_s},          {"vision_s", tm.vision_s},
+                    {"prefill_s", tm.prefill_s}, {"ttft_s", tm.ttft_s},
+                    {"decode_s", tm.decode_s},   {"decode_tok_s", decode_tok_s}};
     std::printf("%s\n", j.dump(-1, ' ', false, json::error_handler_t::replace).c_str());
   } else {
     std::printf("\n");
-    std::fprintf(stderr, "[%zu tokens, %s; load %.2f s, first token %.3f s, %.1f tok/s]\n", out->ids.size(),
-                 out->stop_reason.c_str(), load_s, tm.ttft_s, decode_tok_s);
+    std::fprintf(stderr, "[%zu tokens, %s; load %.2f s, first token %.3f s, %.1f tok/s]\n",
+                 out->ids.size(), out->stop_reason.c_str(), load_s, tm.ttft_s, decode_tok_s);
   }
   return 0;
 }
@@ -105,14 +108,16 @@ void register_generate(CLI::App& app, Runners& runners) {
   auto f = std::make_shared<GenerateFlags>();
   CLI::App* cmd = app.add_subcommand("generate", "Generate text from images and a prompt");
   add_model_flags(cmd, f->model);
-  cmd->add_option("--image", f->images, "Image file (JPEG or PNG); repeat for several images, in order")
+  cmd->add_option("--image", f->images,
+                  "Image file (JPEG or PNG); repeat for several images, in order")
       ->required();
   cmd->add_option("--prompt", f->prompt, "Prompt, e.g. \"caption en\", \"detect cat\"")->required();
   cmd->add_option("--max-tokens", f->max_tokens, "Most tokens to generate (default 32)")
       ->check(CLI::PositiveNumber);
   auto* greedy = cmd->add_flag("--greedy", f->greedy, "Pick the most likely token (the default)");
-  auto* t = cmd->add_option("--temperature", f->temperature, "Sample with this temperature (0: greedy)")
-                ->check(CLI::NonNegativeNumber);
+  auto* t =
+      cmd->add_option("--temperature", f->temperature, "Sample with this temperature (0: greedy)")
+          ->check(CLI::NonNegativeNumber);
   auto* k = cmd->add_option("--top-k", f->top_k, "Sample among the k most likely tokens (0: all)")
                 ->check(CLI::NonNegativeNumber);
   auto* p = cmd->add_option("--top-p", f->top_p, "Sample from the smallest set of probability >= p")

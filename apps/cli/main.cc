@@ -12,12 +12,16 @@ int fail(const std::string& message) {
   return 1;
 }
 
-void warn(const std::string& message) { std::fprintf(stderr, "paligemma: warning: %s\n", message.c_str()); }
+void warn(const std::string& message) {
+  std::fprintf(stderr, "paligemma: warning: %s\n", message.c_str());
+}
 
 void add_model_flags(CLI::App* cmd, ModelFlags& f) {
-  cmd->add_option("--model", f.model, "Checkpoint folder (config.json, *.safetensors, tokenizer.model)")
+  cmd->add_option("--model", f.model,
+                  "Checkpoint folder (config.json, *.safetensors, tokenizer.model)")
       ->required();
-  cmd->add_option("--threads", f.threads, "Threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--threads", f.threads, "Threads (default: all cores)")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--dtype", f.dtype,
                   "Weights while running: auto (as stored, memory-mapped), f32, bf16, int8 or q4 "
                   "(int8/q4: decoder quantized in blocks of 32, vision in bf16)")

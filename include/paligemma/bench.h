@@ -10,14 +10,14 @@
 namespace paligemma {
 
 struct BenchOptions {
-  std::string preset;       // e.g. "paligemma-3b-224", or a config.json path
-  std::string model_dir;    // instead of a preset: benchmark a checkpoint's real weights
+  std::string preset;          // e.g. "paligemma-3b-224", or a config.json path
+  std::string model_dir;       // instead of a preset: benchmark a checkpoint's real weights
   std::string dtype = "bf16";  // f32, bf16, int8, q4 (auto: as stored, with model_dir)
-  int64_t image_size = 0;   // > 0: override the preset's image size
+  int64_t image_size = 0;      // > 0: override the preset's image size
   int64_t text_tokens = 10;
   int64_t decode_tokens = 64;
-  bool probe = true;        // measure the roofline
-  bool profile = false;     // time every kernel call
+  bool probe = true;     // measure the roofline
+  bool profile = false;  // time every kernel call
 };
 
 struct BenchResult {

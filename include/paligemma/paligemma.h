@@ -24,24 +24,24 @@ template <typename T>
 using Result = pg::Result<T>;
 
 struct ModelInfo {
-  std::string decoder;           // "gemma" (PaliGemma) or "gemma2" (PaliGemma 2)
-  int64_t image_size = 0;        // pixels per side of the encoder's input
-  int64_t image_tokens = 0;      // tokens per image
-  int64_t vocab_size = 0;        // rows of the embedding (width of a logits row)
-  int64_t tokenizer_vocab = 0;   // pieces of tokenizer.model: generated ids stay below this
+  std::string decoder;          // "gemma" (PaliGemma) or "gemma2" (PaliGemma 2)
+  int64_t image_size = 0;       // pixels per side of the encoder's input
+  int64_t image_tokens = 0;     // tokens per image
+  int64_t vocab_size = 0;       // rows of the embedding (width of a logits row)
+  int64_t tokenizer_vocab = 0;  // pieces of tokenizer.model: generated ids stay below this
   int64_t text_hidden_size = 0;
-  int64_t context_length = 0;    // prompt + generated tokens at most
+  int64_t context_length = 0;  // prompt + generated tokens at most
   int64_t num_parameters = 0;
 };
 
 struct GenerateOptions {
   int64_t max_tokens = 32;
-  bool greedy = true;         // false: sample with the settings below
+  bool greedy = true;  // false: sample with the settings below
   float temperature = 1.0f;
-  int top_k = 0;              // 0: off
-  float top_p = 1.0f;         // 1: off
+  int top_k = 0;       // 0: off
+  float top_p = 1.0f;  // 1: off
   uint64_t seed = 0;
-  bool keep_logits = false;   // fill Generation::logits
+  bool keep_logits = false;  // fill Generation::logits
 };
 
 struct Timings {
@@ -57,7 +57,7 @@ struct Generation {
   std::vector<float> logits;  // [ids.size(), vocab_size] if keep_logits: row i chose ids[i]
   int64_t vocab_size = 0;
   int64_t prompt_tokens = 0;
-  std::string stop_reason;    // "eos", "max_tokens", "context", "stopped"
+  std::string stop_reason;  // "eos", "max_tokens", "context", "stopped"
   Timings timings;
 };
 
@@ -86,8 +86,9 @@ class Model {
   const std::vector<std::string>& warnings() const;
 
   // Images (JPEG or PNG files) in order, then the prompt (e.g. "caption en").
-  Result<Generation> generate(const std::vector<std::string>& image_paths, const std::string& prompt,
-                              const GenerateOptions& options, const TextCallback& on_text = nullptr) const;
+  Result<Generation> generate(const std::vector<std::string>& image_paths,
+                              const std::string& prompt, const GenerateOptions& options,
+                              const TextCallback& on_text = nullptr) const;
   // The same with encoded image bytes (JPEG or PNG) instead of paths.
   Result<Generation> generate_from_bytes(const std::vector<std::string>& images,
                                          const std::string& prompt, const GenerateOptions& options,

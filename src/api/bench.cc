@@ -10,7 +10,8 @@ Result<BenchResult> run_bench(const BenchOptions& options) {
   o.model_dir = options.model_dir;
   PG_ASSIGN_OR_RETURN(o.type, pg::model::parse_weight_type(options.dtype));
   if (o.type == pg::model::WeightType::kAsStored && o.model_dir.empty()) {
-    return pg::invalid_argument("--dtype auto needs --model (random weights have no stored format)");
+    return pg::invalid_argument(
+        "--dtype auto needs --model (random weights have no stored format)");
   }
   if (options.decode_tokens < 0 || options.text_tokens < 0) {
     return pg::invalid_argument("token counts must be >= 0");

@@ -11,8 +11,8 @@
 #include "io/mapped_file.h"
 #include "io/npy.h"
 #include "io/safetensors.h"
-#include "model/weights.h"
 #include "model/trace.h"
+#include "model/weights.h"
 #include "model_impl.h"
 #include "runtime/session.h"
 
@@ -61,8 +61,9 @@ Result<Model> Model::load(const std::string& dir, const LoadOptions& options) {
 const ModelInfo& Model::info() const { return impl_->info; }
 const std::vector<std::string>& Model::warnings() const { return impl_->warnings; }
 
-Result<Generation> Model::Impl::run(const std::vector<pg::Tensor>& pixels, const std::string& prompt,
-                                    const GenerateOptions& o, const TextCallback& on_text) const {
+Result<Generation> Model::Impl::run(const std::vector<pg::Tensor>& pixels,
+                                    const std::string& prompt, const GenerateOptions& o,
+                                    const TextCallback& on_text) const {
   pg::runtime::GenerateOptions g;
   g.max_tokens = o.max_tokens;
   g.keep_logits = o.keep_logits;
@@ -122,7 +123,8 @@ Result<std::vector<float>> Model::pixel_values(const std::string& image_path) co
   return std::vector<float>(p.data(), p.data() + p.numel());
 }
 
-Result<std::vector<float>> Model::image_features(const std::vector<std::string>& image_paths) const {
+Result<std::vector<float>> Model::image_features(
+    const std::vector<std::string>& image_paths) const {
   std::vector<pg::Tensor> pixels;
   for (const std::string& path : image_paths) {
     PG_ASSIGN_OR_RETURN(pg::Tensor p, impl_->load_pixels(path));
@@ -143,12 +145,14 @@ std::string Model::decode(const std::vector<int>& ids) const {
 
 Status quantize(const std::string& dir, const std::string& dtype, const std::string& out_dir) {
   PG_ASSIGN_OR_RETURN(pg::model::WeightType type, pg::model::parse_weight_type(dtype));
-  if (type == pg::model::WeightType::kAsStored) return pg::invalid_argument("quantize needs a dtype: int8, q4, bf16 or f32");
+  if (type == pg::model::WeightType::kAsStored)
+    return pg::invalid_argument("quantize needs a dtype: int8, q4, bf16 or f32");
   PG_ASSIGN_OR_RETURN(auto model, pg::model::PaliGemma::load(dir, nullptr, type));
   std::error_code ec;
   std::filesystem::create_directories(out_dir, ec);
   if (ec) return pg::invalid_argument(out_dir + ": cannot create the folder: " + ec.message());
-  if (std::filesystem::equivalent(dir, out_dir, ec)) return pg::invalid_argument("--out must differ from --model");
+  if (std::filesystem::equivalent(dir, out_dir, ec))
+    return pg::invalid_argument("--out must differ from --model");
 
   // config.json: the original, plus what this folder holds.
   PG_ASSIGN_OR_RETURN(std::string config_text, pg::io::read_file(dir + "/config.json"));
@@ -158,19 +162,24 @@ Status quantize(const std::string& dir, const std::string& dtype, const std::str
                              {"block_size", pg::kQuantBlock},
                              {"file", pg::model::kQuantizedWeightsFile}};
   const std::string config_out = config.dump(2) + "\n";
-  PG_RETURN_IF_ERROR(pg::io::write_file_atomic(out_dir + "/config.json", config_out.data(), config_out.size()));
+  PG_RETURN_IF_ERROR(
+      pg::io::write_file_atomic(out_dir + "/config.json", config_out.data(), config_out.size()));
   PG_ASSIGN_OR_RETURN(std::string tok, pg::io::read_file(dir + "/tokenizer.model"));
-  PG_RETURN_IF_ERROR(pg::io::write_file_atomic(out_dir + "/tokenizer.model", tok.data(), tok.size()));
+  PG_RETURN_IF_ERROR(
+      pg::io::write_file_atomic(out_dir + "/tokenizer.model", tok.data(), tok.size()));
 
   auto& weights = const_cast<pg::model::PaliGemmaWeights&>(model->weights());
-  const std::vector<pg::io::TensorToWrite> tensors = pg::model::export_weights(model->config(), weights);
+  const std::vector<pg::io::TensorToWrite> tensors =
+      pg::model::export_weights(model->config(), weights);
   const std::map<std::string, std::string> metadata = {
       {"format", "paligemma-cpp"},
       {"weights", dtype},
       {"block_size", std::to_string(pg::kQuantBlock)},
-      {"layout", "I8: codes [rows, cols]; U8: 4-bit codes [rows, blocks*16], byte j of a block = code j | "
-                 "code j+16 << 4, w = (code - 8) * scale; NAME.scales: F32 [rows, blocks]"}};
-  return pg::io::write_safetensors(out_dir + "/" + pg::model::kQuantizedWeightsFile, tensors, metadata);
+      {"layout",
+       "I8: codes [rows, cols]; U8: 4-bit codes [rows, blocks*16], byte j of a block = code j | "
+       "code j+16 << 4, w = (code - 8) * scale; NAME.scales: F32 [rows, blocks]"}};
+  return pg::io::write_safetensors(out_dir + "/" + pg::model::kQuantizedWeightsFile, tensors,
+                                   metadata);
 }
 
 void set_threads(int n) { pg::set_num_threads(n); }

@@ -19,11 +19,12 @@ Gradient to_public(pg::train::NamedGradient&& g) {
 
 }  // namespace
 
-Result<LossResult> loss(const Model& model, const std::string& image_path, const std::string& prefix,
-                        const std::string& suffix, bool gradients) {
+Result<LossResult> loss(const Model& model, const std::string& image_path,
+                        const std::string& prefix, const std::string& suffix, bool gradients) {
   const pg::runtime::Session& s = *model.impl().session;
-  PG_ASSIGN_OR_RETURN(pg::train::LossResult r,
-                      pg::train::compute_loss(s.model(), s.tokenizer(), {image_path}, prefix, suffix, gradients));
+  PG_ASSIGN_OR_RETURN(
+      pg::train::LossResult r,
+      pg::train::compute_loss(s.model(), s.tokenizer(), {image_path}, prefix, suffix, gradients));
   LossResult out;
   out.loss = r.loss;
   out.tokens = r.tokens;
@@ -31,8 +32,8 @@ Result<LossResult> loss(const Model& model, const std::string& image_path, const
   return out;
 }
 
-Result<LossResult> loss(const std::string& model_dir, const std::string& image_path, const std::string& prefix,
-                        const std::string& suffix, bool gradients) {
+Result<LossResult> loss(const std::string& model_dir, const std::string& image_path,
+                        const std::string& prefix, const std::string& suffix, bool gradients) {
   PG_ASSIGN_OR_RETURN(Model model, Model::load(model_dir));
   return loss(model, image_path, prefix, suffix, gradients);
 }

@@ -31,7 +31,7 @@ class LogLine {
 
 }  // namespace pg
 
-#define PG_LOG(level)                                                            \
-  if (::pg::LogLevel::k##level < ::pg::log_level()) {                           \
-  } else                                                                         \
+#define PG_LOG(level)                                 \
+  if (::pg::LogLevel::k##level < ::pg::log_level()) { \
+  } else                                              \
     ::pg::detail::LogLine(::pg::LogLevel::k##level)

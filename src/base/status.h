@@ -43,7 +43,9 @@ class [[nodiscard]] Status {
   std::string message_;
 };
 
-inline Status invalid_argument(std::string m) { return {StatusCode::kInvalidArgument, std::move(m)}; }
+inline Status invalid_argument(std::string m) {
+  return {StatusCode::kInvalidArgument, std::move(m)};
+}
 inline Status not_found(std::string m) { return {StatusCode::kNotFound, std::move(m)}; }
 inline Status data_loss(std::string m) { return {StatusCode::kDataLoss, std::move(m)}; }
 inline Status out_of_range(std::string m) { return {StatusCode::kOutOfRange, std::move(m)}; }
@@ -53,7 +55,7 @@ inline Status internal_error(std::string m) { return {StatusCode::kInternal, std
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : value_(std::move(value)) {}  // NOLINT(google-explicit-constructor)
+  Result(T value) : value_(std::move(value)) {}         // NOLINT(google-explicit-constructor)
   Result(Status status) : status_(std::move(status)) {  // NOLINT(google-explicit-constructor)
     assert(!status_.ok() && "Result constructed from an ok Status");
   }
@@ -88,14 +90,15 @@ class [[nodiscard]] Result {
 #define PG_CONCAT(a, b) PG_CONCAT_INNER(a, b)
 
 // Returns the Status from the enclosing function if it is not ok.
-#define PG_RETURN_IF_ERROR(expr)              \
-  do {                                        \
-    ::pg::Status pg_status_ = (expr);         \
-    if (!pg_status_.ok()) return pg_status_;  \
+#define PG_RETURN_IF_ERROR(expr)             \
+  do {                                       \
+    ::pg::Status pg_status_ = (expr);        \
+    if (!pg_status_.ok()) return pg_status_; \
   } while (0)
 
 // PG_ASSIGN_OR_RETURN(auto x, MakeX()): unwraps a Result or returns its Status.
-#define PG_ASSIGN_OR_RETURN(lhs, expr) PG_ASSIGN_OR_RETURN_IMPL(PG_CONCAT(pg_result_, __LINE__), lhs, expr)
+#define PG_ASSIGN_OR_RETURN(lhs, expr) \
+  PG_ASSIGN_OR_RETURN_IMPL(PG_CONCAT(pg_result_, __LINE__), lhs, expr)
 #define PG_ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr) \
   auto tmp = (expr);                             \
   if (!tmp.ok()) return tmp.status();            \

@@ -204,9 +204,9 @@ Result<PaliGemmaConfig> parse_config(const std::string& json_text, const std::st
   PG_RETURN_IF_ERROR(positive(source, "vision_config.patch_size", v.patch_size));
   PG_RETURN_IF_ERROR(positive(source, "vision_config.num_channels", v.num_channels));
   if (v.hidden_size % v.num_attention_heads != 0) {
-    return invalid_argument(source + ": vision_config.hidden_size " + std::to_string(v.hidden_size) +
-                            " is not a multiple of num_attention_heads " +
-                            std::to_string(v.num_attention_heads));
+    return invalid_argument(
+        source + ": vision_config.hidden_size " + std::to_string(v.hidden_size) +
+        " is not a multiple of num_attention_heads " + std::to_string(v.num_attention_heads));
   }
   if (v.image_size % v.patch_size != 0) {
     return invalid_argument(source + ": vision_config.image_size " + std::to_string(v.image_size) +
@@ -223,21 +223,22 @@ Result<PaliGemmaConfig> parse_config(const std::string& json_text, const std::st
   PG_RETURN_IF_ERROR(positive(source, "text_config.num_key_value_heads", t.num_key_value_heads));
   PG_RETURN_IF_ERROR(positive(source, "text_config.head_dim", t.head_dim));
   PG_RETURN_IF_ERROR(positive(source, "text_config.vocab_size", t.vocab_size));
-  PG_RETURN_IF_ERROR(positive(source, "text_config.max_position_embeddings", t.max_position_embeddings));
+  PG_RETURN_IF_ERROR(
+      positive(source, "text_config.max_position_embeddings", t.max_position_embeddings));
   PG_RETURN_IF_ERROR(positive(source, "projection_dim", c.projection_dim));
   if (t.head_dim % 2 != 0) {
     return invalid_argument(source + ": text_config.head_dim " + std::to_string(t.head_dim) +
                             " must be even for rotary embeddings");
   }
   if (t.num_attention_heads % t.num_key_value_heads != 0) {
-    return invalid_argument(source + ": text_config.num_attention_heads " +
-                            std::to_string(t.num_attention_heads) +
-                            " is not a multiple of num_key_value_heads " +
-                            std::to_string(t.num_key_value_heads));
+    return invalid_argument(
+        source + ": text_config.num_attention_heads " + std::to_string(t.num_attention_heads) +
+        " is not a multiple of num_key_value_heads " + std::to_string(t.num_key_value_heads));
   }
   if (c.projection_dim != t.hidden_size) {
     return invalid_argument(source + ": projection_dim " + std::to_string(c.projection_dim) +
-                            " differs from text_config.hidden_size " + std::to_string(t.hidden_size) +
+                            " differs from text_config.hidden_size " +
+                            std::to_string(t.hidden_size) +
                             ": image features would not fit the decoder");
   }
   if (t.is_gemma2() && t.query_pre_attn_scalar <= 0.0f) {
@@ -245,7 +246,8 @@ Result<PaliGemmaConfig> parse_config(const std::string& json_text, const std::st
   }
   if (c.image_token_index < 0 || c.image_token_index >= t.vocab_size) {
     return invalid_argument(source + ": image_token_index " + std::to_string(c.image_token_index) +
-                            " is outside the vocabulary of " + std::to_string(t.vocab_size) + " rows");
+                            " is outside the vocabulary of " + std::to_string(t.vocab_size) +
+                            " rows");
   }
   if (!is_tanh_gelu(t.hidden_activation)) {
     return unimplemented(source + ": text_config.hidden_activation \"" + t.hidden_activation +

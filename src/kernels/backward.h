@@ -33,8 +33,8 @@ void matmul_backward_weight(const float* dy, const float* x, int64_t m, int64_t 
 // operands, then kernels::fast_kernels().matmul). Same results up to float32 reordering.
 void matmul_backward_input_fast(const float* dy, int64_t m, const MatrixView& w, float* dx,
                                 bool accumulate);
-void matmul_backward_weight_fast(const float* dy, const float* x, int64_t m, int64_t n,
-                                 int64_t k, float* dw, float* db);
+void matmul_backward_weight_fast(const float* dy, const float* x, int64_t m, int64_t n, int64_t k,
+                                 float* dw, float* db);
 
 // ---- Normalisation ----
 

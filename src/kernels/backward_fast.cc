@@ -69,8 +69,8 @@ void matmul_backward_input_fast(const float* dy, int64_t m, const MatrixView& w,
 }
 
 // dy: [m, n], x: [m, k] -> dw: [n, k] +=, db: [n] +=.
-void matmul_backward_weight_fast(const float* dy, const float* x, int64_t m, int64_t n,
-                                 int64_t k, float* dw, float* db) {
+void matmul_backward_weight_fast(const float* dy, const float* x, int64_t m, int64_t n, int64_t k,
+                                 float* dw, float* db) {
   if (m < kMinRowsForFast) return matmul_backward_weight(dy, x, m, n, k, dw, db);
   auto dyt = alloc(static_cast<size_t>(n * m) * sizeof(float));  // dy^T: [n, m]
   auto xt = alloc(static_cast<size_t>(k * m) * sizeof(float));   // x^T: [k, m]

@@ -24,7 +24,8 @@ void weight_row(const MatrixView& w, int64_t r, int64_t c0, int64_t c1, float* o
     return;
   }
   const size_t es = dtype_size(w.dtype);
-  const auto* src = static_cast<const uint8_t*>(w.data) + (static_cast<size_t>(r * w.cols + c0)) * es;
+  const auto* src =
+      static_cast<const uint8_t*>(w.data) + (static_cast<size_t>(r * w.cols + c0)) * es;
   convert_to_f32(w.dtype, src, out, c1 - c0);
 }
 
@@ -37,7 +38,8 @@ float gelu_scalar(float x) {
 
 float gelu_grad(float x) {
   const float t = std::tanh(kGeluAlpha * (x + kGeluBeta * x * x * x));
-  return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * kGeluAlpha * (1.0f + 3.0f * kGeluBeta * x * x);
+  return 0.5f * (1.0f + t) +
+         0.5f * x * (1.0f - t * t) * kGeluAlpha * (1.0f + 3.0f * kGeluBeta * x * x);
 }
 
 // Whether query index i may see key j (kernels.h's AttentionParams rules).
@@ -271,7 +273,8 @@ void attention_backward(const AttentionParams& p, const float* q, const float* k
         }
         float g = pr[j] * (d[j] - sum);
         if (p.softcap > 0.0f) {
-          const float th = std::tanh(dot(qh, k + j * p.kv_stride + kvh * D, D) * p.scale / p.softcap);
+          const float th =
+              std::tanh(dot(qh, k + j * p.kv_stride + kvh * D, D) * p.scale / p.softcap);
           g *= 1.0f - th * th;
         }
         d[j] = g * p.scale;

@@ -207,7 +207,8 @@ void matmul_small_m(const float* x, int64_t m, const MatrixView& w, const float*
       // Rows past n repeat the last row; their results are dropped.
       for (int r = 0; r < 4; ++r) rows[r] = wd + (r0 + std::min<int64_t>(r, nr - 1)) * k;
       const bool has_next = b + 1 < b1;
-      for (int r = 0; r < 4 && has_next; ++r) next_rows[r] = wd + std::min<int64_t>(r0 + 4 + r, n - 1) * k;
+      for (int r = 0; r < 4 && has_next; ++r)
+        next_rows[r] = wd + std::min<int64_t>(r0 + 4 + r, n - 1) * k;
       const Elem* const* next = has_next ? next_rows : nullptr;
       for (int64_t i0 = 0; i0 < m; i0 += 4) {
         float out[4][4];
@@ -656,8 +657,10 @@ void score_tile(const float* const* q, const float* kt, int64_t dd, int64_t bloc
     store_f32(col + 0 * kKeyChunk, a00), store_f32(col + 1 * kKeyChunk, a10);
     store_f32(col + 2 * kKeyChunk, a20), store_f32(col + 3 * kKeyChunk, a30);
     if (two) {
-      store_f32(col + 0 * kKeyChunk + kKeyBlock, a01), store_f32(col + 1 * kKeyChunk + kKeyBlock, a11);
-      store_f32(col + 2 * kKeyChunk + kKeyBlock, a21), store_f32(col + 3 * kKeyChunk + kKeyBlock, a31);
+      store_f32(col + 0 * kKeyChunk + kKeyBlock, a01),
+          store_f32(col + 1 * kKeyChunk + kKeyBlock, a11);
+      store_f32(col + 2 * kKeyChunk + kKeyBlock, a21),
+          store_f32(col + 3 * kKeyChunk + kKeyBlock, a31);
     }
   }
 }
@@ -722,14 +725,15 @@ inline __m256bh as_bh(__m256i v) { return reinterpret_cast<__m256bh&>(v); }
 
 // score_tile with q and k rounded to bf16 and vdpbf16ps (two products per lane and
 // instruction, f32 sums). kt: key blocks [D/2][16][2] bf16; q: kQRows rows of D bf16.
-void score_tile_bf16(const uint16_t* const* q, const uint16_t* kt, int64_t dd, int64_t blocks, float* s) {
+void score_tile_bf16(const uint16_t* const* q, const uint16_t* kt, int64_t dd, int64_t blocks,
+                     float* s) {
   const int64_t pairs = dd / 2;
   for (int64_t b = 0; b < blocks; b += 2) {
     const bool two = b + 1 < blocks;
     const uint16_t* k0 = kt + b * dd * kKeyBlock;
     const uint16_t* k1 = two ? k0 + dd * kKeyBlock : k0;
-    __m512 a00 = _mm512_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00,
-           a31 = a00;
+    __m512 a00 = _mm512_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00,
+           a30 = a00, a31 = a00;
     for (int64_t d2 = 0; d2 < pairs; ++d2) {
       const __m512bh x0 = as_bh(_mm512_loadu_si512(k0 + d2 * 2 * kKeyBlock));
       const __m512bh x1 = as_bh(_mm512_loadu_si512(k1 + d2 * 2 * kKeyBlock));
@@ -748,8 +752,10 @@ void score_tile_bf16(const uint16_t* const* q, const uint16_t* kt, int64_t dd, i
     _mm512_storeu_ps(col + 0 * kKeyChunk, a00), _mm512_storeu_ps(col + 1 * kKeyChunk, a10);
     _mm512_storeu_ps(col + 2 * kKeyChunk, a20), _mm512_storeu_ps(col + 3 * kKeyChunk, a30);
     if (two) {
-      _mm512_storeu_ps(col + 0 * kKeyChunk + kKeyBlock, a01), _mm512_storeu_ps(col + 1 * kKeyChunk + kKeyBlock, a11);
-      _mm512_storeu_ps(col + 2 * kKeyChunk + kKeyBlock, a21), _mm512_storeu_ps(col + 3 * kKeyChunk + kKeyBlock, a31);
+      _mm512_storeu_ps(col + 0 * kKeyChunk + kKeyBlock, a01),
+          _mm512_storeu_ps(col + 1 * kKeyChunk + kKeyBlock, a11);
+      _mm512_storeu_ps(col + 2 * kKeyChunk + kKeyBlock, a21),
+          _mm512_storeu_ps(col + 3 * kKeyChunk + kKeyBlock, a31);
     }
   }
 }
@@ -766,7 +772,8 @@ void pv_tile_bf16(const uint16_t* pb, const uint16_t* vt, int64_t npairs, int64_
   int64_t d0 = 0;
   for (; d0 + 32 <= dd; d0 += 32) {
     __m512 a[kQRows], b[kQRows];
-    for (int64_t r = 0; r < kQRows; ++r) a[r] = _mm512_loadu_ps(o + r * dd + d0), b[r] = _mm512_loadu_ps(o + r * dd + d0 + 16);
+    for (int64_t r = 0; r < kQRows; ++r)
+      a[r] = _mm512_loadu_ps(o + r * dd + d0), b[r] = _mm512_loadu_ps(o + r * dd + d0 + 16);
     for (int64_t jp = 0; jp < npairs; ++jp) {
       const __m512bh va = as_bh(_mm512_loadu_si512(vt + (jp * dd + d0) * 2));
       const __m512bh vb = as_bh(_mm512_loadu_si512(vt + (jp * dd + d0 + 16) * 2));
@@ -775,14 +782,16 @@ void pv_tile_bf16(const uint16_t* pb, const uint16_t* vt, int64_t npairs, int64_
         a[r] = _mm512_dpbf16_ps(a[r], va, pr), b[r] = _mm512_dpbf16_ps(b[r], vb, pr);
       }
     }
-    for (int64_t r = 0; r < kQRows; ++r) _mm512_storeu_ps(o + r * dd + d0, a[r]), _mm512_storeu_ps(o + r * dd + d0 + 16, b[r]);
+    for (int64_t r = 0; r < kQRows; ++r)
+      _mm512_storeu_ps(o + r * dd + d0, a[r]), _mm512_storeu_ps(o + r * dd + d0 + 16, b[r]);
   }
   for (; d0 + 16 <= dd; d0 += 16) {
     __m512 a[kQRows];
     for (int64_t r = 0; r < kQRows; ++r) a[r] = _mm512_loadu_ps(o + r * dd + d0);
     for (int64_t jp = 0; jp < npairs; ++jp) {
       const __m512bh va = as_bh(_mm512_loadu_si512(vt + (jp * dd + d0) * 2));
-      for (int64_t r = 0; r < kQRows; ++r) a[r] = _mm512_dpbf16_ps(a[r], va, as_bh(_mm512_set1_epi32(pair_of(r, jp))));
+      for (int64_t r = 0; r < kQRows; ++r)
+        a[r] = _mm512_dpbf16_ps(a[r], va, as_bh(_mm512_set1_epi32(pair_of(r, jp))));
     }
     for (int64_t r = 0; r < kQRows; ++r) _mm512_storeu_ps(o + r * dd + d0, a[r]);
   }
@@ -790,8 +799,10 @@ void pv_tile_bf16(const uint16_t* pb, const uint16_t* vt, int64_t npairs, int64_
     __m256 a[kQRows];
     for (int64_t r = 0; r < kQRows; ++r) a[r] = _mm256_loadu_ps(o + r * dd + d0);
     for (int64_t jp = 0; jp < npairs; ++jp) {
-      const __m256bh va = as_bh(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(vt + (jp * dd + d0) * 2)));
-      for (int64_t r = 0; r < kQRows; ++r) a[r] = _mm256_dpbf16_ps(a[r], va, as_bh(_mm256_set1_epi32(pair_of(r, jp))));
+      const __m256bh va =
+          as_bh(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(vt + (jp * dd + d0) * 2)));
+      for (int64_t r = 0; r < kQRows; ++r)
+        a[r] = _mm256_dpbf16_ps(a[r], va, as_bh(_mm256_set1_epi32(pair_of(r, jp))));
     }
     for (int64_t r = 0; r < kQRows; ++r) _mm256_storeu_ps(o + r * dd + d0, a[r]);
   }
@@ -851,8 +862,10 @@ void attention_flash(const AttentionParams& p, const float* q, const float* k, c
   // kQRows rows while it sits in L1/L2.
   const int64_t blocks_per_head = (rows + kQBlock - 1) / kQBlock;
   parallel_for(hkv * blocks_per_head, 1, [&](int64_t i0, int64_t i1) {
-    std::vector<float> o(static_cast<size_t>(kQBlock * dd)), sc(static_cast<size_t>(kQRows * kKeyChunk));
-    std::vector<uint16_t> qb(kBf16 ? static_cast<size_t>(kQBlock * dd) : 0), pb(kBf16 ? kQRows * kKeyChunk : 0);
+    std::vector<float> o(static_cast<size_t>(kQBlock * dd)),
+        sc(static_cast<size_t>(kQRows * kKeyChunk));
+    std::vector<uint16_t> qb(kBf16 ? static_cast<size_t>(kQBlock * dd) : 0),
+        pb(kBf16 ? kQRows * kKeyChunk : 0);
     const uint16_t* qbr[kQBlock];
     const float* qr[kQBlock];
     float* outr[kQBlock];
@@ -886,17 +899,21 @@ void attention_flash(const AttentionParams& p, const float* q, const float* k, c
         const int64_t nblk = (keys + kKeyBlock - 1) / kKeyBlock;
         for (int64_t t0 = 0; t0 < kQBlock; t0 += kQRows) {
           bool any = false;
-          for (int64_t r = t0; r < t0 + kQRows; ++r) any |= lo[r] < std::min(hi[r], j0 + keys) && hi[r] > j0;
+          for (int64_t r = t0; r < t0 + kQRows; ++r)
+            any |= lo[r] < std::min(hi[r], j0 + keys) && hi[r] > j0;
           if (!any) continue;
           if (kBf16) {
-            score_tile_bf16(qbr + t0, kt16 + (g * blocks + j0 / kKeyBlock) * dd * kKeyBlock, dd, nblk, sc.data());
+            score_tile_bf16(qbr + t0, kt16 + (g * blocks + j0 / kKeyBlock) * dd * kKeyBlock, dd,
+                            nblk, sc.data());
           } else {
-            score_tile(qr + t0, kt + (g * blocks + j0 / kKeyBlock) * dd * kKeyBlock, dd, nblk, sc.data());
+            score_tile(qr + t0, kt + (g * blocks + j0 / kKeyBlock) * dd * kKeyBlock, dd, nblk,
+                       sc.data());
           }
           for (int64_t r = t0; r < t0 + kQRows; ++r) {
             float* sr = sc.data() + (r - t0) * kKeyChunk;
             // Visible columns of this row in the chunk: [c0, c1).
-            const int64_t c0 = std::clamp<int64_t>(lo[r] - j0, 0, keys), c1 = std::clamp<int64_t>(hi[r] - j0, 0, keys);
+            const int64_t c0 = std::clamp<int64_t>(lo[r] - j0, 0, keys),
+                          c1 = std::clamp<int64_t>(hi[r] - j0, 0, keys);
             if (c0 >= c1) {  // (every column: the bf16 products read keys in pairs)
               std::fill(sr, sr + nblk * kKeyBlock, 0.0f);
               continue;
@@ -912,7 +929,8 @@ void attention_flash(const AttentionParams& p, const float* q, const float* k, c
                 x = load_f32(tmp);
               }
               const f32x16 col = splat(static_cast<float>(c)) + kLaneIndex;
-              x = (col >= static_cast<float>(c0)) & (col < static_cast<float>(c1)) ? x : splat(ninf);
+              x = (col >= static_cast<float>(c0)) & (col < static_cast<float>(c1)) ? x
+                                                                                   : splat(ninf);
               store_f32(sr + c, x);
               vmax = vmax > x ? vmax : x;
             }
@@ -937,12 +955,16 @@ void attention_flash(const AttentionParams& p, const float* q, const float* k, c
           if (kBf16) {
             // Probabilities to bf16 in key order (columns past `keys` are zeros).
             for (int64_t r = 0; r < kQRows; ++r) {
-              for (int64_t c = 0; c < nblk * kKeyBlock; ++c) pb[r * kKeyChunk + c] = f32_to_bf16(sc[r * kKeyChunk + c]);
-              std::fill(pb.begin() + r * kKeyChunk + nblk * kKeyBlock, pb.begin() + (r + 1) * kKeyChunk, 0);
+              for (int64_t c = 0; c < nblk * kKeyBlock; ++c)
+                pb[r * kKeyChunk + c] = f32_to_bf16(sc[r * kKeyChunk + c]);
+              std::fill(pb.begin() + r * kKeyChunk + nblk * kKeyBlock,
+                        pb.begin() + (r + 1) * kKeyChunk, 0);
             }
-            pv_tile_bf16(pb.data(), vt16 + g * per_head + (j0 / 2) * dd * 2, (keys + 1) / 2, dd, o.data() + t0 * dd);
+            pv_tile_bf16(pb.data(), vt16 + g * per_head + (j0 / 2) * dd * 2, (keys + 1) / 2, dd,
+                         o.data() + t0 * dd);
           } else {
-            pv_tile(sc.data(), v + j0 * p.kv_stride + g * dd, p.kv_stride, keys, dd, o.data() + t0 * dd);
+            pv_tile(sc.data(), v + j0 * p.kv_stride + g * dd, p.kv_stride, keys, dd,
+                    o.data() + t0 * dd);
           }
         }
       }
@@ -959,7 +981,8 @@ void attention_flash(const AttentionParams& p, const float* q, const float* k, c
 void attention(const AttentionParams& p, const float* q, const float* k, const float* v,
                float* out) {
   if (p.num_queries >= kFlashMinQueries && p.num_keys > 0) {
-    if (p.low_precision && kHaveBf16Dot && p.head_dim % 8 == 0) return attention_flash<true>(p, q, k, v, out);
+    if (p.low_precision && kHaveBf16Dot && p.head_dim % 8 == 0)
+      return attention_flash<true>(p, q, k, v, out);
     return attention_flash<false>(p, q, k, v, out);
   }
   attention_rows(p, q, k, v, out);

@@ -17,14 +17,14 @@ namespace pg::kernels {
 
 // Which keys each query of attention may see.
 struct AttentionParams {
-  int64_t num_queries = 0;    // T
-  int64_t num_keys = 0;       // S: keys 0..S-1 are valid
-  int64_t num_heads = 0;      // Hq
-  int64_t num_kv_heads = 0;   // Hkv; query head h reads kv head h / (Hq / Hkv)
-  int64_t head_dim = 0;       // D
-  int64_t q_stride = 0;       // floats between query rows (>= Hq * D)
-  int64_t kv_stride = 0;      // floats between key (and value) rows (>= Hkv * D)
-  int64_t out_stride = 0;     // floats between output rows (>= Hq * D)
+  int64_t num_queries = 0;   // T
+  int64_t num_keys = 0;      // S: keys 0..S-1 are valid
+  int64_t num_heads = 0;     // Hq
+  int64_t num_kv_heads = 0;  // Hkv; query head h reads kv head h / (Hq / Hkv)
+  int64_t head_dim = 0;      // D
+  int64_t q_stride = 0;      // floats between query rows (>= Hq * D)
+  int64_t kv_stride = 0;     // floats between key (and value) rows (>= Hkv * D)
+  int64_t out_stride = 0;    // floats between output rows (>= Hq * D)
   // Query t sits at key index i = query_offset + t. With causal masking, key j is
   // visible iff j < prefix_len (the bidirectional prefix) or j <= i. Without it,
   // every key is visible.
@@ -33,8 +33,8 @@ struct AttentionParams {
   bool causal = false;
   // > 0: key j is visible to query i only if i - j < sliding_window (on top of the above).
   int64_t sliding_window = 0;
-  float scale = 1.0f;         // scores = (q . k) * scale
-  float softcap = 0.0f;       // > 0: scores = softcap * tanh(scores / softcap), before masking
+  float scale = 1.0f;    // scores = (q . k) * scale
+  float softcap = 0.0f;  // > 0: scores = softcap * tanh(scores / softcap), before masking
   // Allows q, k, the probabilities and v to be rounded to bf16 for the products (sums stay
   // float32), as the matrix products of the low-precision modes do. The reference ignores it.
   bool low_precision = false;

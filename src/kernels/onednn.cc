@@ -48,7 +48,8 @@ Entry* get(const Key& key) {
   e.dst = dnnl::memory::desc({key.m, key.n}, dt::f32, dnnl::memory::dims{key.ldy, 1});
   if (key.bias) e.bias = dnnl::memory::desc({1, key.n}, dt::f32, dnnl::memory::dims{key.n, 1});
   try {
-    auto desc = key.bias ? dnnl::matmul::desc(e.src, e.wei, e.bias, e.dst) : dnnl::matmul::desc(e.src, e.wei, e.dst);
+    auto desc = key.bias ? dnnl::matmul::desc(e.src, e.wei, e.bias, e.dst)
+                         : dnnl::matmul::desc(e.src, e.wei, e.dst);
     // The primitive is shared by every thread that runs a model; with the library's own
     // scratchpad, concurrent executions would share one buffer. Each call brings its own.
     dnnl::primitive_attr attr;
@@ -71,7 +72,8 @@ bool run(const Key& key, const void* x, const void* w, const float* bias, float*
         {DNNL_ARG_SRC, dnnl::memory(e->src, cpu_engine(), const_cast<void*>(x))},
         {DNNL_ARG_WEIGHTS, dnnl::memory(e->wei, cpu_engine(), const_cast<void*>(w))},
         {DNNL_ARG_DST, dnnl::memory(e->dst, cpu_engine(), y)}};
-    if (key.bias) args[DNNL_ARG_BIAS] = dnnl::memory(e->bias, cpu_engine(), const_cast<float*>(bias));
+    if (key.bias)
+      args[DNNL_ARG_BIAS] = dnnl::memory(e->bias, cpu_engine(), const_cast<float*>(bias));
     thread_local std::vector<uint8_t> scratch;
     const size_t scratch_bytes = e->scratchpad.get_size();
     if (scratch.size() < scratch_bytes) scratch.resize(scratch_bytes);
@@ -86,8 +88,8 @@ bool run(const Key& key, const void* x, const void* w, const float* bias, float*
 
 }  // namespace
 
-bool onednn_matmul_bf16(const float* x, int64_t m, const uint16_t* w, int64_t n, int64_t k, const float* bias,
-                        float* y) {
+bool onednn_matmul_bf16(const float* x, int64_t m, const uint16_t* w, int64_t n, int64_t k,
+                        const float* bias, float* y) {
   // x rounded to bf16, in a buffer kept per thread (no allocation or page faults per call).
   thread_local std::vector<uint16_t> xb;
   if (xb.size() < static_cast<size_t>(m * k)) xb.resize(static_cast<size_t>(m * k));
@@ -98,12 +100,13 @@ bool onednn_matmul_bf16(const float* x, int64_t m, const uint16_t* w, int64_t n,
   return run({m, n, k, true, bias != nullptr, n}, xbp, w, bias, y);
 }
 
-bool onednn_matmul_bf16_rounded(const uint16_t* xb, int64_t m, const uint16_t* w, int64_t n, int64_t k,
-                                const float* bias, float* y, int64_t ldy) {
+bool onednn_matmul_bf16_rounded(const uint16_t* xb, int64_t m, const uint16_t* w, int64_t n,
+                                int64_t k, const float* bias, float* y, int64_t ldy) {
   return run({m, n, k, true, bias != nullptr, ldy}, xb, w, bias, y);
 }
 
-bool onednn_matmul_f32(const float* x, int64_t m, const float* w, int64_t n, int64_t k, const float* bias, float* y) {
+bool onednn_matmul_f32(const float* x, int64_t m, const float* w, int64_t n, int64_t k,
+                       const float* bias, float* y) {
   return run({m, n, k, false, bias != nullptr, n}, x, w, bias, y);
 }
 

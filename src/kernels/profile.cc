@@ -64,7 +64,8 @@ std::string slot_name(int s) {
   }
   const int d = (s - kMatmul0) / 2;
   const bool prefill = ((s - kMatmul0) % 2) == 1;
-  return std::string("matmul ") + dtype_name(static_cast<DType>(d)) + (prefill ? " m>12" : " m<=12");
+  return std::string("matmul ") + dtype_name(static_cast<DType>(d)) +
+         (prefill ? " m>12" : " m<=12");
 }
 
 void matmul(const float* x, int64_t m, const MatrixView& w, const float* bias, float* y) {
@@ -72,8 +73,8 @@ void matmul(const float* x, int64_t m, const MatrixView& w, const float* bias, f
   Timer t(kMatmul0 + 2 * d + (m > kDecodeRows ? 1 : 0));
   inner().matmul(x, m, w, bias, y);
 }
-void layer_norm(const float* x, int64_t rows, int64_t dim, const float* gamma, const float* beta, float eps,
-                float* y) {
+void layer_norm(const float* x, int64_t rows, int64_t dim, const float* gamma, const float* beta,
+                float eps, float* y) {
   Timer t(kLayerNorm);
   inner().layer_norm(x, rows, dim, gamma, beta, eps, y);
 }
@@ -89,8 +90,8 @@ void gelu_tanh_mul(const float* gate, const float* up, float* y, int64_t n) {
   Timer t(kGeluMul);
   inner().gelu_tanh_mul(gate, up, y, n);
 }
-void rope(float* x, int64_t rows, int64_t stride, int64_t num_heads, int64_t head_dim, const int64_t* positions,
-          float theta) {
+void rope(float* x, int64_t rows, int64_t stride, int64_t num_heads, int64_t head_dim,
+          const int64_t* positions, float theta) {
   Timer t(kRope);
   inner().rope(x, rows, stride, num_heads, head_dim, positions, theta);
 }
@@ -106,7 +107,8 @@ void scale(float* x, int64_t n, float s) {
   Timer t(kScale);
   inner().scale(x, n, s);
 }
-void attention(const AttentionParams& p, const float* q, const float* k, const float* v, float* out) {
+void attention(const AttentionParams& p, const float* q, const float* k, const float* v,
+               float* out) {
   Timer t(kAttention);
   inner().attention(p, q, k, v, out);
 }
@@ -115,8 +117,9 @@ void attention(const AttentionParams& p, const float* q, const float* k, const f
 
 const KernelTable& profiling_kernels(const KernelTable& table) {
   g_inner.store(&table);
-  static const KernelTable profiled = {"profile", matmul, layer_norm, rms_norm, gelu_tanh, gelu_tanh_mul,
-                                       rope,      softcap, add,       scale,    attention};
+  static const KernelTable profiled = {"profile", matmul,        layer_norm, rms_norm,
+                                       gelu_tanh, gelu_tanh_mul, rope,       softcap,
+                                       add,       scale,         attention};
   return profiled;
 }
 
@@ -125,9 +128,11 @@ std::vector<OpProfile> op_profile() {
   for (int s = 0; s < kSlots; ++s) {
     const long long calls = g_counters[static_cast<size_t>(s)].calls.load();
     if (calls == 0) continue;
-    out.push_back({slot_name(s), calls, static_cast<double>(g_counters[static_cast<size_t>(s)].nanos.load()) * 1e-9});
+    out.push_back({slot_name(s), calls,
+                   static_cast<double>(g_counters[static_cast<size_t>(s)].nanos.load()) * 1e-9});
   }
-  std::sort(out.begin(), out.end(), [](const OpProfile& a, const OpProfile& b) { return a.seconds > b.seconds; });
+  std::sort(out.begin(), out.end(),
+            [](const OpProfile& a, const OpProfile& b) { return a.seconds > b.seconds; });
   return out;
 }
 
@@ -145,8 +150,8 @@ std::string op_profile_table() {
   std::string s = "op                      calls   seconds   share\n";
   char line[128];
   for (const OpProfile& o : ops) {
-    std::snprintf(line, sizeof(line), "%-22s %7lld %9.3f  %5.1f%%\n", o.op.c_str(), o.calls, o.seconds,
-                  total > 0 ? 100.0 * o.seconds / total : 0.0);
+    std::snprintf(line, sizeof(line), "%-22s %7lld %9.3f  %5.1f%%\n", o.op.c_str(), o.calls,
+                  o.seconds, total > 0 ? 100.0 * o.seconds / total : 0.0);
     s += line;
   }
   std::snprintf(line, sizeof(line), "%-22s %7s %9.3f\n", "total", "", total);

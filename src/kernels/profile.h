@@ -12,7 +12,7 @@
 namespace pg::kernels {
 
 struct OpProfile {
-  std::string op;      // "matmul bf16 m>12", "attention", "gelu_tanh_mul", ...
+  std::string op;  // "matmul bf16 m>12", "attention", "gelu_tanh_mul", ...
   long long calls = 0;
   double seconds = 0;  // wall time inside the op, summed over calls (and threads)
 };

@@ -17,9 +17,9 @@ constexpr int64_t B = kQuantBlock;
 
 // Activations quantized to int8 per block of 32: x ~= q * scale.
 struct QuantizedRow {
-  std::vector<int8_t> q;      // [nb * 32], zero padded
-  std::vector<float> scale;   // [nb]
-  std::vector<int32_t> sum;   // [nb]: sum of q in the block (for the q4 offset)
+  std::vector<int8_t> q;     // [nb * 32], zero padded
+  std::vector<float> scale;  // [nb]
+  std::vector<int32_t> sum;  // [nb]: sum of q in the block (for the q4 offset)
   // For the vector dot products: per pair of blocks (b, b + 1) 16 lanes, 8 holding
   // scale[b] then 8 holding scale[b + 1] (0 past nb); and per block 8 * sum * scale, the
   // q4 offset's share.
@@ -118,7 +118,8 @@ float dot_q4(const uint8_t* w, const float* ws, const QuantizedRow& x, int64_t n
   __m512 off = _mm512_setzero_ps();
   for (int64_t k = 0; k < b; k += 16) {
     const __mmask16 m = static_cast<__mmask16>(b - k >= 16 ? 0xffff : (1u << (b - k)) - 1);
-    off = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, ws + k), _mm512_maskz_loadu_ps(m, x.offset.data() + k), off);
+    off = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, ws + k),
+                          _mm512_maskz_loadu_ps(m, x.offset.data() + k), off);
   }
   float total = _mm512_reduce_add_ps(_mm512_sub_ps(_mm512_add_ps(acc0, acc1), off));
   for (; b < nb; ++b) {
@@ -137,7 +138,8 @@ float dot_q8(const int8_t* w, const float* ws, const QuantizedRow& x, int64_t nb
   float total = 0;
   for (int64_t b = 0; b < nb; ++b) {
     int32_t s = 0;
-    for (int64_t c = b * B; c < std::min(cols, (b + 1) * B); ++c) s += w[c] * x.q[static_cast<size_t>(c)];
+    for (int64_t c = b * B; c < std::min(cols, (b + 1) * B); ++c)
+      s += w[c] * x.q[static_cast<size_t>(c)];
     total += static_cast<float>(s) * ws[b] * x.scale[b];
   }
   return total;
@@ -229,11 +231,13 @@ QuantizedMatrix quantize_q8(const MatrixView& w) {
       for (int64_t b = 0; b < nb; ++b) {
         const int64_t c0 = b * B, c1 = std::min(w.cols, c0 + B);
         float amax = 0;
-        for (int64_t c = c0; c < c1; ++c) amax = std::max(amax, std::fabs(row[static_cast<size_t>(c)]));
+        for (int64_t c = c0; c < c1; ++c)
+          amax = std::max(amax, std::fabs(row[static_cast<size_t>(c)]));
         const float s = amax / 127.0f;
         const float inv = s > 0 ? 1.0f / s : 0.0f;
         for (int64_t c = c0; c < c1; ++c) {
-          dst[c] = static_cast<int8_t>(std::clamp<long>(std::lrintf(row[static_cast<size_t>(c)] * inv), -127, 127));
+          dst[c] = static_cast<int8_t>(
+              std::clamp<long>(std::lrintf(row[static_cast<size_t>(c)] * inv), -127, 127));
         }
         q.scales[static_cast<size_t>(r * nb + b)] = s;
       }
@@ -259,12 +263,14 @@ QuantizedMatrix quantize_q4(const MatrixView& w) {
         const int64_t c0 = b * B, c1 = std::min(w.cols, c0 + B);
         float m = 0;
         for (int64_t c = c0; c < c1; ++c) {
-          if (std::fabs(row[static_cast<size_t>(c)]) > std::fabs(m)) m = row[static_cast<size_t>(c)];
+          if (std::fabs(row[static_cast<size_t>(c)]) > std::fabs(m))
+            m = row[static_cast<size_t>(c)];
         }
         const float s = m / -8.0f;
         const float inv = s != 0 ? 1.0f / s : 0.0f;
         for (int64_t c = c0; c < c1; ++c) {
-          const int code = static_cast<int>(std::clamp<long>(std::lrintf(row[static_cast<size_t>(c)] * inv) + 8, 0, 15));
+          const int code = static_cast<int>(
+              std::clamp<long>(std::lrintf(row[static_cast<size_t>(c)] * inv) + 8, 0, 15));
           const int64_t j = c - c0;
           uint8_t& byte = dst[b * B / 2 + (j % (B / 2))];
           byte = j < B / 2 ? static_cast<uint8_t>((byte & 0xf0) | code)
@@ -283,7 +289,8 @@ std::vector<uint16_t> to_bf16(const MatrixView& w) {
     std::vector<float> row(static_cast<size_t>(w.cols));
     for (int64_t r = r0; r < r1; ++r) {
       dequantize_row(w, r, row.data());
-      for (int64_t c = 0; c < w.cols; ++c) out[static_cast<size_t>(r * w.cols + c)] = f32_to_bf16(row[static_cast<size_t>(c)]);
+      for (int64_t c = 0; c < w.cols; ++c)
+        out[static_cast<size_t>(r * w.cols + c)] = f32_to_bf16(row[static_cast<size_t>(c)]);
     }
   });
   return out;
@@ -307,9 +314,9 @@ void matmul_quantized(const float* x, int64_t m, const MatrixView& w, const floa
           __builtin_prefetch(ws + kPrefetchRows * nb, 0, 2);
         }
         for (int64_t i = 0; i < m; ++i) {
-          const float d = w.dtype == DType::kI8
-                              ? dot_q8(reinterpret_cast<const int8_t*>(row), ws, xq[static_cast<size_t>(i)], nb, K)
-                              : dot_q4(row, ws, xq[static_cast<size_t>(i)], nb);
+          const float d = w.dtype == DType::kI8 ? dot_q8(reinterpret_cast<const int8_t*>(row), ws,
+                                                         xq[static_cast<size_t>(i)], nb, K)
+                                                : dot_q4(row, ws, xq[static_cast<size_t>(i)], nb);
           y[i * N + n] = d + (bias != nullptr ? bias[n] : 0.0f);
         }
       }
@@ -320,11 +327,13 @@ void matmul_quantized(const float* x, int64_t m, const MatrixView& w, const floa
   // multiplied by oneDNN's bf16 GEMM straight into their columns of y (or, where oneDNN
   // cannot, by the dense float32 product).
   const KernelTable& dense = kernels();
-  const int64_t panel_rows = std::min<int64_t>(N, std::max<int64_t>(kPanelRows, (int64_t{1} << 22) / std::max<int64_t>(K, 1)));
+  const int64_t panel_rows = std::min<int64_t>(
+      N, std::max<int64_t>(kPanelRows, (int64_t{1} << 22) / std::max<int64_t>(K, 1)));
   const int64_t panels = (N + panel_rows - 1) / panel_rows;
   thread_local std::vector<uint16_t> xb, wb;
   if (xb.size() < static_cast<size_t>(m * K)) xb.resize(static_cast<size_t>(m * K));
-  if (wb.size() < static_cast<size_t>(panel_rows * K)) wb.resize(static_cast<size_t>(panel_rows * K));
+  if (wb.size() < static_cast<size_t>(panel_rows * K))
+    wb.resize(static_cast<size_t>(panel_rows * K));
   uint16_t* xbp = xb.data();
   parallel_for(m * K, 1 << 16, [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) xbp[i] = f32_to_bf16(x[i]);
@@ -341,7 +350,8 @@ void matmul_quantized(const float* x, int64_t m, const MatrixView& w, const floa
     ypanel.resize(static_cast<size_t>(m * rows));
     dense.matmul(x, m, MatrixView{DType::kBF16, wbp, rows, K, nullptr}, pbias, ypanel.data());
     for (int64_t i = 0; i < m; ++i) {
-      std::memcpy(y + i * N + r0, ypanel.data() + i * rows, static_cast<size_t>(rows) * sizeof(float));
+      std::memcpy(y + i * N + r0, ypanel.data() + i * rows,
+                  static_cast<size_t>(rows) * sizeof(float));
     }
   }
 }

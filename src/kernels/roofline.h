@@ -8,9 +8,9 @@
 namespace pg::kernels {
 
 struct Roofline {
-  double f32_gflops = 0;   // multiply-adds count as 2 FLOPs
-  double bf16_gflops = 0;  // 0 when the CPU lacks AVX512-BF16
-  double int8_gops = 0;    // 0 when the CPU lacks AVX512-VNNI
+  double f32_gflops = 0;     // multiply-adds count as 2 FLOPs
+  double bf16_gflops = 0;    // 0 when the CPU lacks AVX512-BF16
+  double int8_gops = 0;      // 0 when the CPU lacks AVX512-VNNI
   double bandwidth_gbs = 0;  // streaming read, GB/s (1e9 bytes)
 };
 

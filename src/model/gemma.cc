@@ -83,9 +83,11 @@ Tensor gemma_embed(const GemmaWeights& w, const io::TextConfig& cfg, const std::
   for (int64_t t = 0; t < T; ++t) {
     const int id = ids[static_cast<size_t>(t)];
     if (image_rows != nullptr && id == image_token && next_image_row < image_rows->dim(0)) {
-      std::memcpy(x.row(t), image_rows->row(next_image_row++), static_cast<size_t>(H) * sizeof(float));
+      std::memcpy(x.row(t), image_rows->row(next_image_row++),
+                  static_cast<size_t>(H) * sizeof(float));
     } else {
-      const auto* src = static_cast<const uint8_t*>(w.embed_tokens.data) + static_cast<size_t>(id) * row_bytes;
+      const auto* src =
+          static_cast<const uint8_t*>(w.embed_tokens.data) + static_cast<size_t>(id) * row_bytes;
       convert_to_f32(w.embed_tokens.dtype, src, x.row(t), H);
     }
   }
@@ -112,11 +114,13 @@ Tensor gemma_forward(const GemmaWeights& w, const io::TextConfig& cfg, Tensor x,
     }
     k.add(x.data(), out.data(), T * H);
 
-    const Tensor& pre_mlp = cfg.is_gemma2() ? l.pre_feedforward_layernorm : l.post_attention_layernorm;
+    const Tensor& pre_mlp =
+        cfg.is_gemma2() ? l.pre_feedforward_layernorm : l.post_attention_layernorm;
     k.rms_norm(x.data(), T, H, pre_mlp.data(), cfg.rms_norm_eps, h.data());
     mlp(l, cfg, h, out);
     if (cfg.is_gemma2()) {
-      k.rms_norm(out.data(), T, H, l.post_feedforward_layernorm.data(), cfg.rms_norm_eps, out.data());
+      k.rms_norm(out.data(), T, H, l.post_feedforward_layernorm.data(), cfg.rms_norm_eps,
+                 out.data());
     }
     k.add(x.data(), out.data(), T * H);
     trace("gemma.layers." + std::to_string(i) + step, x);
@@ -127,7 +131,8 @@ Tensor gemma_forward(const GemmaWeights& w, const io::TextConfig& cfg, Tensor x,
   return x;
 }
 
-Tensor gemma_logits(const GemmaWeights& w, const io::TextConfig& cfg, const float* hidden, int64_t m) {
+Tensor gemma_logits(const GemmaWeights& w, const io::TextConfig& cfg, const float* hidden,
+                    int64_t m) {
   const kernels::KernelTable& k = kernels::kernels();
   Tensor logits({m, w.lm_head.rows});
   k.matmul(hidden, m, w.lm_head, nullptr, logits.data());

@@ -31,6 +31,7 @@ Tensor gemma_forward(const GemmaWeights& w, const io::TextConfig& cfg, Tensor x,
                      int64_t prefix_len);
 
 // logits [m, V] = hidden [m, H] lm_head^T, soft-capped by final_logit_softcapping (Gemma 2).
-Tensor gemma_logits(const GemmaWeights& w, const io::TextConfig& cfg, const float* hidden, int64_t m);
+Tensor gemma_logits(const GemmaWeights& w, const io::TextConfig& cfg, const float* hidden,
+                    int64_t m);
 
 }  // namespace pg::model

@@ -13,7 +13,8 @@ KvCache::KvCache(int64_t num_layers, int64_t capacity, int64_t width)
 }
 
 int64_t KvCache::bytes() const {
-  return 2 * static_cast<int64_t>(k_.size()) * capacity_ * width_ * static_cast<int64_t>(sizeof(float));
+  return 2 * static_cast<int64_t>(k_.size()) * capacity_ * width_ *
+         static_cast<int64_t>(sizeof(float));
 }
 
 }  // namespace pg::model

@@ -11,7 +11,8 @@
 
 namespace pg::model {
 
-std::unique_ptr<PaliGemma> PaliGemma::from_weights(io::PaliGemmaConfig config, PaliGemmaWeights weights) {
+std::unique_ptr<PaliGemma> PaliGemma::from_weights(io::PaliGemmaConfig config,
+                                                   PaliGemmaWeights weights) {
   keep_freed_memory();
   auto m = std::unique_ptr<PaliGemma>(new PaliGemma());
   m->config_ = std::move(config);
@@ -20,7 +21,8 @@ std::unique_ptr<PaliGemma> PaliGemma::from_weights(io::PaliGemmaConfig config, P
 }
 
 Result<std::unique_ptr<PaliGemma>> PaliGemma::load(const std::string& dir,
-                                                   std::vector<std::string>* warnings, WeightType type) {
+                                                   std::vector<std::string>* warnings,
+                                                   WeightType type) {
   keep_freed_memory();
   auto m = std::unique_ptr<PaliGemma>(new PaliGemma());
   PG_ASSIGN_OR_RETURN(m->config_, io::load_config(dir));
@@ -36,8 +38,10 @@ Result<std::unique_ptr<PaliGemma>> PaliGemma::load(const std::string& dir,
   m->weights_ = std::move(w).value();
   // A folder written by `quantize` in a low-precision format runs as that format would.
   auto fmt = shared->metadata().find("weights");
-  if (is_quantized && fmt != shared->metadata().end() && fmt->second != "f32" && type == WeightType::kAsStored) {
-    for_each_matrix(m->config_, m->weights_, [](const std::string&, MatrixView& mv, bool) { mv.low_precision = true; });
+  if (is_quantized && fmt != shared->metadata().end() && fmt->second != "f32" &&
+      type == WeightType::kAsStored) {
+    for_each_matrix(m->config_, m->weights_,
+                    [](const std::string&, MatrixView& mv, bool) { mv.low_precision = true; });
     m->weights_.text.lm_head.low_precision = true;
   }
   convert_weights(m->config_, m->weights_, type);
@@ -66,8 +70,8 @@ KvCache PaliGemma::new_cache(int64_t capacity) const {
 
 Tensor PaliGemma::forward(const std::vector<int>& ids, const Tensor* image_features, KvCache& cache,
                           int64_t prefix_len) const {
-  Tensor x = gemma_embed(weights_.text, config_.text, ids, static_cast<int>(config_.image_token_index),
-                         image_features);
+  Tensor x = gemma_embed(weights_.text, config_.text, ids,
+                         static_cast<int>(config_.image_token_index), image_features);
   return gemma_forward(weights_.text, config_.text, std::move(x), cache, prefix_len);
 }
 

@@ -20,7 +20,8 @@ class PaliGemma {
   static Result<std::unique_ptr<PaliGemma>> load(const std::string& dir,
                                                  std::vector<std::string>* warnings,
                                                  WeightType type = WeightType::kAsStored);
-  static std::unique_ptr<PaliGemma> from_weights(io::PaliGemmaConfig config, PaliGemmaWeights weights);
+  static std::unique_ptr<PaliGemma> from_weights(io::PaliGemmaConfig config,
+                                                 PaliGemmaWeights weights);
 
   const io::PaliGemmaConfig& config() const { return config_; }
   const PaliGemmaWeights& weights() const { return weights_; }

@@ -70,7 +70,8 @@ void encoder_layer(const SiglipLayerWeights& l, const io::VisionConfig& cfg, Ten
 
 }  // namespace
 
-Tensor siglip_encode(const SiglipWeights& w, const io::VisionConfig& cfg, const Tensor& pixel_values) {
+Tensor siglip_encode(const SiglipWeights& w, const io::VisionConfig& cfg,
+                     const Tensor& pixel_values) {
   const kernels::KernelTable& k = kernels::kernels();
   const int64_t N = cfg.num_patches(), W = cfg.hidden_size;
 

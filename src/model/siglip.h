@@ -9,6 +9,7 @@
 namespace pg::model {
 
 // pixel_values: [C, S, S] in [-1, 1]  ->  [N = (S/P)^2, W]
-Tensor siglip_encode(const SiglipWeights& w, const io::VisionConfig& cfg, const Tensor& pixel_values);
+Tensor siglip_encode(const SiglipWeights& w, const io::VisionConfig& cfg,
+                     const Tensor& pixel_values);
 
 }  // namespace pg::model

@@ -25,7 +25,9 @@ bool tracing() { return !dump_dir().empty(); }
 void trace(const std::string& name, const float* data, const Shape& shape) {
   if (!tracing()) return;
   const Status st = io::write_npy(dump_dir() + "/" + name + ".npy", data, shape);
-  if (!st.ok()) PG_LOG(Warning) << "trace " << name << ": " << st.message();
+  if (!st.ok()) {
+    PG_LOG(Warning) << "trace " << name << ": " << st.message();
+  }
 }
 
 }  // namespace pg::model

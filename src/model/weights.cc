@@ -99,25 +99,27 @@ std::vector<Slot> name_table(const io::PaliGemmaConfig& c, PaliGemmaWeights& w) 
   return t;
 }
 
-bool starts_with(const std::string& s, const char* prefix) {
-  return s.rfind(prefix, 0) == 0;
-}
+bool starts_with(const std::string& s, const char* prefix) { return s.rfind(prefix, 0) == 0; }
 
 using NameMap = std::map<std::string, std::pair<std::string, const TensorView*>>;
 
 // Binds a quantized matrix: I8 codes [rows, cols] or U8 packed codes [rows, nb * 16],
 // with float32 scales [rows, nb] under NAME.scales.
-Status bind_quantized(Slot& slot, const std::string& stored, const TensorView& view, const io::TensorStore& store,
-                      const NameMap& by_name, std::map<std::string, bool>& used, PaliGemmaWeights& w) {
+Status bind_quantized(Slot& slot, const std::string& stored, const TensorView& view,
+                      const io::TensorStore& store, const NameMap& by_name,
+                      std::map<std::string, bool>& used, PaliGemmaWeights& w) {
   const std::string where = "tensor '" + stored + "' in " + store.file_of(stored);
-  const int64_t rows = slot.shape[0], cols = shape_numel(slot.shape) / rows, nb = quant_blocks(cols);
-  const Shape want = view.dtype == DType::kI8 ? Shape{rows, cols} : Shape{rows, nb * kQuantBlock / 2};
+  const int64_t rows = slot.shape[0], cols = shape_numel(slot.shape) / rows,
+                nb = quant_blocks(cols);
+  const Shape want =
+      view.dtype == DType::kI8 ? Shape{rows, cols} : Shape{rows, nb * kQuantBlock / 2};
   if (view.shape != want) {
     return invalid_argument(where + ": expected " + dtype_name(view.dtype) + " codes of shape " +
                             shape_to_string(want) + ", found " + shape_to_string(view.shape));
   }
   auto it = by_name.find(slot.name + ".scales");
-  if (it == by_name.end()) return not_found(where + ": quantized, but its scales '" + slot.name + ".scales' are missing");
+  if (it == by_name.end())
+    return not_found(where + ": quantized, but its scales '" + slot.name + ".scales' are missing");
   const TensorView& sv = *it->second.second;
   if (sv.dtype != DType::kF32 || sv.shape != Shape{rows, nb}) {
     return invalid_argument("tensor '" + it->second.first + "': expected F32 scales of shape " +
@@ -177,12 +179,14 @@ Result<PaliGemmaWeights> load_weights(const io::PaliGemmaConfig& config,
     const TensorView& view = *it->second.second;
     used[slot.name] = true;
     const std::string where = "tensor '" + stored + "' in " + store->file_of(stored);
-    const bool quantized = slot.matrix != nullptr && (view.dtype == DType::kI8 || view.dtype == DType::kU8);
+    const bool quantized =
+        slot.matrix != nullptr && (view.dtype == DType::kI8 || view.dtype == DType::kU8);
     if (view.shape != slot.shape && !quantized) {
       return invalid_argument(where + ": expected shape " + shape_to_string(slot.shape) +
                               ", found " + shape_to_string(view.shape));
     }
-    if (view.dtype != DType::kF32 && view.dtype != DType::kBF16 && view.dtype != DType::kF16 && !quantized) {
+    if (view.dtype != DType::kF32 && view.dtype != DType::kBF16 && view.dtype != DType::kF16 &&
+        !quantized) {
       return invalid_argument(where + ": dtype " + dtype_name(view.dtype) +
                               " is not a float type (expected F32, BF16 or F16)");
     }
@@ -231,7 +235,8 @@ Result<WeightType> parse_weight_type(const std::string& name) {
   if (name == "bf16") return WeightType::kBF16;
   if (name == "int8") return WeightType::kInt8;
   if (name == "q4") return WeightType::kQ4;
-  return invalid_argument("unknown weight type \"" + name + "\" (expected f32, bf16, int8, q4 or auto)");
+  return invalid_argument("unknown weight type \"" + name +
+                          "\" (expected f32, bf16, int8, q4 or auto)");
 }
 
 const char* weight_type_name(WeightType type) {
@@ -273,8 +278,8 @@ void convert_matrix(MatrixView& m, DType target, PaliGemmaWeights& w) {
     m = MatrixView{DType::kBF16, buf->data(), m.rows, m.cols, nullptr};
     w.owned.push_back(buf);
   } else {
-    auto q = std::make_shared<kernels::QuantizedMatrix>(target == DType::kI8 ? kernels::quantize_q8(m)
-                                                                             : kernels::quantize_q4(m));
+    auto q = std::make_shared<kernels::QuantizedMatrix>(
+        target == DType::kI8 ? kernels::quantize_q8(m) : kernels::quantize_q4(m));
     m = q->view();
     w.owned.push_back(q);
   }
@@ -300,7 +305,8 @@ DType vision_dtype(WeightType type) {
 void convert_weights(const io::PaliGemmaConfig& config, PaliGemmaWeights& w, WeightType type) {
   if (type == WeightType::kAsStored) return;
   // A tied head gets its own copy so that lookups keep reading the embedding.
-  if (w.text.lm_head.data == w.text.embed_tokens.data && decoder_dtype(type) != w.text.embed_tokens.dtype) {
+  if (w.text.lm_head.data == w.text.embed_tokens.data &&
+      decoder_dtype(type) != w.text.embed_tokens.dtype) {
     convert_matrix(w.text.lm_head, decoder_dtype(type), w);
   }
   for_each_matrix(config, w, [&](const std::string& name, MatrixView& m, bool vision) {
@@ -336,14 +342,17 @@ PaliGemmaWeights random_weights(const io::PaliGemmaConfig& config, WeightType ty
     if (slot.optional) continue;  // the LM head stays tied
     if (slot.vector != nullptr) {
       *slot.vector = Tensor(slot.shape);  // norm scales 0 (Gemma: 1 + w), biases 0, LN gamma below
-      if (slot.name.find("layer_norm") != std::string::npos || slot.name.find("layernorm.weight") != std::string::npos) {
-        if (slot.name.find("vision_tower") != std::string::npos && slot.name.find(".weight") != std::string::npos) {
+      if (slot.name.find("layer_norm") != std::string::npos ||
+          slot.name.find("layernorm.weight") != std::string::npos) {
+        if (slot.name.find("vision_tower") != std::string::npos &&
+            slot.name.find(".weight") != std::string::npos) {
           for (int64_t i = 0; i < slot.vector->numel(); ++i) slot.vector->data()[i] = 1.0f;
         }
       }
       if (slot.name.find("position_embedding") != std::string::npos) {
         uint64_t s = seed * 1000003 + static_cast<uint64_t>(index);
-        for (int64_t i = 0; i < slot.vector->numel(); ++i) slot.vector->data()[i] = uniform(s, 0.02f);
+        for (int64_t i = 0; i < slot.vector->numel(); ++i)
+          slot.vector->data()[i] = uniform(s, 0.02f);
       }
       continue;
     }
@@ -379,8 +388,9 @@ PaliGemmaWeights random_weights(const io::PaliGemmaConfig& config, WeightType ty
       }
     });
     if (m.quantized()) {
-      scales = std::make_shared<std::vector<float>>(static_cast<size_t>(rows * quant_blocks(cols)),
-                                                    dt == DType::kI8 ? scale / 127.0f : scale / 8.0f);
+      scales =
+          std::make_shared<std::vector<float>>(static_cast<size_t>(rows * quant_blocks(cols)),
+                                               dt == DType::kI8 ? scale / 127.0f : scale / 8.0f);
       m.scales = scales->data();
       w.owned.push_back(scales);
     }
@@ -397,7 +407,8 @@ PaliGemmaWeights random_weights(const io::PaliGemmaConfig& config, WeightType ty
   return w;
 }
 
-std::vector<io::TensorToWrite> export_weights(const io::PaliGemmaConfig& config, PaliGemmaWeights& w) {
+std::vector<io::TensorToWrite> export_weights(const io::PaliGemmaConfig& config,
+                                              PaliGemmaWeights& w) {
   std::vector<io::TensorToWrite> out;
   const bool tied = w.text.lm_head.data == w.text.embed_tokens.data;
   for (Slot& slot : name_table(config, w)) {
@@ -414,7 +425,8 @@ std::vector<io::TensorToWrite> export_weights(const io::PaliGemmaConfig& config,
     } else {
       out.push_back({slot.name, m.dtype, slot.shape, m.data});
     }
-    if (m.quantized()) out.push_back({slot.name + ".scales", DType::kF32, {m.rows, quant_blocks(m.cols)}, m.scales});
+    if (m.quantized())
+      out.push_back({slot.name + ".scales", DType::kF32, {m.rows, quant_blocks(m.cols)}, m.scales});
   }
   return out;
 }
@@ -422,7 +434,8 @@ std::vector<io::TensorToWrite> export_weights(const io::PaliGemmaConfig& config,
 int64_t decoder_bytes_per_token(const PaliGemmaWeights& w) {
   int64_t bytes = w.text.lm_head.total_bytes();
   for (const GemmaLayerWeights& l : w.text.layers) {
-    for (const MatrixView* m : {&l.q_proj, &l.k_proj, &l.v_proj, &l.o_proj, &l.gate_proj, &l.up_proj, &l.down_proj}) {
+    for (const MatrixView* m :
+         {&l.q_proj, &l.k_proj, &l.v_proj, &l.o_proj, &l.gate_proj, &l.up_proj, &l.down_proj}) {
       bytes += m->total_bytes();
     }
   }

@@ -19,14 +19,14 @@
 namespace pg::model {
 
 struct SiglipLayerWeights {
-  Tensor layer_norm1_weight, layer_norm1_bias;        // [W]
-  MatrixView q_proj, k_proj, v_proj, out_proj;         // [W, W]
+  Tensor layer_norm1_weight, layer_norm1_bias;                  // [W]
+  MatrixView q_proj, k_proj, v_proj, out_proj;                  // [W, W]
   Tensor q_proj_bias, k_proj_bias, v_proj_bias, out_proj_bias;  // [W]
-  Tensor layer_norm2_weight, layer_norm2_bias;        // [W]
-  MatrixView fc1;                                      // [I, W]
-  Tensor fc1_bias;                                     // [I]
-  MatrixView fc2;                                      // [W, I]
-  Tensor fc2_bias;                                     // [W]
+  Tensor layer_norm2_weight, layer_norm2_bias;                  // [W]
+  MatrixView fc1;                                               // [I, W]
+  Tensor fc1_bias;                                              // [I]
+  MatrixView fc2;                                               // [W, I]
+  Tensor fc2_bias;                                              // [W]
 };
 
 struct SiglipWeights {
@@ -38,27 +38,27 @@ struct SiglipWeights {
 };
 
 struct ProjectorWeights {
-  MatrixView linear;  // [H, W]
+  MatrixView linear;   // [H, W]
   Tensor linear_bias;  // [H]
 };
 
 struct GemmaLayerWeights {
-  Tensor input_layernorm;           // [H]
-  MatrixView q_proj;                // [Hq*D, H]
-  MatrixView k_proj, v_proj;        // [Hkv*D, H]
-  MatrixView o_proj;                // [H, Hq*D]
-  Tensor post_attention_layernorm;  // [H] (Gemma: before the MLP; Gemma 2: after attention)
+  Tensor input_layernorm;             // [H]
+  MatrixView q_proj;                  // [Hq*D, H]
+  MatrixView k_proj, v_proj;          // [Hkv*D, H]
+  MatrixView o_proj;                  // [H, Hq*D]
+  Tensor post_attention_layernorm;    // [H] (Gemma: before the MLP; Gemma 2: after attention)
   Tensor pre_feedforward_layernorm;   // [H], Gemma 2 only
   Tensor post_feedforward_layernorm;  // [H], Gemma 2 only
-  MatrixView gate_proj, up_proj;    // [I, H]
-  MatrixView down_proj;             // [H, I]
+  MatrixView gate_proj, up_proj;      // [I, H]
+  MatrixView down_proj;               // [H, I]
 };
 
 struct GemmaWeights {
   MatrixView embed_tokens;  // [V, H]
   std::vector<GemmaLayerWeights> layers;
-  Tensor norm;              // [H]
-  MatrixView lm_head;       // [V, H]: embed_tokens unless the checkpoint stores its own
+  Tensor norm;         // [H]
+  MatrixView lm_head;  // [V, H]: embed_tokens unless the checkpoint stores its own
 };
 
 struct PaliGemmaWeights {
@@ -99,7 +99,8 @@ PaliGemmaWeights random_weights(const io::PaliGemmaConfig& config, WeightType ty
 // `paligemma quantize` writes): matrices as stored or converted (a quantized matrix adds
 // NAME.scales), vectors as float32, the LM head only when it is not tied. Views point
 // into `w`.
-std::vector<io::TensorToWrite> export_weights(const io::PaliGemmaConfig& config, PaliGemmaWeights& w);
+std::vector<io::TensorToWrite> export_weights(const io::PaliGemmaConfig& config,
+                                              PaliGemmaWeights& w);
 
 // File name of a quantized checkpoint's weights (never model.safetensors, so that no
 // Hugging Face loader mistakes the folder for one of its own).

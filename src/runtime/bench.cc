@@ -20,7 +20,9 @@ namespace pg::runtime {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+double since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
 
 double peak_rss_mb() {
   rusage u{};
@@ -38,16 +40,20 @@ Result<io::PaliGemmaConfig> preset_config(const std::string& preset) {
   }
   std::string names;
   for (const auto& p : builtin_presets()) names += (names.empty() ? "" : ", ") + p.first;
-  return invalid_argument("unknown preset \"" + preset + "\" (presets: " + names + "; or a config.json path)");
+  return invalid_argument("unknown preset \"" + preset + "\" (presets: " + names +
+                          "; or a config.json path)");
 }
 
 // Multiply-add FLOPs of the image encoder + projector for one image.
 double vision_flops(const io::PaliGemmaConfig& c) {
-  const double N = static_cast<double>(c.vision.num_patches()), W = static_cast<double>(c.vision.hidden_size);
+  const double N = static_cast<double>(c.vision.num_patches()),
+               W = static_cast<double>(c.vision.hidden_size);
   const double I = static_cast<double>(c.vision.intermediate_size);
-  const double P = static_cast<double>(c.vision.patch_size * c.vision.patch_size * c.vision.num_channels);
+  const double P =
+      static_cast<double>(c.vision.patch_size * c.vision.patch_size * c.vision.num_channels);
   double f = 2 * N * P * W;
-  f += static_cast<double>(c.vision.num_hidden_layers) * (2 * N * (4 * W * W + 2 * W * I) + 4 * N * N * W);
+  f += static_cast<double>(c.vision.num_hidden_layers) *
+       (2 * N * (4 * W * W + 2 * W * I) + 4 * N * N * W);
   f += 2 * N * W * static_cast<double>(c.text.hidden_size);
   return f;
 }
@@ -56,10 +62,12 @@ double vision_flops(const io::PaliGemmaConfig& c) {
 double prefill_flops(const io::PaliGemmaConfig& c, double T) {
   const auto& t = c.text;
   const double H = static_cast<double>(t.hidden_size), D = static_cast<double>(t.head_dim);
-  const double q = static_cast<double>(t.num_attention_heads) * D, kv = static_cast<double>(t.num_key_value_heads) * D;
+  const double q = static_cast<double>(t.num_attention_heads) * D,
+               kv = static_cast<double>(t.num_key_value_heads) * D;
   const double F = static_cast<double>(t.intermediate_size);
   const double per_layer = 2 * T * (2 * H * q + 2 * H * kv + 3 * H * F) + 4 * T * T * q;
-  return static_cast<double>(t.num_hidden_layers) * per_layer + 2 * H * static_cast<double>(t.vocab_size);
+  return static_cast<double>(t.num_hidden_layers) * per_layer +
+         2 * H * static_cast<double>(t.vocab_size);
 }
 
 }  // namespace
@@ -84,7 +92,8 @@ Result<BenchReport> run_bench(const BenchOptions& o) {
     PG_ASSIGN_OR_RETURN(io::PaliGemmaConfig config, preset_config(o.preset));
     if (o.image_size > 0) {
       if (o.image_size % config.vision.patch_size != 0) {
-        return invalid_argument("--image-size " + std::to_string(o.image_size) + " is not a multiple of the patch size " +
+        return invalid_argument("--image-size " + std::to_string(o.image_size) +
+                                " is not a multiple of the patch size " +
                                 std::to_string(config.vision.patch_size));
       }
       config.vision.image_size = o.image_size;
@@ -98,8 +107,11 @@ Result<BenchReport> run_bench(const BenchOptions& o) {
   r.image_tokens = N;
   int64_t weight_bytes = 0;
   model::PaliGemmaWeights& weights = const_cast<model::PaliGemmaWeights&>(m->weights());
-  model::for_each_matrix(c, weights, [&](const std::string&, MatrixView& mv, bool) { weight_bytes += mv.total_bytes(); });
-  if (weights.text.lm_head.data != weights.text.embed_tokens.data) weight_bytes += weights.text.lm_head.total_bytes();
+  model::for_each_matrix(c, weights, [&](const std::string&, MatrixView& mv, bool) {
+    weight_bytes += mv.total_bytes();
+  });
+  if (weights.text.lm_head.data != weights.text.embed_tokens.data)
+    weight_bytes += weights.text.lm_head.total_bytes();
   r.weights_mb = static_cast<double>(weight_bytes) / (1 << 20);
 
   // Inputs: a random image and random text ids (no tokenizer needed).
@@ -180,7 +192,8 @@ Result<BenchReport> run_bench(const BenchOptions& o) {
     if (vision_peak > 0 && decoder_peak > 0) {
       r.roofline_ttft_s = r.vision_gflop / vision_peak + r.prefill_gflop / decoder_peak;
     }
-    if (roof.bandwidth_gbs > 0) r.roofline_decode_tok_s = roof.bandwidth_gbs * 1e9 / r.decode_bytes_per_token;
+    if (roof.bandwidth_gbs > 0)
+      r.roofline_decode_tok_s = roof.bandwidth_gbs * 1e9 / r.decode_bytes_per_token;
   }
   return r;
 }

@@ -18,14 +18,14 @@ namespace pg::runtime {
 const std::vector<std::pair<std::string, std::string>>& builtin_presets();
 
 struct BenchOptions {
-  std::string preset;        // a builtin preset name, or a path to a config.json
-  std::string model_dir;     // instead of a preset: a checkpoint folder (its real weights)
+  std::string preset;     // a builtin preset name, or a path to a config.json
+  std::string model_dir;  // instead of a preset: a checkpoint folder (its real weights)
   model::WeightType type = model::WeightType::kBF16;
   int64_t image_size = 0;    // > 0: override vision_config.image_size
   int64_t text_tokens = 10;  // prompt text after the image tokens and BOS
   int64_t decode_tokens = 64;
-  bool probe = true;         // measure the roofline
-  bool profile = false;      // time every kernel call (kernels/profile.h)
+  bool probe = true;     // measure the roofline
+  bool profile = false;  // time every kernel call (kernels/profile.h)
   uint64_t seed = 1;
 };
 

@@ -20,8 +20,8 @@ Result<std::unique_ptr<Session>> Session::load(const std::string& dir,
   const io::PaliGemmaConfig& c = model->config();
   if (tok.vocab_size() > c.text.vocab_size) {
     return invalid_argument(dir + "/tokenizer.model has " + std::to_string(tok.vocab_size()) +
-                            " pieces but the embedding has only " + std::to_string(c.text.vocab_size) +
-                            " rows (text_config.vocab_size)");
+                            " pieces but the embedding has only " +
+                            std::to_string(c.text.vocab_size) + " rows (text_config.vocab_size)");
   }
   return std::unique_ptr<Session>(new Session(std::move(model), std::move(tok)));
 }
@@ -53,7 +53,8 @@ Result<GenerateResult> Session::generate(const std::vector<Tensor>& pixel_values
                                          const TextCallback& on_text) const {
   const io::PaliGemmaConfig& c = model_->config();
   if (options.max_tokens < 1) {
-    return invalid_argument("max_tokens must be at least 1, got " + std::to_string(options.max_tokens));
+    return invalid_argument("max_tokens must be at least 1, got " +
+                            std::to_string(options.max_tokens));
   }
   for (size_t i = 0; i < pixel_values.size(); ++i) {
     const Shape want{c.vision.num_channels, c.vision.image_size, c.vision.image_size};

@@ -37,9 +37,9 @@ class Session {
  public:
   // Loads DIR: config.json, safetensors, tokenizer.model.
   // Matrices are converted to `type` at load (kAsStored maps them as stored).
-  static Result<std::unique_ptr<Session>> load(const std::string& dir,
-                                               std::vector<std::string>* warnings,
-                                               model::WeightType type = model::WeightType::kAsStored);
+  static Result<std::unique_ptr<Session>> load(
+      const std::string& dir, std::vector<std::string>* warnings,
+      model::WeightType type = model::WeightType::kAsStored);
 
   const model::PaliGemma& model() const { return *model_; }
   const text::Tokenizer& tokenizer() const { return tokenizer_; }
@@ -52,8 +52,8 @@ class Session {
   // The prompt's ids for `num_images` images.
   Result<text::PromptIds> prompt_ids(const std::string& prompt, int64_t num_images) const;
 
-  Result<GenerateResult> generate(const std::vector<Tensor>& pixel_values, const std::string& prompt,
-                                  const GenerateOptions& options,
+  Result<GenerateResult> generate(const std::vector<Tensor>& pixel_values,
+                                  const std::string& prompt, const GenerateOptions& options,
                                   const TextCallback& on_text = nullptr) const;
 
  private:

@@ -76,10 +76,10 @@ uint16_t f32_to_f16(float f) {
   std::memcpy(&bits, &f, sizeof(bits));
   const uint16_t sign = static_cast<uint16_t>((bits >> 16) & 0x8000u);
   const uint32_t abs = bits & 0x7fffffffu;
-  if (abs > 0x7f800000u) return sign | 0x7e00u;      // NaN
-  if (abs >= 0x477ff000u) return sign | 0x7c00u;     // overflow (rounds to inf)
-  if (abs < 0x38800000u) {                            // subnormal or zero in f16
-    if (abs < 0x33000000u) return sign;              // underflow to zero
+  if (abs > 0x7f800000u) return sign | 0x7e00u;   // NaN
+  if (abs >= 0x477ff000u) return sign | 0x7c00u;  // overflow (rounds to inf)
+  if (abs < 0x38800000u) {                        // subnormal or zero in f16
+    if (abs < 0x33000000u) return sign;           // underflow to zero
     const uint32_t exp = abs >> 23;
     const uint32_t mant = (abs & 0x7fffffu) | 0x800000u;
     // value = mant * 2^(exp-150) and the f16 subnormal unit is 2^-24, so the
@@ -97,9 +97,7 @@ uint16_t f32_to_f16(float f) {
 
 void convert_to_f32(DType dtype, const void* src, float* dst, int64_t n) {
   switch (dtype) {
-    case DType::kF32:
-      std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
-      return;
+    case DType::kF32: std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float)); return;
     // Stored tensors need not be aligned to their element size: read bytes.
     case DType::kBF16: {
       const auto* s = static_cast<const uint8_t*>(src);
@@ -119,8 +117,7 @@ void convert_to_f32(DType dtype, const void* src, float* dst, int64_t n) {
       }
       return;
     }
-    default:
-      assert(false && "convert_to_f32: unsupported dtype");
+    default: assert(false && "convert_to_f32: unsupported dtype");
   }
 }
 

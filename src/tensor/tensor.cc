@@ -41,8 +41,7 @@ void dequantize_row(const MatrixView& w, int64_t r, float* out) {
       }
       return;
     }
-    default:
-      convert_to_f32(w.dtype, base, out, w.cols);
+    default: convert_to_f32(w.dtype, base, out, w.cols);
   }
 }
 

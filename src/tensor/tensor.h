@@ -24,7 +24,9 @@ struct TensorView {
   const void* data = nullptr;
 
   int64_t numel() const { return shape_numel(shape); }
-  int64_t dim(int i) const { return shape[static_cast<size_t>(i < 0 ? i + static_cast<int>(shape.size()) : i)]; }
+  int64_t dim(int i) const {
+    return shape[static_cast<size_t>(i < 0 ? i + static_cast<int>(shape.size()) : i)];
+  }
   size_t nbytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype); }
 };
 
@@ -70,11 +72,13 @@ void dequantize_row(const MatrixView& w, int64_t r, float* out);
 class Tensor {
  public:
   Tensor() = default;
-  explicit Tensor(Shape shape);  // zero-filled
+  explicit Tensor(Shape shape);                     // zero-filled
   static Tensor from_view(const TensorView& view);  // converts to float32
 
   const Shape& shape() const { return shape_; }
-  int64_t dim(int i) const { return shape_[static_cast<size_t>(i < 0 ? i + static_cast<int>(shape_.size()) : i)]; }
+  int64_t dim(int i) const {
+    return shape_[static_cast<size_t>(i < 0 ? i + static_cast<int>(shape_.size()) : i)];
+  }
   int rank() const { return static_cast<int>(shape_.size()); }
   int64_t numel() const { return numel_; }
   float* data() { return data_.get(); }

@@ -18,11 +18,10 @@ Result<PromptIds> build_prompt(const Tokenizer& tok, const std::string& prefix,
 }
 
 Result<PromptIds> build_training_example(const Tokenizer& tok, const std::string& prefix,
-                                         const std::string& suffix,
-                                         int64_t image_tokens_per_image, int64_t num_images,
-                                         int image_token_id) {
-  PG_ASSIGN_OR_RETURN(PromptIds p, build_prompt(tok, prefix, image_tokens_per_image, num_images,
-                                                image_token_id));
+                                         const std::string& suffix, int64_t image_tokens_per_image,
+                                         int64_t num_images, int image_token_id) {
+  PG_ASSIGN_OR_RETURN(
+      PromptIds p, build_prompt(tok, prefix, image_tokens_per_image, num_images, image_token_id));
   for (int id : tok.encode(suffix)) p.ids.push_back(id);
   p.ids.push_back(tok.eos_id());
   return p;

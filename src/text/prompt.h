@@ -24,8 +24,7 @@ Result<PromptIds> build_prompt(const Tokenizer& tok, const std::string& prefix,
 
 // build_prompt, then encode(suffix) and EOS (for training and loss).
 Result<PromptIds> build_training_example(const Tokenizer& tok, const std::string& prefix,
-                                         const std::string& suffix,
-                                         int64_t image_tokens_per_image, int64_t num_images,
-                                         int image_token_id);
+                                         const std::string& suffix, int64_t image_tokens_per_image,
+                                         int64_t num_images, int image_token_id);
 
 }  // namespace pg::text

@@ -14,7 +14,9 @@ Tokenizer::~Tokenizer() = default;
 
 Result<Tokenizer> Tokenizer::load(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
-  if (!f) return not_found(path + ": cannot open the tokenizer (expected a SentencePiece tokenizer.model)");
+  if (!f)
+    return not_found(path +
+                     ": cannot open the tokenizer (expected a SentencePiece tokenizer.model)");
   std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
   Tokenizer tok;
   const auto st = tok.sp_->LoadFromSerializedProto(bytes);

@@ -66,9 +66,11 @@ double clip_grad_norm(const std::vector<Param*>& params, double max_norm) {
 }
 
 double Schedule::at(int64_t s) const {
-  if (warmup > 0 && s < warmup) return lr * static_cast<double>(s + 1) / static_cast<double>(warmup);
+  if (warmup > 0 && s < warmup)
+    return lr * static_cast<double>(s + 1) / static_cast<double>(warmup);
   const int64_t decay_steps = std::max<int64_t>(1, total - warmup);
-  const double progress = std::min(1.0, static_cast<double>(s - warmup) / static_cast<double>(decay_steps));
+  const double progress =
+      std::min(1.0, static_cast<double>(s - warmup) / static_cast<double>(decay_steps));
   return min_lr + 0.5 * (lr - min_lr) * (1.0 + std::cos(M_PI * progress));
 }
 

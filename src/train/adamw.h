@@ -49,10 +49,10 @@ void scale_grads(const std::vector<Param*>& params, float s);
 double clip_grad_norm(const std::vector<Param*>& params, double max_norm);
 
 struct Schedule {
-  double lr = 1e-4;       // peak
-  double min_lr = 0.0;    // floor of the cosine
-  int64_t warmup = 0;     // steps of linear warm-up (lr * (s + 1) / warmup)
-  int64_t total = 1;      // steps in all
+  double lr = 1e-4;     // peak
+  double min_lr = 0.0;  // floor of the cosine
+  int64_t warmup = 0;   // steps of linear warm-up (lr * (s + 1) / warmup)
+  int64_t total = 1;    // steps in all
   // Learning rate of update s (0-based).
   double at(int64_t s) const;
 };

@@ -63,13 +63,15 @@ Status write_streaming(const std::string& path, const std::vector<Entry>& entrie
   uint64_t offset = 0;
   for (const Entry& e : entries) {
     const uint64_t n = static_cast<uint64_t>(shape_numel(e.shape)) * dtype_size(e.dtype);
-    header[e.name] = {{"dtype", dtype_name(e.dtype)}, {"shape", e.shape}, {"data_offsets", {offset, offset + n}}};
+    header[e.name] = {
+        {"dtype", dtype_name(e.dtype)}, {"shape", e.shape}, {"data_offsets", {offset, offset + n}}};
     offset += n;
   }
   std::string text = header.dump();
   text.append((8 - text.size() % 8) % 8, ' ');
   uint8_t length[8];
-  for (int i = 0; i < 8; ++i) length[i] = static_cast<uint8_t>(static_cast<uint64_t>(text.size()) >> (8 * i));
+  for (int i = 0; i < 8; ++i)
+    length[i] = static_cast<uint8_t>(static_cast<uint64_t>(text.size()) >> (8 * i));
 
   const std::string tmp = path + ".tmp." + std::to_string(::getpid());
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
@@ -80,7 +82,8 @@ Status write_streaming(const std::string& path, const std::vector<Entry>& entrie
     ::unlink(tmp.c_str());
     return s;
   };
-  if (!write_all(fd, length, sizeof(length)) || !write_all(fd, text.data(), text.size())) return fail("write");
+  if (!write_all(fd, length, sizeof(length)) || !write_all(fd, text.data(), text.size()))
+    return fail("write");
   for (size_t i = 0; i < entries.size(); ++i) {
     if (crash_midway && i == entries.size() / 2) std::_Exit(99);
     const Entry& e = entries[i];
@@ -89,8 +92,8 @@ Status write_streaming(const std::string& path, const std::vector<Entry>& entrie
     if (b.size != want) {
       ::close(fd);
       ::unlink(tmp.c_str());
-      return internal_error("tensor " + e.name + ": " + std::to_string(b.size) + " bytes, expected " +
-                            std::to_string(want));
+      return internal_error("tensor " + e.name + ": " + std::to_string(b.size) +
+                            " bytes, expected " + std::to_string(want));
     }
     if (!write_all(fd, b.data, b.size)) return fail("write");
   }
@@ -114,9 +117,11 @@ Status write_streaming(const std::string& path, const std::vector<Entry>& entrie
 
 // n float32 values as `dtype` (F32, BF16, F16).
 Bytes from_f32(const float* src, int64_t n, DType dtype, std::shared_ptr<void> keep_src = nullptr) {
-  if (dtype == DType::kF32) return {src, static_cast<size_t>(n) * sizeof(float), std::move(keep_src)};
+  if (dtype == DType::kF32)
+    return {src, static_cast<size_t>(n) * sizeof(float), std::move(keep_src)};
   auto buf = std::shared_ptr<uint16_t[]>(new uint16_t[static_cast<size_t>(n)]);
-  for (int64_t i = 0; i < n; ++i) buf[i] = dtype == DType::kBF16 ? f32_to_bf16(src[i]) : f32_to_f16(src[i]);
+  for (int64_t i = 0; i < n; ++i)
+    buf[i] = dtype == DType::kBF16 ? f32_to_bf16(src[i]) : f32_to_f16(src[i]);
   return {buf.get(), static_cast<size_t>(n) * 2, buf};
 }
 
@@ -141,7 +146,8 @@ Status write_text(const std::string& path, const std::string& text) {
 }
 
 // config.json of the source, with the new image size when it changed.
-Status write_config(const ModelParams& params, const std::string& source_dir, const std::string& out_dir) {
+Status write_config(const ModelParams& params, const std::string& source_dir,
+                    const std::string& out_dir) {
   PG_ASSIGN_OR_RETURN(std::string text, io::read_file(source_dir + "/config.json"));
   if (params.image_size_changed()) {
     ojson j;
@@ -163,9 +169,10 @@ Status write_config(const ModelParams& params, const std::string& source_dir, co
 
 // The tokenizer and processor files HF and this engine read beside the weights.
 Status copy_side_files(const std::string& source_dir, const std::string& out_dir) {
-  for (const char* name : {"tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                           "added_tokens.json", "preprocessor_config.json", "processor_config.json",
-                           "generation_config.json", "chat_template.json"}) {
+  for (const char* name :
+       {"tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+        "added_tokens.json", "preprocessor_config.json", "processor_config.json",
+        "generation_config.json", "chat_template.json"}) {
     const std::string src = source_dir + "/" + name;
     if (!fs::is_regular_file(src)) continue;
     PG_ASSIGN_OR_RETURN(std::string bytes, io::read_file(src));
@@ -174,15 +181,19 @@ Status copy_side_files(const std::string& source_dir, const std::string& out_dir
   return Status::Ok();
 }
 
-Status export_adapter(const ModelParams& params, const std::string& source_dir, const std::string& out_dir) {
+Status export_adapter(const ModelParams& params, const std::string& source_dir,
+                      const std::string& out_dir) {
   std::vector<Entry> entries;
   for (const auto& a : params.adapters()) {
     for (const Param* f : {&a->a, &a->b}) {
-      entries.push_back({"base_model.model." + f->name, DType::kF32, f->shape,
-                         [f] { return Bytes{f->data(), static_cast<size_t>(f->numel()) * sizeof(float), nullptr}; }});
+      entries.push_back(
+          {"base_model.model." + f->name, DType::kF32, f->shape, [f] {
+             return Bytes{f->data(), static_cast<size_t>(f->numel()) * sizeof(float), nullptr};
+           }});
     }
   }
-  PG_RETURN_IF_ERROR(write_streaming(out_dir + "/adapter_model.safetensors", entries, {{"format", "pt"}}, false));
+  PG_RETURN_IF_ERROR(
+      write_streaming(out_dir + "/adapter_model.safetensors", entries, {{"format", "pt"}}, false));
   const Selection& s = params.selection();
   ojson cfg = {{"peft_type", "LORA"},
                {"task_type", "CAUSAL_LM"},
@@ -194,7 +205,8 @@ Status export_adapter(const ModelParams& params, const std::string& source_dir, 
                {"fan_in_fan_out", false},
                {"inference_mode", true},
                // The decoder's projections only (SigLIP's q/k/v_proj share the names).
-               {"target_modules", ".*language_model.*\\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"}};
+               {"target_modules",
+                ".*language_model.*\\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"}};
   return write_text(out_dir + "/adapter_config.json", cfg.dump(2) + "\n");
 }
 
@@ -207,12 +219,13 @@ Result<SaveDType> parse_save_dtype(const std::string& name) {
   return invalid_argument("unknown save dtype '" + name + "' (expected auto, f32 or bf16)");
 }
 
-Status export_checkpoint(const ModelParams& params, const std::string& source_dir, const std::string& out_dir,
-                         const ExportOptions& options) {
+Status export_checkpoint(const ModelParams& params, const std::string& source_dir,
+                         const std::string& out_dir, const ExportOptions& options) {
   std::error_code ec;
   fs::create_directories(out_dir, ec);
   if (ec) return internal_error("cannot create " + out_dir + ": " + ec.message());
-  if (options.save_adapter && !params.adapters().empty()) return export_adapter(params, source_dir, out_dir);
+  if (options.save_adapter && !params.adapters().empty())
+    return export_adapter(params, source_dir, out_dir);
 
   const auto lora = lora_layers(params);
   std::vector<Entry> entries;
@@ -234,7 +247,8 @@ Status export_checkpoint(const ModelParams& params, const std::string& source_di
       produce = [lin, dtype] { return tensor_bytes(merged_weight(*lin), dtype); };
     } else if (p->matrix && !p->trainable && p->view.dtype == dtype) {  // frozen, as stored
       produce = [p] {
-        return Bytes{p->view.data, static_cast<size_t>(p->view.rows * p->view.row_bytes()), nullptr};
+        return Bytes{p->view.data, static_cast<size_t>(p->view.rows * p->view.row_bytes()),
+                     nullptr};
       };
     } else if (p->matrix && !p->trainable) {
       produce = [p, dtype] { return tensor_bytes(param_f32(*p), dtype); };
@@ -243,7 +257,8 @@ Status export_checkpoint(const ModelParams& params, const std::string& source_di
     }
     entries.push_back({p->name, dtype, p->shape, std::move(produce)});
   }
-  PG_RETURN_IF_ERROR(write_streaming(out_dir + "/model.safetensors", entries, {{"format", "pt"}}, false));
+  PG_RETURN_IF_ERROR(
+      write_streaming(out_dir + "/model.safetensors", entries, {{"format", "pt"}}, false));
   // A stale index (or shards) from another checkpoint would shadow model.safetensors.
   fs::remove(out_dir + "/model.safetensors.index.json", ec);
   PG_RETURN_IF_ERROR(write_config(params, source_dir, out_dir));
@@ -257,10 +272,13 @@ bool crash_in_save_requested() {
   return v != nullptr && std::string(v) == "1";
 }
 
-Status save_state(const AdamW& opt, int64_t step, const std::string& settings, const std::string& path) {
+Status save_state(const AdamW& opt, int64_t step, const std::string& settings,
+                  const std::string& path) {
   std::vector<Entry> entries;
   auto raw = [](const Tensor& t) {
-    return [&t] { return Bytes{t.data(), static_cast<size_t>(t.numel()) * sizeof(float), nullptr}; };
+    return [&t] {
+      return Bytes{t.data(), static_cast<size_t>(t.numel()) * sizeof(float), nullptr};
+    };
   };
   for (size_t i = 0; i < opt.params().size(); ++i) {
     const Param* p = opt.params()[i];
@@ -286,10 +304,12 @@ Result<LoadedState> load_state(AdamW& opt, const std::string& path) {
   s.step = std::strtoll(step.c_str(), nullptr, 10);
   auto restore = [&](const std::string& name, float* dst, int64_t n) -> Status {
     auto it = f.tensors().find(name);
-    if (it == f.tensors().end()) return data_loss(path + ": no tensor '" + name + "' (saved from another run?)");
+    if (it == f.tensors().end())
+      return data_loss(path + ": no tensor '" + name + "' (saved from another run?)");
     if (it->second.dtype != DType::kF32 || it->second.numel() != n) {
       return data_loss(path + ": tensor '" + name + "' is " + dtype_name(it->second.dtype) + " " +
-                       shape_to_string(it->second.shape) + ", expected F32 with " + std::to_string(n) + " values");
+                       shape_to_string(it->second.shape) + ", expected F32 with " +
+                       std::to_string(n) + " values");
     }
     std::memcpy(dst, it->second.data, static_cast<size_t>(n) * sizeof(float));
     return Status::Ok();

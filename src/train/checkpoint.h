@@ -27,15 +27,16 @@ struct ExportOptions {
 
 // Writes out_dir (created if needed) from the current parameters. source_dir supplies
 // config.json (the image size updated when it changed) and the tokenizer files.
-Status export_checkpoint(const ModelParams& params, const std::string& source_dir, const std::string& out_dir,
-                         const ExportOptions& options);
+Status export_checkpoint(const ModelParams& params, const std::string& source_dir,
+                         const std::string& out_dir, const ExportOptions& options);
 
 // The file holding the training state in an output folder.
 std::string state_path(const std::string& out_dir);
 
 // Saves masters ("master.<name>"), moments ("adam_m.<name>", "adam_v.<name>") and, in the
 // metadata, the step and `settings` (a JSON object text).
-Status save_state(const AdamW& opt, int64_t step, const std::string& settings, const std::string& path);
+Status save_state(const AdamW& opt, int64_t step, const std::string& settings,
+                  const std::string& path);
 
 struct LoadedState {
   int64_t step = 0;

@@ -12,12 +12,13 @@ namespace fs = std::filesystem;
 
 Result<Example> ExampleBuilder::tokens(const std::string& prefix, const std::string& suffix,
                                        int64_t num_images) const {
-  PG_ASSIGN_OR_RETURN(text::PromptIds p,
-                      text::build_training_example(tok_, prefix, suffix, cfg_.num_image_tokens(), num_images,
-                                                   static_cast<int>(cfg_.image_token_index)));
+  PG_ASSIGN_OR_RETURN(text::PromptIds p, text::build_training_example(
+                                             tok_, prefix, suffix, cfg_.num_image_tokens(),
+                                             num_images, static_cast<int>(cfg_.image_token_index)));
   const int64_t T = static_cast<int64_t>(p.ids.size());
   if (T > cfg_.text.max_position_embeddings) {
-    return invalid_argument("the example is " + std::to_string(T) + " tokens, more than the context of " +
+    return invalid_argument("the example is " + std::to_string(T) +
+                            " tokens, more than the context of " +
                             std::to_string(cfg_.text.max_position_embeddings));
   }
   Example ex;
@@ -34,8 +35,8 @@ Result<image::Image> ExampleBuilder::load_resized(const std::string& path) const
   return image::resize_bicubic(img, s, s);
 }
 
-Result<Example> ExampleBuilder::build(const std::vector<std::string>& image_paths, const std::string& prefix,
-                                      const std::string& suffix) const {
+Result<Example> ExampleBuilder::build(const std::vector<std::string>& image_paths,
+                                      const std::string& prefix, const std::string& suffix) const {
   PG_ASSIGN_OR_RETURN(Example ex, tokens(prefix, suffix, static_cast<int64_t>(image_paths.size())));
   for (const std::string& path : image_paths) {
     PG_ASSIGN_OR_RETURN(image::Image img, load_resized(path));
@@ -115,7 +116,8 @@ Result<Example> Dataset::get(int64_t i) {
     std::vector<image::Image> imgs;
     for (const std::string& path : records_[k].images) {
       auto img = builder_->load_resized(path);
-      if (!img.ok()) return img.status().with_context("example on line " + std::to_string(records_[k].line));
+      if (!img.ok())
+        return img.status().with_context("example on line " + std::to_string(records_[k].line));
       imgs.push_back(std::move(img).value());
       ++images_decoded_;
     }

@@ -21,9 +21,11 @@ namespace pg::train {
 class ExampleBuilder {
  public:
   // cfg: the training config (its image size, which may differ from the checkpoint's).
-  ExampleBuilder(const text::Tokenizer& tok, const io::PaliGemmaConfig& cfg) : tok_(tok), cfg_(cfg) {}
+  ExampleBuilder(const text::Tokenizer& tok, const io::PaliGemmaConfig& cfg)
+      : tok_(tok), cfg_(cfg) {}
   // ids and prefix_len for `num_images` images (no pixels yet).
-  Result<Example> tokens(const std::string& prefix, const std::string& suffix, int64_t num_images) const;
+  Result<Example> tokens(const std::string& prefix, const std::string& suffix,
+                         int64_t num_images) const;
   // A decoded image resized to the model's size (8-bit RGB).
   Result<image::Image> load_resized(const std::string& path) const;
   // Pixel values [3, S, S] of a resized image.
@@ -41,7 +43,7 @@ class ExampleBuilder {
 struct Record {
   std::vector<std::string> images;  // resolved paths
   std::string prefix, suffix;
-  int64_t line = 0;                 // 1-based line in the file
+  int64_t line = 0;  // 1-based line in the file
 };
 
 // Parses a JSONL file; errors name the file and line.
@@ -54,7 +56,9 @@ class Dataset {
   int64_t size() const { return static_cast<int64_t>(records_.size()); }
   const Record& record(int64_t i) const { return records_[static_cast<size_t>(i)]; }
   int64_t loss_tokens(int64_t i) const { return tokens_[static_cast<size_t>(i)].loss_tokens(); }
-  int64_t sequence_tokens(int64_t i) const { return static_cast<int64_t>(tokens_[static_cast<size_t>(i)].ids.size()); }
+  int64_t sequence_tokens(int64_t i) const {
+    return static_cast<int64_t>(tokens_[static_cast<size_t>(i)].ids.size());
+  }
   // Example i with its pixels; its images are decoded and resized on first use only.
   Result<Example> get(int64_t i);
   // Images decoded so far (each once).

@@ -64,11 +64,13 @@ int image_token(const ModelParams& p) { return static_cast<int>(p.config().image
 
 }  // namespace
 
-LossSum example_backward(ModelParams& p, const Example& ex, float grad_scale, const ForwardOptions& o) {
+LossSum example_backward(ModelParams& p, const Example& ex, float grad_scale,
+                         const ForwardOptions& o) {
   const bool vision_path = !ex.pixels.empty() && (p.projector_trains() || p.vision_trains());
   VisionTapes vt;
   Tensor features;
-  if (!ex.pixels.empty()) features = image_features(p, ex.pixels, vision_path ? &vt : nullptr, o.recompute);
+  if (!ex.pixels.empty())
+    features = image_features(p, ex.pixels, vision_path ? &vt : nullptr, o.recompute);
   Tensor x = embed_forward(p, ex.ids, image_token(p), ex.pixels.empty() ? nullptr : &features);
   GemmaTape tape;
   tape.recompute = o.recompute;
@@ -96,14 +98,15 @@ LossSum example_loss(const ModelParams& p, const Example& ex) {
   return lm_loss(const_cast<ModelParams&>(p), hidden, ex.ids, ex.prefix_len - 1, 0.0f, nullptr);
 }
 
-std::vector<int> greedy_answer(const ModelParams& p, const Example& ex, int64_t max_tokens, int eos_id,
-                               int vocab_limit) {
+std::vector<int> greedy_answer(const ModelParams& p, const Example& ex, int64_t max_tokens,
+                               int eos_id, int vocab_limit) {
   Tensor features;
   if (!ex.pixels.empty()) features = image_features(p, ex.pixels, nullptr, false);
   std::vector<int> ids(ex.ids.begin(), ex.ids.begin() + ex.prefix_len);
   std::vector<int> out;
   const int64_t context = p.config().text.max_position_embeddings;
-  while (static_cast<int64_t>(out.size()) < max_tokens && static_cast<int64_t>(ids.size()) < context) {
+  while (static_cast<int64_t>(out.size()) < max_tokens &&
+         static_cast<int64_t>(ids.size()) < context) {
     Tensor x = embed_forward(p, ids, image_token(p), ex.pixels.empty() ? nullptr : &features);
     Tensor hidden = gemma_forward_train(p, std::move(x), ex.prefix_len, nullptr);
     Tensor logits = lm_logits(p, hidden.row(hidden.dim(0) - 1), 1);

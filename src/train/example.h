@@ -27,14 +27,15 @@ struct ForwardOptions {
 
 // Forward and backward: returns the summed NLL of the example's suffix and EOS, and adds
 // d(grad_scale * nll)/d theta to every trained parameter's gradient.
-LossSum example_backward(ModelParams& p, const Example& ex, float grad_scale, const ForwardOptions& o);
+LossSum example_backward(ModelParams& p, const Example& ex, float grad_scale,
+                         const ForwardOptions& o);
 
 // Forward only.
 LossSum example_loss(const ModelParams& p, const Example& ex);
 
 // Greedy answer to the prompt ids[0, prefix_len): generated ids (a final EOS included),
 // never an id >= vocab_limit. Recomputes the whole sequence each step (no KV cache).
-std::vector<int> greedy_answer(const ModelParams& p, const Example& ex, int64_t max_tokens, int eos_id,
-                               int vocab_limit);
+std::vector<int> greedy_answer(const ModelParams& p, const Example& ex, int64_t max_tokens,
+                               int eos_id, int vocab_limit);
 
 }  // namespace pg::train

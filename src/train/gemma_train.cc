@@ -44,7 +44,8 @@ void layer_forward(const GemmaLayerParams& l, const io::TextConfig& cfg, int64_t
                    int64_t prefix_len, Tensor& x, GemmaLayerTape& s, bool keep) {
   const kernels::KernelTable& k = kernels::kernels();
   const int64_t T = x.dim(0), H = cfg.hidden_size, F = cfg.intermediate_size;
-  const int64_t QW = cfg.num_attention_heads * cfg.head_dim, KW = cfg.num_key_value_heads * cfg.head_dim;
+  const int64_t QW = cfg.num_attention_heads * cfg.head_dim,
+                KW = cfg.num_key_value_heads * cfg.head_dim;
   const float eps = cfg.rms_norm_eps;
   const bool g2 = cfg.is_gemma2();
   if (keep) s.x = clone(x);
@@ -102,7 +103,8 @@ float* grad_of(Param* p) { return p != nullptr && p->trainable ? p->grad.data() 
 void layer_backward(const GemmaLayerParams& l, const io::TextConfig& cfg, int64_t layer,
                     int64_t prefix_len, const GemmaLayerTape& s, Tensor& dx, bool need_dx) {
   const int64_t T = dx.dim(0), H = cfg.hidden_size, F = cfg.intermediate_size;
-  const int64_t QW = cfg.num_attention_heads * cfg.head_dim, KW = cfg.num_key_value_heads * cfg.head_dim;
+  const int64_t QW = cfg.num_attention_heads * cfg.head_dim,
+                KW = cfg.num_key_value_heads * cfg.head_dim;
   const float eps = cfg.rms_norm_eps;
   const bool g2 = cfg.is_gemma2();
 
@@ -111,14 +113,15 @@ void layer_backward(const GemmaLayerParams& l, const io::TextConfig& cfg, int64_
   const Tensor* dmlp = &dx;
   if (g2) {
     dm = Tensor({T, H});
-    kernels::rms_norm_backward(s.mlp.data(), dx.data(), T, H, l.post_ff_norm->data(), eps, dm.data(),
-                               grad_of(l.post_ff_norm), false);
+    kernels::rms_norm_backward(s.mlp.data(), dx.data(), T, H, l.post_ff_norm->data(), eps,
+                               dm.data(), grad_of(l.post_ff_norm), false);
     dmlp = &dm;
   }
   Tensor dact({T, F});
   linear_backward(l.down, s.act.data(), dmlp->data(), T, dact.data(), false);
   Tensor dgate({T, F}), dup({T, F});
-  kernels::gelu_tanh_mul_backward(s.gate.data(), s.up.data(), dact.data(), dgate.data(), dup.data(), T * F);
+  kernels::gelu_tanh_mul_backward(s.gate.data(), s.up.data(), dact.data(), dgate.data(), dup.data(),
+                                  T * F);
   dact = Tensor();
   Tensor dh({T, H});
   linear_backward(l.gate, s.h2.data(), dgate.data(), T, dh.data(), false);
@@ -130,8 +133,8 @@ void layer_backward(const GemmaLayerParams& l, const io::TextConfig& cfg, int64_
   const Tensor* dout = &dx;
   if (g2) {
     dm = Tensor({T, H});
-    kernels::rms_norm_backward(s.o.data(), dx.data(), T, H, l.post_attn_norm->data(), eps, dm.data(),
-                               grad_of(l.post_attn_norm), false);
+    kernels::rms_norm_backward(s.o.data(), dx.data(), T, H, l.post_attn_norm->data(), eps,
+                               dm.data(), grad_of(l.post_attn_norm), false);
     dout = &dm;
   }
   Tensor dattn({T, QW});
@@ -141,8 +144,10 @@ void layer_backward(const GemmaLayerParams& l, const io::TextConfig& cfg, int64_
   kernels::attention_backward(a, s.q.data(), s.k.data(), s.v.data(), s.probs.data(), dattn.data(),
                               dq.data(), dk.data(), dv.data());
   const std::vector<int64_t> pos = positions(T);
-  kernels::rope_backward(dq.data(), T, QW, cfg.num_attention_heads, cfg.head_dim, pos.data(), cfg.rope_theta);
-  kernels::rope_backward(dk.data(), T, KW, cfg.num_key_value_heads, cfg.head_dim, pos.data(), cfg.rope_theta);
+  kernels::rope_backward(dq.data(), T, QW, cfg.num_attention_heads, cfg.head_dim, pos.data(),
+                         cfg.rope_theta);
+  kernels::rope_backward(dk.data(), T, KW, cfg.num_key_value_heads, cfg.head_dim, pos.data(),
+                         cfg.rope_theta);
   const bool need_dh1 = need_dx || l.input_norm->trainable;
   float* dh1 = need_dh1 ? dh.data() : nullptr;
   linear_backward(l.q, s.h1.data(), dq.data(), T, dh1, false);
@@ -166,9 +171,11 @@ Tensor embed_forward(const ModelParams& p, const std::vector<int>& ids, int imag
   for (int64_t t = 0; t < T; ++t) {
     const int id = ids[static_cast<size_t>(t)];
     if (image_features != nullptr && id == image_token && next_image_row < image_features->dim(0)) {
-      std::memcpy(x.row(t), image_features->row(next_image_row++), sizeof(float) * static_cast<size_t>(H));
+      std::memcpy(x.row(t), image_features->row(next_image_row++),
+                  sizeof(float) * static_cast<size_t>(H));
     } else {
-      convert_to_f32(e.dtype, static_cast<const uint8_t*>(e.data) + static_cast<size_t>(id) * row_bytes,
+      convert_to_f32(e.dtype,
+                     static_cast<const uint8_t*>(e.data) + static_cast<size_t>(id) * row_bytes,
                      x.row(t), H);
     }
   }
@@ -177,8 +184,8 @@ Tensor embed_forward(const ModelParams& p, const std::vector<int>& ids, int imag
 }
 
 // dx: [T, H] -> embed.grad rows +=, dfeatures: [n, H].
-void embed_backward(ModelParams& p, const std::vector<int>& ids, int image_token, int64_t image_rows,
-                    const Tensor& dx, Tensor* dfeatures) {
+void embed_backward(ModelParams& p, const std::vector<int>& ids, int image_token,
+                    int64_t image_rows, const Tensor& dx, Tensor* dfeatures) {
   const int64_t T = static_cast<int64_t>(ids.size()), H = p.config().text.hidden_size;
   const float norm = embed_normalizer(H);
   Param& e = *p.text.embed;
@@ -224,8 +231,8 @@ Tensor gemma_backward_train(ModelParams& p, GemmaTape& tape, const Tensor& dh, b
   const io::TextConfig& cfg = p.config().text;
   const int64_t T = dh.dim(0), H = cfg.hidden_size;
   Tensor dx({T, H});
-  kernels::rms_norm_backward(tape.last.data(), dh.data(), T, H, p.text.norm->data(), cfg.rms_norm_eps,
-                             dx.data(), grad_of(p.text.norm), false);
+  kernels::rms_norm_backward(tape.last.data(), dh.data(), T, H, p.text.norm->data(),
+                             cfg.rms_norm_eps, dx.data(), grad_of(p.text.norm), false);
   for (size_t i = p.text.layers.size(); i-- > 0;) {
     GemmaLayerTape& s = tape.layers[i];
     if (tape.recompute) {  // redo the layer from its saved input, keeping everything

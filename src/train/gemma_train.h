@@ -27,7 +27,7 @@ struct GemmaTape {
   bool recompute = false;  // keep only each layer's input; redo the layer in backward
   int64_t prefix_len = 0;
   std::vector<GemmaLayerTape> layers;
-  Tensor last;             // [T, H] input of the final norm
+  Tensor last;  // [T, H] input of the final norm
 };
 
 // ids: [T] -> x: [T, H]: embed[id] for text, image_features rows (in order) for ids equal
@@ -38,8 +38,8 @@ Tensor embed_forward(const ModelParams& p, const std::vector<int>& ids, int imag
 // dx: [T, H] -> embedding rows' gradient += (when trained); the first image_rows ids equal
 // to image_token were image feature rows: dfeatures [image_rows, H] (when non-null) gets
 // their gradient.
-void embed_backward(ModelParams& p, const std::vector<int>& ids, int image_token, int64_t image_rows,
-                    const Tensor& dx, Tensor* dfeatures);
+void embed_backward(ModelParams& p, const std::vector<int>& ids, int image_token,
+                    int64_t image_rows, const Tensor& dx, Tensor* dfeatures);
 
 // x: [T, H] -> final-normed hidden states [T, H]. tape == nullptr: inference only.
 Tensor gemma_forward_train(const ModelParams& p, Tensor x, int64_t prefix_len, GemmaTape* tape);

@@ -57,7 +57,9 @@ LossSum lm_loss(ModelParams& p, const Tensor& hidden, const std::vector<int>& id
   if (dhidden == nullptr) return out;
   Param& w = *p.text.lm_head;
   kernels::matmul_backward_input_fast(dz.data(), n, w.view, dhidden->row(first), false);
-  if (w.trainable) kernels::matmul_backward_weight_fast(dz.data(), hidden.row(first), n, V, H, w.grad.data(), nullptr);
+  if (w.trainable)
+    kernels::matmul_backward_weight_fast(dz.data(), hidden.row(first), n, V, H, w.grad.data(),
+                                         nullptr);
   return out;
 }
 

@@ -22,7 +22,8 @@ Result<LossResult> compute_loss(const model::PaliGemma& model, const text::Token
   Selection all;
   all.mode = TrainMode::kFull;
   PG_RETURN_IF_ERROR(params->select(all));
-  const LossSum s = example_backward(*params, ex, 1.0f / static_cast<float>(r.tokens), ForwardOptions());
+  const LossSum s =
+      example_backward(*params, ex, 1.0f / static_cast<float>(r.tokens), ForwardOptions());
   r.loss = s.nll / static_cast<double>(r.tokens);
   for (Param* p : params->all()) r.gradients.push_back({p->stored_name, std::move(p->grad)});
   return r;
@@ -30,7 +31,8 @@ Result<LossResult> compute_loss(const model::PaliGemma& model, const text::Token
 
 Status write_gradients(const std::string& path, const std::vector<NamedGradient>& grads) {
   std::vector<io::TensorToWrite> t;
-  for (const NamedGradient& g : grads) t.push_back({"grad." + g.name, DType::kF32, g.grad.shape(), g.grad.data()});
+  for (const NamedGradient& g : grads)
+    t.push_back({"grad." + g.name, DType::kF32, g.grad.shape(), g.grad.data()});
   return io::write_safetensors(path, t);
 }
 

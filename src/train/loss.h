@@ -17,8 +17,8 @@ struct NamedGradient {
 };
 
 struct LossResult {
-  double loss = 0.0;    // mean cross-entropy over the predicted tokens
-  int64_t tokens = 0;   // suffix tokens + EOS
+  double loss = 0.0;                     // mean cross-entropy over the predicted tokens
+  int64_t tokens = 0;                    // suffix tokens + EOS
   std::vector<NamedGradient> gradients;  // every parameter, when asked for
 };
 

@@ -14,7 +14,8 @@ namespace {
 
 // Whether a launcher (mpirun, srun, hydra) started this process as one rank of a job.
 bool launched_by_mpi() {
-  for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_SIZE", "PMI_RANK", "MPI_LOCALNRANKS"}) {
+  for (const char* v :
+       {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_SIZE", "PMI_RANK", "MPI_LOCALNRANKS"}) {
     if (std::getenv(v) != nullptr) return true;
   }
   return false;
@@ -67,8 +68,8 @@ void Comm::allreduce_sum(float* data, int64_t n) const {
 #ifdef PG_HAVE_MPI
   if (!mpi_ || size_ == 1) return;
   for (int64_t i = 0; i < n; i += kChunk) {
-    MPI_Allreduce(MPI_IN_PLACE, data + i, static_cast<int>(std::min(kChunk, n - i)), MPI_FLOAT, MPI_SUM,
-                  MPI_COMM_WORLD);
+    MPI_Allreduce(MPI_IN_PLACE, data + i, static_cast<int>(std::min(kChunk, n - i)), MPI_FLOAT,
+                  MPI_SUM, MPI_COMM_WORLD);
   }
 #else
   (void)data;
@@ -80,8 +81,8 @@ void Comm::allreduce_sum(double* data, int64_t n) const {
 #ifdef PG_HAVE_MPI
   if (!mpi_ || size_ == 1) return;
   for (int64_t i = 0; i < n; i += kChunk) {
-    MPI_Allreduce(MPI_IN_PLACE, data + i, static_cast<int>(std::min(kChunk, n - i)), MPI_DOUBLE, MPI_SUM,
-                  MPI_COMM_WORLD);
+    MPI_Allreduce(MPI_IN_PLACE, data + i, static_cast<int>(std::min(kChunk, n - i)), MPI_DOUBLE,
+                  MPI_SUM, MPI_COMM_WORLD);
   }
 #else
   (void)data;

@@ -13,7 +13,8 @@ std::string str(int64_t i) { return std::to_string(i); }
 
 Tensor copy_tensor(const Tensor& t) {
   Tensor out(t.shape());
-  if (t.numel() > 0) std::memcpy(out.data(), t.data(), sizeof(float) * static_cast<size_t>(t.numel()));
+  if (t.numel() > 0)
+    std::memcpy(out.data(), t.data(), sizeof(float) * static_cast<size_t>(t.numel()));
   return out;
 }
 
@@ -40,7 +41,8 @@ void make_trainable(Param& p) {
 // Strips a trailing ".weight".
 std::string module_of(const std::string& name) {
   const std::string suffix = ".weight";
-  if (name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) {
+  if (name.size() > suffix.size() &&
+      name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) {
     return name.substr(0, name.size() - suffix.size());
   }
   return name;
@@ -52,7 +54,8 @@ Result<TrainMode> parse_train_mode(const std::string& name) {
   if (name == "full") return TrainMode::kFull;
   if (name == "attention") return TrainMode::kAttention;
   if (name == "lora") return TrainMode::kLora;
-  return invalid_argument("unknown training mode '" + name + "' (expected full, attention or lora)");
+  return invalid_argument("unknown training mode '" + name +
+                          "' (expected full, attention or lora)");
 }
 
 const char* train_mode_name(TrainMode mode) {
@@ -103,7 +106,8 @@ Result<std::unique_ptr<ModelParams>> ModelParams::create(const model::PaliGemma&
   sv.patch.weight = mat(vp + "embeddings.patch_embedding.weight", w.vision.patch_embedding,
                         {v.hidden_size, v.num_channels, v.patch_size, v.patch_size});
   sv.patch.bias = vec(vp + "embeddings.patch_embedding.bias", w.vision.patch_embedding_bias);
-  sv.position_embedding = vec(vp + "embeddings.position_embedding.weight", w.vision.position_embedding);
+  sv.position_embedding =
+      vec(vp + "embeddings.position_embedding.weight", w.vision.position_embedding);
   sv.layers.resize(w.vision.layers.size());
   for (size_t i = 0; i < w.vision.layers.size(); ++i) {
     const model::SiglipLayerWeights& l = w.vision.layers[i];
@@ -172,7 +176,8 @@ Result<std::unique_ptr<ModelParams>> ModelParams::create(const model::PaliGemma&
   const MatrixView& h = w.text.lm_head;
   const bool tied = h.data == e.data ||
                     (h.dtype == e.dtype && h.rows == e.rows && h.cols == e.cols &&
-                     std::memcmp(h.data, e.data, static_cast<size_t>(e.rows * e.cols) * dtype_size(e.dtype)) == 0);
+                     std::memcmp(h.data, e.data,
+                                 static_cast<size_t>(e.rows * e.cols) * dtype_size(e.dtype)) == 0);
   g.lm_head = tied ? g.embed : mat("language_model.lm_head.weight", h, {h.rows, h.cols});
 
   // Stored names and dtypes, from the checkpoint's keys.
@@ -188,8 +193,8 @@ Result<std::unique_ptr<ModelParams>> ModelParams::create(const model::PaliGemma&
   // Resolution change: resample the position embeddings over the patch grid.
   if (image_size > 0 && image_size != v.image_size) {
     if (image_size % v.patch_size != 0) {
-      return invalid_argument("image size " + str(image_size) + " is not a multiple of the patch size " +
-                              str(v.patch_size));
+      return invalid_argument("image size " + str(image_size) +
+                              " is not a multiple of the patch size " + str(v.patch_size));
     }
     const int64_t g0 = v.grid(), g1 = image_size / v.patch_size;
     Param* pos = sv.position_embedding;
@@ -202,7 +207,8 @@ Result<std::unique_ptr<ModelParams>> ModelParams::create(const model::PaliGemma&
 }
 
 Status ModelParams::select(const Selection& s) {
-  if (!adapters_.empty() || !trainable().empty()) return internal_error("parameters already selected");
+  if (!adapters_.empty() || !trainable().empty())
+    return internal_error("parameters already selected");
   selection_ = s;
   switch (s.mode) {
     case TrainMode::kFull:
@@ -240,7 +246,8 @@ Status ModelParams::select(const Selection& s) {
           // A ~ U(-1/sqrt(in), 1/sqrt(in)) (PEFT's kaiming-uniform), B = 0: starts as the base.
           Rng rng(s.seed ^ fnv1a(a->a.name));
           const float bound = 1.0f / std::sqrt(static_cast<float>(in));
-          for (int64_t i = 0; i < a->a.numel(); ++i) a->a.value.data()[i] = rng.uniform(-bound, bound);
+          for (int64_t i = 0; i < a->a.numel(); ++i)
+            a->a.value.data()[i] = rng.uniform(-bound, bound);
           lin->lora = a.get();
           adapters_.push_back(std::move(a));
         }
@@ -269,7 +276,8 @@ Param* ModelParams::find(const std::string& name) const {
 }
 
 void ModelParams::zero_grads() {
-  for (Param* p : trainable()) std::memset(p->grad.data(), 0, sizeof(float) * static_cast<size_t>(p->grad.numel()));
+  for (Param* p : trainable())
+    std::memset(p->grad.data(), 0, sizeof(float) * static_cast<size_t>(p->grad.numel()));
 }
 
 bool ModelParams::vision_trains() const {
@@ -301,7 +309,8 @@ Tensor resample_position_embedding(const Tensor& pos, int64_t g0, int64_t g1) {
   Tensor out({g1 * g1, W});
   // Source coordinate of output index o along one axis: (o + 0.5) * g0 / g1 - 0.5, clamped.
   auto taps = [&](int64_t o, int64_t& i0, int64_t& i1, float& f) {
-    double src = (static_cast<double>(o) + 0.5) * static_cast<double>(g0) / static_cast<double>(g1) - 0.5;
+    double src =
+        (static_cast<double>(o) + 0.5) * static_cast<double>(g0) / static_cast<double>(g1) - 0.5;
     src = std::min(std::max(src, 0.0), static_cast<double>(g0 - 1));
     i0 = static_cast<int64_t>(std::floor(src));
     i1 = std::min(i0 + 1, g0 - 1);

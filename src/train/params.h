@@ -33,12 +33,12 @@ struct Param {
   std::string stored_name;  // its key in the source checkpoint (newer naming possible)
   Shape shape;
   DType stored_dtype = DType::kF32;
-  bool matrix = false;      // read through `view` ([shape[0], rest]); else through `value`
+  bool matrix = false;  // read through `view` ([shape[0], rest]); else through `value`
   bool trainable = false;
-  bool decay = false;       // weight decay applies (matrices)
-  MatrixView view;          // matrices: the master when trainable, else the stored data
-  Tensor value;             // float32: vectors always; matrices when trainable (master)
-  Tensor grad;              // trainable only: same shape as value
+  bool decay = false;  // weight decay applies (matrices)
+  MatrixView view;     // matrices: the master when trainable, else the stored data
+  Tensor value;        // float32: vectors always; matrices when trainable (master)
+  Tensor grad;         // trainable only: same shape as value
 
   int64_t numel() const { return shape_numel(shape); }
   const float* data() const { return value.data(); }
@@ -67,7 +67,7 @@ struct SiglipLayerParams {
 };
 
 struct SiglipParams {
-  Linear patch;                        // [W, C*P*P] with bias
+  Linear patch;                         // [W, C*P*P] with bias
   Param* position_embedding = nullptr;  // [N, W]
   std::vector<SiglipLayerParams> layers;
   Param *post_ln_w = nullptr, *post_ln_b = nullptr;

@@ -79,8 +79,8 @@ void layer_forward(const SiglipLayerParams& l, const io::VisionConfig& cfg, Tens
 }
 
 // dx: [N, W], the gradient of the layer output on entry, of its input on return.
-void layer_backward(const SiglipLayerParams& l, const io::VisionConfig& cfg, const SiglipLayerTape& s,
-                    Tensor& dx, bool need_dx) {
+void layer_backward(const SiglipLayerParams& l, const io::VisionConfig& cfg,
+                    const SiglipLayerTape& s, Tensor& dx, bool need_dx) {
   const int64_t N = dx.dim(0), W = cfg.hidden_size, I = cfg.intermediate_size;
   const float eps = cfg.layer_norm_eps;
   // MLP block: x_out = x_mid + fc2(gelu(fc1(LN2(x_mid)))).
@@ -155,8 +155,8 @@ void siglip_backward(ModelParams& p, SiglipTape& tape, const Tensor& dout) {
                                cfg.layer_norm_eps, dx.data(),
                                v.post_ln_w->trainable ? v.post_ln_w->grad.data() : nullptr,
                                v.post_ln_b->trainable ? v.post_ln_b->grad.data() : nullptr, false);
-  const bool embeddings_train = v.patch.weight->trainable || v.patch.bias->trainable ||
-                                v.position_embedding->trainable;
+  const bool embeddings_train =
+      v.patch.weight->trainable || v.patch.bias->trainable || v.position_embedding->trainable;
   for (size_t i = v.layers.size(); i-- > 0;) {
     SiglipLayerTape& t = tape.layers[i];
     if (tape.recompute) {  // redo the layer from its saved input, keeping everything
@@ -167,7 +167,8 @@ void siglip_backward(ModelParams& p, SiglipTape& tape, const Tensor& dout) {
     t = SiglipLayerTape();  // free as we go
   }
   if (!embeddings_train) return;
-  if (v.position_embedding->trainable) add_into(v.position_embedding->grad.data(), dx.data(), N * W);
+  if (v.position_embedding->trainable)
+    add_into(v.position_embedding->grad.data(), dx.data(), N * W);
   linear_backward(v.patch, tape.patches.data(), dx.data(), N, nullptr, false);
 }
 

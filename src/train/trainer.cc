@@ -30,29 +30,45 @@ double seconds_since(Clock::time_point t0) {
 
 // What fixes the trajectory of a run; --resume refuses a state saved under other values.
 json settings_of(const TrainConfig& c) {
-  return json{{"mode", c.mode},          {"freeze_vision", c.freeze_vision}, {"lora_rank", c.lora_rank},
-              {"lora_alpha", c.lora_alpha}, {"image_size", c.image_size},   {"batch", c.batch},
-              {"grad_accum", c.grad_accum}, {"seed", c.seed},               {"shuffle", c.shuffle},
-              {"lr", c.lr},              {"min_lr", c.min_lr},               {"warmup_steps", c.warmup_steps},
-              {"beta1", c.beta1},        {"beta2", c.beta2},                 {"eps", c.eps},
-              {"weight_decay", c.weight_decay}, {"clip_norm", c.clip_norm},  {"steps", c.steps},
-              {"data", c.data},          {"model_dir", c.model_dir}};
+  return json{{"mode", c.mode},
+              {"freeze_vision", c.freeze_vision},
+              {"lora_rank", c.lora_rank},
+              {"lora_alpha", c.lora_alpha},
+              {"image_size", c.image_size},
+              {"batch", c.batch},
+              {"grad_accum", c.grad_accum},
+              {"seed", c.seed},
+              {"shuffle", c.shuffle},
+              {"lr", c.lr},
+              {"min_lr", c.min_lr},
+              {"warmup_steps", c.warmup_steps},
+              {"beta1", c.beta1},
+              {"beta2", c.beta2},
+              {"eps", c.eps},
+              {"weight_decay", c.weight_decay},
+              {"clip_norm", c.clip_norm},
+              {"steps", c.steps},
+              {"data", c.data},
+              {"model_dir", c.model_dir}};
 }
 
 // Errors for settings that differ; warnings for the ones a user may change on resume.
-Status check_resume_settings(const json& saved, const json& now, std::vector<std::string>& warnings) {
+Status check_resume_settings(const json& saved, const json& now,
+                             std::vector<std::string>& warnings) {
   std::string diffs;
   for (auto it = now.begin(); it != now.end(); ++it) {
     const std::string& key = it.key();
     if (!saved.contains(key) || saved[key] == it.value()) continue;
-    const std::string what = key + " (saved " + saved[key].dump() + ", now " + it.value().dump() + ")";
+    const std::string what =
+        key + " (saved " + saved[key].dump() + ", now " + it.value().dump() + ")";
     if (key == "steps" || key == "data" || key == "model_dir") {
       warnings.push_back("resuming with a different " + what);
     } else {
       diffs += (diffs.empty() ? "" : ", ") + what;
     }
   }
-  if (!diffs.empty()) return invalid_argument("--resume: the training state was saved with other settings: " + diffs);
+  if (!diffs.empty())
+    return invalid_argument("--resume: the training state was saved with other settings: " + diffs);
   return Status::Ok();
 }
 
@@ -68,7 +84,8 @@ void remove_stale_temporaries(const std::string& out_dir) {
   if (!fs::is_directory(out_dir, ec)) return;
   for (const auto& e : fs::directory_iterator(out_dir, ec)) {
     const std::string name = e.path().filename().string();
-    for (const char* base : {"model.safetensors.tmp.", "train_state.safetensors.tmp.", "adapter_model.safetensors.tmp."}) {
+    for (const char* base : {"model.safetensors.tmp.", "train_state.safetensors.tmp.",
+                             "adapter_model.safetensors.tmp."}) {
       if (name.rfind(base, 0) == 0) fs::remove(e.path(), ec);
     }
   }
@@ -139,7 +156,8 @@ double peak_rss_mb() {
 
 Result<Summary> run_training_on(const model::PaliGemma& model, const text::Tokenizer& tok,
                                 const std::string& source_dir, const TrainConfig& c,
-                                const ProgressFn& on_progress, std::unique_ptr<ModelParams>* params_out) {
+                                const ProgressFn& on_progress,
+                                std::unique_ptr<ModelParams>* params_out) {
   PG_RETURN_IF_ERROR(validate(c));
 #if defined(__GLIBC__)
   // Every example allocates and frees the same activation buffers: keep freed memory in
@@ -158,9 +176,12 @@ Result<Summary> run_training_on(const model::PaliGemma& model, const text::Token
 
   PG_ASSIGN_OR_RETURN(TrainMode mode, parse_train_mode(c.mode));
   PG_ASSIGN_OR_RETURN(SaveDType save_dtype, parse_save_dtype(c.save_dtype));
-  PG_ASSIGN_OR_RETURN(std::unique_ptr<ModelParams> params, ModelParams::create(model, c.image_size));
-  PG_RETURN_IF_ERROR(params->select(Selection{mode, c.freeze_vision, c.lora_rank, c.lora_alpha, c.seed}));
-  if (c.save_adapter && mode != TrainMode::kLora) summary.warnings.push_back("--save-adapter applies to --train lora only");
+  PG_ASSIGN_OR_RETURN(std::unique_ptr<ModelParams> params,
+                      ModelParams::create(model, c.image_size));
+  PG_RETURN_IF_ERROR(
+      params->select(Selection{mode, c.freeze_vision, c.lora_rank, c.lora_alpha, c.seed}));
+  if (c.save_adapter && mode != TrainMode::kLora)
+    summary.warnings.push_back("--save-adapter applies to --train lora only");
   ExampleBuilder builder(tok, params->config());
   PG_ASSIGN_OR_RETURN(Dataset data, Dataset::load(c.data, builder));
   std::unique_ptr<Dataset> eval_data;
@@ -187,7 +208,9 @@ Result<Summary> run_training_on(const model::PaliGemma& model, const text::Token
     }
     PG_RETURN_IF_ERROR(check_resume_settings(saved, settings, summary.warnings));
     start = st.step;
-    report(Progress{.step = start, .total_steps = c.steps, .message = "resumed from step " + std::to_string(start)});
+    report(Progress{.step = start,
+                    .total_steps = c.steps,
+                    .message = "resumed from step " + std::to_string(start)});
   }
   summary.start_step = start;
 
@@ -195,10 +218,14 @@ Result<Summary> run_training_on(const model::PaliGemma& model, const text::Token
     if (c.out_dir.empty()) return Status::Ok();
     Status s = Status::Ok();
     if (lead) {
-      s = export_checkpoint(*params, source_dir, c.out_dir, ExportOptions{save_dtype, c.save_adapter});
+      s = export_checkpoint(*params, source_dir, c.out_dir,
+                            ExportOptions{save_dtype, c.save_adapter});
       if (s.ok()) s = save_state(opt, step, settings.dump(), state_path(c.out_dir));
-      if (s.ok()) report(Progress{.step = step, .total_steps = c.steps,
-                                  .message = "saved checkpoint at step " + std::to_string(step) + " in " + c.out_dir});
+      if (s.ok())
+        report(Progress{
+            .step = step,
+            .total_steps = c.steps,
+            .message = "saved checkpoint at step " + std::to_string(step) + " in " + c.out_dir});
     }
     comm.barrier();
     return s;
@@ -209,8 +236,12 @@ Result<Summary> run_training_on(const model::PaliGemma& model, const text::Token
       PG_ASSIGN_OR_RETURN(EvalResult r, evaluate(*params, *eval_data, tok, c.eval_max_tokens));
       summary.last_eval_loss = r.loss;
       summary.last_eval_exact_match = r.exact_match;
-      report(Progress{.step = step, .total_steps = c.steps, .eval = true, .eval_loss = r.loss,
-                      .eval_exact_match = r.exact_match, .message = {}});
+      report(Progress{.step = step,
+                      .total_steps = c.steps,
+                      .eval = true,
+                      .eval_loss = r.loss,
+                      .eval_exact_match = r.exact_match,
+                      .message = {}});
     }
     comm.barrier();
     return Status::Ok();
@@ -250,13 +281,20 @@ Result<Summary> run_training_on(const model::PaliGemma& model, const text::Token
     tokens_done += sequence_tokens;
     const int64_t done = s + 1;
     const double elapsed = seconds_since(t0);
-    report(Progress{.step = done, .total_steps = c.steps, .loss = loss, .lr = lr, .grad_norm = norm,
-                    .tokens_per_s = elapsed > 0 ? static_cast<double>(tokens_done) / elapsed : 0.0,
-                    .elapsed_s = elapsed,
-                    .eta_s = elapsed / static_cast<double>(done - start) * static_cast<double>(c.steps - done),
-                    .message = {}});
-    if (c.save_every > 0 && done % c.save_every == 0 && done < c.steps) PG_RETURN_IF_ERROR(save(done));
-    if (c.eval_every > 0 && done % c.eval_every == 0 && done < c.steps) PG_RETURN_IF_ERROR(run_eval(done));
+    report(Progress{
+        .step = done,
+        .total_steps = c.steps,
+        .loss = loss,
+        .lr = lr,
+        .grad_norm = norm,
+        .tokens_per_s = elapsed > 0 ? static_cast<double>(tokens_done) / elapsed : 0.0,
+        .elapsed_s = elapsed,
+        .eta_s = elapsed / static_cast<double>(done - start) * static_cast<double>(c.steps - done),
+        .message = {}});
+    if (c.save_every > 0 && done % c.save_every == 0 && done < c.steps)
+      PG_RETURN_IF_ERROR(save(done));
+    if (c.eval_every > 0 && done % c.eval_every == 0 && done < c.steps)
+      PG_RETURN_IF_ERROR(run_eval(done));
     if (done == crash_after) std::_Exit(99);  // test hook: a kill between steps
   }
   summary.steps = c.steps;
@@ -271,15 +309,18 @@ Result<Summary> run_training(const TrainConfig& config, const ProgressFn& on_pro
   if (!config.random_weights.empty()) {
     PG_ASSIGN_OR_RETURN(std::string text, io::read_file(config.random_weights));
     PG_ASSIGN_OR_RETURN(io::PaliGemmaConfig cfg, io::parse_config(text, config.random_weights));
-    PG_ASSIGN_OR_RETURN(text::Tokenizer tok, text::Tokenizer::load(config.model_dir + "/tokenizer.model"));
-    auto model = model::PaliGemma::from_weights(cfg, model::random_weights(cfg, model::WeightType::kBF16, config.seed));
+    PG_ASSIGN_OR_RETURN(text::Tokenizer tok,
+                        text::Tokenizer::load(config.model_dir + "/tokenizer.model"));
+    auto model = model::PaliGemma::from_weights(
+        cfg, model::random_weights(cfg, model::WeightType::kBF16, config.seed));
     TrainConfig c = config;
     c.out_dir.clear();  // a measurement: nothing to keep
     return run_training_on(*model, tok, "", c, on_progress);
   }
   std::vector<std::string> warnings;
   PG_ASSIGN_OR_RETURN(auto session, runtime::Session::load(config.model_dir, &warnings));
-  auto r = run_training_on(session->model(), session->tokenizer(), config.model_dir, config, on_progress);
+  auto r = run_training_on(session->model(), session->tokenizer(), config.model_dir, config,
+                           on_progress);
   if (!r.ok()) return r;
   r->warnings.insert(r->warnings.begin(), warnings.begin(), warnings.end());
   return r;

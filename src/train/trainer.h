@@ -72,7 +72,8 @@ Result<Summary> run_training(const TrainConfig& config, const ProgressFn& on_pro
 // out_dir "": nothing is saved).
 Result<Summary> run_training_on(const model::PaliGemma& model, const text::Tokenizer& tok,
                                 const std::string& source_dir, const TrainConfig& config,
-                                const ProgressFn& on_progress, std::unique_ptr<ModelParams>* params_out = nullptr);
+                                const ProgressFn& on_progress,
+                                std::unique_ptr<ModelParams>* params_out = nullptr);
 
 // Peak resident set size of this process (VmHWM), in MiB.
 double peak_rss_mb();

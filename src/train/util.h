@@ -9,7 +9,8 @@ namespace pg::train {
 
 inline Tensor clone(const Tensor& t) {
   Tensor out(t.shape());
-  if (t.numel() > 0) std::memcpy(out.data(), t.data(), sizeof(float) * static_cast<size_t>(t.numel()));
+  if (t.numel() > 0)
+    std::memcpy(out.data(), t.data(), sizeof(float) * static_cast<size_t>(t.numel()));
   return out;
 }
 
