@@ -262,23 +262,29 @@ TEST(Server, ModelsHealthAndMetrics) {
   ASSERT_EQ(post(c, "/v1/chat/completions", chat_body("caption en", {kPg1 + "/image.png"}))->status,
             200);
   post(c, "/v1/chat/completions", json{{"messages", 1}});
-  // The logger counts a request after its last byte went out: give it a moment.
-  const std::string counted =
-      "pg_http_requests_total{route=\"/v1/chat/completions\",code=\"400\"} 1";
-  for (int i = 0; i < 100; ++i) {
+  // The logger counts a request after its last byte went out, on whichever pool thread
+  // served it: wait (up to 2 s) until every expected line is there, then check them all.
+  const std::vector<std::string> lines = {
+      "pg_http_requests_total{route=\"/v1/chat/completions\",code=\"200\"} 1",
+      "pg_http_requests_total{route=\"/v1/chat/completions\",code=\"400\"} 1",
+      "pg_http_errors_total{code=\"400\"} 1",
+      "pg_queue_depth 0",
+      "pg_model_ready 1",
+      "pg_time_to_first_token_seconds_bucket{le=\"+Inf\"} 1",
+      "pg_time_to_first_token_seconds_count 1",
+      "pg_completion_tokens_total 32",
+      "# TYPE pg_decode_tokens_per_second gauge",
+      "pg_request_duration_seconds_count"};
+  for (int i = 0; i < 200; ++i) {
     r = c.Get("/metrics");
     ASSERT_TRUE(r);
-    if (r->body.find(counted) != std::string::npos) break;
+    bool all = true;
+    for (const std::string& line : lines) all = all && r->body.find(line) != std::string::npos;
+    if (all) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   EXPECT_THAT(r->get_header_value("Content-Type"), HasSubstr("text/plain"));
-  for (const char* line :
-       {"pg_http_requests_total{route=\"/v1/chat/completions\",code=\"200\"} 1",
-        "pg_http_requests_total{route=\"/v1/chat/completions\",code=\"400\"} 1",
-        "pg_http_errors_total{code=\"400\"} 1", "pg_queue_depth 0", "pg_model_ready 1",
-        "pg_time_to_first_token_seconds_bucket{le=\"+Inf\"} 1",
-        "pg_time_to_first_token_seconds_count 1", "pg_completion_tokens_total 32",
-        "# TYPE pg_decode_tokens_per_second gauge", "pg_request_duration_seconds_count"}) {
+  for (const std::string& line : lines) {
     EXPECT_THAT(r->body, HasSubstr(line));
   }
 }
@@ -463,8 +469,17 @@ TEST(Server, FullQueueGets503WithRetryAfter) {
   }
   EXPECT_GE(ok, 1);
   EXPECT_GE(busy, 1);
+  // (Counted once the 503's last byte went out: allow the pool thread up to 2 s.)
   auto c = s.client();
-  EXPECT_THAT(c.Get("/metrics")->body, HasSubstr("pg_http_errors_total{code=\"503\"}"));
+  std::string metrics;
+  for (int i = 0;
+       i < 200 && metrics.find("pg_http_errors_total{code=\"503\"}") == std::string::npos; ++i) {
+    if (i > 0) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    auto r = c.Get("/metrics");
+    ASSERT_TRUE(r);
+    metrics = r->body;
+  }
+  EXPECT_THAT(metrics, HasSubstr("pg_http_errors_total{code=\"503\"}"));
 }
 
 TEST(Server, RequestsPastTheTimeoutGet504) {
