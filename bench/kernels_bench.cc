@@ -148,7 +148,26 @@ BENCHMARK_CAPTURE(BM_matmul, vision_f32_256x4304x1152, pg::DType::kF32, 256, 430
     ->UseRealTime();
 BENCHMARK_CAPTURE(BM_matmul, vision_bf16_256x4304x1152, pg::DType::kBF16, 256, 4304, 1152)
     ->UseRealTime();
+// Gemma 2B prefill shapes (266 tokens): q_proj-sized, gate/up, down.
+BENCHMARK_CAPTURE(BM_matmul, prefill_bf16_266x2048x2048, pg::DType::kBF16, 266, 2048, 2048)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_matmul, prefill_bf16_266x256x2048, pg::DType::kBF16, 266, 256, 2048)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_matmul, prefill_bf16_266x16384x2048, pg::DType::kBF16, 266, 16384, 2048)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_matmul, prefill_bf16_266x2048x16384, pg::DType::kBF16, 266, 2048, 16384)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_matmul, prefill_q8_266x256x2048, pg::DType::kI8, 266, 256, 2048)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_matmul, prefill_q8_266x2048x2048, pg::DType::kI8, 266, 2048, 2048)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_matmul, prefill_q8_266x16384x2048, pg::DType::kI8, 266, 16384, 2048)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_matmul, prefill_q8_266x2048x16384, pg::DType::kI8, 266, 2048, 16384)
+    ->UseRealTime();
 BENCHMARK_CAPTURE(BM_matmul, prefill_q4_266x2048x2048, pg::DType::kU8, 266, 2048, 2048)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_matmul, prefill_q4_266x16384x2048, pg::DType::kU8, 266, 16384, 2048)
     ->UseRealTime();
 // Attention: SigLIP (256 x 256, 16 heads of 72) and a Gemma decode step over 300 keys.
 BENCHMARK_CAPTURE(BM_attention, siglip_256x256, 256, 256, 16, 16, 72)->UseRealTime();

@@ -57,8 +57,10 @@ TEST_P(QuantFormat, ProductMatchesTheDequantizedOne) {
   // The quantized product rounds the activations to int8 per block of 32 (error at most
   // half a step, amax/254, per element), so |y - y_ref| <= sum_c |w_c| * step_x(c) / 2
   // plus float rounding.
-  for (int64_t m : {1, 3, 9, 20}) {
-    for (int64_t k : {32, 33, 96, 100, 300}) {
+  // m > 8 takes the prefill product: on VNNI, for k a multiple of 32, int8 x int8 tiles of
+  // 32 rows by 6 columns (m = 33 and 70 leave partial tiles, n = 37 a partial column group).
+  for (int64_t m : {1, 3, 9, 20, 33, 70}) {
+    for (int64_t k : {32, 33, 96, 100, 160, 300, 512, 1000}) {
       const int64_t n = 37;
       auto w = random_matrix(n, k, 7);
       auto x = random_matrix(m, k, 8);
@@ -90,39 +92,133 @@ TEST_P(QuantFormat, ProductMatchesTheDequantizedOne) {
   }
 }
 
-TEST_P(QuantFormat, PrefillPanelsCoverEveryColumn) {
-  // Prefill-sized m: W is dequantized to bf16 in panels of rows, each multiplied into its
-  // columns of y. K = 8200 makes panels of 511 rows (the last of N = 1100 is partial) and
-  // ends each row in a partial block. x and W are rounded to bf16: each product is off by
-  // at most 2^-8 |x w| (plus float32 accumulation).
-  const int64_t m = 17, k = 8200, n = 1100;
+TEST_P(QuantFormat, Int8ProductsMatchTheirExactIntegerSums) {
+  // Where the activations are quantized (m <= 8 everywhere; larger m on VNNI, a partial
+  // last block zero-padded), each block's sum of q_x * q_w is an exact integer, so the result must
+  // equal sum_b scale_x * scale_w * sum_q up to float rounding of the nb scaled terms. This
+  // catches what the looser bound against the float product cannot: one unit off in a sum.
+  for (int64_t m : {1, 3, 9, 33, 70}) {
+    for (int64_t k : {32, 33, 100, 160, 512, 1000, 1024}) {
+#if !defined(__AVX512VNNI__) || !defined(__AVX512BW__)
+      if (m > 8) continue;  // bf16 panels there
+#endif
+      const int64_t n = 37, nb = pg::quant_blocks(k);
+      auto w = random_matrix(n, k, 21);
+      auto x = random_matrix(m, k, 22);
+      const pg::MatrixView src{pg::DType::kF32, w.data(), n, k, nullptr};
+      const auto q = GetParam() == pg::DType::kI8 ? pg::kernels::quantize_q8(src)
+                                                  : pg::kernels::quantize_q4(src);
+      const pg::MatrixView v = q.view();
+      std::vector<float> got(static_cast<size_t>(m * n));
+      pg::kernels::fast_kernels().matmul(x.data(), m, v, nullptr, got.data());
+      // x's codes and scales, as documented: scale = amax / 127, q = nearest-even(x / scale).
+      std::vector<int> qx(static_cast<size_t>(m * k));
+      std::vector<float> sx(static_cast<size_t>(m * nb));
+      for (int64_t i = 0; i < m; ++i) {
+        for (int64_t b = 0; b < nb; ++b) {
+          float amax = 0;
+          for (int64_t c = b * 32; c < std::min(k, (b + 1) * 32); ++c)
+            amax = std::max(amax, std::fabs(x[i * k + c]));
+          const float s = amax / 127.0f, inv = s > 0 ? 1.0f / s : 0.0f;
+          sx[i * nb + b] = s;
+          for (int64_t c = b * 32; c < std::min(k, (b + 1) * 32); ++c)
+            qx[i * k + c] = static_cast<int>(std::nearbyint(x[i * k + c] * inv));
+        }
+      }
+      std::vector<float> wrow(static_cast<size_t>(k));
+      for (int64_t j = 0; j < n; ++j) {
+        pg::dequantize_row(v, j, wrow.data());
+        for (int64_t i = 0; i < m; ++i) {
+          double want = 0, mag = 0;
+          for (int64_t b = 0; b < nb; ++b) {
+            const float sw = v.scales[j * nb + b];
+            int64_t sum = 0, qsum = 0;  // weight codes: w / sw is an exact small integer
+            for (int64_t c = b * 32; c < std::min(k, (b + 1) * 32); ++c) {
+              sum += qx[i * k + c] * std::lrint(wrow[c] / sw);
+              qsum += qx[i * k + c];
+            }
+            const double s = static_cast<double>(sx[i * nb + b]) * sw;
+            want += s * static_cast<double>(sum);
+            // q4 sums unsigned codes (w / sw + 8) and subtracts 8 * sum(q_x) separately: both
+            // parts are rounded, so both count towards the rounding bound.
+            mag +=
+                GetParam() == pg::DType::kU8
+                    ? std::fabs(s * static_cast<double>(sum + 8 * qsum)) + std::fabs(s * 8.0 * qsum)
+                    : std::fabs(s * static_cast<double>(sum));
+          }
+          const double bound = mag * (2 * nb + 4) * FLT_EPSILON + 1e-30;
+          EXPECT_NEAR(got[i * n + j], want, bound)
+              << "m " << m << " k " << k << " i " << i << " j " << j;
+        }
+      }
+    }
+  }
+}
+
+// Prefill-sized m over many panels of weight rows, each multiplied into its columns of y.
+// The bf16 path (matmul_quantized_panels, for CPUs without VNNI): K = 8200 makes panels of
+// 511 rows (the last of N = 1100 is partial) and ends each row in a partial block; x and W
+// are rounded to bf16, so each product is off by at most 2^-8 |x w| (plus float32
+// accumulation). The int8 x int8 path (kernels' matmul on VNNI): panels of 48 (K = 8192) or
+// 42 rows split over the threads, x quantized per block of 32 (each element off by at most
+// amax / 254, half a step), K = 8200's last block zero-padded.
+void check_prefill_panels(pg::DType dtype, int64_t k, bool panels) {
+  const int64_t m = 17, n = 1100;
   const auto w = random_matrix(n, k, 11), x = random_matrix(m, k, 12);
   const pg::MatrixView src{pg::DType::kF32, w.data(), n, k, nullptr};
   const auto q =
-      GetParam() == pg::DType::kI8 ? pg::kernels::quantize_q8(src) : pg::kernels::quantize_q4(src);
+      dtype == pg::DType::kI8 ? pg::kernels::quantize_q8(src) : pg::kernels::quantize_q4(src);
   const pg::MatrixView v = q.view();
   std::vector<float> bias = random_matrix(1, n, 13);
+  // Per row of x and block: half an int8 step of the activations.
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+  const bool int8_path = !panels;
+#else
+  const bool int8_path = false;
+#endif
+  std::vector<double> half_step(static_cast<size_t>(m * pg::quant_blocks(k)));
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t b = 0; b < pg::quant_blocks(k); ++b) {
+      double amax = 0;
+      for (int64_t c = b * 32; c < std::min(k, (b + 1) * 32); ++c)
+        amax = std::max(amax, std::fabs(static_cast<double>(x[i * k + c])));
+      half_step[static_cast<size_t>(i * pg::quant_blocks(k) + b)] = amax / 254.0;
+    }
+  }
   std::vector<float> got(static_cast<size_t>(m * n), NAN);
-  pg::kernels::kernels().matmul(x.data(), m, v, bias.data(), got.data());
+  if (panels) {
+    pg::kernels::matmul_quantized_panels(x.data(), m, v, bias.data(), got.data());
+  } else {
+    pg::kernels::kernels().matmul(x.data(), m, v, bias.data(), got.data());
+  }
   std::vector<float> row(static_cast<size_t>(k));
   int bad = 0;
   for (int64_t j = 0; j < n; ++j) {
     pg::dequantize_row(v, j, row.data());
     for (int64_t i = 0; i < m; ++i) {
-      double want = bias[j], mag = 0;
+      double want = bias[j], mag = 0, int8_err = 0;
       for (int64_t c = 0; c < k; ++c) {
         want += static_cast<double>(x[i * k + c]) * row[c];
         mag += std::fabs(static_cast<double>(x[i * k + c]) * row[c]);
+        int8_err +=
+            std::fabs(row[c]) * half_step[static_cast<size_t>(i * pg::quant_blocks(k) + c / 32)];
       }
-      const double bound =
-          mag * (std::ldexp(1.0, -8) + (k + 2) * FLT_EPSILON) + 4 * FLT_EPSILON * std::fabs(want);
+      // The path's rounding (int8 activations or bf16 panels), plus float32 sums.
+      const double bound = (int8_path ? int8_err * (1 + 1e-5) : mag * std::ldexp(1.0, -8)) +
+                           mag * (k + 2) * FLT_EPSILON + 4 * FLT_EPSILON * std::fabs(want);
       if (!(std::fabs(got[i * n + j] - want) <= bound) && bad++ < 5) {
         ADD_FAILURE() << "i " << i << " j " << j << ": got " << got[i * n + j] << ", want " << want
                       << " +- " << bound;
       }
     }
   }
-  EXPECT_EQ(bad, 0);
+  EXPECT_EQ(bad, 0) << "k " << k << (panels ? " (bf16 panels)" : "");
+}
+
+TEST_P(QuantFormat, PrefillPanelsCoverEveryColumn) {
+  check_prefill_panels(GetParam(), 8200, /*panels=*/true);
+  check_prefill_panels(GetParam(), 8200, /*panels=*/false);
+  check_prefill_panels(GetParam(), 8192, /*panels=*/false);
 }
 
 INSTANTIATE_TEST_SUITE_P(Formats, QuantFormat, ::testing::Values(pg::DType::kI8, pg::DType::kU8),

@@ -24,7 +24,7 @@ void add_model_flags(CLI::App* cmd, ModelFlags& f) {
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--dtype", f.dtype,
                   "Weights while running: auto (as stored, memory-mapped), f32, bf16, int8 or q4 "
-                  "(int8/q4: decoder quantized in blocks of 32, vision in bf16)")
+                  "(int8/q4: decoder quantized in blocks of 32, vision in int8)")
       ->check(CLI::IsMember({"auto", "f32", "bf16", "int8", "q4"}));
 }
 

@@ -66,8 +66,8 @@ using TextCallback = std::function<bool(std::string_view)>;
 
 struct LoadOptions {
   // How matrices are held while running: "auto" (as stored, memory-mapped), "f32",
-  // "bf16", "int8" (q8 blocks of 32 for the decoder, vision in bf16) or "q4" (4-bit
-  // blocks of 32 for the decoder, vision in bf16).
+  // "bf16", "int8" (q8 blocks of 32, int8 x int8 products) or "q4" (4-bit blocks of 32
+  // for the decoder, the vision tower in q8).
   std::string dtype = "auto";
 };
 
@@ -75,6 +75,9 @@ class Model {
  public:
   // Loads a checkpoint folder as Hugging Face ships it: config.json, model.safetensors or
   // shards with model.safetensors.index.json, tokenizer.model.
+  // Process-wide side effect (glibc): loading tunes malloc to keep freed blocks for reuse
+  // (mmap threshold 32 MiB, trim threshold 1 GiB) -- a forward pass frees and re-allocates
+  // megabytes per layer, and handing them back to the kernel cost more than the arithmetic.
   static Result<Model> load(const std::string& dir, const LoadOptions& options = {});
 
   Model(Model&&) noexcept;

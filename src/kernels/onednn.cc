@@ -93,11 +93,14 @@ bool onednn_matmul_bf16(const float* x, int64_t m, const uint16_t* w, int64_t n,
   // x rounded to bf16, in a buffer kept per thread (no allocation or page faults per call).
   thread_local std::vector<uint16_t> xb;
   if (xb.size() < static_cast<size_t>(m * k)) xb.resize(static_cast<size_t>(m * k));
-  uint16_t* xbp = xb.data();
-  parallel_for(m * k, 1 << 16, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) xbp[i] = f32_to_bf16(x[i]);
+  round_to_bf16(x, m * k, xb.data());
+  return run({m, n, k, true, bias != nullptr, n}, xb.data(), w, bias, y);
+}
+
+void round_to_bf16(const float* x, int64_t n, uint16_t* out) {
+  parallel_for(n, 1 << 16, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) out[i] = f32_to_bf16(x[i]);
   });
-  return run({m, n, k, true, bias != nullptr, n}, xbp, w, bias, y);
 }
 
 bool onednn_matmul_bf16_rounded(const uint16_t* xb, int64_t m, const uint16_t* w, int64_t n,

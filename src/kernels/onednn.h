@@ -11,6 +11,9 @@ namespace pg::kernels {
 // accumulation in float32. Returns false if oneDNN cannot run it (then nothing is written).
 bool onednn_matmul_bf16(const float* x, int64_t m, const uint16_t* w, int64_t n, int64_t k,
                         const float* bias, float* y);
+// out[i] = bf16(x[i]) (nearest even) for i < n, in parallel: activations for the bf16
+// products, rounded once.
+void round_to_bf16(const float* x, int64_t n, uint16_t* out);
 // The same with x already rounded to bf16 ([m, k]) and rows of y ldy floats apart (y may
 // be a column slice of a wider matrix).
 bool onednn_matmul_bf16_rounded(const uint16_t* xb, int64_t m, const uint16_t* w, int64_t n,

@@ -143,19 +143,4 @@ void reset_op_profile() {
   }
 }
 
-std::string op_profile_table() {
-  const std::vector<OpProfile> ops = op_profile();
-  double total = 0;
-  for (const OpProfile& o : ops) total += o.seconds;
-  std::string s = "op                      calls   seconds   share\n";
-  char line[128];
-  for (const OpProfile& o : ops) {
-    std::snprintf(line, sizeof(line), "%-22s %7lld %9.3f  %5.1f%%\n", o.op.c_str(), o.calls,
-                  o.seconds, total > 0 ? 100.0 * o.seconds / total : 0.0);
-    s += line;
-  }
-  std::snprintf(line, sizeof(line), "%-22s %7s %9.3f\n", "total", "", total);
-  return s + line;
-}
-
 }  // namespace pg::kernels

@@ -25,7 +25,4 @@ const KernelTable& profiling_kernels(const KernelTable& inner);
 std::vector<OpProfile> op_profile();
 void reset_op_profile();
 
-// op_profile() as an aligned table: op, calls, seconds, share of the total.
-std::string op_profile_table();
-
 }  // namespace pg::kernels

@@ -9,6 +9,7 @@
 #include "base/parallel.h"
 #include "kernels/kernels.h"
 #include "kernels/onednn.h"
+#include "kernels/quant_gemm.h"
 
 namespace pg::kernels {
 namespace {
@@ -25,6 +26,14 @@ struct QuantizedRow {
   // q4 offset's share.
   std::vector<float> lanes;   // [ceil(nb / 2) * 16]
   std::vector<float> offset;  // [nb]
+  // For q8 weights taken as unsigned bytes (w + 128): per pair of blocks 16 int32 lanes,
+  // lane 0 holding -128 * sum[b] and lane 8 -128 * sum[b + 1], the rest 0.
+  std::vector<int32_t> correction;  // [ceil(nb / 2) * 16]
+  // For q4 weights, per group of 4 whole blocks (g = 4 blocks from k = 4i): the first 16
+  // values of each block, then the last 16 of each (the weights' nibble order), and the
+  // scale of block k + j in lanes 4j..4j+3.
+  std::vector<int8_t> q4_order;  // [nb / 4 * 128]
+  std::vector<float> lanes4;     // [nb / 4 * 16]
 };
 
 void quantize_activations(const float* x, int64_t cols, QuantizedRow& out) {
@@ -34,6 +43,7 @@ void quantize_activations(const float* x, int64_t cols, QuantizedRow& out) {
   out.sum.resize(static_cast<size_t>(nb));
   out.offset.resize(static_cast<size_t>(nb));
   out.lanes.assign(static_cast<size_t>((nb + 1) / 2 * 16), 0.0f);
+  out.correction.assign(static_cast<size_t>((nb + 1) / 2 * 16), 0);
   for (int64_t b = 0; b < nb; ++b) {
     const int64_t c0 = b * B, c1 = std::min(cols, c0 + B);
     float amax = 0;
@@ -42,7 +52,8 @@ void quantize_activations(const float* x, int64_t cols, QuantizedRow& out) {
     const float inv = s > 0 ? 1.0f / s : 0.0f;
     int32_t sum = 0;
     for (int64_t c = c0; c < c1; ++c) {
-      const int v = static_cast<int>(std::lrintf(x[c] * inv));
+      // (The clamp only matters for non-finite x: meaningless but well-defined products.)
+      const int v = static_cast<int>(std::clamp<long>(std::lrintf(x[c] * inv), -127, 127));
       out.q[static_cast<size_t>(c)] = static_cast<int8_t>(v);
       sum += v;
     }
@@ -50,36 +61,77 @@ void quantize_activations(const float* x, int64_t cols, QuantizedRow& out) {
     out.sum[static_cast<size_t>(b)] = sum;
     out.offset[static_cast<size_t>(b)] = 8.0f * static_cast<float>(sum) * s;
     std::fill_n(out.lanes.begin() + (b / 2) * 16 + (b % 2) * 8, 8, s);
+    out.correction[static_cast<size_t>((b / 2) * 16 + (b % 2) * 8)] = -128 * sum;
+  }
+  const int64_t groups = nb / 4;
+  out.q4_order.resize(static_cast<size_t>(groups * 4 * B));
+  out.lanes4.resize(static_cast<size_t>(groups * 16));
+  for (int64_t g = 0; g < groups; ++g) {
+    for (int64_t j = 0; j < 4; ++j) {
+      const int8_t* src = out.q.data() + (4 * g + j) * B;
+      int8_t* dst = out.q4_order.data() + g * 4 * B + j * (B / 2);
+      std::memcpy(dst, src, B / 2);
+      std::memcpy(dst + 2 * B, src + B / 2, B / 2);
+      std::fill_n(out.lanes4.begin() + g * 16 + j * 4, 4,
+                  out.scale[static_cast<size_t>(4 * g + j)]);
+    }
   }
 }
 
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
-// The 16 scales of blocks (b, b + 1) for a product: weight scales in lanes 0-7 and 8-15,
-// times the activations' (precomputed lanes).
+// Scales of a product, per pair of blocks (b, b + 1): 16 lanes, weight scale ws[b] in
+// lanes 0-7 and ws[b + 1] in 8-15, times the activations' (precomputed lanes). The weight
+// scales of 16 blocks are loaded once (wsv, blocks g..g+15) and spread by a permutation.
+inline __m512i pair_index(int64_t p) {  // lanes 0-7: 2p, lanes 8-15: 2p + 1
+  return _mm512_add_epi32(_mm512_set1_epi32(static_cast<int>(2 * p)),
+                          _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0));
+}
+inline __m512 pair_scale(__m512 wsv, int64_t p, const QuantizedRow& x, int64_t b) {
+  return _mm512_mul_ps(_mm512_permutexvar_ps(pair_index(p), wsv),
+                       _mm512_loadu_ps(x.lanes.data() + b * 8));
+}
+// The same from the two scales in memory (q4's loop, where it streams better).
 inline __m512 pair_scale(const float* ws, const QuantizedRow& x, int64_t b) {
   const __m512 w = _mm512_mask_blend_ps(0x00ff, _mm512_set1_ps(ws[b + 1]), _mm512_set1_ps(ws[b]));
   return _mm512_mul_ps(w, _mm512_loadu_ps(x.lanes.data() + b * 8));
 }
+inline __m512 load_scales16(const float* ws, int64_t g, int64_t nb) {
+  const int64_t n = std::min<int64_t>(16, nb - g);
+  return _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << n) - 1), ws + g);
+}
 
 // Dot products of one q8 weight row with one quantized activation row, two blocks
-// (64 bytes) per step, alternating between two accumulators: vpdpbusd needs an unsigned
-// operand, so it takes |w| and x with w's sign.
-float dot_q8(const int8_t* w, const float* ws, const QuantizedRow& x, int64_t nb, int64_t cols) {
+// (64 bytes) per step, alternating between two accumulators. vpdpbusd multiplies unsigned
+// by signed bytes: the weights become unsigned (w ^ 0x80 = w + 128) and each pair's sums
+// start at the activations' -128 * sum correction.
+// pf, pfs: the weight row and scales to prefetch into L2 meanwhile, at the same offsets.
+float dot_q8(const int8_t* w, const float* ws, const QuantizedRow& x, int64_t nb, int64_t cols,
+             const uint8_t* pf, const float* pfs) {
   __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-  auto pair = [&](int64_t b) {  // blocks b, b + 1: d lanes 0-7 belong to b, 8-15 to b + 1
-    const __m512i wv = _mm512_loadu_si512(w + b * B);
-    const __m512i xv = _mm512_loadu_si512(x.q.data() + b * B);
-    const __mmask64 neg = _mm512_movepi8_mask(wv);
-    const __m512i xs = _mm512_mask_sub_epi8(xv, neg, _mm512_setzero_si512(), xv);
-    const __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_abs_epi8(wv), xs);
-    return _mm512_mul_ps(_mm512_cvtepi32_ps(d), pair_scale(ws, x, b));
+  const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
+  auto pair = [&](__m512 wsv, int64_t p, int64_t k, __m512& acc) {  // blocks k, k + 1
+    const __m512i wv = _mm512_xor_si512(_mm512_loadu_si512(w + k * B), flip);
+    const __m512i d = _mm512_dpbusd_epi32(_mm512_loadu_si512(x.correction.data() + k * 8), wv,
+                                          _mm512_loadu_si512(x.q.data() + k * B));
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), pair_scale(wsv, p, x, k), acc);  // pair p of wsv
   };
+  const int64_t full = cols / B;  // blocks of 32 whole bytes
   int64_t b = 0;
-  for (; b + 4 <= nb && (b + 4) * B <= cols; b += 4) {
-    acc0 = _mm512_add_ps(acc0, pair(b));
-    acc1 = _mm512_add_ps(acc1, pair(b + 2));
+  for (; b + 16 <= full; b += 16) {  // 16 blocks per set of weight scales
+    const __m512 wsv = _mm512_loadu_ps(ws + b);
+    __builtin_prefetch(pfs + b, 0, 2);
+#pragma GCC unroll 4
+    for (int64_t p = 0; p < 8; p += 2) {
+      __builtin_prefetch(pf + (b + 2 * p) * B, 0, 2);
+      __builtin_prefetch(pf + (b + 2 * p + 2) * B, 0, 2);
+      pair(wsv, p, b + 2 * p, acc0);
+      pair(wsv, p + 1, b + 2 * p + 2, acc1);
+    }
   }
-  for (; b + 2 <= nb && (b + 2) * B <= cols; b += 2) acc0 = _mm512_add_ps(acc0, pair(b));
+  if (b + 2 <= full) {
+    const __m512 wsv = load_scales16(ws, b, nb);
+    for (int64_t p = 0; b + 2 <= full; ++p, b += 2) pair(wsv, p, b, acc0);
+  }
   float total = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
   for (; b < nb; ++b) {  // tail blocks (and a short last block)
     const int64_t c0 = b * B, c1 = std::min(cols, c0 + B);
@@ -93,27 +145,34 @@ float dot_q8(const int8_t* w, const float* ws, const QuantizedRow& x, int64_t nb
 // q4: codes are unsigned (0..15), so vpdpbusd takes them directly; the -8 offset is
 // applied per block with the activations' block sums (sum_b ws[b] * offset[b], a vector
 // dot product of its own).
-float dot_q4(const uint8_t* w, const float* ws, const QuantizedRow& x, int64_t nb) {
+float dot_q4(const uint8_t* w, const float* ws, const QuantizedRow& x, int64_t nb,
+             const uint8_t* pf, const float* pfs) {
   __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
   const __m512i mask = _mm512_set1_epi8(0x0f);
-  const __m512i idx_a = _mm512_set_epi64(11, 10, 3, 2, 9, 8, 1, 0);
-  const __m512i idx_b = _mm512_set_epi64(15, 14, 7, 6, 13, 12, 5, 4);
-  int64_t b = 0;
-  for (; b + 4 <= nb; b += 4) {
-    // 4 blocks = 64 packed bytes: per 16-byte block, low nibbles are codes 0-15, high 16-31.
-    const __m512i packed = _mm512_loadu_si512(w + b * (B / 2));
+  const __m512i quarter = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
+  // 4 blocks = 64 packed bytes, 16 per block: the low nibbles hold codes 0-15, the high
+  // ones 16-31. x.q4_order holds x in that order (lanes 4j..4j+3 of both products belong to
+  // block j), so the codes need no shuffling; lanes4 holds x's scale of block j in 4j..4j+3.
+  auto quad = [&](int64_t k, __m512& acc) {  // blocks k..k+3
+    const __m512i packed = _mm512_loadu_si512(w + k * (B / 2));
     const __m512i low = _mm512_and_si512(packed, mask);
     const __m512i high = _mm512_and_si512(_mm512_srli_epi16(packed, 4), mask);
-    // Bring codes into element order: block k = [low_k (16), high_k (16)].
-    const __m512i codes01 = _mm512_permutex2var_epi64(low, idx_a, high);  // blocks b, b+1
-    const __m512i codes23 = _mm512_permutex2var_epi64(low, idx_b, high);  // blocks b+2, b+3
-    const __m512i x01 = _mm512_loadu_si512(x.q.data() + b * B);
-    const __m512i x23 = _mm512_loadu_si512(x.q.data() + (b + 2) * B);
-    const __m512i d01 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), codes01, x01);
-    const __m512i d23 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), codes23, x23);
-    acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d01), pair_scale(ws, x, b), acc0);
-    acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d23), pair_scale(ws, x, b + 2), acc1);
+    const int8_t* xk = x.q4_order.data() + k * B;
+    __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), low, _mm512_loadu_si512(xk));
+    d = _mm512_dpbusd_epi32(d, high, _mm512_loadu_si512(xk + 64));
+    const __m512 w4 = _mm512_permutexvar_ps(quarter, _mm512_castps128_ps512(_mm_loadu_ps(ws + k)));
+    const __m512 scale = _mm512_mul_ps(w4, _mm512_loadu_ps(x.lanes4.data() + k * 4));
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), scale, acc);
+  };
+  int64_t b = 0;
+  for (; b + 8 <= nb; b += 8) {
+    __builtin_prefetch(pf + b * (B / 2), 0, 2);
+    __builtin_prefetch(pf + b * (B / 2) + 64, 0, 2);
+    if ((b & 15) == 0) __builtin_prefetch(pfs + b, 0, 2);
+    quad(b, acc0);
+    quad(b + 4, acc1);
   }
+  for (; b + 4 <= nb; b += 4) quad(b, acc0);
   // The offset over the blocks done above: sum_k ws[k] * offset[k], k < b.
   __m512 off = _mm512_setzero_ps();
   for (int64_t k = 0; k < b; k += 16) {
@@ -134,7 +193,8 @@ float dot_q4(const uint8_t* w, const float* ws, const QuantizedRow& x, int64_t n
   return total;
 }
 #else
-float dot_q8(const int8_t* w, const float* ws, const QuantizedRow& x, int64_t nb, int64_t cols) {
+float dot_q8(const int8_t* w, const float* ws, const QuantizedRow& x, int64_t nb, int64_t cols,
+             const uint8_t*, const float*) {
   float total = 0;
   for (int64_t b = 0; b < nb; ++b) {
     int32_t s = 0;
@@ -144,7 +204,8 @@ float dot_q8(const int8_t* w, const float* ws, const QuantizedRow& x, int64_t nb
   }
   return total;
 }
-float dot_q4(const uint8_t* w, const float* ws, const QuantizedRow& x, int64_t nb) {
+float dot_q4(const uint8_t* w, const float* ws, const QuantizedRow& x, int64_t nb, const uint8_t*,
+             const float*) {
   float total = 0;
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* blk = w + b * (B / 2);
@@ -209,7 +270,8 @@ void dequantize_row_bf16(const MatrixView& w, int64_t r, uint16_t* out) {
 
 // Rows of x at or below this count use int8 dot products; above, dequantized panels.
 constexpr int64_t kDotRows = 8;
-// The decode product prefetches the weight row this many rows ahead.
+// The decode product prefetches the weight row this many rows ahead (longer distances,
+// 4-16 KiB, measured slower with kernels_bench's decode_stream).
 constexpr int64_t kPrefetchRows = 2;
 constexpr int64_t kPanelRows = 64;
 
@@ -307,25 +369,30 @@ void matmul_quantized(const float* x, int64_t m, const MatrixView& w, const floa
         const uint8_t* row = static_cast<const uint8_t*>(w.data) + n * row_bytes;
         const float* ws = w.scales + n * nb;
         // Rows are often one 4 KiB page or less, and the hardware prefetchers stop at page
-        // boundaries: fetch the row after next (and its scales) into L2 now.
-        if (n + kPrefetchRows < n1) {
-          const uint8_t* ahead = row + kPrefetchRows * row_bytes;
-          for (int64_t off = 0; off < row_bytes; off += 64) __builtin_prefetch(ahead + off, 0, 2);
-          __builtin_prefetch(ws + kPrefetchRows * nb, 0, 2);
-        }
+        // boundaries: the first product fetches the row after next (and its scales) into L2,
+        // line by line as it goes (the last rows fetch themselves, harmlessly).
+        const int64_t ahead = n + kPrefetchRows < n1 ? kPrefetchRows : 0;
         for (int64_t i = 0; i < m; ++i) {
-          const float d = w.dtype == DType::kI8 ? dot_q8(reinterpret_cast<const int8_t*>(row), ws,
-                                                         xq[static_cast<size_t>(i)], nb, K)
-                                                : dot_q4(row, ws, xq[static_cast<size_t>(i)], nb);
+          const uint8_t* pf = i == 0 ? row + ahead * row_bytes : row;
+          const float* pfs = i == 0 ? ws + ahead * nb : ws;
+          const float d = w.dtype == DType::kI8
+                              ? dot_q8(reinterpret_cast<const int8_t*>(row), ws,
+                                       xq[static_cast<size_t>(i)], nb, K, pf, pfs)
+                              : dot_q4(row, ws, xq[static_cast<size_t>(i)], nb, pf, pfs);
           y[i * N + n] = d + (bias != nullptr ? bias[n] : 0.0f);
         }
       }
     });
     return;
   }
-  // Larger m: x rounded to bf16 once, then panels of weight rows dequantized to bf16 and
-  // multiplied by oneDNN's bf16 GEMM straight into their columns of y (or, where oneDNN
-  // cannot, by the dense float32 product).
+  // Larger m: int8 x int8 products where the CPU has VNNI (quant_gemm.cc), else panels.
+  if (gemm_quantized_vnni(x, m, w, bias, y)) return;
+  matmul_quantized_panels(x, m, w, bias, y);
+}
+
+void matmul_quantized_panels(const float* x, int64_t m, const MatrixView& w, const float* bias,
+                             float* y) {
+  const int64_t N = w.rows, K = w.cols;
   const KernelTable& dense = kernels();
   const int64_t panel_rows = std::min<int64_t>(
       N, std::max<int64_t>(kPanelRows, (int64_t{1} << 22) / std::max<int64_t>(K, 1)));
@@ -335,9 +402,7 @@ void matmul_quantized(const float* x, int64_t m, const MatrixView& w, const floa
   if (wb.size() < static_cast<size_t>(panel_rows * K))
     wb.resize(static_cast<size_t>(panel_rows * K));
   uint16_t* xbp = xb.data();
-  parallel_for(m * K, 1 << 16, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) xbp[i] = f32_to_bf16(x[i]);
-  });
+  round_to_bf16(x, m * K, xbp);
   uint16_t* wbp = wb.data();  // (thread_local: the pool's threads must use this thread's)
   std::vector<float> ypanel;
   for (int64_t p = 0; p < panels; ++p) {

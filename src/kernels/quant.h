@@ -26,9 +26,16 @@ QuantizedMatrix quantize_q4(const MatrixView& w);
 // Plain bf16 copy of any matrix: data [rows, cols].
 std::vector<uint16_t> to_bf16(const MatrixView& w);
 
-// y[m, w.rows] = x[m, w.cols] W^T (+ bias) for I8 / U8 matrices. For small m the
-// activations are quantized to int8 per block of 32 and the dot products run on
-// AVX512-VNNI; for larger m, weight rows are dequantized in panels.
+// y[m, w.rows] = x[m, w.cols] W^T (+ bias) for I8 / U8 matrices. The activations are
+// quantized to int8 per block of 32 and the products summed in int32 per block on
+// AVX512-VNNI (dot products for small m, quant_gemm.cc's tiles for larger m); without
+// VNNI, larger m takes matmul_quantized_panels.
 void matmul_quantized(const float* x, int64_t m, const MatrixView& w, const float* bias, float* y);
+
+// The same with x rounded to bf16 and weight rows dequantized to bf16 in panels, each
+// multiplied by oneDNN's bf16 GEMM straight into its columns of y (or, where oneDNN cannot,
+// by the dense float32 product). The larger-m path on CPUs without VNNI; public for tests.
+void matmul_quantized_panels(const float* x, int64_t m, const MatrixView& w, const float* bias,
+                             float* y);
 
 }  // namespace pg::kernels

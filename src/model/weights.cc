@@ -296,8 +296,10 @@ DType decoder_dtype(WeightType type) {
   return DType::kF32;
 }
 
+// The vision tower of the quantized modes is q8 (int8 x int8 products) in both: 4-bit
+// weights would cost the image features more accuracy than the decoder loses.
 DType vision_dtype(WeightType type) {
-  return type == WeightType::kInt8 || type == WeightType::kQ4 ? DType::kBF16 : decoder_dtype(type);
+  return type == WeightType::kInt8 || type == WeightType::kQ4 ? DType::kI8 : decoder_dtype(type);
 }
 
 }  // namespace

@@ -75,8 +75,8 @@ enum class WeightType {
   kAsStored,  // as the checkpoint stores them (mapped, no copy)
   kF32,
   kBF16,
-  kInt8,  // q8 blocks for the decoder and LM head; the vision tower in bf16
-  kQ4,    // q4 blocks for the decoder and LM head; the vision tower in bf16
+  kInt8,  // q8 blocks everywhere (decoder, LM head, vision tower, projector)
+  kQ4,    // q4 blocks for the decoder and LM head; the vision tower in q8
 };
 // "f32", "bf16", "int8", "q4" (and "auto" for kAsStored).
 Result<WeightType> parse_weight_type(const std::string& name);

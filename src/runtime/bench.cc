@@ -187,8 +187,9 @@ Result<BenchReport> run_bench(const BenchOptions& o) {
   if (o.probe) {
     const bool low_bit = o.type == model::WeightType::kInt8 || o.type == model::WeightType::kQ4;
     const bool f32 = o.type == model::WeightType::kF32;
-    const double vision_peak = f32 ? roof.f32_gflops : roof.bf16_gflops;
-    const double decoder_peak = f32 ? roof.f32_gflops : low_bit ? roof.int8_gops : roof.bf16_gflops;
+    // int8 and q4 run every product as int8 x int8 (the vision tower's q8 too).
+    const double peak = f32 ? roof.f32_gflops : low_bit ? roof.int8_gops : roof.bf16_gflops;
+    const double vision_peak = peak, decoder_peak = peak;
     if (vision_peak > 0 && decoder_peak > 0) {
       r.roofline_ttft_s = r.vision_gflop / vision_peak + r.prefill_gflop / decoder_peak;
     }

@@ -1,14 +1,12 @@
 #include "train/trainer.h"
 
 #include <chrono>
-#if defined(__GLIBC__)
-#include <malloc.h>
-#endif
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "base/memory.h"
 #include "io/mapped_file.h"
 #include "runtime/session.h"
 #include "train/adamw.h"
@@ -159,12 +157,9 @@ Result<Summary> run_training_on(const model::PaliGemma& model, const text::Token
                                 const ProgressFn& on_progress,
                                 std::unique_ptr<ModelParams>* params_out) {
   PG_RETURN_IF_ERROR(validate(c));
-#if defined(__GLIBC__)
   // Every example allocates and frees the same activation buffers: keep freed memory in
-  // the heap instead of returning it to the kernel each time (brk/page-fault churn).
-  mallopt(M_TRIM_THRESHOLD, 256 << 20);
-  mallopt(M_TOP_PAD, 64 << 20);
-#endif
+  // the heap instead of returning it to the kernel each time (page-fault churn).
+  keep_freed_memory();
   Comm& comm = Comm::get(c.distributed);
   const bool lead = comm.rank() == 0;
   auto report = [&](const Progress& p) {

@@ -1,0 +1,227 @@
+// Prefill product for q8 / q4 weights: int8 x int8 on AVX512-VNNI (vpdpbusd), with the
+// two scales of every block of 32 applied to its exact int32 sum.
+//
+// vpdpbusd multiplies unsigned by signed bytes, so the weights take the unsigned side:
+// each panel of weight rows is copied as u = q_w + 128 (q8: q ^ 0x80; q4: code + 120),
+// and the 128 * sum(q_x) it adds per block is subtracted by starting each block's sum at
+// -128 * sum_{k in b} q_x[i, k] (computed once, while packing the activations).
+//
+// Register tile: 32 rows of x (two vectors of 16 lanes, one row per lane) by up to 6
+// weight rows (columns of y); per 4 columns of K, a lane holds 4 bytes of its row of x
+// and every weight row's 4 bytes are broadcast. Packed x, per tile of 32 rows:
+//   xq [nb][8 steps][32 lanes][4 bytes]   (s8; rows past m are zero)
+//   xs [nb][32]  scale_x          xc [nb][32]  -128 * sum of the block's q_x
+#include "kernels/quant_gemm.h"
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "base/parallel.h"
+
+namespace pg::kernels {
+
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+namespace {
+
+constexpr int64_t B = kQuantBlock;
+constexpr int64_t kTileRows = 32;               // rows of x per register tile
+constexpr int64_t kTileCols = 6;                // weight rows per register tile
+constexpr int64_t kBlockBytes = B * kTileRows;  // one block of one packed tile
+// Weight rows copied per panel: about this many bytes, so a panel stays in L2 while
+// every tile of x passes over it.
+constexpr int64_t kPanelBytes = 384 << 10;
+
+struct PackedX {
+  int64_t tiles = 0, nb = 0;
+  std::vector<int8_t> q;   // [tiles][nb][8][32][4]
+  std::vector<float> s;    // [tiles][nb][32]
+  std::vector<int32_t> c;  // [tiles][nb][32]
+};
+
+// Row i of x (k values) into its lane of the packed tiles; a partial last block is
+// zero-padded.
+void pack_row(const float* x, int64_t k, int64_t i, PackedX& p) {
+  const int64_t t = i / kTileRows, lane = i % kTileRows;
+  for (int64_t b = 0; b < p.nb; ++b) {
+    const int64_t n = std::min(B, k - b * B);  // valid values in this block
+    const auto m0 = static_cast<__mmask16>(n >= 16 ? 0xffff : (1u << n) - 1);
+    const auto m1 = static_cast<__mmask16>(n >= 32 ? 0xffff : n <= 16 ? 0 : (1u << (n - 16)) - 1);
+    const __m512 v0 = _mm512_maskz_loadu_ps(m0, x + b * B);
+    const __m512 v1 = _mm512_maskz_loadu_ps(m1, x + b * B + 16);
+    const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+    const float s = amax / 127.0f;
+    const __m512 inv = _mm512_set1_ps(s > 0 ? 1.0f / s : 0.0f);
+    // Round to nearest even, as lrintf in the decode product's quantizer. The clamp only
+    // matters for non-finite x (whose products are then meaningless but well defined).
+    const __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127);
+    const __m512i q0 =
+        _mm512_min_epi32(_mm512_max_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(v0, inv)), lo), hi);
+    const __m512i q1 =
+        _mm512_min_epi32(_mm512_max_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(v1, inv)), lo), hi);
+    const int32_t sum = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+    alignas(16) int8_t bytes[B];
+    _mm_store_si128(reinterpret_cast<__m128i*>(bytes), _mm512_cvtepi32_epi8(q0));
+    _mm_store_si128(reinterpret_cast<__m128i*>(bytes + 16), _mm512_cvtepi32_epi8(q1));
+    const int64_t blk = t * p.nb + b;
+    int8_t* dst = p.q.data() + blk * kBlockBytes + lane * 4;
+    for (int64_t step = 0; step < B / 4; ++step)
+      std::memcpy(dst + step * kTileRows * 4, bytes + step * 4, 4);
+    p.s[static_cast<size_t>(blk * kTileRows + lane)] = s;
+    p.c[static_cast<size_t>(blk * kTileRows + lane)] = -128 * sum;
+  }
+}
+
+// Weight rows [r0, r0 + rows) as unsigned bytes u = q + 128, [rows][nb * 32] (a partial
+// last block padded with 128, a zero weight).
+void copy_panel(const MatrixView& w, int64_t r0, int64_t rows, uint8_t* out) {
+  const int64_t K = w.cols, nb = quant_blocks(K), kp = nb * B;
+  const auto* base = static_cast<const uint8_t*>(w.data);
+  if (w.dtype == DType::kI8) {
+    const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));
+    const int64_t whole = K / B * B;
+    for (int64_t r = 0; r < rows; ++r) {
+      const uint8_t* src = base + (r0 + r) * K;  // q8 rows are K bytes
+      uint8_t* dst = out + r * kp;
+      for (int64_t c = 0; c < whole; c += B) {
+        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + c));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + c), _mm256_xor_si256(v, flip));
+      }
+      for (int64_t c = whole; c < kp; ++c)
+        dst[c] = c < K ? static_cast<uint8_t>(src[c] ^ 0x80) : uint8_t{128};
+    }
+    return;
+  }
+  // q4: per block, 16 bytes; low nibbles are codes 0-15, high nibbles 16-31.
+  const __m128i low_mask = _mm_set1_epi8(0x0f), bias = _mm_set1_epi8(120);
+  for (int64_t r = 0; r < rows; ++r) {
+    const uint8_t* src = base + (r0 + r) * nb * (B / 2);  // padded codes are 8: zero weights
+    uint8_t* dst = out + r * kp;
+    for (int64_t b = 0; b < nb; ++b) {
+      const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + b * (B / 2)));
+      const __m128i lo = _mm_add_epi8(_mm_and_si128(v, low_mask), bias);
+      const __m128i hi = _mm_add_epi8(_mm_and_si128(_mm_srli_epi16(v, 4), low_mask), bias);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + b * B), lo);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + b * B + 16), hi);
+    }
+  }
+}
+
+// out[NR][32] = one tile: 32 packed rows of x (tile t) times NR panel rows (u8, stride kp),
+// whose scales are ws[j * nb + b].
+template <int NR>
+void tile(const PackedX& p, int64_t t, const uint8_t* wp, int64_t kp, const float* ws, float* out) {
+  const int64_t nb = p.nb;
+  const int8_t* xq = p.q.data() + t * nb * kBlockBytes;
+  const float* xs = p.s.data() + t * nb * kTileRows;
+  const int32_t* xc = p.c.data() + t * nb * kTileRows;
+  __m512 f[NR][2];
+  for (int j = 0; j < NR; ++j) f[j][0] = f[j][1] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    const __m512i c0 = _mm512_loadu_si512(xc + b * kTileRows);
+    const __m512i c1 = _mm512_loadu_si512(xc + b * kTileRows + 16);
+    __m512i a[NR][2];
+    for (int j = 0; j < NR; ++j) {
+      a[j][0] = c0;
+      a[j][1] = c1;
+    }
+    const int8_t* xb = xq + b * kBlockBytes;
+    const uint8_t* wb = wp + b * B;
+#pragma GCC unroll 8
+    for (int64_t step = 0; step < B / 4; ++step) {
+      const __m512i x0 = _mm512_loadu_si512(xb + step * 128);
+      const __m512i x1 = _mm512_loadu_si512(xb + step * 128 + 64);
+      for (int j = 0; j < NR; ++j) {
+        int32_t four;
+        std::memcpy(&four, wb + j * kp + step * 4, 4);
+        const __m512i wv = _mm512_set1_epi32(four);
+        a[j][0] = _mm512_dpbusd_epi32(a[j][0], wv, x0);
+        a[j][1] = _mm512_dpbusd_epi32(a[j][1], wv, x1);
+      }
+    }
+    const __m512 s0 = _mm512_loadu_ps(xs + b * kTileRows);
+    const __m512 s1 = _mm512_loadu_ps(xs + b * kTileRows + 16);
+    for (int j = 0; j < NR; ++j) {
+      const __m512 sw = _mm512_set1_ps(ws[j * nb + b]);
+      f[j][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a[j][0]), _mm512_mul_ps(s0, sw), f[j][0]);
+      f[j][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a[j][1]), _mm512_mul_ps(s1, sw), f[j][1]);
+    }
+  }
+  for (int j = 0; j < NR; ++j) {
+    _mm512_storeu_ps(out + j * kTileRows, f[j][0]);
+    _mm512_storeu_ps(out + j * kTileRows + 16, f[j][1]);
+  }
+}
+
+using TileFn = void (*)(const PackedX&, int64_t, const uint8_t*, int64_t, const float*, float*);
+constexpr TileFn kTiles[kTileCols + 1] = {nullptr, tile<1>, tile<2>, tile<3>,
+                                          tile<4>, tile<5>, tile<6>};
+
+}  // namespace
+
+bool gemm_quantized_vnni(const float* x, int64_t m, const MatrixView& w, const float* bias,
+                         float* y) {
+  const int64_t K = w.cols, N = w.rows;
+  if (m <= 0 || N <= 0) return false;
+  const int64_t nb = quant_blocks(K), kp = nb * B;
+  // x: [m, K] -> packed tiles (the calling thread's buffers; the pool's threads read them).
+  thread_local PackedX p;
+  p.nb = nb;
+  p.tiles = (m + kTileRows - 1) / kTileRows;
+  const auto blocks = static_cast<size_t>(p.tiles * nb);
+  if (p.q.size() < blocks * kBlockBytes) p.q.resize(blocks * kBlockBytes);
+  if (p.s.size() < blocks * kTileRows) {
+    p.s.resize(blocks * kTileRows);
+    p.c.resize(blocks * kTileRows);
+  }
+  if (m % kTileRows != 0) {  // the last tile's unused lanes stay zero
+    const int64_t last = (p.tiles - 1) * nb;
+    std::memset(p.q.data() + last * kBlockBytes, 0, static_cast<size_t>(nb * kBlockBytes));
+    std::memset(p.s.data() + last * kTileRows, 0, static_cast<size_t>(nb * kTileRows) * 4);
+    std::memset(p.c.data() + last * kTileRows, 0, static_cast<size_t>(nb * kTileRows) * 4);
+  }
+  PackedX& packed = p;
+  parallel_for(m, 4, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) pack_row(x + i * K, K, i, packed);
+  });
+
+  // Columns of y in groups of kTileCols, split evenly over the threads; each thread walks
+  // its share in panels.
+  const int64_t groups = (N + kTileCols - 1) / kTileCols;
+  const int64_t panel_groups = std::max<int64_t>(1, kPanelBytes / (kp * kTileCols));
+  parallel_for(groups, 1, [&](int64_t g0, int64_t g1) {
+    thread_local std::vector<uint8_t> panel;
+    alignas(64) float out[kTileCols * kTileRows];
+    for (int64_t pg0 = g0; pg0 < g1; pg0 += panel_groups) {
+      const int64_t r0 = pg0 * kTileCols;
+      const int64_t rows = std::min(std::min(g1, pg0 + panel_groups) * kTileCols, N) - r0;
+      if (panel.size() < static_cast<size_t>(rows * kp))
+        panel.resize(static_cast<size_t>(rows * kp));
+      copy_panel(w, r0, rows, panel.data());
+      for (int64_t t = 0; t < packed.tiles; ++t) {
+        const int64_t lanes = std::min(kTileRows, m - t * kTileRows);
+        for (int64_t j0 = 0; j0 < rows; j0 += kTileCols) {
+          const int64_t nr = std::min(kTileCols, rows - j0);
+          kTiles[nr](packed, t, panel.data() + j0 * kp, kp, w.scales + (r0 + j0) * nb, out);
+          for (int64_t l = 0; l < lanes; ++l) {
+            float* yrow = y + (t * kTileRows + l) * N + r0 + j0;
+            for (int64_t j = 0; j < nr; ++j) {
+              yrow[j] = out[j * kTileRows + l] + (bias != nullptr ? bias[r0 + j0 + j] : 0.0f);
+            }
+          }
+        }
+      }
+    }
+  });
+  return true;
+}
+
+#else
+bool gemm_quantized_vnni(const float*, int64_t, const MatrixView&, const float*, float*) {
+  return false;
+}
+#endif
+
+}  // namespace pg::kernels
