@@ -637,6 +637,16 @@ constexpr int64_t kKeyChunk = 64;
 // From this many queries the tiles pay for packing the keys.
 constexpr int64_t kFlashMinQueries = 4;
 
+// Stores one block of a score tile: rows r = 0..3 of the first 16 keys (first[r]) at
+// col + r * kKeyChunk, and of the next 16 (second[r]) beside them where `two`.
+inline void store_score_tile(float* col, bool two, const std::array<f32x16, 4>& first,
+                             const std::array<f32x16, 4>& second) {
+  for (int r = 0; r < 4; ++r) {
+    store_f32(col + r * kKeyChunk, first[r]);
+    if (two) store_f32(col + r * kKeyChunk + kKeyBlock, second[r]);
+  }
+}
+
 // kt: packed key blocks ([D][16] each) from the chunk's first key; q: kQRows rows of D.
 // s: [kQRows][kKeyChunk], columns [0, blocks * 16) written.
 void score_tile(const float* const* q, const float* kt, int64_t dd, int64_t blocks, float* s) {
@@ -653,15 +663,7 @@ void score_tile(const float* const* q, const float* kt, int64_t dd, int64_t bloc
       a20 += q[2][d] * x0, a21 += q[2][d] * x1;
       a30 += q[3][d] * x0, a31 += q[3][d] * x1;
     }
-    float* col = s + b * kKeyBlock;
-    store_f32(col + 0 * kKeyChunk, a00), store_f32(col + 1 * kKeyChunk, a10);
-    store_f32(col + 2 * kKeyChunk, a20), store_f32(col + 3 * kKeyChunk, a30);
-    if (two) {
-      store_f32(col + 0 * kKeyChunk + kKeyBlock, a01),
-          store_f32(col + 1 * kKeyChunk + kKeyBlock, a11);
-      store_f32(col + 2 * kKeyChunk + kKeyBlock, a21),
-          store_f32(col + 3 * kKeyChunk + kKeyBlock, a31);
-    }
+    store_score_tile(s + b * kKeyBlock, two, {a00, a10, a20, a30}, {a01, a11, a21, a31});
   }
 }
 
@@ -748,15 +750,8 @@ void score_tile_bf16(const uint16_t* const* q, const uint16_t* kt, int64_t dd, i
       a20 = _mm512_dpbf16_ps(a20, x0, q2), a21 = _mm512_dpbf16_ps(a21, x1, q2);
       a30 = _mm512_dpbf16_ps(a30, x0, q3), a31 = _mm512_dpbf16_ps(a31, x1, q3);
     }
-    float* col = s + b * kKeyBlock;
-    _mm512_storeu_ps(col + 0 * kKeyChunk, a00), _mm512_storeu_ps(col + 1 * kKeyChunk, a10);
-    _mm512_storeu_ps(col + 2 * kKeyChunk, a20), _mm512_storeu_ps(col + 3 * kKeyChunk, a30);
-    if (two) {
-      _mm512_storeu_ps(col + 0 * kKeyChunk + kKeyBlock, a01),
-          _mm512_storeu_ps(col + 1 * kKeyChunk + kKeyBlock, a11);
-      _mm512_storeu_ps(col + 2 * kKeyChunk + kKeyBlock, a21),
-          _mm512_storeu_ps(col + 3 * kKeyChunk + kKeyBlock, a31);
-    }
+    store_score_tile(s + b * kKeyBlock, two, {f32x16(a00), f32x16(a10), f32x16(a20), f32x16(a30)},
+                     {f32x16(a01), f32x16(a11), f32x16(a21), f32x16(a31)});
   }
 }
 
