@@ -7,15 +7,17 @@
 #include <random>
 #include <vector>
 
+#include "base/memory.h"
 #include "base/parallel.h"
 #include "kernels/kernels.h"
 #include "kernels/quant.h"
 
 namespace {
 
+// Weights live on cache-line boundaries, as the engine keeps them (base/memory.h).
 struct Weights {
-  std::vector<float> f32;
-  std::vector<uint16_t> bf16;
+  pg::LineAlignedVector<float> f32;
+  pg::LineAlignedVector<uint16_t> bf16;
   pg::kernels::QuantizedMatrix q8, q4;
   pg::MatrixView view(pg::DType dt) {
     switch (dt) {
@@ -81,8 +83,8 @@ void BM_decode_stream(benchmark::State& state, pg::DType dt) {
   const int64_t copies = std::max<int64_t>(2, (int64_t{512} << 20) / bytes);
   const int64_t data_bytes = static_cast<int64_t>(one.row_bytes()) * n;
   const int64_t scale_count = one.scales != nullptr ? n * pg::quant_blocks(k) : 0;
-  std::vector<std::vector<uint8_t>> data(static_cast<size_t>(copies));
-  std::vector<std::vector<float>> scales(static_cast<size_t>(copies));
+  std::vector<pg::LineAlignedVector<uint8_t>> data(static_cast<size_t>(copies));
+  std::vector<pg::LineAlignedVector<float>> scales(static_cast<size_t>(copies));
   std::vector<pg::MatrixView> views;
   for (int64_t c = 0; c < copies; ++c) {
     const auto* src = static_cast<const uint8_t*>(one.data);
@@ -139,6 +141,9 @@ BENCHMARK_CAPTURE(BM_matmul, decode_bf16_1x16384x2048, pg::DType::kBF16, 1, 1638
     ->UseRealTime();
 BENCHMARK_CAPTURE(BM_matmul, decode_q8_1x16384x2048, pg::DType::kI8, 1, 16384, 2048)->UseRealTime();
 BENCHMARK_CAPTURE(BM_matmul, decode_q4_1x16384x2048, pg::DType::kU8, 1, 16384, 2048)->UseRealTime();
+BENCHMARK_CAPTURE(BM_matmul, decode_q8_1x256x2048, pg::DType::kI8, 1, 256, 2048)->UseRealTime();
+BENCHMARK_CAPTURE(BM_matmul, decode_q4_1x256x2048, pg::DType::kU8, 1, 256, 2048)->UseRealTime();
+BENCHMARK_CAPTURE(BM_matmul, decode_bf16_1x256x2048, pg::DType::kBF16, 1, 256, 2048)->UseRealTime();
 BENCHMARK_CAPTURE(BM_decode_stream, f32, pg::DType::kF32)->UseRealTime();
 BENCHMARK_CAPTURE(BM_decode_stream, bf16, pg::DType::kBF16)->UseRealTime();
 BENCHMARK_CAPTURE(BM_decode_stream, q8, pg::DType::kI8)->UseRealTime();

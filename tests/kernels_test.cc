@@ -191,6 +191,48 @@ TEST_P(KernelsTest, Matmul) {
   }
 }
 
+// bf16 weights marked low_precision (the bf16 mode's decoder): the fast table may round x
+// to bf16 for the products. Each result must match, within float32 summation error, the
+// exact product with x as given or with x rounded to bf16 (nearest even) -- whichever the
+// kernel computes -- so a lost or repeated element shows even where rounding x moves the
+// result more. Weight rows start at every alignment relative to a 64-byte line (the
+// kernel's first partial line) and rows are not whole lines for odd k.
+TEST_P(KernelsTest, MatmulLowPrecisionBf16) {
+  std::mt19937 rng(11);
+  for (int64_t m : {1, 2, 3, 4, 5, 9, 12}) {
+    for (int64_t k : {1, 7, 31, 32, 33, 64, 95, 130, 2304}) {
+      for (int64_t shift : {0, 1, 13, 31}) {
+        const int64_t n = 7 + (k + m + shift) % 9;
+        const std::vector<float> x = uniform(m * k, -1, 1, rng);
+        std::vector<float> xr(x.size());
+        for (size_t i = 0; i < x.size(); ++i) xr[i] = bf16_to_f32(f32_to_bf16(x[i]));
+        const Weights w = make_weights(DType::kBF16, n, k, uniform(n * k, -1, 1, rng));
+        std::vector<uint16_t> shifted(static_cast<size_t>(shift + 32), 0);
+        // (aligned base: std::vector<uint16_t> from operator new is 16-byte aligned)
+        shifted.insert(shifted.begin() + shift, w.u16.begin(), w.u16.end());
+        MatrixView v = w.view();
+        v.data = shifted.data() + shift;
+        v.low_precision = true;
+        const std::vector<float> b = uniform(n, -1, 1, rng);
+        std::vector<double> exact, exact_rounded, tol, tol_rounded;
+        matmul_oracle(x, m, w, b.data(), exact, tol);
+        matmul_oracle(xr, m, w, b.data(), exact_rounded, tol_rounded);
+        std::vector<float> got(m * n, NAN);
+        K().matmul(x.data(), m, v, b.data(), got.data());
+        std::vector<double> want(got.size()), tol_want(got.size());
+        for (size_t i = 0; i < got.size(); ++i) {  // the nearer of the two
+          const bool rounded = std::fabs(got[i] - exact_rounded[i]) < std::fabs(got[i] - exact[i]);
+          want[i] = rounded ? exact_rounded[i] : exact[i];
+          tol_want[i] = rounded ? tol_rounded[i] : tol[i];
+        }
+        expect_close(
+            want, got, tol_want,
+            "low-precision bf16 matmul " + dims({{"m", m}, {"k", k}, {"n", n}, {"shift", shift}}));
+      }
+    }
+  }
+}
+
 TEST_P(KernelsTest, MatmulFromManyThreadsAtOnce) {
   // Sessions share one model (and one kernel table) across threads: the same products, run
   // concurrently, must give what one thread gets, bit for bit (oneDNN's shared scratchpad

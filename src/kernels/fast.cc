@@ -68,6 +68,22 @@ inline f32x16 exp16(f32x16 x) {
   return e * two_n;
 }
 
+// tanh(x) per lane, as Cephes' tanhf: an odd polynomial below |x| = 0.625 (where
+// 1 - 2 / (e^2x + 1) would cancel), else 1 - 2 / (e^2|x| + 1) with x's sign; a few ulp.
+inline f32x16 tanh16(f32x16 x) {
+  const f32x16 a = x < splat(0.0f) ? -x : x;
+  const f32x16 z = x * x;
+  f32x16 p = splat(-5.70498872745e-3f);
+  p = p * z + 2.06390887954e-2f;
+  p = p * z - 5.37397155531e-2f;
+  p = p * z + 1.33314422036e-1f;
+  p = p * z - 3.33332819422e-1f;
+  const f32x16 small = p * z * x + x;
+  const f32x16 t = 1.0f - 2.0f / (exp16(a * 2.0f) + 1.0f);
+  const f32x16 large = x < splat(0.0f) ? -t : t;
+  return a > splat(0.625f) ? large : small;
+}
+
 // gelu_tanh(x) = 0.5 x (1 + tanh(u)) = x / (1 + e^(-2u)), u = sqrt(2/pi) (x + 0.044715 x^3):
 // the same function without tanh's cancellation near -1, so it stays accurate in relative
 // terms where the value is tiny (large negative x).
@@ -158,8 +174,13 @@ struct Weight<DType::kF16> {
 };
 
 // ---------------------------------------------------------------------------------------
-// Matmul, small m (decode): dot products of MR rows of x with 4 rows of W, converting W
-// on the fly. Memory-bound for m = 1; parallel over blocks of W rows.
+// Matmul, small m (decode), converting W on the fly; memory-bound for m = 1. Two loop
+// orders, chosen per type by measurement (kernels_bench's decode_stream, 2 threads, Zen 4):
+// 16-bit weights stream fastest one row at a time, each thread reading its rows front to
+// back as one stream (bf16: 50-52 GB/s against 38-42 for the 4-row tile); float32 weights
+// fastest through the 4-row tile (46 GB/s against 34-39 one row at a time).
+
+// Tile order: dot products of MR rows of x with 4 rows of W; parallel over blocks of W rows.
 
 // x: [mr, k]; w: 4 row pointers of k elements; out[i][r] = x_i . w_r. next: the 4 rows
 // this thread reads after these (or null), prefetched at the same offsets into L2: rows
@@ -193,7 +214,8 @@ void dot_tile(const float* x, int64_t k, const typename Weight<D>::Elem* const* 
 
 // x: [m, k], w: [n, k], bias: [n] or null, y: [m, n]; for small m.
 template <DType D>
-void matmul_small_m(const float* x, int64_t m, const MatrixView& w, const float* bias, float* y) {
+void matmul_small_m_tiles(const float* x, int64_t m, const MatrixView& w, const float* bias,
+                          float* y) {
   using Elem = typename Weight<D>::Elem;
   const int64_t n = w.rows, k = w.cols;
   const auto* wd = static_cast<const Elem*>(w.data);
@@ -228,6 +250,162 @@ void matmul_small_m(const float* x, int64_t m, const MatrixView& w, const float*
       }
     }
   });
+}
+
+// Row order: dot products of up to 4 rows of x with one row of W; parallel over ranges of
+// W rows. Four accumulators per x row hide the FMA latency; the row kRowPrefetch bytes
+// ahead is fetched into L2 meanwhile, a line per line read (measured: 4 KiB beats 0, 1 and
+// 8 KiB).
+constexpr int64_t kRowPrefetch = 4096;
+
+// x: [MR, k]; w: one row of k elements; out[i] = x_i . w.
+template <DType D, int MR>
+void dot_row(const float* x, int64_t k, const typename Weight<D>::Elem* w, float* out) {
+  using Wt = Weight<D>;
+  constexpr int kU = 4;                                                     // vectors per step
+  constexpr int kStepLines = kU * kLanes * sizeof(typename Wt::Elem) / 64;  // lines per step
+  f32x16 acc[MR][kU] = {};
+  int64_t p = 0;
+  for (; p + kU * kLanes <= k; p += kU * kLanes) {
+    const char* ahead = reinterpret_cast<const char*>(w + p) + kRowPrefetch;
+    for (int l = 0; l < kStepLines; ++l) __builtin_prefetch(ahead + l * 64, 0, 2);
+    for (int u = 0; u < kU; ++u) {
+      const f32x16 wv = Wt::load16(w + p + u * kLanes);
+      for (int i = 0; i < MR; ++i) acc[i][u] += load_f32(x + i * k + p + u * kLanes) * wv;
+    }
+  }
+  for (; p + kLanes <= k; p += kLanes) {
+    const f32x16 wv = Wt::load16(w + p);
+    for (int i = 0; i < MR; ++i) acc[i][0] += load_f32(x + i * k + p) * wv;
+  }
+  for (int i = 0; i < MR; ++i) {
+    float tail = 0.0f;
+    for (int64_t q = p; q < k; ++q) tail += x[i * k + q] * Wt::load1(w + q);
+    out[i] = hsum((acc[i][0] + acc[i][1]) + (acc[i][2] + acc[i][3])) + tail;
+  }
+}
+
+// Row order's loop: parallel over ranges of W rows; each row r meets x in groups of up to 4
+// rows, dot(r, i0, mr, out) filling out[0 .. mr) with x_{i0 + i} . w_r.
+template <class Dot>
+void for_rows_small_m(int64_t m, int64_t n, int64_t k, const float* bias, float* y, Dot dot) {
+  const int64_t grain = std::max<int64_t>(4, 16384 / std::max<int64_t>(1, k * m));
+  parallel_for(n, grain, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      for (int64_t i0 = 0; i0 < m; i0 += 4) {
+        const int mr = static_cast<int>(std::min<int64_t>(4, m - i0));
+        float out[4];
+        dot(r, i0, mr, out);
+        for (int i = 0; i < mr; ++i) {
+          y[(i0 + i) * n + r] = out[i] + (bias != nullptr ? bias[r] : 0.0f);
+        }
+      }
+    }
+  });
+}
+
+// x: [m, k], w: [n, k], bias: [n] or null, y: [m, n]; for small m.
+template <DType D>
+void matmul_small_m_rows(const float* x, int64_t m, const MatrixView& w, const float* bias,
+                         float* y) {
+  using Elem = typename Weight<D>::Elem;
+  const int64_t k = w.cols;
+  const auto* wd = static_cast<const Elem*>(w.data);
+  for_rows_small_m(m, w.rows, k, bias, y, [&](int64_t r, int64_t i0, int mr, float* out) {
+    const Elem* row = wd + r * k;
+    const float* xi = x + i0 * k;
+    switch (mr) {
+      case 1: return dot_row<D, 1>(xi, k, row, out);
+      case 2: return dot_row<D, 2>(xi, k, row, out);
+      case 3: return dot_row<D, 3>(xi, k, row, out);
+      default: return dot_row<D, 4>(xi, k, row, out);
+    }
+  });
+}
+
+#if defined(__AVX512BF16__)
+// Elements of 2 bytes from p to the next 64-byte boundary (0 when p is on one, or when p
+// is not even 2-byte aligned and no boundary can be reached in whole elements).
+inline int64_t head_elements(const uint16_t* p) {
+  const auto a = reinterpret_cast<uintptr_t>(p);
+  if (a % 2 != 0) return 0;
+  return static_cast<int64_t>((64 - a % 64) % 64 / 2);
+}
+
+// The low-precision modes' bf16 weights, row order: x rounded to bf16 once (nearest even,
+// as for oneDNN's prefill products), then one vdpbf16ps per 32 weights with no conversion
+// (a product of two bf16 values is exact in float32; the sums stay float32). At one vector
+// instruction per line the stream nears a plain read (measured on Zen 4, 2 threads: ~59
+// GB/s against ~48 converting to float); software prefetches only slow it.
+
+// x: [MR, kp] bf16, rows kp apart (kp a multiple of 32, x zero padded to k + 32); w: one
+// row of k bf16 elements; out[i] = x_i . w. The first h elements (up to w's first 64-byte
+// boundary) go through masked loads, so that every full step reads whole lines: a load
+// that straddles two lines costs a second access, and on a stream of them the read falls
+// from ~58 to ~43 GB/s (checkpoint tensors are often not 64-byte aligned). x's buffer is
+// offset the same way, so its loads are aligned too when rows are whole lines.
+template <int MR>
+void dot_row_bf16(const uint16_t* x, int64_t kp, int64_t k, const uint16_t* w, float* out) {
+  __m512 acc[MR][2];
+  for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+  auto step = [&](int64_t p, int u, __mmask32 mask) {  // weights p .. p + 31 under mask
+    const __m512bh wv = (__m512bh)_mm512_maskz_loadu_epi16(mask, w + p);
+    for (int i = 0; i < MR; ++i) {
+      const __m512bh xv = (__m512bh)_mm512_maskz_loadu_epi16(mask, x + i * kp + p);
+      acc[i][u] = _mm512_dpbf16_ps(acc[i][u], xv, wv);
+    }
+  };
+  auto first = [](int64_t count) {  // mask of the first count (< 32) elements
+    return static_cast<__mmask32>((uint32_t{1} << count) - 1);
+  };
+  const int64_t h = std::min<int64_t>(k, head_elements(w));
+  if (h > 0) step(0, 1, first(h));
+  int64_t p = h;
+  for (; p + 64 <= k; p += 64) {
+    step(p, 0, ~__mmask32{0});
+    step(p + 32, 1, ~__mmask32{0});
+  }
+  for (; p < k; p += 32) step(p, 0, k - p >= 32 ? ~__mmask32{0} : first(k - p));
+  for (int i = 0; i < MR; ++i) out[i] = _mm512_reduce_add_ps(_mm512_add_ps(acc[i][0], acc[i][1]));
+}
+
+// x: [m, k], w: [n, k] bf16 (low_precision), bias: [n] or null, y: [m, n]; for small m.
+void matmul_small_m_bf16_products(const float* x, int64_t m, const MatrixView& w, const float* bias,
+                                  float* y) {
+  const int64_t n = w.rows, k = w.cols, kp = (k + 32 + 31) / 32 * 32;
+  const auto* wd = static_cast<const uint16_t*>(w.data);
+  // x rows start where W's first row does relative to a line: (xr + h) is 64-byte aligned
+  // when (wd + h) is.
+  const int64_t h0 = head_elements(wd);
+  thread_local std::vector<uint16_t> xb;
+  xb.assign(static_cast<size_t>(m * kp + 64), 0);
+  uint16_t* xr = xb.data() + head_elements(xb.data());  // 64-byte aligned
+  xr += (32 - h0) % 32;
+  for (int64_t i = 0; i < m; ++i) round_to_bf16(x + i * k, k, xr + i * kp);
+  // (xr points into this thread's thread_local buffer, as the pool's threads must use.)
+  for_rows_small_m(m, n, k, bias, y, [&](int64_t r, int64_t i0, int mr, float* out) {
+    const uint16_t* row = wd + r * k;
+    const uint16_t* xi = xr + i0 * kp;
+    switch (mr) {
+      case 1: return dot_row_bf16<1>(xi, kp, k, row, out);
+      case 2: return dot_row_bf16<2>(xi, kp, k, row, out);
+      case 3: return dot_row_bf16<3>(xi, kp, k, row, out);
+      default: return dot_row_bf16<4>(xi, kp, k, row, out);
+    }
+  });
+}
+#endif
+
+template <DType D>
+void matmul_small_m(const float* x, int64_t m, const MatrixView& w, const float* bias, float* y) {
+#if defined(__AVX512BF16__)
+  if (D == DType::kBF16 && w.low_precision) return matmul_small_m_bf16_products(x, m, w, bias, y);
+#endif
+  if constexpr (D == DType::kF32) {
+    matmul_small_m_tiles<D>(x, m, w, bias, y);
+  } else {
+    matmul_small_m_rows<D>(x, m, w, bias, y);
+  }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -537,7 +715,9 @@ void rope(float* x, int64_t rows, int64_t stride, int64_t num_heads, int64_t hea
 // x: [n], in place.
 void softcap(float* x, int64_t n, float cap) {
   parallel_for(n, kTanhGrain, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) x[i] = cap * std::tanh(x[i] / cap);
+    map16(b, e, [&](int64_t i, int64_t c) {
+      store_part(x + i, tanh16(load_part(x + i, c) / cap) * cap, c);
+    });
   });
 }
 
@@ -597,19 +777,27 @@ void attention_rows(const AttentionParams& p, const float* q, const float* k, co
       std::fill(o, o + dd, 0.0f);
       if (lo >= hi) continue;
       const float* qh = q + t * p.q_stride + h * dd;
-      float max_score = -std::numeric_limits<float>::infinity();
+      float* sc = scores.data();  // sc[j - lo]: score of key j, then its weight
       for (int64_t j = lo; j < hi; ++j) {
-        float s = dot(qh, k + j * p.kv_stride + kvh * dd, dd) * p.scale;
-        if (p.softcap > 0.0f) s = p.softcap * std::tanh(s / p.softcap);
-        scores[j - lo] = s;
-        max_score = std::max(max_score, s);
+        sc[j - lo] = dot(qh, k + j * p.kv_stride + kvh * dd, dd) * p.scale;
       }
-      float sum = 0.0f;
-      for (int64_t j = lo; j < hi; ++j) {
-        const float e_j = std::exp(scores[j - lo] - max_score);
-        scores[j - lo] = e_j;
-        sum += e_j;
-      }
+      f32x16 mv = splat(-std::numeric_limits<float>::infinity());
+      map16(0, hi - lo, [&](int64_t j, int64_t c) {
+        f32x16 sv = load_part(sc + j, c);
+        if (p.softcap > 0.0f) sv = tanh16(sv / p.softcap) * p.softcap;
+        store_part(sc + j, sv, c);
+        for (int64_t l = 0; l < c; ++l) mv[l] = std::max(mv[l], sv[l]);
+      });
+      float max_score = mv[0];
+      for (int l = 1; l < kLanes; ++l) max_score = std::max(max_score, mv[l]);
+      f32x16 sum_v = {};
+      map16(0, hi - lo, [&](int64_t j, int64_t c) {
+        f32x16 ev = exp16(load_part(sc + j, c) - max_score);
+        for (int64_t l = c; l < kLanes; ++l) ev[l] = 0.0f;
+        store_part(sc + j, ev, c);
+        sum_v += ev;
+      });
+      const float sum = hsum(sum_v);
       for (int64_t j = lo; j < hi; ++j) {
         const float pj = scores[j - lo];
         const float* vj = v + j * p.kv_stride + kvh * dd;

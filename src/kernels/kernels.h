@@ -47,7 +47,7 @@ struct KernelTable {
   // W in any MatrixView format (F32, BF16, F16, q8 I8, q4 U8). Float32 arithmetic except
   // where the weights allow lower precision: quantized weights (activations quantized to
   // int8 per block of 32, scale amax / 127, and int8 x int8 block sums -- for prefill-sized
-  // m only on AVX512-VNNI with w.cols a multiple of 32, else activations rounded to bf16)
+  // m only on AVX512-VNNI, else activations rounded to bf16)
   // and views marked low_precision (activations rounded to bf16 for prefill-sized m).
   void (*matmul)(const float* x, int64_t m, const MatrixView& w, const float* bias, float* y);
 

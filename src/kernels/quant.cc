@@ -21,80 +21,94 @@ struct QuantizedRow {
   std::vector<int8_t> q;     // [nb * 32], zero padded
   std::vector<float> scale;  // [nb]
   std::vector<int32_t> sum;  // [nb]: sum of q in the block (for the q4 offset)
-  // For the vector dot products: per pair of blocks (b, b + 1) 16 lanes, 8 holding
-  // scale[b] then 8 holding scale[b + 1] (0 past nb); and per block 8 * sum * scale, the
-  // q4 offset's share.
-  std::vector<float> lanes;   // [ceil(nb / 2) * 16]
+  // Per block 8 * sum * scale, the q4 offset's share.
   std::vector<float> offset;  // [nb]
   // For q8 weights taken as unsigned bytes (w + 128): per pair of blocks 16 int32 lanes,
   // lane 0 holding -128 * sum[b] and lane 8 -128 * sum[b + 1], the rest 0.
   std::vector<int32_t> correction;  // [ceil(nb / 2) * 16]
   // For q4 weights, per group of 4 whole blocks (g = 4 blocks from k = 4i): the first 16
-  // values of each block, then the last 16 of each (the weights' nibble order), and the
-  // scale of block k + j in lanes 4j..4j+3.
+  // values of each block, then the last 16 of each (the weights' nibble order).
   std::vector<int8_t> q4_order;  // [nb / 4 * 128]
-  std::vector<float> lanes4;     // [nb / 4 * 16]
 };
 
+// One block of n <= 32 values: q[c] = round(x[c] / scale) (nearest even), scale =
+// amax / 127, |q| <= 127 (a clamp that only matters for non-finite x: meaningless but
+// well-defined products); returns the scale, and the sum of q in *sum.
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+inline float quantize_block(const float* x, int64_t n, int8_t* q, int32_t* sum) {
+  const __mmask16 m0 = static_cast<__mmask16>(n >= 16 ? 0xffff : (1u << n) - 1);
+  const __mmask16 m1 = static_cast<__mmask16>(n >= 32 ? 0xffff : n > 16 ? (1u << (n - 16)) - 1 : 0);
+  const __m512 x0 = _mm512_maskz_loadu_ps(m0, x), x1 = _mm512_maskz_loadu_ps(m1, x + 16);
+  const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
+  const float s = amax / 127.0f;
+  const __m512 inv = _mm512_set1_ps(s > 0 ? 1.0f / s : 0.0f);
+  const __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127);
+  // (cvtps rounds to nearest even, as lrintf does; NaN becomes INT_MIN, clamped to -127.)
+  const __m512i q0 =
+      _mm512_min_epi32(_mm512_max_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(x0, inv)), lo), hi);
+  const __m512i q1 =
+      _mm512_min_epi32(_mm512_max_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(x1, inv)), lo), hi);
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(q), _mm512_cvtepi32_epi8(q0));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(q + 16), _mm512_cvtepi32_epi8(q1));
+  *sum = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));  // masked-off lanes are 0
+  return s;
+}
+#else
+inline float quantize_block(const float* x, int64_t n, int8_t* q, int32_t* sum) {
+  float amax = 0;
+  for (int64_t c = 0; c < n; ++c) amax = std::max(amax, std::fabs(x[c]));
+  const float s = amax / 127.0f;
+  const float inv = s > 0 ? 1.0f / s : 0.0f;
+  *sum = 0;
+  for (int64_t c = 0; c < B; ++c) {
+    const int v =
+        c < n ? static_cast<int>(std::clamp<long>(std::lrintf(x[c] * inv), -127, 127)) : 0;
+    q[c] = static_cast<int8_t>(v);
+    *sum += v;
+  }
+  return s;
+}
+#endif
+
+// x: [cols] -> out (its buffers reused when large enough).
 void quantize_activations(const float* x, int64_t cols, QuantizedRow& out) {
   const int64_t nb = quant_blocks(cols);
-  out.q.assign(static_cast<size_t>(nb * B), 0);
+  out.q.resize(static_cast<size_t>(nb * B));
   out.scale.resize(static_cast<size_t>(nb));
   out.sum.resize(static_cast<size_t>(nb));
   out.offset.resize(static_cast<size_t>(nb));
-  out.lanes.assign(static_cast<size_t>((nb + 1) / 2 * 16), 0.0f);
   out.correction.assign(static_cast<size_t>((nb + 1) / 2 * 16), 0);
   for (int64_t b = 0; b < nb; ++b) {
-    const int64_t c0 = b * B, c1 = std::min(cols, c0 + B);
-    float amax = 0;
-    for (int64_t c = c0; c < c1; ++c) amax = std::max(amax, std::fabs(x[c]));
-    const float s = amax / 127.0f;
-    const float inv = s > 0 ? 1.0f / s : 0.0f;
     int32_t sum = 0;
-    for (int64_t c = c0; c < c1; ++c) {
-      // (The clamp only matters for non-finite x: meaningless but well-defined products.)
-      const int v = static_cast<int>(std::clamp<long>(std::lrintf(x[c] * inv), -127, 127));
-      out.q[static_cast<size_t>(c)] = static_cast<int8_t>(v);
-      sum += v;
-    }
+    const float s =
+        quantize_block(x + b * B, std::min(B, cols - b * B), out.q.data() + b * B, &sum);
     out.scale[static_cast<size_t>(b)] = s;
     out.sum[static_cast<size_t>(b)] = sum;
     out.offset[static_cast<size_t>(b)] = 8.0f * static_cast<float>(sum) * s;
-    std::fill_n(out.lanes.begin() + (b / 2) * 16 + (b % 2) * 8, 8, s);
     out.correction[static_cast<size_t>((b / 2) * 16 + (b % 2) * 8)] = -128 * sum;
   }
   const int64_t groups = nb / 4;
   out.q4_order.resize(static_cast<size_t>(groups * 4 * B));
-  out.lanes4.resize(static_cast<size_t>(groups * 16));
   for (int64_t g = 0; g < groups; ++g) {
     for (int64_t j = 0; j < 4; ++j) {
       const int8_t* src = out.q.data() + (4 * g + j) * B;
       int8_t* dst = out.q4_order.data() + g * 4 * B + j * (B / 2);
       std::memcpy(dst, src, B / 2);
       std::memcpy(dst + 2 * B, src + B / 2, B / 2);
-      std::fill_n(out.lanes4.begin() + g * 16 + j * 4, 4,
-                  out.scale[static_cast<size_t>(4 * g + j)]);
     }
   }
 }
 
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
-// Scales of a product, per pair of blocks (b, b + 1): 16 lanes, weight scale ws[b] in
-// lanes 0-7 and ws[b + 1] in 8-15, times the activations' (precomputed lanes). The weight
-// scales of 16 blocks are loaded once (wsv, blocks g..g+15) and spread by a permutation.
+// Scales of a product, per pair of blocks (b, b + 1): 16 lanes, ws[b] * xs[b] in lanes 0-7
+// and ws[b + 1] * xs[b + 1] in 8-15. For q8 the scale products of 16 blocks are formed
+// once (one multiply) and spread over the pairs by a permutation each.
 inline __m512i pair_index(int64_t p) {  // lanes 0-7: 2p, lanes 8-15: 2p + 1
   return _mm512_add_epi32(_mm512_set1_epi32(static_cast<int>(2 * p)),
                           _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0));
 }
-inline __m512 pair_scale(__m512 wsv, int64_t p, const QuantizedRow& x, int64_t b) {
-  return _mm512_mul_ps(_mm512_permutexvar_ps(pair_index(p), wsv),
-                       _mm512_loadu_ps(x.lanes.data() + b * 8));
-}
-// The same from the two scales in memory (q4's loop, where it streams better).
-inline __m512 pair_scale(const float* ws, const QuantizedRow& x, int64_t b) {
-  const __m512 w = _mm512_mask_blend_ps(0x00ff, _mm512_set1_ps(ws[b + 1]), _mm512_set1_ps(ws[b]));
-  return _mm512_mul_ps(w, _mm512_loadu_ps(x.lanes.data() + b * 8));
-}
+// cs: the products of 16 blocks' weight and activation scales; pair p's lanes of them.
+inline __m512 pair_scale(__m512 cs, int64_t p) { return _mm512_permutexvar_ps(pair_index(p), cs); }
 inline __m512 load_scales16(const float* ws, int64_t g, int64_t nb) {
   const int64_t n = std::min<int64_t>(16, nb - g);
   return _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << n) - 1), ws + g);
@@ -109,16 +123,16 @@ float dot_q8(const int8_t* w, const float* ws, const QuantizedRow& x, int64_t nb
              const uint8_t* pf, const float* pfs) {
   __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
   const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
-  auto pair = [&](__m512 wsv, int64_t p, int64_t k, __m512& acc) {  // blocks k, k + 1
+  auto pair = [&](__m512 cs, int64_t p, int64_t k, __m512& acc) {  // blocks k, k + 1
     const __m512i wv = _mm512_xor_si512(_mm512_loadu_si512(w + k * B), flip);
     const __m512i d = _mm512_dpbusd_epi32(_mm512_loadu_si512(x.correction.data() + k * 8), wv,
                                           _mm512_loadu_si512(x.q.data() + k * B));
-    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), pair_scale(wsv, p, x, k), acc);  // pair p of wsv
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), pair_scale(cs, p), acc);  // pair p of cs
   };
   const int64_t full = cols / B;  // blocks of 32 whole bytes
   int64_t b = 0;
-  for (; b + 16 <= full; b += 16) {  // 16 blocks per set of weight scales
-    const __m512 wsv = _mm512_loadu_ps(ws + b);
+  for (; b + 16 <= full; b += 16) {  // 16 blocks per set of scale products
+    const __m512 wsv = _mm512_mul_ps(_mm512_loadu_ps(ws + b), _mm512_loadu_ps(x.scale.data() + b));
     __builtin_prefetch(pfs + b, 0, 2);
 #pragma GCC unroll 4
     for (int64_t p = 0; p < 8; p += 2) {
@@ -129,8 +143,8 @@ float dot_q8(const int8_t* w, const float* ws, const QuantizedRow& x, int64_t nb
     }
   }
   if (b + 2 <= full) {
-    const __m512 wsv = load_scales16(ws, b, nb);
-    for (int64_t p = 0; b + 2 <= full; ++p, b += 2) pair(wsv, p, b, acc0);
+    const __m512 cs = _mm512_mul_ps(load_scales16(ws, b, nb), load_scales16(x.scale.data(), b, nb));
+    for (int64_t p = 0; b + 2 <= full; ++p, b += 2) pair(cs, p, b, acc0);
   }
   float total = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
   for (; b < nb; ++b) {  // tail blocks (and a short last block)
@@ -152,27 +166,33 @@ float dot_q4(const uint8_t* w, const float* ws, const QuantizedRow& x, int64_t n
   const __m512i quarter = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
   // 4 blocks = 64 packed bytes, 16 per block: the low nibbles hold codes 0-15, the high
   // ones 16-31. x.q4_order holds x in that order (lanes 4j..4j+3 of both products belong to
-  // block j), so the codes need no shuffling; lanes4 holds x's scale of block j in 4j..4j+3.
-  auto quad = [&](int64_t k, __m512& acc) {  // blocks k..k+3
+  // block j), so the codes need no shuffling. cs: the scale products ws * xs of 16 blocks,
+  // formed once; quad q of them takes lanes 4q..4q+3 by a permutation.
+  auto quad = [&](__m512 cs, int q, int64_t k, __m512& acc) {  // blocks k..k+3
     const __m512i packed = _mm512_loadu_si512(w + k * (B / 2));
     const __m512i low = _mm512_and_si512(packed, mask);
     const __m512i high = _mm512_and_si512(_mm512_srli_epi16(packed, 4), mask);
     const int8_t* xk = x.q4_order.data() + k * B;
     __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), low, _mm512_loadu_si512(xk));
     d = _mm512_dpbusd_epi32(d, high, _mm512_loadu_si512(xk + 64));
-    const __m512 w4 = _mm512_permutexvar_ps(quarter, _mm512_castps128_ps512(_mm_loadu_ps(ws + k)));
-    const __m512 scale = _mm512_mul_ps(w4, _mm512_loadu_ps(x.lanes4.data() + k * 4));
+    const __m512 scale =
+        _mm512_permutexvar_ps(_mm512_add_epi32(quarter, _mm512_set1_epi32(4 * q)), cs);
     acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), scale, acc);
   };
   int64_t b = 0;
-  for (; b + 8 <= nb; b += 8) {
-    __builtin_prefetch(pf + b * (B / 2), 0, 2);
-    __builtin_prefetch(pf + b * (B / 2) + 64, 0, 2);
-    if ((b & 15) == 0) __builtin_prefetch(pfs + b, 0, 2);
-    quad(b, acc0);
-    quad(b + 4, acc1);
+  for (; b + 16 <= nb; b += 16) {
+    for (int l = 0; l < 4; ++l) __builtin_prefetch(pf + b * (B / 2) + l * 64, 0, 2);
+    __builtin_prefetch(pfs + b, 0, 2);
+    const __m512 cs = _mm512_mul_ps(_mm512_loadu_ps(ws + b), _mm512_loadu_ps(x.scale.data() + b));
+    quad(cs, 0, b, acc0);
+    quad(cs, 1, b + 4, acc1);
+    quad(cs, 2, b + 8, acc0);
+    quad(cs, 3, b + 12, acc1);
   }
-  for (; b + 4 <= nb; b += 4) quad(b, acc0);
+  if (b + 4 <= nb) {
+    const __m512 cs = _mm512_mul_ps(load_scales16(ws, b, nb), load_scales16(x.scale.data(), b, nb));
+    for (int q = 0; b + 4 <= nb; ++q, b += 4) quad(cs, q, b, acc0);
+  }
   // The offset over the blocks done above: sum_k ws[k] * offset[k], k < b.
   __m512 off = _mm512_setzero_ps();
   for (int64_t k = 0; k < b; k += 16) {
@@ -345,8 +365,8 @@ QuantizedMatrix quantize_q4(const MatrixView& w) {
   return q;
 }
 
-std::vector<uint16_t> to_bf16(const MatrixView& w) {
-  std::vector<uint16_t> out(static_cast<size_t>(w.rows * w.cols));
+LineAlignedVector<uint16_t> to_bf16(const MatrixView& w) {
+  LineAlignedVector<uint16_t> out(static_cast<size_t>(w.rows * w.cols));
   parallel_for(w.rows, 16, [&](int64_t r0, int64_t r1) {
     std::vector<float> row(static_cast<size_t>(w.cols));
     for (int64_t r = r0; r < r1; ++r) {
@@ -361,8 +381,11 @@ std::vector<uint16_t> to_bf16(const MatrixView& w) {
 void matmul_quantized(const float* x, int64_t m, const MatrixView& w, const float* bias, float* y) {
   const int64_t nb = quant_blocks(w.cols), N = w.rows, K = w.cols;
   if (m <= kDotRows) {
-    std::vector<QuantizedRow> xq(static_cast<size_t>(m));
+    // (thread_local: buffers keep their capacity across the ~130 products of a token.)
+    thread_local std::vector<QuantizedRow> xq;
+    if (xq.size() < static_cast<size_t>(m)) xq.resize(static_cast<size_t>(m));
     for (int64_t i = 0; i < m; ++i) quantize_activations(x + i * K, K, xq[static_cast<size_t>(i)]);
+    const QuantizedRow* xr = xq.data();  // (the pool's threads must use this thread's)
     const int64_t row_bytes = w.row_bytes();
     parallel_for(N, 64, [&](int64_t n0, int64_t n1) {
       for (int64_t n = n0; n < n1; ++n) {
@@ -375,10 +398,9 @@ void matmul_quantized(const float* x, int64_t m, const MatrixView& w, const floa
         for (int64_t i = 0; i < m; ++i) {
           const uint8_t* pf = i == 0 ? row + ahead * row_bytes : row;
           const float* pfs = i == 0 ? ws + ahead * nb : ws;
-          const float d = w.dtype == DType::kI8
-                              ? dot_q8(reinterpret_cast<const int8_t*>(row), ws,
-                                       xq[static_cast<size_t>(i)], nb, K, pf, pfs)
-                              : dot_q4(row, ws, xq[static_cast<size_t>(i)], nb, pf, pfs);
+          const float d = w.dtype == DType::kI8 ? dot_q8(reinterpret_cast<const int8_t*>(row), ws,
+                                                         xr[i], nb, K, pf, pfs)
+                                                : dot_q4(row, ws, xr[i], nb, pf, pfs);
           y[i * N + n] = d + (bias != nullptr ? bias[n] : 0.0f);
         }
       }

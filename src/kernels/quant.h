@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "base/memory.h"
 #include "tensor/tensor.h"
 
 namespace pg::kernels {
@@ -13,8 +14,8 @@ namespace pg::kernels {
 struct QuantizedMatrix {
   DType dtype = DType::kI8;
   int64_t rows = 0, cols = 0;
-  std::vector<uint8_t> data;
-  std::vector<float> scales;  // [rows, quant_blocks(cols)]
+  LineAlignedVector<uint8_t> data;
+  LineAlignedVector<float> scales;  // [rows, quant_blocks(cols)]
   MatrixView view() const { return {dtype, data.data(), rows, cols, scales.data()}; }
 };
 
@@ -24,7 +25,7 @@ QuantizedMatrix quantize_q8(const MatrixView& w);
 // scale = m / -8, code = clamp(round(w / scale) + 8, 0, 15).
 QuantizedMatrix quantize_q4(const MatrixView& w);
 // Plain bf16 copy of any matrix: data [rows, cols].
-std::vector<uint16_t> to_bf16(const MatrixView& w);
+LineAlignedVector<uint16_t> to_bf16(const MatrixView& w);
 
 // y[m, w.rows] = x[m, w.cols] W^T (+ bias) for I8 / U8 matrices. The activations are
 // quantized to int8 per block of 32 and the products summed in int32 per block on

@@ -266,7 +266,7 @@ namespace {
 void convert_matrix(MatrixView& m, DType target, PaliGemmaWeights& w) {
   if (m.dtype == target) return;
   if (target == DType::kF32) {
-    auto buf = std::make_shared<std::vector<float>>(static_cast<size_t>(m.rows * m.cols));
+    auto buf = std::make_shared<LineAlignedVector<float>>(static_cast<size_t>(m.rows * m.cols));
     const MatrixView src = m;
     parallel_for(m.rows, 16, [&](int64_t a, int64_t b) {
       for (int64_t r = a; r < b; ++r) dequantize_row(src, r, buf->data() + r * m.cols);
@@ -274,7 +274,7 @@ void convert_matrix(MatrixView& m, DType target, PaliGemmaWeights& w) {
     m = MatrixView{DType::kF32, buf->data(), m.rows, m.cols, nullptr};
     w.owned.push_back(buf);
   } else if (target == DType::kBF16) {
-    auto buf = std::make_shared<std::vector<uint16_t>>(kernels::to_bf16(m));
+    auto buf = std::make_shared<LineAlignedVector<uint16_t>>(kernels::to_bf16(m));
     m = MatrixView{DType::kBF16, buf->data(), m.rows, m.cols, nullptr};
     w.owned.push_back(buf);
   } else {
@@ -368,8 +368,8 @@ PaliGemmaWeights random_weights(const io::PaliGemmaConfig& config, WeightType ty
     const float scale = 0.5f / std::sqrt(static_cast<float>(cols));
     MatrixView m{dt, nullptr, rows, cols, nullptr};
     const int64_t bytes = m.row_bytes() * rows;
-    auto data = std::make_shared<std::vector<uint8_t>>(static_cast<size_t>(bytes));
-    std::shared_ptr<std::vector<float>> scales;
+    auto data = std::make_shared<LineAlignedVector<uint8_t>>(static_cast<size_t>(bytes));
+    std::shared_ptr<LineAlignedVector<float>> scales;
     const uint64_t base = seed * 1000003 + static_cast<uint64_t>(index) * 7919;
     parallel_for(rows, 64, [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) {
@@ -390,9 +390,9 @@ PaliGemmaWeights random_weights(const io::PaliGemmaConfig& config, WeightType ty
       }
     });
     if (m.quantized()) {
-      scales =
-          std::make_shared<std::vector<float>>(static_cast<size_t>(rows * quant_blocks(cols)),
-                                               dt == DType::kI8 ? scale / 127.0f : scale / 8.0f);
+      scales = std::make_shared<LineAlignedVector<float>>(
+          static_cast<size_t>(rows * quant_blocks(cols)),
+          dt == DType::kI8 ? scale / 127.0f : scale / 8.0f);
       m.scales = scales->data();
       w.owned.push_back(scales);
     }
