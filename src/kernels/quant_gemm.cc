@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "base/parallel.h"
+#include "kernels/quant_block.h"
 
 namespace pg::kernels {
 
@@ -47,24 +48,9 @@ void pack_row(const float* x, int64_t k, int64_t i, PackedX& p) {
   const int64_t t = i / kTileRows, lane = i % kTileRows;
   for (int64_t b = 0; b < p.nb; ++b) {
     const int64_t n = std::min(B, k - b * B);  // valid values in this block
-    const auto m0 = static_cast<__mmask16>(n >= 16 ? 0xffff : (1u << n) - 1);
-    const auto m1 = static_cast<__mmask16>(n >= 32 ? 0xffff : n <= 16 ? 0 : (1u << (n - 16)) - 1);
-    const __m512 v0 = _mm512_maskz_loadu_ps(m0, x + b * B);
-    const __m512 v1 = _mm512_maskz_loadu_ps(m1, x + b * B + 16);
-    const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
-    const float s = amax / 127.0f;
-    const __m512 inv = _mm512_set1_ps(s > 0 ? 1.0f / s : 0.0f);
-    // Round to nearest even, as lrintf in the decode product's quantizer. The clamp only
-    // matters for non-finite x (whose products are then meaningless but well defined).
-    const __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127);
-    const __m512i q0 =
-        _mm512_min_epi32(_mm512_max_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(v0, inv)), lo), hi);
-    const __m512i q1 =
-        _mm512_min_epi32(_mm512_max_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(v1, inv)), lo), hi);
-    const int32_t sum = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
     alignas(16) int8_t bytes[B];
-    _mm_store_si128(reinterpret_cast<__m128i*>(bytes), _mm512_cvtepi32_epi8(q0));
-    _mm_store_si128(reinterpret_cast<__m128i*>(bytes + 16), _mm512_cvtepi32_epi8(q1));
+    int32_t sum = 0;
+    const float s = quantize_block(x + b * B, n, bytes, &sum);
     const int64_t blk = t * p.nb + b;
     int8_t* dst = p.q.data() + blk * kBlockBytes + lane * 4;
     for (int64_t step = 0; step < B / 4; ++step)
