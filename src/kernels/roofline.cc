@@ -118,11 +118,11 @@ Roofline measure_roofline(double seconds_each, int64_t bandwidth_bytes) {
   constexpr int64_t kLine = 64;
   const int64_t lines = bandwidth_bytes / kLine;
   std::vector<int64_t> storage(static_cast<size_t>((lines + 1) * (kLine / 8)));
-  auto addr = reinterpret_cast<uintptr_t>(storage.data());
-  const auto* buf = reinterpret_cast<const int64_t*>((addr + kLine - 1) / kLine * kLine);
+  // (the first 64-byte boundary: storage is 8-byte aligned, so a whole number of elements)
+  const auto addr = reinterpret_cast<uintptr_t>(storage.data());
+  int64_t* const buf = storage.data() + static_cast<int64_t>((kLine - addr % kLine) % kLine / 8);
   parallel_for(lines, 1 << 10, [&](int64_t b, int64_t e) {  // first touch on its thread
-    auto* w = const_cast<int64_t*>(buf);
-    for (int64_t i = b * 8; i < e * 8; ++i) w[i] = i;
+    for (int64_t i = b * 8; i < e * 8; ++i) buf[i] = i;
   });
   double best = 0;
   const auto t_all = Clock::now();
