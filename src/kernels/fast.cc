@@ -338,7 +338,7 @@ inline int64_t head_elements(const uint16_t* p) {
 // instruction per line the stream nears a plain read (measured on Zen 4, 2 threads: ~59
 // GB/s against ~48 converting to float); software prefetches only slow it.
 
-// x: [MR, kp] bf16, rows kp apart (kp a multiple of 32, x zero padded to k + 32); w: one
+// x: [MR, kp] bf16, rows kp apart (kp >= k, a multiple of 32); w: one
 // row of k bf16 elements; out[i] = x_i . w. The first h elements (up to w's first 64-byte
 // boundary) go through masked loads, so that every full step reads whole lines: a load
 // that straddles two lines costs a second access, and on a stream of them the read falls
@@ -372,13 +372,13 @@ void dot_row_bf16(const uint16_t* x, int64_t kp, int64_t k, const uint16_t* w, f
 // x: [m, k], w: [n, k] bf16 (low_precision), bias: [n] or null, y: [m, n]; for small m.
 void matmul_small_m_bf16_products(const float* x, int64_t m, const MatrixView& w, const float* bias,
                                   float* y) {
-  const int64_t n = w.rows, k = w.cols, kp = (k + 32 + 31) / 32 * 32;
+  const int64_t n = w.rows, k = w.cols, kp = (k + 31) / 32 * 32;
   const auto* wd = static_cast<const uint16_t*>(w.data);
   // x rows start where W's first row does relative to a line: (xr + h) is 64-byte aligned
-  // when (wd + h) is.
+  // when (wd + h) is. (No padding to clear: loads past k are masked.)
   const int64_t h0 = head_elements(wd);
   thread_local std::vector<uint16_t> xb;
-  xb.assign(static_cast<size_t>(m * kp + 64), 0);
+  if (xb.size() < static_cast<size_t>(m * kp + 64)) xb.resize(static_cast<size_t>(m * kp + 64));
   uint16_t* xr = xb.data() + head_elements(xb.data());  // 64-byte aligned
   xr += (32 - h0) % 32;
   for (int64_t i = 0; i < m; ++i) round_to_bf16(x + i * k, k, xr + i * kp);
@@ -782,20 +782,19 @@ void attention_rows(const AttentionParams& p, const float* q, const float* k, co
         sc[j - lo] = dot(qh, k + j * p.kv_stride + kvh * dd, dd) * p.scale;
       }
       f32x16 mv = splat(-std::numeric_limits<float>::infinity());
-      map16(0, hi - lo, [&](int64_t j, int64_t c) {
+      map16(0, hi - lo, [&](int64_t j, int64_t c) {  // lanes past c: not scores
         f32x16 sv = load_part(sc + j, c);
         if (p.softcap > 0.0f) sv = tanh16(sv / p.softcap) * p.softcap;
         store_part(sc + j, sv, c);
-        for (int64_t l = 0; l < c; ++l) mv[l] = std::max(mv[l], sv[l]);
+        mv = kLaneIndex < static_cast<float>(c) && sv > mv ? sv : mv;
       });
       float max_score = mv[0];
       for (int l = 1; l < kLanes; ++l) max_score = std::max(max_score, mv[l]);
       f32x16 sum_v = {};
       map16(0, hi - lo, [&](int64_t j, int64_t c) {
-        f32x16 ev = exp16(load_part(sc + j, c) - max_score);
-        for (int64_t l = c; l < kLanes; ++l) ev[l] = 0.0f;
+        const f32x16 ev = exp16(load_part(sc + j, c) - max_score);
         store_part(sc + j, ev, c);
-        sum_v += ev;
+        sum_v += kLaneIndex < static_cast<float>(c) ? ev : splat(0.0f);
       });
       const float sum = hsum(sum_v);
       for (int64_t j = lo; j < hi; ++j) {

@@ -94,14 +94,14 @@ float dot_q8(const int8_t* w, const float* ws, const QuantizedRow& x, int64_t nb
   const int64_t full = cols / B;  // blocks of 32 whole bytes
   int64_t b = 0;
   for (; b + 16 <= full; b += 16) {  // 16 blocks per set of scale products
-    const __m512 wsv = _mm512_mul_ps(_mm512_loadu_ps(ws + b), _mm512_loadu_ps(x.scale.data() + b));
+    const __m512 cs = _mm512_mul_ps(_mm512_loadu_ps(ws + b), _mm512_loadu_ps(x.scale.data() + b));
     __builtin_prefetch(pfs + b, 0, 2);
 #pragma GCC unroll 4
     for (int64_t p = 0; p < 8; p += 2) {
       __builtin_prefetch(pf + (b + 2 * p) * B, 0, 2);
       __builtin_prefetch(pf + (b + 2 * p + 2) * B, 0, 2);
-      pair(wsv, p, b + 2 * p, acc0);
-      pair(wsv, p + 1, b + 2 * p + 2, acc1);
+      pair(cs, p, b + 2 * p, acc0);
+      pair(cs, p + 1, b + 2 * p + 2, acc1);
     }
   }
   if (b + 2 <= full) {

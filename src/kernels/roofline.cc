@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "base/parallel.h"
@@ -117,10 +118,12 @@ Roofline measure_roofline(double seconds_each, int64_t bandwidth_bytes) {
   // the best of at least three passes.
   constexpr int64_t kLine = 64;
   const int64_t lines = bandwidth_bytes / kLine;
-  std::vector<int64_t> storage(static_cast<size_t>((lines + 1) * (kLine / 8)));
+  // (Not value-initialized, so the loop below is each page's first touch, on its thread.)
+  const auto storage =
+      std::make_unique_for_overwrite<int64_t[]>(static_cast<size_t>((lines + 1) * (kLine / 8)));
   // (the first 64-byte boundary: storage is 8-byte aligned, so a whole number of elements)
-  const auto addr = reinterpret_cast<uintptr_t>(storage.data());
-  int64_t* const buf = storage.data() + static_cast<int64_t>((kLine - addr % kLine) % kLine / 8);
+  const auto addr = reinterpret_cast<uintptr_t>(storage.get());
+  int64_t* const buf = storage.get() + static_cast<int64_t>((kLine - addr % kLine) % kLine / 8);
   parallel_for(lines, 1 << 10, [&](int64_t b, int64_t e) {  // first touch on its thread
     for (int64_t i = b * 8; i < e * 8; ++i) buf[i] = i;
   });
