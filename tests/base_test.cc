@@ -1,1 +1,109 @@
-// (being written)
+// src/base: Status/Result, parallel_for, and the line-aligned (huge-page) allocator.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstdint>
+#include <vector>
+
+#include "base/memory.h"
+#include "base/parallel.h"
+#include "base/status.h"
+
+namespace pg {
+namespace {
+
+Result<int> half(int v) {
+  if (v % 2 != 0) return invalid_argument("odd value " + std::to_string(v));
+  return v / 2;
+}
+
+Status quarter(int v, int* out) {
+  PG_ASSIGN_OR_RETURN(int h, half(v));
+  PG_ASSIGN_OR_RETURN(*out, half(h));
+  return Status::Ok();
+}
+
+TEST(Status, CarriesCodeMessageAndContext) {
+  const Status s = not_found("tensor \"w\" missing").with_context("model.safetensors");
+  EXPECT_FALSE(s.ok());
+  EXPECT_EQ(s.code(), StatusCode::kNotFound);
+  EXPECT_EQ(s.message(), "model.safetensors: tensor \"w\" missing");
+  EXPECT_TRUE(Status::Ok().ok());
+}
+
+TEST(Status, AssignOrReturnPropagatesTheFirstError) {
+  int out = 0;
+  EXPECT_TRUE(quarter(12, &out).ok());
+  EXPECT_EQ(out, 3);
+  const Status s = quarter(6, &out);  // 6 -> 3, odd
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(s.message(), "odd value 3");
+}
+
+TEST(Parallel, EveryIndexRunsExactlyOnce) {
+  for (int threads : {1, 2, 3}) {
+    set_num_threads(threads);
+    for (int64_t n : {0, 1, 7, 64, 1000, 4097}) {
+      for (int64_t grain : {1, 16, 5000}) {
+        std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
+        parallel_for(n, grain, [&](int64_t b, int64_t e) {
+          ASSERT_LE(0, b);
+          ASSERT_LE(b, e);
+          ASSERT_LE(e, n);
+          for (int64_t i = b; i < e; ++i) hits[static_cast<size_t>(i)]++;
+        });
+        for (int64_t i = 0; i < n; ++i) {
+          ASSERT_EQ(hits[static_cast<size_t>(i)].load(), 1)
+              << "index " << i << " of " << n << ", grain " << grain << ", threads " << threads;
+        }
+      }
+    }
+  }
+  set_num_threads(0);
+}
+
+// Sizes around the huge-page threshold: every byte writable and kept, 64-byte alignment
+// for all, 2 MiB alignment for the mapped ones.
+TEST(Memory, AllocateLinesAlignsAndKeepsEveryByte) {
+  const size_t sizes[] = {1,
+                          63,
+                          4096,
+                          kHugePageMin - 1,
+                          kHugePageMin,
+                          kHugePageMin + 1,
+                          kHugePageMin + 4096,
+                          (size_t{10} << 20) + 123};
+  for (size_t bytes : sizes) {
+    auto* p = static_cast<uint8_t*>(allocate_lines(bytes));
+    ASSERT_NE(p, nullptr);
+    const auto addr = reinterpret_cast<uintptr_t>(p);
+    EXPECT_EQ(addr % 64, 0u) << bytes;
+    if (bytes >= kHugePageMin) {
+      EXPECT_EQ(addr % (size_t{2} << 20), 0u) << bytes;
+    }
+    for (size_t i = 0; i < bytes; ++i) p[i] = static_cast<uint8_t>(i * 131 + 7);
+    size_t wrong = 0, first = bytes;
+    for (size_t i = 0; i < bytes; ++i) {
+      if (p[i] != static_cast<uint8_t>(i * 131 + 7)) {
+        ++wrong;
+        if (first == bytes) first = i;
+      }
+    }
+    EXPECT_EQ(wrong, 0u) << bytes << " bytes, first wrong at " << first;
+    free_lines(p, bytes);
+  }
+  free_lines(nullptr, kHugePageMin);  // a no-op, as for free()
+}
+
+TEST(Memory, LineAlignedVectorGrowsAcrossTheThreshold) {
+  LineAlignedVector<float> v;
+  for (int64_t i = 0; i < (int64_t{3} << 20); ++i) v.push_back(static_cast<float>(i));
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(v.data()) % 64, 0u);
+  for (int64_t i = 0; i < static_cast<int64_t>(v.size()); i += 4099)
+    ASSERT_EQ(v[static_cast<size_t>(i)], static_cast<float>(i)) << i;
+  LineAlignedVector<float> copy = v;
+  EXPECT_EQ(copy, v);
+}
+
+}  // namespace
+}  // namespace pg

@@ -140,6 +140,10 @@ TEST(Cli, BenchOnATinyPresetKeepsTheContract) {
       EXPECT_GT(j[key].get<double>(), 0) << key;
     }
     EXPECT_GE(j["ttft_s"].get<double>(), j["vision_s"].get<double>());
+    // One warm-up pass by default, timed apart as the cold start.
+    EXPECT_EQ(j["warmup"], 1);
+    EXPECT_GE(j["cold_ttft_s"].get<double>(), j["cold_vision_s"].get<double>());
+    EXPECT_GT(j["cold_vision_s"].get<double>(), 0);
     EXPECT_GT(j["roofline"]["ttft_s"].get<double>(), 0);
     EXPECT_GT(j["roofline"]["decode_tok_s"].get<double>(), 0);
     EXPECT_GT(j["roofline"]["bandwidth_gbs"].get<double>(), 0);
@@ -152,6 +156,13 @@ TEST(Cli, BenchOnATinyPresetKeepsTheContract) {
     }
     EXPECT_EQ(decode_matmuls, 8 * (7 * 3 + 1)) << r.out;
   }
+  // Without warm-up the timed pass is the cold one.
+  CliRun cold = run_cli("bench --preset tiny-pg1 --random-weights --warmup 0 --no-probe --json");
+  ASSERT_EQ(cold.exit_code, 0) << cold.err;
+  const auto jc = nlohmann::json::parse(cold.out);
+  EXPECT_EQ(jc["cold_ttft_s"].get<double>(), jc["ttft_s"].get<double>());
+  EXPECT_EQ(jc["cold_vision_s"].get<double>(), jc["vision_s"].get<double>());
+  EXPECT_NE(run_cli("bench --preset tiny-pg1 --random-weights --warmup -1").exit_code, 0);
   CliRun bad = run_cli("bench --preset no-such-model --random-weights");
   EXPECT_EQ(bad.exit_code, 1);
   EXPECT_THAT(bad.err, HasSubstr("unknown preset \"no-such-model\""));

@@ -1,1 +1,107 @@
-// (being written)
+// src/tensor: dtypes and their conversions, Tensor, and the reference decoding of every
+// weight format (dequantize_row), checked against values worked out by hand.
+#include "tensor/tensor.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#include "tensor/dtype.h"
+
+namespace pg {
+namespace {
+
+TEST(DType, NamesRoundTrip) {
+  for (DType d : {DType::kF32, DType::kBF16, DType::kF16, DType::kF64, DType::kI64, DType::kI32,
+                  DType::kI16, DType::kI8, DType::kU8, DType::kBool}) {
+    const auto back = dtype_from_name(dtype_name(d));
+    ASSERT_TRUE(back.has_value()) << dtype_name(d);
+    EXPECT_EQ(*back, d);
+  }
+  EXPECT_FALSE(dtype_from_name("F8_E4M3").has_value());
+  EXPECT_EQ(dtype_size(DType::kBF16), 2u);
+  EXPECT_EQ(dtype_size(DType::kF64), 8u);
+}
+
+TEST(DType, Bf16RoundsToNearestEven) {
+  EXPECT_EQ(f32_to_bf16(1.0f), 0x3f80);
+  // 1 + 2^-8 lies halfway between bf16 1.0 and 1.0078125: ties go to the even (1.0).
+  EXPECT_EQ(f32_to_bf16(1.0f + 1.0f / 256), 0x3f80);
+  // 1 + 3 * 2^-8 lies halfway between 1.0078125 (odd) and 1.015625 (even).
+  EXPECT_EQ(f32_to_bf16(1.0f + 3.0f / 256), 0x3f82);
+  EXPECT_EQ(bf16_to_f32(0xc040), -3.0f);
+  EXPECT_TRUE(std::isnan(bf16_to_f32(f32_to_bf16(std::numeric_limits<float>::quiet_NaN()))));
+  EXPECT_EQ(bf16_to_f32(f32_to_bf16(std::numeric_limits<float>::infinity())),
+            std::numeric_limits<float>::infinity());
+}
+
+TEST(DType, F16ConvertsNormalsSubnormalsAndLimits) {
+  EXPECT_EQ(f16_to_f32(0x3c00), 1.0f);
+  EXPECT_EQ(f16_to_f32(0xc000), -2.0f);
+  EXPECT_EQ(f16_to_f32(0x7bff), 65504.0f);               // largest normal
+  EXPECT_EQ(f16_to_f32(0x0001), std::ldexp(1.0f, -24));  // smallest subnormal
+  EXPECT_EQ(f16_to_f32(0x7c00), std::numeric_limits<float>::infinity());
+  for (uint16_t h : {0x0000, 0x0001, 0x03ff, 0x0400, 0x3555, 0x7bff, 0x8001, 0xfbff})
+    EXPECT_EQ(f32_to_f16(f16_to_f32(h)), h) << std::hex << h;
+}
+
+TEST(Tensor, IsZeroFilledAndReshapes) {
+  Tensor t({3, 5});
+  EXPECT_EQ(t.numel(), 15);
+  EXPECT_EQ(t.rank(), 2);
+  EXPECT_EQ(t.dim(-1), 5);
+  for (int64_t i = 0; i < t.numel(); ++i) ASSERT_EQ(t.data()[i], 0.0f) << i;
+  t.row(2)[4] = 7.0f;
+  t.reshape({5, 3});
+  EXPECT_EQ(t.row(4)[2], 7.0f);
+  EXPECT_EQ(shape_to_string(t.shape()), "[5, 3]");
+  // Large tensors too (their buffers come from elsewhere and may be reused).
+  for (int round = 0; round < 2; ++round) {
+    Tensor big({1024, 4096});
+    for (int64_t i = 0; i < big.numel(); i += 997) ASSERT_EQ(big.data()[i], 0.0f) << i;
+    for (int64_t i = 0; i < big.numel(); ++i) big.data()[i] = 1.0f;
+  }
+}
+
+TEST(Tensor, FromViewConvertsStoredTypes) {
+  const std::vector<uint16_t> bf = {0x3f80, 0xc040};  // 1, -3
+  Tensor a = Tensor::from_view(TensorView{DType::kBF16, {2}, bf.data()});
+  EXPECT_EQ(a.data()[0], 1.0f);
+  EXPECT_EQ(a.data()[1], -3.0f);
+  const std::vector<uint16_t> h = {0x3800, 0xbc00};  // 0.5, -1
+  Tensor b = Tensor::from_view(TensorView{DType::kF16, {1, 2}, h.data()});
+  EXPECT_EQ(b.data()[0], 0.5f);
+  EXPECT_EQ(b.data()[1], -1.0f);
+}
+
+TEST(Tensor, DequantizeRowFollowsTheDocumentedFormats) {
+  // q8: 2 rows x 33 columns (two blocks, the second short), scales per row and block.
+  std::vector<int8_t> q8(2 * 33);
+  for (size_t i = 0; i < q8.size(); ++i) q8[i] = static_cast<int8_t>(static_cast<int>(i) - 40);
+  const std::vector<float> s8 = {0.5f, 2.0f, 0.25f, 4.0f};
+  MatrixView w8{DType::kI8, q8.data(), 2, 33, s8.data()};
+  std::vector<float> out(33);
+  dequantize_row(w8, 1, out.data());
+  EXPECT_EQ(out[0], (33 - 40) * 0.25f);
+  EXPECT_EQ(out[31], (64 - 40) * 0.25f);
+  EXPECT_EQ(out[32], (65 - 40) * 4.0f);  // block 1 of row 1
+
+  // q4: one row of 32 codes: byte j = code j | code j + 16 << 4; w = (code - 8) * scale.
+  std::vector<uint8_t> q4(16);
+  for (int j = 0; j < 16; ++j) q4[j] = static_cast<uint8_t>(j | ((15 - j) << 4));
+  const std::vector<float> s4 = {0.5f};
+  MatrixView w4{DType::kU8, q4.data(), 1, 32, s4.data()};
+  dequantize_row(w4, 0, out.data());
+  for (int j = 0; j < 16; ++j) {
+    EXPECT_EQ(out[j], (j - 8) * 0.5f) << j;
+    EXPECT_EQ(out[16 + j], (15 - j - 8) * 0.5f) << 16 + j;
+  }
+  EXPECT_EQ(w4.row_bytes(), 16);
+  EXPECT_EQ(w4.total_bytes(), 16 + 4);
+}
+
+}  // namespace
+}  // namespace pg

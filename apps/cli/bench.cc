@@ -54,6 +54,9 @@ int run_bench(BenchFlags& f) {
               {"vision_s", r->vision_s},
               {"prefill_s", r->prefill_s},
               {"ttft_s", r->ttft_s},
+              {"warmup", f.options.warmup},
+              {"cold_vision_s", r->cold_vision_s},
+              {"cold_ttft_s", r->cold_ttft_s},
               {"decode_tok_s", r->decode_tok_s},
               {"peak_rss_mb", r->peak_rss_mb},
               {"weights_mb", r->weights_mb},
@@ -89,6 +92,13 @@ int run_bench(BenchFlags& f) {
               r->ttft_s, static_cast<long long>(r->prompt_tokens),
               r->vision_gflop + r->prefill_gflop, r->roofline_ttft_s,
               fraction(r->ttft_s, r->roofline_ttft_s, false).c_str());
+  if (f.options.warmup > 0) {
+    std::printf(
+        "  cold start      %8.3f s   (the process's first pass, vision %.3f s; %lld "
+        "warm-up pass%s before the timed one)\n",
+        r->cold_ttft_s, r->cold_vision_s, static_cast<long long>(f.options.warmup),
+        f.options.warmup == 1 ? "" : "es");
+  }
   std::printf("  decode          %8.2f tok/s (%lld tokens, %.0f MB/token; roofline %.2f tok/s)%s\n",
               r->decode_tok_s, static_cast<long long>(r->decode_tokens),
               r->decode_bytes_per_token / 1e6, r->roofline_decode_tok_s,
@@ -144,6 +154,10 @@ void register_bench(CLI::App& app, Runners& runners) {
                   "Prompt text tokens after the image (default 10)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--decode-tokens", f->options.decode_tokens, "Tokens to decode (default 64)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--warmup", f->options.warmup,
+                  "Untimed vision + first-token passes before the timed one (default 1; the "
+                  "first pass is reported as the cold start)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_flag("--no-probe", f->no_probe, "Skip the roofline probes");
   cmd->add_flag("--profile", f->options.profile,

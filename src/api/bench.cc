@@ -16,6 +16,8 @@ Result<BenchResult> run_bench(const BenchOptions& options) {
   if (options.decode_tokens < 0 || options.text_tokens < 0) {
     return pg::invalid_argument("token counts must be >= 0");
   }
+  if (options.warmup < 0) return pg::invalid_argument("--warmup must be >= 0");
+  o.warmup = options.warmup;
   o.image_size = options.image_size;
   o.text_tokens = options.text_tokens;
   o.decode_tokens = options.decode_tokens;
@@ -33,6 +35,8 @@ Result<BenchResult> run_bench(const BenchOptions& options) {
   b.vision_s = r.vision_s;
   b.prefill_s = r.prefill_s;
   b.ttft_s = r.ttft_s;
+  b.cold_vision_s = r.cold_vision_s;
+  b.cold_ttft_s = r.cold_ttft_s;
   b.decode_tok_s = r.decode_tok_s;
   b.peak_rss_mb = r.peak_rss_mb;
   b.weights_mb = r.weights_mb;

@@ -6,6 +6,9 @@
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 namespace pg {
 
@@ -22,5 +25,44 @@ void keep_freed_memory(int64_t keep_bytes) {
   (void)keep_bytes;
 #endif
 }
+
+#if defined(__linux__)
+namespace {
+constexpr size_t kHugePage = size_t{2} << 20;
+constexpr size_t kPage = 4096;
+size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
+}  // namespace
+
+void* allocate_lines(size_t bytes) {
+  if (bytes < kHugePageMin) return ::operator new (bytes, std::align_val_t{64});
+  // Map one huge page more than needed, then unmap what lies before the first 2 MiB
+  // boundary and after the buffer's last 4 KiB page.
+  const size_t len = round_up(bytes, kPage);
+  void* raw =
+      mmap(nullptr, len + kHugePage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (raw == MAP_FAILED) throw std::bad_alloc();
+  const auto start = reinterpret_cast<uintptr_t>(raw);
+  const uintptr_t aligned = round_up(start, kHugePage);
+  if (aligned > start) munmap(raw, aligned - start);
+  const size_t tail = (start + len + kHugePage) - (aligned + len);
+  if (tail > 0) munmap(reinterpret_cast<void*>(aligned + len), tail);
+  void* p = reinterpret_cast<void*>(aligned);
+  // (Advice only: without THP the buffer is plain 4 KiB pages.)
+  if (len >= kHugePage) madvise(p, len / kHugePage * kHugePage, MADV_HUGEPAGE);
+  return p;
+}
+
+void free_lines(void* p, size_t bytes) noexcept {
+  if (p == nullptr) return;
+  if (bytes < kHugePageMin) {
+    ::operator delete (p, std::align_val_t{64});
+    return;
+  }
+  munmap(p, round_up(bytes, kPage));
+}
+#else
+void* allocate_lines(size_t bytes) { return ::operator new (bytes, std::align_val_t{64}); }
+void free_lines(void* p, size_t) noexcept { ::operator delete (p, std::align_val_t{64}); }
+#endif
 
 }  // namespace pg

@@ -16,6 +16,17 @@ namespace pg {
 // call's settings hold.
 void keep_freed_memory(int64_t keep_bytes = int64_t{1} << 30);
 
+// bytes on a 64-byte boundary. Buffers of kHugePageMin bytes or more are mapped on their
+// own on a 2 MiB boundary, and their whole 2 MiB pages are offered to the kernel as
+// transparent huge pages (madvise; the tail stays in 4 KiB pages, so no memory is wasted):
+// filling gigabytes of weights then takes one page fault per 2 MiB instead of per 4 KiB,
+// which on a virtual machine cut the load of PaliGemma 3B's converted weights by half or
+// more (measured: 25.7 -> 8.8 s, bf16 random weights, bench).
+constexpr size_t kHugePageMin = size_t{4} << 20;
+void* allocate_lines(size_t bytes);
+// p from allocate_lines(bytes).
+void free_lines(void* p, size_t bytes) noexcept;
+
 // Allocates on 64-byte (cache line) boundaries. Weight matrices live in such buffers: a
 // kernel's 64-byte vector load that straddles two lines costs two accesses, and on a
 // stream of them the read falls by about a quarter (measured on Zen 4: ~58 -> ~43 GB/s).
@@ -26,8 +37,8 @@ struct LineAlignedAllocator {
   LineAlignedAllocator() = default;
   template <class U>
   LineAlignedAllocator(const LineAlignedAllocator<U>&) noexcept {}  // NOLINT: rebinding
-  T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), kAlign)); }
-  void deallocate(T* p, size_t) noexcept { ::operator delete(p, kAlign); }
+  T* allocate(size_t n) { return static_cast<T*>(allocate_lines(n * sizeof(T))); }
+  void deallocate(T* p, size_t n) noexcept { free_lines(p, n * sizeof(T)); }
   template <class U>
   bool operator==(const LineAlignedAllocator<U>&) const noexcept {
     return true;
