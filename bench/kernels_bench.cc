@@ -184,6 +184,9 @@ BENCHMARK_CAPTURE(BM_attention, gemma_prefill_267x267_bf16, 267, 267, 8, 1, 256,
 BENCHMARK_CAPTURE(BM_attention, siglip_896_4096x4096_bf16, 4096, 4096, 16, 16, 72, true)
     ->UseRealTime();
 BENCHMARK_CAPTURE(BM_attention, gemma_decode_1x300, 1, 300, 8, 1, 256)->UseRealTime();
+// Decode at 896 px: 4096 image tokens + prompt in the cache.
+BENCHMARK_CAPTURE(BM_attention, gemma_decode_1x4107, 1, 4107, 8, 1, 256)->UseRealTime();
+BENCHMARK_CAPTURE(BM_attention, gemma2_decode_1x4107, 1, 4107, 8, 4, 256)->UseRealTime();
 
 }  // namespace
 

@@ -563,11 +563,17 @@ TEST_P(KernelsTest, Attention) {
                         // Several key chunks: the online softmax rescales its running sums.
                         {9, 150, 0, 0, false, 0},
                         {70, 150, 80, 100, true, 0},
-                        {33, 130, 97, 0, true, 50}};
+                        {33, 130, 97, 0, true, 50},
+                        // Decode at a long cache: the keys split into chunks over the
+                        // threads, merged after; with a window, leading chunks see nothing.
+                        {1, 300, 299, 0, true, 0},
+                        {3, 301, 298, 0, true, 0},
+                        {1, 300, 299, 0, true, 40},
+                        {2, 300, 0, 300, true, 0}};
   std::mt19937 rng(9);
   for (const Case& c : cases) {
     for (auto [hq, hkv] : {std::pair<int64_t, int64_t>{4, 1}, {4, 2}, {4, 4}}) {
-      for (int64_t D : {16, 20, 24, 72}) {
+      for (int64_t D : {16, 20, 24, 72, 256}) {
         for (float cap : {0.0f, 5.0f}) {
           AttentionParams p{.num_queries = c.T,
                             .num_keys = c.S,
