@@ -545,6 +545,13 @@ TEST_P(KernelsTest, Attention) {
                  "softcap");
     p.softcap = 0, p.query_offset = 5, p.sliding_window = 2;  // sees no key: zeros
     expect_close({0, 0, 0, 0}, run(p), std::vector<double>(4, 0), "no visible key");
+    // A NaN query makes its row NaN (every score NaN), not zeros; the other row is exact.
+    p.query_offset = 0, p.sliding_window = 0;
+    const std::vector<float> nan_q = {NAN, 0, 1, 0};
+    std::vector<float> out(4, 7.0f);
+    K().attention(p, nan_q.data(), k.data(), v.data(), out.data());
+    EXPECT_TRUE(std::isnan(out[0]) && std::isnan(out[1])) << out[0] << " " << out[1];
+    expect_close({both[0], both[1]}, {out[2], out[3]}, ulps_tol({3, 3}), "beside a NaN row");
   }
 
   struct Case {
@@ -573,7 +580,7 @@ TEST_P(KernelsTest, Attention) {
   std::mt19937 rng(9);
   for (const Case& c : cases) {
     for (auto [hq, hkv] : {std::pair<int64_t, int64_t>{4, 1}, {4, 2}, {4, 4}}) {
-      for (int64_t D : {16, 20, 24, 72, 256}) {
+      for (int64_t D : {16, 20, 24, 32, 72, 128, 256}) {
         for (float cap : {0.0f, 5.0f}) {
           AttentionParams p{.num_queries = c.T,
                             .num_keys = c.S,

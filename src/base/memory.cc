@@ -1,12 +1,13 @@
 #include "base/memory.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdlib>  // defines __GLIBC__ where glibc is the C library
 
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
-#if defined(__linux__)
+#if defined(__linux__) && defined(__x86_64__)
 #include <sys/mman.h>
 #endif
 
@@ -26,15 +27,24 @@ void keep_freed_memory(int64_t keep_bytes) {
 #endif
 }
 
-#if defined(__linux__)
+#if defined(__SANITIZE_ADDRESS__)
+#define PG_HUGE_PAGES 0  // ASan checks the bounds of heap blocks, not of mappings
+#elif defined(__linux__) && defined(__x86_64__)
+#define PG_HUGE_PAGES 1
+#else
+#define PG_HUGE_PAGES 0
+#endif
+
+#if PG_HUGE_PAGES
 namespace {
 constexpr size_t kHugePage = size_t{2} << 20;
-constexpr size_t kPage = 4096;
+constexpr size_t kPage = 4096;  // x86-64's base page
 size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
 }  // namespace
 
 void* allocate_lines(size_t bytes) {
   if (bytes < kHugePageMin) return ::operator new (bytes, std::align_val_t{64});
+  if (bytes > SIZE_MAX / 2) throw std::bad_alloc();
   // Map one huge page more than needed, then unmap what lies before the first 2 MiB
   // boundary and after the buffer's last 4 KiB page.
   const size_t len = round_up(bytes, kPage);

@@ -16,12 +16,13 @@ namespace pg {
 // call's settings hold.
 void keep_freed_memory(int64_t keep_bytes = int64_t{1} << 30);
 
-// bytes on a 64-byte boundary. Buffers of kHugePageMin bytes or more are mapped on their
-// own on a 2 MiB boundary, and their whole 2 MiB pages are offered to the kernel as
-// transparent huge pages (madvise; the tail stays in 4 KiB pages, so no memory is wasted):
-// filling gigabytes of weights then takes one page fault per 2 MiB instead of per 4 KiB,
-// which on a virtual machine cut the load of PaliGemma 3B's converted weights by half or
-// more (measured: 25.7 -> 8.8 s, bf16 random weights, bench).
+// Allocates `bytes` on a 64-byte boundary. On x86-64 Linux (and not under AddressSanitizer,
+// which then keeps checking the bounds), buffers of kHugePageMin bytes or more are mapped
+// on their own on a 2 MiB boundary, and their whole 2 MiB pages are offered to the kernel
+// as transparent huge pages (madvise; the tail stays in small pages, so no memory is
+// wasted): filling gigabytes of weights then takes one page fault per 2 MiB instead of per
+// 4 KiB, which on this virtual machine cut the load of PaliGemma 3B's converted weights
+// 2-8x (bench, bf16 random weights: 25.7 -> 3.0-12.8 s).
 constexpr size_t kHugePageMin = size_t{4} << 20;
 void* allocate_lines(size_t bytes);
 // p from allocate_lines(bytes).

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <utility>
 #include <vector>
 
@@ -823,7 +824,9 @@ void attention_rows(const AttentionParams& p, const float* q, const float* k, co
   const int64_t chunks = std::max<int64_t>(1, (s_len + chunk - 1) / chunk);
   // part[(t * hq + h) * chunks + c]: max score, sum of exp(score - max), output [dd].
   const int64_t rec = dd + 2;
-  std::vector<float> part(static_cast<size_t>(T * hq * chunks * rec));
+  // (Every field is written before it is read: no initialization.)
+  const auto part =
+      std::make_unique_for_overwrite<float[]>(static_cast<size_t>(T * hq * chunks * rec));
   parallel_for(T * hkv * chunks, 1, [&](int64_t b, int64_t e) {
     std::vector<float> scores(static_cast<size_t>(chunk));
     for (int64_t item = b; item < e; ++item) {
@@ -832,7 +835,7 @@ void attention_rows(const AttentionParams& p, const float* q, const float* k, co
       visible(t, lo, hi);
       const int64_t c0 = std::max(lo, c * chunk), c1 = std::min(hi, (c + 1) * chunk);
       for (int64_t h = kvh * group; h < (kvh + 1) * group; ++h) {
-        float* r = part.data() + ((t * hq + h) * chunks + c) * rec;
+        float* r = part.get() + ((t * hq + h) * chunks + c) * rec;
         r[0] = -std::numeric_limits<float>::infinity(), r[1] = 0.0f;
         if (c0 >= c1) continue;  // no visible key in this chunk
         const float* qh = q + t * p.q_stride + h * dd;
@@ -867,9 +870,17 @@ void attention_rows(const AttentionParams& p, const float* q, const float* k, co
       const int64_t t = item / hq, h = item % hq;
       float* o = out + t * p.out_stride + h * dd;
       std::fill(o, o + dd, 0.0f);
-      const float* first = part.data() + item * chunks * rec;
+      const float* first = part.get() + item * chunks * rec;
       float m = -std::numeric_limits<float>::infinity();
-      for (int64_t c = 0; c < chunks; ++c) m = std::max(m, first[c * rec]);
+      bool nan = false;  // NaN scores (a chunk's max skips them, its sum does not)
+      for (int64_t c = 0; c < chunks; ++c) {
+        m = std::max(m, first[c * rec]);
+        nan = nan || std::isnan(first[c * rec + 1]);
+      }
+      if (nan) {
+        std::fill(o, o + dd, std::numeric_limits<float>::quiet_NaN());
+        continue;
+      }
       if (m == -std::numeric_limits<float>::infinity()) continue;  // sees no key
       float l = 0.0f;
       for (int64_t c = 0; c < chunks; ++c) {

@@ -129,8 +129,8 @@ Result<BenchReport> run_bench(const BenchOptions& o) {
 
   // Time to first token: vision, prefill, LM head on the last row, argmax. Warm-up passes
   // run the same inputs through a cache of their own first; the first of all passes is
-  // also kept as the cold figure (what a process's first request sees: buffers and the
-  // kernel library's code created on first use).
+  // also kept as the cold figure (the first pass after load: buffers, their pages and the
+  // kernel library's code are created on first use).
   struct FirstToken {
     double vision_s, prefill_s, ttft_s;
     int id;
