@@ -80,9 +80,7 @@ inline __m512 load_scales16(const float* ws, int64_t g, int64_t nb) {
 // (64 bytes) per step, alternating between two accumulators. vpdpbusd multiplies unsigned
 // by signed bytes: the weights become unsigned (w ^ 0x80 = w + 128) and each pair's sums
 // start at the activations' -128 * sum correction.
-// pf, pfs: the weight row and scales to prefetch into L2 meanwhile, at the same offsets.
-float dot_q8(const int8_t* w, const float* ws, const QuantizedRow& x, int64_t nb, int64_t cols,
-             const uint8_t* pf, const float* pfs) {
+float dot_q8(const int8_t* w, const float* ws, const QuantizedRow& x, int64_t nb, int64_t cols) {
   __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
   const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
   auto pair = [&](__m512 cs, int64_t p, int64_t k, __m512& acc) {  // blocks k, k + 1
@@ -95,11 +93,8 @@ float dot_q8(const int8_t* w, const float* ws, const QuantizedRow& x, int64_t nb
   int64_t b = 0;
   for (; b + 16 <= full; b += 16) {  // 16 blocks per set of scale products
     const __m512 cs = _mm512_mul_ps(_mm512_loadu_ps(ws + b), _mm512_loadu_ps(x.scale.data() + b));
-    __builtin_prefetch(pfs + b, 0, 2);
 #pragma GCC unroll 4
     for (int64_t p = 0; p < 8; p += 2) {
-      __builtin_prefetch(pf + (b + 2 * p) * B, 0, 2);
-      __builtin_prefetch(pf + (b + 2 * p + 2) * B, 0, 2);
       pair(cs, p, b + 2 * p, acc0);
       pair(cs, p + 1, b + 2 * p + 2, acc1);
     }
@@ -121,8 +116,7 @@ float dot_q8(const int8_t* w, const float* ws, const QuantizedRow& x, int64_t nb
 // q4: codes are unsigned (0..15), so vpdpbusd takes them directly; the -8 offset is
 // applied per block with the activations' block sums (sum_b ws[b] * offset[b], a vector
 // dot product of its own).
-float dot_q4(const uint8_t* w, const float* ws, const QuantizedRow& x, int64_t nb,
-             const uint8_t* pf, const float* pfs) {
+float dot_q4(const uint8_t* w, const float* ws, const QuantizedRow& x, int64_t nb) {
   __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
   const __m512i mask = _mm512_set1_epi8(0x0f);
   const __m512i quarter = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
@@ -143,8 +137,6 @@ float dot_q4(const uint8_t* w, const float* ws, const QuantizedRow& x, int64_t n
   };
   int64_t b = 0;
   for (; b + 16 <= nb; b += 16) {
-    for (int l = 0; l < 4; ++l) __builtin_prefetch(pf + b * (B / 2) + l * 64, 0, 2);
-    __builtin_prefetch(pfs + b, 0, 2);
     const __m512 cs = _mm512_mul_ps(_mm512_loadu_ps(ws + b), _mm512_loadu_ps(x.scale.data() + b));
     quad(cs, 0, b, acc0);
     quad(cs, 1, b + 4, acc1);
@@ -175,8 +167,7 @@ float dot_q4(const uint8_t* w, const float* ws, const QuantizedRow& x, int64_t n
   return total;
 }
 #else
-float dot_q8(const int8_t* w, const float* ws, const QuantizedRow& x, int64_t nb, int64_t cols,
-             const uint8_t*, const float*) {
+float dot_q8(const int8_t* w, const float* ws, const QuantizedRow& x, int64_t nb, int64_t cols) {
   float total = 0;
   for (int64_t b = 0; b < nb; ++b) {
     int32_t s = 0;
@@ -186,8 +177,7 @@ float dot_q8(const int8_t* w, const float* ws, const QuantizedRow& x, int64_t nb
   }
   return total;
 }
-float dot_q4(const uint8_t* w, const float* ws, const QuantizedRow& x, int64_t nb, const uint8_t*,
-             const float*) {
+float dot_q4(const uint8_t* w, const float* ws, const QuantizedRow& x, int64_t nb) {
   float total = 0;
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* blk = w + b * (B / 2);
@@ -252,9 +242,6 @@ void dequantize_row_bf16(const MatrixView& w, int64_t r, uint16_t* out) {
 
 // Rows of x at or below this count use int8 dot products; above, dequantized panels.
 constexpr int64_t kDotRows = 8;
-// The decode product prefetches the weight row this many rows ahead (longer distances,
-// 4-16 KiB, measured slower with kernels_bench's decode_stream).
-constexpr int64_t kPrefetchRows = 2;
 constexpr int64_t kPanelRows = 64;
 
 }  // namespace
@@ -353,16 +340,13 @@ void matmul_quantized(const float* x, int64_t m, const MatrixView& w, const floa
       for (int64_t n = n0; n < n1; ++n) {
         const uint8_t* row = static_cast<const uint8_t*>(w.data) + n * row_bytes;
         const float* ws = w.scales + n * nb;
-        // Rows are often one 4 KiB page or less, and the hardware prefetchers stop at page
-        // boundaries: the first product fetches the row after next (and its scales) into L2,
-        // line by line as it goes (the last rows fetch themselves, harmlessly).
-        const int64_t ahead = n + kPrefetchRows < n1 ? kPrefetchRows : 0;
+        // (No software prefetch: with the weights on 2 MiB pages the hardware prefetchers
+        // run on across 4 KiB boundaries; prefetching the row after next measured neutral
+        // for q8 and 5-15% slower for q4, kernels_bench decode_stream, alternated.)
         for (int64_t i = 0; i < m; ++i) {
-          const uint8_t* pf = i == 0 ? row + ahead * row_bytes : row;
-          const float* pfs = i == 0 ? ws + ahead * nb : ws;
-          const float d = w.dtype == DType::kI8 ? dot_q8(reinterpret_cast<const int8_t*>(row), ws,
-                                                         xr[i], nb, K, pf, pfs)
-                                                : dot_q4(row, ws, xr[i], nb, pf, pfs);
+          const float d = w.dtype == DType::kI8
+                              ? dot_q8(reinterpret_cast<const int8_t*>(row), ws, xr[i], nb, K)
+                              : dot_q4(row, ws, xr[i], nb);
           y[i * N + n] = d + (bias != nullptr ? bias[n] : 0.0f);
         }
       }
