@@ -52,11 +52,10 @@ void* allocate_lines(size_t bytes) {
       mmap(nullptr, len + kHugePage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (raw == MAP_FAILED) throw std::bad_alloc();
   const auto start = reinterpret_cast<uintptr_t>(raw);
-  const uintptr_t aligned = round_up(start, kHugePage);
-  if (aligned > start) munmap(raw, aligned - start);
-  const size_t tail = (start + len + kHugePage) - (aligned + len);
-  if (tail > 0) munmap(reinterpret_cast<void*>(aligned + len), tail);
-  void* p = reinterpret_cast<void*>(aligned);
+  const size_t head = round_up(start, kHugePage) - start;  // bytes before the boundary
+  char* p = static_cast<char*>(raw) + head;
+  if (head > 0) munmap(raw, head);
+  munmap(p + len, kHugePage - head);  // > 0: head < kHugePage
   // (Advice only: without THP the buffer is plain 4 KiB pages.)
   if (len >= kHugePage) madvise(p, len / kHugePage * kHugePage, MADV_HUGEPAGE);
   return p;
