@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "checkpoint_util.h"
+#include "paligemma/bench.h"
 #include "paligemma/paligemma.h"
 #include "test_util.h"
 
@@ -383,4 +384,25 @@ TEST(Generation, EncodedBytesEqualFiles) {
   EXPECT_EQ(a->logits, b->logits);
 }
 
+}  // namespace
+
+namespace {
+TEST(Bench, RefusesBadCountsWithTheirNames) {
+  paligemma::BenchOptions o;
+  o.preset = "tiny-pg1";
+  o.probe = false;
+  o.warmup = -1;
+  auto r = paligemma::run_bench(o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(r.status().message(), HasSubstr("--warmup must be >= 0"));
+  o.warmup = 0;
+  o.decode_tokens = -1;
+  r = paligemma::run_bench(o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(r.status().message(), HasSubstr("token counts must be >= 0"));
+  o.decode_tokens = 2;  // and a good one runs, its cold figures the timed ones
+  r = paligemma::run_bench(o);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r->cold_ttft_s, r->ttft_s);
+}
 }  // namespace

@@ -162,7 +162,9 @@ TEST(Cli, BenchOnATinyPresetKeepsTheContract) {
   const auto jc = nlohmann::json::parse(cold.out);
   EXPECT_EQ(jc["cold_ttft_s"].get<double>(), jc["ttft_s"].get<double>());
   EXPECT_EQ(jc["cold_vision_s"].get<double>(), jc["vision_s"].get<double>());
-  EXPECT_NE(run_cli("bench --preset tiny-pg1 --random-weights --warmup -1").exit_code, 0);
+  CliRun negative = run_cli("bench --preset tiny-pg1 --random-weights --warmup -1");
+  EXPECT_NE(negative.exit_code, 0);
+  EXPECT_THAT(negative.err, HasSubstr("--warmup: Value -1 not in range"));
   CliRun bad = run_cli("bench --preset no-such-model --random-weights");
   EXPECT_EQ(bad.exit_code, 1);
   EXPECT_THAT(bad.err, HasSubstr("unknown preset \"no-such-model\""));

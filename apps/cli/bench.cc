@@ -94,7 +94,7 @@ int run_bench(BenchFlags& f) {
               fraction(r->ttft_s, r->roofline_ttft_s, false).c_str());
   if (f.options.warmup > 0) {
     std::printf(
-        "  cold start      %8.3f s   (the process's first pass, vision %.3f s; %lld "
+        "  cold start      %8.3f s   (the first pass after load, vision %.3f s; %lld "
         "warm-up pass%s before the timed one)\n",
         r->cold_ttft_s, r->cold_vision_s, static_cast<long long>(f.options.warmup),
         f.options.warmup == 1 ? "" : "es");

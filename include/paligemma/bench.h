@@ -26,7 +26,7 @@ struct BenchResult {
   int threads = 0;
   int64_t image_tokens = 0, prompt_tokens = 0, decode_tokens = 0;
   double load_s = 0, vision_s = 0, prefill_s = 0, ttft_s = 0, decode_tok_s = 0;
-  double cold_vision_s = 0, cold_ttft_s = 0;  // the process's first pass
+  double cold_vision_s = 0, cold_ttft_s = 0;  // the first pass after load
   double peak_rss_mb = 0, weights_mb = 0, kv_cache_mb = 0;
   double vision_gflop = 0, prefill_gflop = 0, decode_bytes_per_token = 0;
   double peak_f32_gflops = 0, peak_bf16_gflops = 0, peak_int8_gops = 0, bandwidth_gbs = 0;

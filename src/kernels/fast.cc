@@ -9,7 +9,6 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
-#include <memory>
 #include <utility>
 #include <vector>
 
@@ -824,18 +823,24 @@ void attention_rows(const AttentionParams& p, const float* q, const float* k, co
   const int64_t chunks = std::max<int64_t>(1, (s_len + chunk - 1) / chunk);
   // part[(t * hq + h) * chunks + c]: max score, sum of exp(score - max), output [dd].
   const int64_t rec = dd + 2;
-  // (Every field is written before it is read: no initialization.)
-  const auto part =
-      std::make_unique_for_overwrite<float[]>(static_cast<size_t>(T * hq * chunks * rec));
+  // Buffers kept per thread across calls (a decode step makes one call per layer); every
+  // field of part is written before it is read. (The pool's threads use this thread's part.)
+  thread_local std::vector<float> part_buffer;
+  const auto part_size = static_cast<size_t>(T * hq * chunks * rec);
+  if (part_buffer.size() < part_size) part_buffer.resize(part_size);
+  float* const part = part_buffer.data();
   parallel_for(T * hkv * chunks, 1, [&](int64_t b, int64_t e) {
-    std::vector<float> scores(static_cast<size_t>(chunk));
+    thread_local std::vector<float> score_buffer;
+    if (score_buffer.size() < static_cast<size_t>(chunk))
+      score_buffer.resize(static_cast<size_t>(chunk));
+    std::vector<float>& scores = score_buffer;
     for (int64_t item = b; item < e; ++item) {
       const int64_t t = item / (hkv * chunks), kvh = item / chunks % hkv, c = item % chunks;
       int64_t lo, hi;
       visible(t, lo, hi);
       const int64_t c0 = std::max(lo, c * chunk), c1 = std::min(hi, (c + 1) * chunk);
       for (int64_t h = kvh * group; h < (kvh + 1) * group; ++h) {
-        float* r = part.get() + ((t * hq + h) * chunks + c) * rec;
+        float* r = part + ((t * hq + h) * chunks + c) * rec;
         r[0] = -std::numeric_limits<float>::infinity(), r[1] = 0.0f;
         if (c0 >= c1) continue;  // no visible key in this chunk
         const float* qh = q + t * p.q_stride + h * dd;
@@ -870,7 +875,7 @@ void attention_rows(const AttentionParams& p, const float* q, const float* k, co
       const int64_t t = item / hq, h = item % hq;
       float* o = out + t * p.out_stride + h * dd;
       std::fill(o, o + dd, 0.0f);
-      const float* first = part.get() + item * chunks * rec;
+      const float* first = part + item * chunks * rec;
       float m = -std::numeric_limits<float>::infinity();
       bool nan = false;  // NaN scores (a chunk's max skips them, its sum does not)
       for (int64_t c = 0; c < chunks; ++c) {

@@ -38,7 +38,7 @@ struct BenchReport {
   int threads = 0;
   int64_t image_tokens = 0, prompt_tokens = 0, decode_tokens = 0;
   double load_s = 0, vision_s = 0, prefill_s = 0, ttft_s = 0, decode_tok_s = 0;
-  // The process's first vision + first token (= the timed one when warmup is 0).
+  // The first vision + first token after load (= the timed one when warmup is 0).
   double cold_vision_s = 0, cold_ttft_s = 0;
   double peak_rss_mb = 0, weights_mb = 0, kv_cache_mb = 0;
   double vision_gflop = 0, prefill_gflop = 0, decode_bytes_per_token = 0;
