@@ -58,8 +58,9 @@ TEST_P(QuantFormat, ProductMatchesTheDequantizedOne) {
   // half a step, amax/254, per element), so |y - y_ref| <= sum_c |w_c| * step_x(c) / 2
   // plus float rounding.
   // m > 8 takes the prefill product: on VNNI, for k a multiple of 32, int8 x int8 tiles of
-  // 32 rows by 6 columns (m = 33 and 70 leave partial tiles, n = 37 a partial column group).
-  for (int64_t m : {1, 3, 9, 20, 33, 70}) {
+  // 32 rows by 6 columns (m = 33, 48, 49 and 70 leave partial tiles, n = 37 a partial column
+  // group); a last tile of at most 16 rows (m = 9, 33, 48, 70) takes the 16-row tile.
+  for (int64_t m : {1, 3, 9, 20, 33, 48, 49, 70}) {
     for (int64_t k : {32, 33, 96, 100, 160, 300, 512, 1000}) {
       const int64_t n = 37;
       auto w = random_matrix(n, k, 7);
@@ -97,7 +98,7 @@ TEST_P(QuantFormat, Int8ProductsMatchTheirExactIntegerSums) {
   // last block zero-padded), each block's sum of q_x * q_w is an exact integer, so the result must
   // equal sum_b scale_x * scale_w * sum_q up to float rounding of the nb scaled terms. This
   // catches what the looser bound against the float product cannot: one unit off in a sum.
-  for (int64_t m : {1, 3, 9, 33, 70}) {
+  for (int64_t m : {1, 3, 9, 33, 48, 49, 70}) {
     for (int64_t k : {32, 33, 100, 160, 512, 1000, 1024}) {
 #if !defined(__AVX512VNNI__) || !defined(__AVX512BW__)
       if (m > 8) continue;  // bf16 panels there

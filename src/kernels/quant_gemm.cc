@@ -96,54 +96,55 @@ void copy_panel(const MatrixView& w, int64_t r0, int64_t rows, uint8_t* out) {
 }
 
 // out[NR][32] = one tile: 32 packed rows of x (tile t) times NR panel rows (u8, stride kp),
-// whose scales are ws[j * nb + b].
-template <int NR>
+// whose scales are ws[j * nb + b]. MV = 1 computes only the tile's first 16 rows (a last
+// tile of at most 16 rows: a prompt of 267 tokens would otherwise spend 21 of its 288
+// rows' work on padding); out's lanes 16-31 are then left as they were.
+template <int NR, int MV>
 void tile(const PackedX& p, int64_t t, const uint8_t* wp, int64_t kp, const float* ws, float* out) {
+  static_assert(MV == 1 || MV == 2);
   const int64_t nb = p.nb;
   const int8_t* xq = p.q.data() + t * nb * kBlockBytes;
   const float* xs = p.s.data() + t * nb * kTileRows;
   const int32_t* xc = p.c.data() + t * nb * kTileRows;
-  __m512 f[NR][2];
-  for (int j = 0; j < NR; ++j) f[j][0] = f[j][1] = _mm512_setzero_ps();
+  __m512 f[NR][MV];
+  for (int j = 0; j < NR; ++j)
+    for (int v = 0; v < MV; ++v) f[j][v] = _mm512_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
-    const __m512i c0 = _mm512_loadu_si512(xc + b * kTileRows);
-    const __m512i c1 = _mm512_loadu_si512(xc + b * kTileRows + 16);
-    __m512i a[NR][2];
-    for (int j = 0; j < NR; ++j) {
-      a[j][0] = c0;
-      a[j][1] = c1;
-    }
+    __m512i c[MV];
+    for (int v = 0; v < MV; ++v) c[v] = _mm512_loadu_si512(xc + b * kTileRows + 16 * v);
+    __m512i a[NR][MV];
+    for (int j = 0; j < NR; ++j)
+      for (int v = 0; v < MV; ++v) a[j][v] = c[v];
     const int8_t* xb = xq + b * kBlockBytes;
     const uint8_t* wb = wp + b * B;
 #pragma GCC unroll 8
     for (int64_t step = 0; step < B / 4; ++step) {
-      const __m512i x0 = _mm512_loadu_si512(xb + step * 128);
-      const __m512i x1 = _mm512_loadu_si512(xb + step * 128 + 64);
+      __m512i xv[MV];
+      for (int v = 0; v < MV; ++v) xv[v] = _mm512_loadu_si512(xb + step * 128 + 64 * v);
       for (int j = 0; j < NR; ++j) {
         int32_t four;
         std::memcpy(&four, wb + j * kp + step * 4, 4);
         const __m512i wv = _mm512_set1_epi32(four);
-        a[j][0] = _mm512_dpbusd_epi32(a[j][0], wv, x0);
-        a[j][1] = _mm512_dpbusd_epi32(a[j][1], wv, x1);
+        for (int v = 0; v < MV; ++v) a[j][v] = _mm512_dpbusd_epi32(a[j][v], wv, xv[v]);
       }
     }
-    const __m512 s0 = _mm512_loadu_ps(xs + b * kTileRows);
-    const __m512 s1 = _mm512_loadu_ps(xs + b * kTileRows + 16);
+    __m512 s[MV];
+    for (int v = 0; v < MV; ++v) s[v] = _mm512_loadu_ps(xs + b * kTileRows + 16 * v);
     for (int j = 0; j < NR; ++j) {
       const __m512 sw = _mm512_set1_ps(ws[j * nb + b]);
-      f[j][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a[j][0]), _mm512_mul_ps(s0, sw), f[j][0]);
-      f[j][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a[j][1]), _mm512_mul_ps(s1, sw), f[j][1]);
+      for (int v = 0; v < MV; ++v)
+        f[j][v] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a[j][v]), _mm512_mul_ps(s[v], sw), f[j][v]);
     }
   }
-  for (int j = 0; j < NR; ++j) {
-    _mm512_storeu_ps(out + j * kTileRows, f[j][0]);
-    _mm512_storeu_ps(out + j * kTileRows + 16, f[j][1]);
-  }
+  for (int j = 0; j < NR; ++j)
+    for (int v = 0; v < MV; ++v) _mm512_storeu_ps(out + j * kTileRows + 16 * v, f[j][v]);
 }
 
 using TileFn = void (*)(const PackedX&, int64_t, const uint8_t*, int64_t, const float*, float*);
-constexpr TileFn kTiles[kTileCols + 1] = {nullptr, tile<1>, tile<2>, tile<3>,
-                                          tile<4>, tile<5>, tile<6>};
+// [MV - 1][NR]
+constexpr TileFn kTiles[2][kTileCols + 1] = {
+    {nullptr, tile<1, 1>, tile<2, 1>, tile<3, 1>, tile<4, 1>, tile<5, 1>, tile<6, 1>},
+    {nullptr, tile<1, 2>, tile<2, 2>, tile<3, 2>, tile<4, 2>, tile<5, 2>, tile<6, 2>}};
 
 }  // namespace
 
@@ -190,7 +191,7 @@ bool gemm_quantized_vnni(const float* x, int64_t m, const MatrixView& w, const f
         const int64_t lanes = std::min(kTileRows, m - t * kTileRows);
         for (int64_t j0 = 0; j0 < rows; j0 += kTileCols) {
           const int64_t nr = std::min(kTileCols, rows - j0);
-          kTiles[nr](packed, t, panel.data() + j0 * kp, kp, w.scales + (r0 + j0) * nb, out);
+          kTiles[lanes > 16 ? 1 : 0][nr](packed, t, panel.data() + j0 * kp, kp, w.scales + (r0 + j0) * nb, out);
           for (int64_t l = 0; l < lanes; ++l) {
             float* yrow = y + (t * kTileRows + l) * N + r0 + j0;
             for (int64_t j = 0; j < nr; ++j) {
