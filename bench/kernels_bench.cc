@@ -109,7 +109,7 @@ void BM_decode_stream(benchmark::State& state, pg::DType dt) {
 }
 
 void BM_attention(benchmark::State& state, int64_t T, int64_t S, int64_t heads, int64_t kv_heads,
-                  int64_t D, bool low_precision = false) {
+                  int64_t D, bool low_precision = false, float softcap = 0.0f) {
   std::vector<float> q(static_cast<size_t>(T * heads * D), 0.1f),
       kv(static_cast<size_t>(S * kv_heads * D), 0.1f);
   std::vector<float> out(static_cast<size_t>(T * heads * D));
@@ -126,6 +126,7 @@ void BM_attention(benchmark::State& state, int64_t T, int64_t S, int64_t heads, 
   p.causal = true;
   p.scale = 0.0625f;
   p.low_precision = low_precision;  // bf16 products (the low-precision modes)
+  p.softcap = softcap;              // Gemma 2's attention logit soft-capping
   for (auto _ : state) {
     pg::kernels::fast_kernels().attention(p, q.data(), kv.data(), kv.data(), out.data());
     benchmark::DoNotOptimize(out.data());
@@ -180,6 +181,9 @@ BENCHMARK_CAPTURE(BM_attention, gemma_prefill_267x267, 267, 267, 8, 1, 256)->Use
 BENCHMARK_CAPTURE(BM_attention, siglip_896_4096x4096, 4096, 4096, 16, 16, 72)->UseRealTime();
 BENCHMARK_CAPTURE(BM_attention, siglip_256x256_bf16, 256, 256, 16, 16, 72, true)->UseRealTime();
 BENCHMARK_CAPTURE(BM_attention, gemma_prefill_267x267_bf16, 267, 267, 8, 1, 256, true)
+    ->UseRealTime();
+// Gemma 2 (PaliGemma 2 3B): 8 heads on 4 kv heads, logits soft-capped at 50.
+BENCHMARK_CAPTURE(BM_attention, gemma2_prefill_267x267_bf16, 267, 267, 8, 4, 256, true, 50.0f)
     ->UseRealTime();
 BENCHMARK_CAPTURE(BM_attention, siglip_896_4096x4096_bf16, 4096, 4096, 16, 16, 72, true)
     ->UseRealTime();

@@ -1000,7 +1000,7 @@ void pv_tile(const float* p, const float* v, int64_t stride, int64_t keys, int64
   }
 }
 
-#if defined(__AVX512BF16__) && defined(__AVX512VL__)
+#if defined(__AVX512BF16__) && defined(__AVX512VL__) && defined(__AVX512BW__)
 constexpr bool kHaveBf16Dot = true;
 inline __m512bh as_bh(__m512i v) { return reinterpret_cast<__m512bh&>(v); }
 inline __m256bh as_bh(__m256i v) { return reinterpret_cast<__m256bh&>(v); }
@@ -1032,6 +1032,28 @@ void score_tile_bf16(const uint16_t* const* q, const uint16_t* kt, int64_t dd, i
     }
     store_score_tile(s + b * kKeyBlock, two, {f32x16(a00), f32x16(a10), f32x16(a20), f32x16(a30)},
                      {f32x16(a01), f32x16(a11), f32x16(a21), f32x16(a31)});
+  }
+}
+
+// x[0:n] to bf16 exactly as f32_to_bf16 (nearest even; NaN stays a quiet NaN), 16 at a
+// time (the flash tiles' queries, keys, values and probabilities).
+inline __m256i bf16x16(__m512 x) {
+  const __m512i bits = _mm512_castps_si512(x);
+  const __m512i high = _mm512_srli_epi32(bits, 16);
+  const __m512i lsb = _mm512_and_si512(high, _mm512_set1_epi32(1));
+  const __m512i rounded =
+      _mm512_srli_epi32(_mm512_add_epi32(bits, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))), 16);
+  const __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+  const __m512i quiet = _mm512_or_si512(high, _mm512_set1_epi32(0x40));
+  return _mm512_cvtepi32_epi16(_mm512_mask_blend_epi32(nan, rounded, quiet));
+}
+inline void row_to_bf16(const float* x, int64_t n, uint16_t* out) {
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), bf16x16(_mm512_loadu_ps(x + i)));
+  if (i < n) {
+    const auto m = static_cast<__mmask16>((1u << (n - i)) - 1);
+    _mm256_mask_storeu_epi16(out + i, m, bf16x16(_mm512_maskz_loadu_ps(m, x + i)));
   }
 }
 
@@ -1086,6 +1108,9 @@ void pv_tile_bf16(const uint16_t* pb, const uint16_t* vt, int64_t npairs, int64_
 constexpr bool kHaveBf16Dot = false;
 void score_tile_bf16(const uint16_t* const*, const uint16_t*, int64_t, int64_t, float*) {}
 void pv_tile_bf16(const uint16_t*, const uint16_t*, int64_t, int64_t, float*) {}
+inline void row_to_bf16(const float* x, int64_t n, uint16_t* out) {
+  for (int64_t i = 0; i < n; ++i) out[i] = f32_to_bf16(x[i]);
+}
 #endif
 
 template <bool kBf16>
@@ -1111,23 +1136,38 @@ void attention_flash(const AttentionParams& p, const float* q, const float* k, c
     kt = packed.data();
   }
   parallel_for(hkv * blocks, 8, [&](int64_t b0, int64_t b1) {
+    // bf16: a pair of keys at a time (rows of dd bf16 each: key e's in kr + e * dd).
+    std::vector<uint16_t> kr(static_cast<size_t>(kBf16 ? 2 * dd : 0)), vr(kr.size());
     for (int64_t item = b0; item < b1; ++item) {
       const int64_t g = item / blocks, blk = item % blocks;
+      if (kBf16) {
+        uint16_t* kd = kt16 + item * dd * kKeyBlock;  // [D/2][16][2]
+        for (int64_t jj = 0; jj < kKeyBlock; jj += 2) {
+          for (int64_t e = 0; e < 2; ++e) {
+            const int64_t j = blk * kKeyBlock + jj + e;
+            uint16_t* kj = kr.data() + e * dd;
+            uint16_t* vj = vr.data() + e * dd;
+            if (j < s_len) {
+              row_to_bf16(k + j * p.kv_stride + g * dd, dd, kj);
+              row_to_bf16(v + j * p.kv_stride + g * dd, dd, vj);
+            } else {
+              std::fill(kj, kj + dd, uint16_t{0});
+              std::fill(vj, vj + dd, uint16_t{0});
+            }
+            for (int64_t d2 = 0; d2 < dd / 2; ++d2)  // dims (2 d2, 2 d2 + 1) of key jj + e
+              std::memcpy(kd + (d2 * kKeyBlock + jj + e) * 2, kj + 2 * d2, 2 * sizeof(uint16_t));
+          }
+          // Values [pairs][D][2]: the pair's two keys side by side per dim.
+          uint16_t* vd = vt16 + g * per_head + ((blk * kKeyBlock + jj) / 2) * dd * 2;
+          for (int64_t d = 0; d < dd; ++d) vd[2 * d] = vr[d], vd[2 * d + 1] = vr[dd + d];
+        }
+        continue;
+      }
+      float* kd = kt + item * dd * kKeyBlock;
       for (int64_t jj = 0; jj < kKeyBlock; ++jj) {
         const int64_t j = blk * kKeyBlock + jj;
         const float* ks = k + j * p.kv_stride + g * dd;
-        const float* vs = v + j * p.kv_stride + g * dd;
-        if (kBf16) {
-          uint16_t* kd = kt16 + item * dd * kKeyBlock;
-          uint16_t* vd = vt16 + g * per_head + (j / 2) * dd * 2 + (j % 2);
-          for (int64_t d = 0; d < dd; ++d) {
-            kd[(d / 2) * 2 * kKeyBlock + jj * 2 + (d % 2)] = j < s_len ? f32_to_bf16(ks[d]) : 0;
-            vd[d * 2] = j < s_len ? f32_to_bf16(vs[d]) : 0;
-          }
-        } else {
-          float* kd = kt + item * dd * kKeyBlock;
-          for (int64_t d = 0; d < dd; ++d) kd[d * kKeyBlock + jj] = j < s_len ? ks[d] : 0.0f;
-        }
+        for (int64_t d = 0; d < dd; ++d) kd[d * kKeyBlock + jj] = j < s_len ? ks[d] : 0.0f;
       }
     }
   });
@@ -1164,7 +1204,7 @@ void attention_flash(const AttentionParams& p, const float* q, const float* k, c
         m[r] = ninf, l[r] = 0.0f;
         if (kBf16) {
           uint16_t* dst = qb.data() + r * dd;
-          for (int64_t d = 0; d < dd; ++d) dst[d] = f32_to_bf16(qr[r][d]);
+          row_to_bf16(qr[r], dd, dst);
           qbr[r] = dst;
         }
       }
@@ -1197,12 +1237,7 @@ void attention_flash(const AttentionParams& p, const float* q, const float* k, c
             f32x16 vmax = splat(ninf);
             for (int64_t c = 0; c < nblk * kKeyBlock; c += kLanes) {
               f32x16 x = load_f32(sr + c) * p.scale;
-              if (p.softcap > 0.0f) {
-                float tmp[kLanes];
-                store_f32(tmp, x);
-                for (float& z : tmp) z = p.softcap * std::tanh(z / p.softcap);
-                x = load_f32(tmp);
-              }
+              if (p.softcap > 0.0f) x = tanh16(x / p.softcap) * p.softcap;
               const f32x16 col = splat(static_cast<float>(c)) + kLaneIndex;
               x = (col >= static_cast<float>(c0)) & (col < static_cast<float>(c1)) ? x
                                                                                    : splat(ninf);
@@ -1230,8 +1265,7 @@ void attention_flash(const AttentionParams& p, const float* q, const float* k, c
           if (kBf16) {
             // Probabilities to bf16 in key order (columns past `keys` are zeros).
             for (int64_t r = 0; r < kQRows; ++r) {
-              for (int64_t c = 0; c < nblk * kKeyBlock; ++c)
-                pb[r * kKeyChunk + c] = f32_to_bf16(sc[r * kKeyChunk + c]);
+              row_to_bf16(sc.data() + r * kKeyChunk, nblk * kKeyBlock, pb.data() + r * kKeyChunk);
               std::fill(pb.begin() + r * kKeyChunk + nblk * kKeyBlock,
                         pb.begin() + (r + 1) * kKeyChunk, 0);
             }
