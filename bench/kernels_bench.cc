@@ -191,6 +191,9 @@ BENCHMARK_CAPTURE(BM_attention, gemma_decode_1x300, 1, 300, 8, 1, 256)->UseRealT
 // Decode at 896 px: 4096 image tokens + prompt in the cache.
 BENCHMARK_CAPTURE(BM_attention, gemma_decode_1x4107, 1, 4107, 8, 1, 256)->UseRealTime();
 BENCHMARK_CAPTURE(BM_attention, gemma2_decode_1x4107, 1, 4107, 8, 4, 256)->UseRealTime();
+// PaliGemma 2 3B at 224 px: 4 kv heads, soft-capped, ~300 keys in the cache.
+BENCHMARK_CAPTURE(BM_attention, gemma2_decode_1x300, 1, 300, 8, 4, 256, false, 50.0f)
+    ->UseRealTime();
 
 }  // namespace
 
