@@ -191,7 +191,8 @@ bool gemm_quantized_vnni(const float* x, int64_t m, const MatrixView& w, const f
         const int64_t lanes = std::min(kTileRows, m - t * kTileRows);
         for (int64_t j0 = 0; j0 < rows; j0 += kTileCols) {
           const int64_t nr = std::min(kTileCols, rows - j0);
-          kTiles[lanes > 16 ? 1 : 0][nr](packed, t, panel.data() + j0 * kp, kp, w.scales + (r0 + j0) * nb, out);
+          kTiles[lanes > 16 ? 1 : 0][nr](packed, t, panel.data() + j0 * kp, kp,
+                                         w.scales + (r0 + j0) * nb, out);
           for (int64_t l = 0; l < lanes; ++l) {
             float* yrow = y + (t * kTileRows + l) * N + r0 + j0;
             for (int64_t j = 0; j < nr; ++j) {
