@@ -28,4 +28,10 @@ for line in open(sys.argv[1]):
           f"| {j.get('cold_ttft_s', j['ttft_s']):.2f} "
           f"| {j['decode_tok_s']:.2f} ({r['decode_tok_s']:.2f}, {j['decode_tok_s']/r['decode_tok_s']:.0%}) "
           f"| {j['peak_rss_mb']:.0f} ({j['weights_mb']:.0f} + {j['kv_cache_mb']:.0f}) | {j['load_s']:.1f} |")
+# Runs whose fractions cannot be trusted (bench's warnings: a figure beyond its roofline,
+# or a timed pass much slower than the cold one): rerun those rows.
+for line in open(sys.argv[1]):
+    j = json.loads(line)
+    for w in j.get("warnings", []):
+        print(f"warning: {j['preset']} {j['dtype']}: {w}")
 PY

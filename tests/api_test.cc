@@ -405,4 +405,27 @@ TEST(Bench, RefusesBadCountsWithTheirNames) {
   ASSERT_TRUE(r.ok()) << r.status().message();
   EXPECT_EQ(r->cold_ttft_s, r->ttft_s);
 }
+
+TEST(Bench, WarnsWhereTheFractionsCannotBeTrusted) {
+  paligemma::BenchResult r;
+  r.ttft_s = 2.0, r.roofline_ttft_s = 1.5, r.cold_ttft_s = 2.2;
+  r.decode_tok_s = 9.0, r.roofline_decode_tok_s = 10.0;
+  EXPECT_THAT(paligemma::roofline_warnings(r), ::testing::IsEmpty());  // 75%, 90%: plausible
+  r.roofline_ttft_s = 2.1;  // a first token faster than its limit: 105%
+  r.decode_tok_s = 10.4;    // 104%
+  auto w = paligemma::roofline_warnings(r);
+  ASSERT_EQ(w.size(), 2u);
+  EXPECT_THAT(w[0], HasSubstr("the first token ran at 105% of its roofline"));
+  EXPECT_THAT(w[1], HasSubstr("decode ran at 104% of its roofline"));
+  EXPECT_THAT(w[1], HasSubstr("rerun on an idle machine"));
+  r.roofline_ttft_s = 1.5, r.decode_tok_s = 9.0;
+  r.ttft_s = 8.09, r.cold_ttft_s = 4.70;  // the timed pass disturbed (a run of this machine)
+  w = paligemma::roofline_warnings(r);
+  ASSERT_EQ(w.size(), 1u);
+  EXPECT_THAT(w[0], HasSubstr("over 1.25 times the cold pass"));
+  r.ttft_s = 5.8;  // 1.23 times: within what a busy moment gives
+  EXPECT_THAT(paligemma::roofline_warnings(r), ::testing::IsEmpty());
+  r.roofline_ttft_s = 0, r.roofline_decode_tok_s = 0, r.ttft_s = 2, r.cold_ttft_s = 2;  // no probe
+  EXPECT_THAT(paligemma::roofline_warnings(r), ::testing::IsEmpty());
+}
 }  // namespace

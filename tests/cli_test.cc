@@ -147,6 +147,11 @@ TEST(Cli, BenchOnATinyPresetKeepsTheContract) {
     EXPECT_GT(j["roofline"]["ttft_s"].get<double>(), 0);
     EXPECT_GT(j["roofline"]["decode_tok_s"].get<double>(), 0);
     EXPECT_GT(j["roofline"]["bandwidth_gbs"].get<double>(), 0);
+    // Warnings about the fractions (roofline_warnings, tested in api_test): a list in the
+    // JSON, each also on stderr. (At this size noise may raise one; none is asserted.)
+    ASSERT_TRUE(j["warnings"].is_array());
+    for (const auto& w : j["warnings"])
+      EXPECT_THAT(r.err, HasSubstr("paligemma bench: warning: " + w.get<std::string>()));
     // Every decode step runs the decoder's matrices: 8 tokens x (7 per layer x 3 layers
     // (bench/presets/tiny-pg2.json) + the LM head).
     long long decode_matmuls = 0;

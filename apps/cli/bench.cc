@@ -40,6 +40,10 @@ int run_bench(BenchFlags& f) {
   paligemma::set_threads(f.threads);
   auto r = paligemma::run_bench(f.options);
   if (!r.ok()) return fail(r.status().message());
+  // Warnings go to stderr (and into the JSON), so that a table built from many runs can
+  // drop or rerun the disturbed ones.
+  const std::vector<std::string> warnings = paligemma::roofline_warnings(*r);
+  for (const auto& w : warnings) std::fprintf(stderr, "paligemma bench: warning: %s\n", w.c_str());
   const double ttft_frac = r->roofline_ttft_s > 0 ? r->roofline_ttft_s / r->ttft_s : 0;
   const double dec_frac =
       r->roofline_decode_tok_s > 0 ? r->decode_tok_s / r->roofline_decode_tok_s : 0;
@@ -71,7 +75,8 @@ int run_bench(BenchFlags& f) {
                 {"peak_bf16_gflops", r->peak_bf16_gflops},
                 {"peak_int8_gops", r->peak_int8_gops},
                 {"bandwidth_gbs", r->bandwidth_gbs}}},
-              {"fraction_of_roofline", {{"ttft", ttft_frac}, {"decode", dec_frac}}}};
+              {"fraction_of_roofline", {{"ttft", ttft_frac}, {"decode", dec_frac}}},
+              {"warnings", warnings}};
     if (f.options.profile) {
       auto ops = [](const std::vector<paligemma::BenchResult::Op>& v) {
         json a = json::array();

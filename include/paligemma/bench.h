@@ -41,6 +41,11 @@ struct BenchResult {
 };
 
 Result<BenchResult> run_bench(const BenchOptions& options);
+// What makes a result's fractions of the roofline unreliable, one sentence each (empty when
+// nothing does): a figure beyond its roofline (no run can beat the machine's limit, so the
+// probes ran while something else was using the machine), and a timed first token over 1.25
+// times its cold pass (a warm pass is the faster one: something slowed it down).
+std::vector<std::string> roofline_warnings(const BenchResult& r);
 // Names of the presets built into the binary.
 std::vector<std::string> bench_presets();
 

@@ -1,5 +1,8 @@
 #include "paligemma/bench.h"
 
+#include <string>
+#include <vector>
+
 #include "runtime/bench.h"
 
 namespace paligemma {
@@ -53,6 +56,33 @@ Result<BenchResult> run_bench(const BenchOptions& options) {
   for (const auto& p : r.profile_ttft) b.profile_ttft.push_back({p.op, p.calls, p.seconds});
   for (const auto& p : r.profile_decode) b.profile_decode.push_back({p.op, p.calls, p.seconds});
   return b;
+}
+
+std::vector<std::string> roofline_warnings(const BenchResult& r) {
+  std::vector<std::string> out;
+  auto percent = [](double f) {
+    return std::to_string(static_cast<long long>(f * 100 + 0.5)) + "%";
+  };
+  const std::string busy =
+      "the machine was busier during the roofline probes than during the run, so the "
+      "fractions of this run are not to be trusted; rerun on an idle machine";
+  if (r.roofline_ttft_s > 0 && r.ttft_s > 0 && r.roofline_ttft_s > r.ttft_s) {
+    out.push_back("the first token ran at " + percent(r.roofline_ttft_s / r.ttft_s) +
+                  " of its roofline: " + busy);
+  }
+  if (r.roofline_decode_tok_s > 0 && r.decode_tok_s > r.roofline_decode_tok_s) {
+    out.push_back("decode ran at " + percent(r.decode_tok_s / r.roofline_decode_tok_s) +
+                  " of its roofline: either the weights fit in the CPU's caches (the roofline "
+                  "assumes they stream from memory) or " +
+                  busy);
+  }
+  // (A warm pass is faster than the cold one, which also faults its buffers in.)
+  if (r.cold_ttft_s > 0 && r.ttft_s > 1.25 * r.cold_ttft_s) {
+    out.push_back("the timed first token took over 1.25 times the cold pass (" +
+                  std::to_string(r.ttft_s) + " s against " + std::to_string(r.cold_ttft_s) +
+                  " s): something else slowed the timed pass; rerun on an idle machine");
+  }
+  return out;
 }
 
 std::vector<std::string> bench_presets() {
