@@ -1,5 +1,6 @@
 #include "paligemma/bench.h"
 
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -60,9 +61,7 @@ Result<BenchResult> run_bench(const BenchOptions& options) {
 
 std::vector<std::string> roofline_warnings(const BenchResult& r) {
   std::vector<std::string> out;
-  auto percent = [](double f) {
-    return std::to_string(static_cast<long long>(f * 100 + 0.5)) + "%";
-  };
+  auto percent = [](double f) { return std::to_string(std::lround(f * 100)) + "%"; };
   const std::string busy =
       "the machine was busier during the roofline probes than during the run, so the "
       "fractions of this run are not to be trusted; rerun on an idle machine";
