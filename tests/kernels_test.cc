@@ -580,7 +580,7 @@ TEST_P(KernelsTest, Attention) {
   std::mt19937 rng(9);
   for (const Case& c : cases) {
     for (auto [hq, hkv] : {std::pair<int64_t, int64_t>{4, 1}, {4, 2}, {4, 4}}) {
-      for (int64_t D : {16, 20, 24, 32, 72, 128, 256}) {
+      for (int64_t D : {16, 20, 24, 32, 64, 72, 80, 128, 256}) {
         for (float cap : {0.0f, 5.0f}) {
           AttentionParams p{.num_queries = c.T,
                             .num_keys = c.S,

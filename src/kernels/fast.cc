@@ -913,7 +913,7 @@ void attention_rows(const AttentionParams& p, const float* q, const float* k, co
 constexpr int64_t kQRows = 4;
 constexpr int64_t kQBlock = 32;  // rows per work item: 8 tiles share each key chunk
 constexpr int64_t kKeyBlock = 16;
-constexpr int64_t kKeyChunk = 64;
+constexpr int64_t kKeyChunk = 128;
 // From this many queries the tiles pay for packing the keys.
 constexpr int64_t kFlashMinQueries = 4;
 
@@ -1010,7 +1010,33 @@ inline __m256bh as_bh(__m256i v) { return reinterpret_cast<__m256bh&>(v); }
 void score_tile_bf16(const uint16_t* const* q, const uint16_t* kt, int64_t dd, int64_t blocks,
                      float* s) {
   const int64_t pairs = dd / 2;
-  for (int64_t b = 0; b < blocks; b += 2) {
+  int64_t b = 0;
+  // Four key blocks at a time: 16 accumulators, 4 key loads and 4 query broadcasts per 16
+  // vdpbf16ps (two blocks at a time need 6 loads per 8).
+  for (; b + 4 <= blocks; b += 4) {
+    const uint16_t* k0 = kt + b * dd * kKeyBlock;
+    __m512 acc[kQRows][4];
+    for (auto& row : acc)
+      for (auto& a : row) a = _mm512_setzero_ps();
+    for (int64_t d2 = 0; d2 < pairs; ++d2) {
+      __m512bh kv[4];
+      for (int64_t i = 0; i < 4; ++i)
+        kv[i] = as_bh(_mm512_loadu_si512(k0 + (i * dd + d2 * 2) * kKeyBlock));
+      for (int64_t r = 0; r < kQRows; ++r) {
+        uint32_t qq;
+        std::memcpy(&qq, q[r] + 2 * d2, sizeof(qq));
+        const __m512bh qr = as_bh(_mm512_set1_epi32(static_cast<int>(qq)));
+        for (int64_t i = 0; i < 4; ++i) acc[r][i] = _mm512_dpbf16_ps(acc[r][i], kv[i], qr);
+      }
+    }
+    for (int64_t i = 0; i < 4; i += 2) {
+      store_score_tile(s + (b + i) * kKeyBlock, true,
+                       {f32x16(acc[0][i]), f32x16(acc[1][i]), f32x16(acc[2][i]), f32x16(acc[3][i])},
+                       {f32x16(acc[0][i + 1]), f32x16(acc[1][i + 1]), f32x16(acc[2][i + 1]),
+                        f32x16(acc[3][i + 1])});
+    }
+  }
+  for (; b < blocks; b += 2) {
     const bool two = b + 1 < blocks;
     const uint16_t* k0 = kt + b * dd * kKeyBlock;
     const uint16_t* k1 = two ? k0 + dd * kKeyBlock : k0;
@@ -1060,7 +1086,49 @@ inline void row_to_bf16(const float* x, int64_t n, uint16_t* out) {
 // pv_tile with p and v rounded to bf16: pb: kQRows rows of kKeyChunk bf16 probabilities
 // (pairs of keys adjacent); vt: value pairs [pairs][D][2] bf16 from the chunk's first key.
 // D must be a multiple of 8.
+// pv_tile_bf16 for narrow heads, D = 16 NV + 8 T (SigLIP's 72: NV = 4, T = 1): the whole
+// kQRows x D output in registers, so each pair's probabilities are broadcast once per row
+// rather than once per 32 columns (three times at D = 72).
+template <int NV, int T>
+void pv_tile_bf16_narrow(const uint16_t* pb, const uint16_t* vt, int64_t npairs, float* o) {
+  constexpr int64_t dd = 16 * NV + 8 * T;
+  __m512 a[kQRows][NV];
+  __m256 t[kQRows][T > 0 ? T : 1];
+  for (int64_t r = 0; r < kQRows; ++r) {
+    for (int c = 0; c < NV; ++c) a[r][c] = _mm512_loadu_ps(o + r * dd + 16 * c);
+    if (T > 0) t[r][0] = _mm256_loadu_ps(o + r * dd + 16 * NV);
+  }
+  for (int64_t jp = 0; jp < npairs; ++jp) {
+    __m512bh v[NV];
+    for (int c = 0; c < NV; ++c) v[c] = as_bh(_mm512_loadu_si512(vt + (jp * dd + 16 * c) * 2));
+    __m256bh vt8 = {};
+    if (T > 0) {
+      vt8 =
+          as_bh(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(vt + (jp * dd + 16 * NV) * 2)));
+    }
+    for (int64_t r = 0; r < kQRows; ++r) {
+      uint32_t w;
+      std::memcpy(&w, pb + r * kKeyChunk + 2 * jp, sizeof(w));
+      const __m512bh pr = as_bh(_mm512_set1_epi32(static_cast<int>(w)));
+      for (int c = 0; c < NV; ++c) a[r][c] = _mm512_dpbf16_ps(a[r][c], v[c], pr);
+      if (T > 0) {
+        t[r][0] = _mm256_dpbf16_ps(t[r][0], vt8, as_bh(_mm256_set1_epi32(static_cast<int>(w))));
+      }
+    }
+  }
+  for (int64_t r = 0; r < kQRows; ++r) {
+    for (int c = 0; c < NV; ++c) _mm512_storeu_ps(o + r * dd + 16 * c, a[r][c]);
+    if (T > 0) _mm256_storeu_ps(o + r * dd + 16 * NV, t[r][0]);
+  }
+}
+
 void pv_tile_bf16(const uint16_t* pb, const uint16_t* vt, int64_t npairs, int64_t dd, float* o) {
+  switch (dd) {  // narrow heads: the whole output row in registers
+    case 64: return pv_tile_bf16_narrow<4, 0>(pb, vt, npairs, o);
+    case 72: return pv_tile_bf16_narrow<4, 1>(pb, vt, npairs, o);
+    case 80: return pv_tile_bf16_narrow<5, 0>(pb, vt, npairs, o);
+    default: break;
+  }
   auto pair_of = [&](int64_t r, int64_t jp) {
     uint32_t w;
     std::memcpy(&w, pb + r * kKeyChunk + 2 * jp, sizeof(w));
@@ -1235,12 +1303,16 @@ void attention_flash(const AttentionParams& p, const float* q, const float* k, c
             }
             // Scale (and cap) the chunk's scores, masking columns outside [c0, c1) to -inf.
             f32x16 vmax = splat(ninf);
+            // (Most chunks are visible whole: SigLIP's and the prefix's rows see every key.)
+            const bool whole = c0 == 0 && c1 == nblk * kKeyBlock;
             for (int64_t c = 0; c < nblk * kKeyBlock; c += kLanes) {
               f32x16 x = load_f32(sr + c) * p.scale;
               if (p.softcap > 0.0f) x = tanh16(x / p.softcap) * p.softcap;
-              const f32x16 col = splat(static_cast<float>(c)) + kLaneIndex;
-              x = (col >= static_cast<float>(c0)) & (col < static_cast<float>(c1)) ? x
-                                                                                   : splat(ninf);
+              if (!whole) {
+                const f32x16 col = splat(static_cast<float>(c)) + kLaneIndex;
+                x = (col >= static_cast<float>(c0)) & (col < static_cast<float>(c1)) ? x
+                                                                                     : splat(ninf);
+              }
               store_f32(sr + c, x);
               vmax = vmax > x ? vmax : x;
             }
