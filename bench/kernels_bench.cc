@@ -182,6 +182,9 @@ BENCHMARK_CAPTURE(BM_attention, siglip_896_4096x4096, 4096, 4096, 16, 16, 72)->U
 BENCHMARK_CAPTURE(BM_attention, siglip_256x256_bf16, 256, 256, 16, 16, 72, true)->UseRealTime();
 BENCHMARK_CAPTURE(BM_attention, gemma_prefill_267x267_bf16, 267, 267, 8, 1, 256, true)
     ->UseRealTime();
+// PaliGemma 3B at 896 px: the prefix of 4107 positions attends to itself whole.
+BENCHMARK_CAPTURE(BM_attention, gemma_prefill_4107x4107_bf16, 4107, 4107, 8, 1, 256, true)
+    ->UseRealTime();
 // Gemma 2 (PaliGemma 2 3B): 8 heads on 4 kv heads, logits soft-capped at 50.
 BENCHMARK_CAPTURE(BM_attention, gemma2_prefill_267x267_bf16, 267, 267, 8, 4, 256, true, 50.0f)
     ->UseRealTime();
