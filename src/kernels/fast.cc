@@ -1086,25 +1086,27 @@ inline void row_to_bf16(const float* x, int64_t n, uint16_t* out) {
 // pv_tile with p and v rounded to bf16: pb: kQRows rows of kKeyChunk bf16 probabilities
 // (pairs of keys adjacent); vt: value pairs [pairs][D][2] bf16 from the chunk's first key.
 // D must be a multiple of 8.
-// pv_tile_bf16 for narrow heads, D = 16 NV + 8 T (SigLIP's 72: NV = 4, T = 1): the whole
-// kQRows x D output in registers, so each pair's probabilities are broadcast once per row
-// rather than once per 32 columns (three times at D = 72).
+// pv_tile_bf16 on the columns [d0, d0 + 16 NV + 8 T) of rows ld floats apart, the kQRows x
+// (16 NV + 8 T) outputs held in registers: each pair's probabilities are broadcast once per
+// row and slab. Narrow heads take one slab (SigLIP's 72: NV = 4, T = 1, where 32-column
+// passes broadcast them three times); wide ones slabs of 64 columns (16 accumulators, 4 value
+// loads and 4 broadcasts per 16 vdpbf16ps).
 template <int NV, int T>
-void pv_tile_bf16_narrow(const uint16_t* pb, const uint16_t* vt, int64_t npairs, float* o) {
-  constexpr int64_t dd = 16 * NV + 8 * T;
+void pv_slab_bf16(const uint16_t* pb, const uint16_t* vt, int64_t npairs, int64_t ld, int64_t d0,
+                  float* o) {
   __m512 a[kQRows][NV];
   __m256 t[kQRows][T > 0 ? T : 1];
   for (int64_t r = 0; r < kQRows; ++r) {
-    for (int c = 0; c < NV; ++c) a[r][c] = _mm512_loadu_ps(o + r * dd + 16 * c);
-    if (T > 0) t[r][0] = _mm256_loadu_ps(o + r * dd + 16 * NV);
+    for (int c = 0; c < NV; ++c) a[r][c] = _mm512_loadu_ps(o + r * ld + d0 + 16 * c);
+    if (T > 0) t[r][0] = _mm256_loadu_ps(o + r * ld + d0 + 16 * NV);
   }
   for (int64_t jp = 0; jp < npairs; ++jp) {
     __m512bh v[NV];
-    for (int c = 0; c < NV; ++c) v[c] = as_bh(_mm512_loadu_si512(vt + (jp * dd + 16 * c) * 2));
+    for (int c = 0; c < NV; ++c) v[c] = as_bh(_mm512_loadu_si512(vt + (jp * ld + d0 + 16 * c) * 2));
     __m256bh vt8 = {};
     if (T > 0) {
-      vt8 =
-          as_bh(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(vt + (jp * dd + 16 * NV) * 2)));
+      vt8 = as_bh(
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(vt + (jp * ld + d0 + 16 * NV) * 2)));
     }
     for (int64_t r = 0; r < kQRows; ++r) {
       uint32_t w;
@@ -1117,24 +1119,24 @@ void pv_tile_bf16_narrow(const uint16_t* pb, const uint16_t* vt, int64_t npairs,
     }
   }
   for (int64_t r = 0; r < kQRows; ++r) {
-    for (int c = 0; c < NV; ++c) _mm512_storeu_ps(o + r * dd + 16 * c, a[r][c]);
-    if (T > 0) _mm256_storeu_ps(o + r * dd + 16 * NV, t[r][0]);
+    for (int c = 0; c < NV; ++c) _mm512_storeu_ps(o + r * ld + d0 + 16 * c, a[r][c]);
+    if (T > 0) _mm256_storeu_ps(o + r * ld + d0 + 16 * NV, t[r][0]);
   }
 }
 
 void pv_tile_bf16(const uint16_t* pb, const uint16_t* vt, int64_t npairs, int64_t dd, float* o) {
   switch (dd) {  // narrow heads: the whole output row in registers
-    case 64: return pv_tile_bf16_narrow<4, 0>(pb, vt, npairs, o);
-    case 72: return pv_tile_bf16_narrow<4, 1>(pb, vt, npairs, o);
-    case 80: return pv_tile_bf16_narrow<5, 0>(pb, vt, npairs, o);
+    case 72: return pv_slab_bf16<4, 1>(pb, vt, npairs, dd, 0, o);
+    case 80: return pv_slab_bf16<5, 0>(pb, vt, npairs, dd, 0, o);
     default: break;
   }
+  int64_t d0 = 0;
+  for (; d0 + 64 <= dd; d0 += 64) pv_slab_bf16<4, 0>(pb, vt, npairs, dd, d0, o);
   auto pair_of = [&](int64_t r, int64_t jp) {
     uint32_t w;
     std::memcpy(&w, pb + r * kKeyChunk + 2 * jp, sizeof(w));
     return static_cast<int>(w);
   };
-  int64_t d0 = 0;
   for (; d0 + 32 <= dd; d0 += 32) {
     __m512 a[kQRows], b[kQRows];
     for (int64_t r = 0; r < kQRows; ++r)
