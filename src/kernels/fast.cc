@@ -1095,7 +1095,7 @@ template <int NV, int T>
 void pv_slab_bf16(const uint16_t* pb, const uint16_t* vt, int64_t npairs, int64_t ld, int64_t d0,
                   float* o) {
   __m512 a[kQRows][NV];
-  __m256 t[kQRows][T > 0 ? T : 1];
+  __m256 t[kQRows][std::max(T, 1)];  // (T = 0: unused)
   for (int64_t r = 0; r < kQRows; ++r) {
     for (int c = 0; c < NV; ++c) a[r][c] = _mm512_loadu_ps(o + r * ld + d0 + 16 * c);
     if (T > 0) t[r][0] = _mm256_loadu_ps(o + r * ld + d0 + 16 * NV);
