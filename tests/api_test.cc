@@ -422,7 +422,7 @@ TEST(Bench, WarnsWhereTheFractionsCannotBeTrusted) {
   r.ttft_s = 8.09, r.cold_ttft_s = 4.70;  // the timed pass disturbed (a run of this machine)
   w = paligemma::roofline_warnings(r);
   ASSERT_EQ(w.size(), 1u);
-  EXPECT_THAT(w[0], HasSubstr("over 1.25 times the cold pass"));
+  EXPECT_THAT(w[0], HasSubstr("over 1.25 times the cold pass (8.09 s against 4.70 s)"));
   r.ttft_s = 5.8;  // 1.23 times: within what a busy moment gives
   EXPECT_THAT(paligemma::roofline_warnings(r), ::testing::IsEmpty());
   r.roofline_ttft_s = 0, r.roofline_decode_tok_s = 0, r.ttft_s = 2, r.cold_ttft_s = 2;  // no probe

@@ -1,6 +1,7 @@
 #include "paligemma/bench.h"
 
 #include <cmath>
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -77,9 +78,11 @@ std::vector<std::string> roofline_warnings(const BenchResult& r) {
   }
   // (A warm pass is faster than the cold one, which also faults its buffers in.)
   if (r.cold_ttft_s > 0 && r.ttft_s > 1.25 * r.cold_ttft_s) {
+    char times[64];
+    std::snprintf(times, sizeof(times), "%.2f s against %.2f s", r.ttft_s, r.cold_ttft_s);
     out.push_back("the timed first token took over 1.25 times the cold pass (" +
-                  std::to_string(r.ttft_s) + " s against " + std::to_string(r.cold_ttft_s) +
-                  " s): something else slowed the timed pass; rerun on an idle machine");
+                  std::string(times) +
+                  "): something else slowed the timed pass; rerun on an idle machine");
   }
   return out;
 }

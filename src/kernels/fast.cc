@@ -1000,6 +1000,12 @@ void pv_tile(const float* p, const float* v, int64_t stride, int64_t keys, int64
   }
 }
 
+// x[0:n] to bf16 by f32_to_bf16 (the flash tiles' queries, keys, values and
+// probabilities); GCC vectorizes the loop (16 lanes of compare, round and pack).
+inline void row_to_bf16(const float* x, int64_t n, uint16_t* out) {
+  for (int64_t i = 0; i < n; ++i) out[i] = f32_to_bf16(x[i]);
+}
+
 #if defined(__AVX512BF16__) && defined(__AVX512VL__) && defined(__AVX512BW__)
 constexpr bool kHaveBf16Dot = true;
 inline __m512bh as_bh(__m512i v) { return reinterpret_cast<__m512bh&>(v); }
@@ -1061,31 +1067,6 @@ void score_tile_bf16(const uint16_t* const* q, const uint16_t* kt, int64_t dd, i
   }
 }
 
-// x[0:n] to bf16 exactly as f32_to_bf16 (nearest even; NaN stays a quiet NaN), 16 at a
-// time (the flash tiles' queries, keys, values and probabilities).
-inline __m256i bf16x16(__m512 x) {
-  const __m512i bits = _mm512_castps_si512(x);
-  const __m512i high = _mm512_srli_epi32(bits, 16);
-  const __m512i lsb = _mm512_and_si512(high, _mm512_set1_epi32(1));
-  const __m512i rounded = _mm512_srli_epi32(
-      _mm512_add_epi32(bits, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))), 16);
-  const __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
-  const __m512i quiet = _mm512_or_si512(high, _mm512_set1_epi32(0x40));
-  return _mm512_cvtepi32_epi16(_mm512_mask_blend_epi32(nan, rounded, quiet));
-}
-inline void row_to_bf16(const float* x, int64_t n, uint16_t* out) {
-  int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes)
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), bf16x16(_mm512_loadu_ps(x + i)));
-  if (i < n) {
-    const auto m = static_cast<__mmask16>((1u << (n - i)) - 1);
-    _mm256_mask_storeu_epi16(out + i, m, bf16x16(_mm512_maskz_loadu_ps(m, x + i)));
-  }
-}
-
-// pv_tile with p and v rounded to bf16: pb: kQRows rows of kKeyChunk bf16 probabilities
-// (pairs of keys adjacent); vt: value pairs [pairs][D][2] bf16 from the chunk's first key.
-// D must be a multiple of 8.
 // pv_tile_bf16 on the columns [d0, d0 + 16 NV + 8 T) of rows ld floats apart, the kQRows x
 // (16 NV + 8 T) outputs held in registers: each pair's probabilities are broadcast once per
 // row and slab. Narrow heads take one slab (SigLIP's 72: NV = 4, T = 1, where 32-column
@@ -1124,6 +1105,9 @@ void pv_slab_bf16(const uint16_t* pb, const uint16_t* vt, int64_t npairs, int64_
   }
 }
 
+// pv_tile with p and v rounded to bf16: pb: kQRows rows of kKeyChunk bf16 probabilities
+// (pairs of keys adjacent); vt: value pairs [pairs][D][2] bf16 from the chunk's first key.
+// D must be a multiple of 8.
 void pv_tile_bf16(const uint16_t* pb, const uint16_t* vt, int64_t npairs, int64_t dd, float* o) {
   switch (dd) {  // narrow heads: the whole output row in registers
     case 72: return pv_slab_bf16<4, 1>(pb, vt, npairs, dd, 0, o);
@@ -1178,9 +1162,6 @@ void pv_tile_bf16(const uint16_t* pb, const uint16_t* vt, int64_t npairs, int64_
 constexpr bool kHaveBf16Dot = false;
 void score_tile_bf16(const uint16_t* const*, const uint16_t*, int64_t, int64_t, float*) {}
 void pv_tile_bf16(const uint16_t*, const uint16_t*, int64_t, int64_t, float*) {}
-inline void row_to_bf16(const float* x, int64_t n, uint16_t* out) {
-  for (int64_t i = 0; i < n; ++i) out[i] = f32_to_bf16(x[i]);
-}
 #endif
 
 template <bool kBf16>
