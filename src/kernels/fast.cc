@@ -285,6 +285,36 @@ void dot_row(const float* x, int64_t k, const typename Weight<D>::Elem* w, float
   }
 }
 
+// Row pairs' loop, for products that stream W from memory: each thread's range of W rows
+// [r0, r1) is read as two streams side by side, row r with row r + h (h = half the
+// range), so that the x loads serve two rows and each core keeps two streams far apart in
+// flight: on Zen 4 (2 threads, 512 MiB of bf16 rows) that read 65-69 GB/s against 56-60
+// one row at a time. dot2(ra, rb, i0, mr, out) fills out[0 .. mr) with x_{i0 + i} . w_ra
+// and out[4 .. 4 + mr) with x_{i0 + i} . w_rb (rb < 0: only ra).
+template <class Dot2>
+void for_row_pairs_small_m(int64_t m, int64_t n, int64_t k, const float* bias, float* y,
+                           Dot2 dot2) {
+  const int64_t grain = std::max<int64_t>(4, 16384 / std::max<int64_t>(1, k * m));
+  parallel_for(n, grain, [&](int64_t r0, int64_t r1) {
+    const int64_t h = (r1 - r0) / 2;
+    auto emit = [&](int64_t ra, int64_t rb) {
+      for (int64_t i0 = 0; i0 < m; i0 += 4) {
+        const int mr = static_cast<int>(std::min<int64_t>(4, m - i0));
+        float out[8];
+        dot2(ra, rb, i0, mr, out);
+        for (int j = 0; j < (rb < 0 ? 1 : 2); ++j) {
+          const int64_t r = j == 0 ? ra : rb;
+          for (int i = 0; i < mr; ++i) {
+            y[(i0 + i) * n + r] = out[4 * j + i] + (bias != nullptr ? bias[r] : 0.0f);
+          }
+        }
+      }
+    };
+    for (int64_t r = r0; r < r0 + h; ++r) emit(r, r + h);
+    for (int64_t r = r0 + 2 * h; r < r1; ++r) emit(r, -1);
+  });
+}
+
 // Row order's loop: parallel over ranges of W rows; each row r meets x in groups of up to 4
 // rows, dot(r, i0, mr, out) filling out[0 .. mr) with x_{i0 + i} . w_r.
 template <class Dot>
@@ -338,27 +368,30 @@ inline int64_t head_elements(const uint16_t* p) {
 // instruction per line the stream nears a plain read (measured on Zen 4, 2 threads: ~59
 // GB/s against ~48 converting to float); software prefetches only slow it.
 
-// x: [MR, kp] bf16, rows kp apart (kp >= k, a multiple of 32); w: one
-// row of k bf16 elements; out[i] = x_i . w. The first h elements (up to w's first 64-byte
-// boundary) go through masked loads, so that every full step reads whole lines: a load
-// that straddles two lines costs a second access, and on a stream of them the read falls
-// from ~58 to ~43 GB/s (checkpoint tensors are often not 64-byte aligned). x's buffer is
-// offset the same way, so its loads are aligned too when rows are whole lines.
-template <int MR>
-void dot_row_bf16(const uint16_t* x, int64_t kp, int64_t k, const uint16_t* w, float* out) {
-  __m512 acc[MR][2];
-  for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+// x: [MR, kp] bf16, rows kp apart (kp >= k, a multiple of 32); w[0 .. NW): NW rows of k
+// bf16 elements, all at the same offset from a 64-byte line; out[4 * j + i] = x_i . w_j.
+// The first h elements (up to the rows' first 64-byte boundary) go through masked loads,
+// so that every full step reads whole lines: a load that straddles two lines costs a
+// second access, and on a stream of them the read falls from ~58 to ~43 GB/s (checkpoint
+// tensors are often not 64-byte aligned). x's buffer is offset the same way, so its loads
+// are aligned too when rows are whole lines.
+template <int MR, int NW>
+void dot_rows_bf16(const uint16_t* x, int64_t kp, int64_t k, const uint16_t* const* w, float* out) {
+  __m512 acc[NW][MR][2];
+  for (int j = 0; j < NW; ++j)
+    for (int i = 0; i < MR; ++i) acc[j][i][0] = acc[j][i][1] = _mm512_setzero_ps();
   auto step = [&](int64_t p, int u, __mmask32 mask) {  // weights p .. p + 31 under mask
-    const __m512bh wv = (__m512bh)_mm512_maskz_loadu_epi16(mask, w + p);
+    __m512bh wv[NW];
+    for (int j = 0; j < NW; ++j) wv[j] = (__m512bh)_mm512_maskz_loadu_epi16(mask, w[j] + p);
     for (int i = 0; i < MR; ++i) {
       const __m512bh xv = (__m512bh)_mm512_maskz_loadu_epi16(mask, x + i * kp + p);
-      acc[i][u] = _mm512_dpbf16_ps(acc[i][u], xv, wv);
+      for (int j = 0; j < NW; ++j) acc[j][i][u] = _mm512_dpbf16_ps(acc[j][i][u], xv, wv[j]);
     }
   };
   auto first = [](int64_t count) {  // mask of the first count (< 32) elements
     return static_cast<__mmask32>((uint32_t{1} << count) - 1);
   };
-  const int64_t h = std::min<int64_t>(k, head_elements(w));
+  const int64_t h = std::min<int64_t>(k, head_elements(w[0]));
   if (h > 0) step(0, 1, first(h));
   int64_t p = h;
   for (; p + 64 <= k; p += 64) {
@@ -366,7 +399,11 @@ void dot_row_bf16(const uint16_t* x, int64_t kp, int64_t k, const uint16_t* w, f
     step(p + 32, 1, ~__mmask32{0});
   }
   for (; p < k; p += 32) step(p, 0, k - p >= 32 ? ~__mmask32{0} : first(k - p));
-  for (int i = 0; i < MR; ++i) out[i] = _mm512_reduce_add_ps(_mm512_add_ps(acc[i][0], acc[i][1]));
+  for (int j = 0; j < NW; ++j) {
+    for (int i = 0; i < MR; ++i) {
+      out[4 * j + i] = _mm512_reduce_add_ps(_mm512_add_ps(acc[j][i][0], acc[j][i][1]));
+    }
+  }
 }
 
 // x: [m, k], w: [n, k] bf16 (low_precision), bias: [n] or null, y: [m, n]; for small m.
@@ -383,16 +420,27 @@ void matmul_small_m_bf16_products(const float* x, int64_t m, const MatrixView& w
   xr += (32 - h0) % 32;
   for (int64_t i = 0; i < m; ++i) round_to_bf16(x + i * k, k, xr + i * kp);
   // (xr points into this thread's thread_local buffer, as the pool's threads must use.)
-  for_rows_small_m(m, n, k, bias, y, [&](int64_t r, int64_t i0, int mr, float* out) {
-    const uint16_t* row = wd + r * k;
-    const uint16_t* xi = xr + i0 * kp;
-    switch (mr) {
-      case 1: return dot_row_bf16<1>(xi, kp, k, row, out);
-      case 2: return dot_row_bf16<2>(xi, kp, k, row, out);
-      case 3: return dot_row_bf16<3>(xi, kp, k, row, out);
-      default: return dot_row_bf16<4>(xi, kp, k, row, out);
-    }
-  });
+  for_row_pairs_small_m(m, n, k, bias, y,
+                        [&](int64_t ra, int64_t rb, int64_t i0, int mr, float* out) {
+                          const uint16_t* rows[2] = {wd + ra * k, rb >= 0 ? wd + rb * k : nullptr};
+                          const uint16_t* xi = xr + i0 * kp;
+                          if (rb >= 0 && head_elements(rows[0]) == head_elements(rows[1])) {
+                            switch (mr) {
+                              case 1: return dot_rows_bf16<1, 2>(xi, kp, k, rows, out);
+                              case 2: return dot_rows_bf16<2, 2>(xi, kp, k, rows, out);
+                              case 3: return dot_rows_bf16<3, 2>(xi, kp, k, rows, out);
+                              default: return dot_rows_bf16<4, 2>(xi, kp, k, rows, out);
+                            }
+                          }
+                          for (int j = 0; j < (rb >= 0 ? 2 : 1); ++j) {  // one row at a time
+                            switch (mr) {
+                              case 1: dot_rows_bf16<1, 1>(xi, kp, k, rows + j, out + 4 * j); break;
+                              case 2: dot_rows_bf16<2, 1>(xi, kp, k, rows + j, out + 4 * j); break;
+                              case 3: dot_rows_bf16<3, 1>(xi, kp, k, rows + j, out + 4 * j); break;
+                              default: dot_rows_bf16<4, 1>(xi, kp, k, rows + j, out + 4 * j); break;
+                            }
+                          }
+                        });
 }
 #endif
 

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 
 #include "base/parallel.h"
 #include "kernels/kernels.h"
@@ -24,9 +25,9 @@ struct QuantizedRow {
   std::vector<int32_t> sum;  // [nb]: sum of q in the block (for the q4 offset)
   // Per block 8 * sum * scale, the q4 offset's share.
   std::vector<float> offset;  // [nb]
-  // For q8 weights taken as unsigned bytes (w + 128): per pair of blocks 16 int32 lanes,
-  // lane 0 holding -128 * sum[b] and lane 8 -128 * sum[b + 1], the rest 0.
-  std::vector<int32_t> correction;  // [ceil(nb / 2) * 16]
+  // For q8 weights taken as unsigned bytes (w + 128): per block -128 * sum * scale, the
+  // share of the 128 that the products add (sum_b ws[b] * correction[b] takes it off).
+  std::vector<float> correction;  // [nb]
   // For q4 weights, per group of 4 whole blocks (g = 4 blocks from k = 4i): the first 16
   // values of each block, then the last 16 of each (the weights' nibble order).
   std::vector<int8_t> q4_order;  // [nb / 4 * 128]
@@ -39,7 +40,7 @@ void quantize_activations(const float* x, int64_t cols, QuantizedRow& out) {
   out.scale.resize(static_cast<size_t>(nb));
   out.sum.resize(static_cast<size_t>(nb));
   out.offset.resize(static_cast<size_t>(nb));
-  out.correction.assign(static_cast<size_t>((nb + 1) / 2 * 16), 0);
+  out.correction.resize(static_cast<size_t>(nb));
   for (int64_t b = 0; b < nb; ++b) {
     int32_t sum = 0;
     const float s =
@@ -47,7 +48,7 @@ void quantize_activations(const float* x, int64_t cols, QuantizedRow& out) {
     out.scale[static_cast<size_t>(b)] = s;
     out.sum[static_cast<size_t>(b)] = sum;
     out.offset[static_cast<size_t>(b)] = 8.0f * static_cast<float>(sum) * s;
-    out.correction[static_cast<size_t>((b / 2) * 16 + (b % 2) * 8)] = -128 * sum;
+    out.correction[static_cast<size_t>(b)] = -128.0f * static_cast<float>(sum) * s;
   }
   const int64_t groups = nb / 4;
   out.q4_order.resize(static_cast<size_t>(groups * 4 * B));
@@ -76,119 +77,164 @@ inline __m512 load_scales16(const float* ws, int64_t g, int64_t nb) {
   return _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << n) - 1), ws + g);
 }
 
-// Dot products of one q8 weight row with one quantized activation row, two blocks
-// (64 bytes) per step, alternating between two accumulators. vpdpbusd multiplies unsigned
-// by signed bytes: the weights become unsigned (w ^ 0x80 = w + 128) and each pair's sums
-// start at the activations' -128 * sum correction.
-float dot_q8(const int8_t* w, const float* ws, const QuantizedRow& x, int64_t nb, int64_t cols) {
-  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+// Dot products of NW q8 weight rows (w[j], scales ws[j]) with one quantized activation row
+// into out[j], two blocks (64 bytes) per step, alternating between two accumulators per
+// row; the rows share the activation loads. vpdpbusd multiplies unsigned by signed bytes:
+// the weights become unsigned (w ^ 0x80 = w + 128), and the 128 times the activations'
+// block sums that this adds is taken off once per row, as a dot product of the weight
+// scales with x.correction (one FMA per 16 blocks), so that the loop loads only the
+// weights and the activations.
+template <int NW>
+void dot_q8(const int8_t* const* w, const float* const* ws, const QuantizedRow& x, int64_t nb,
+            int64_t cols, float* out) {
+  __m512 acc[NW][2], corr[NW];
+  for (int j = 0; j < NW; ++j) acc[j][0] = acc[j][1] = corr[j] = _mm512_setzero_ps();
   const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
-  auto pair = [&](__m512 cs, int64_t p, int64_t k, __m512& acc) {  // blocks k, k + 1
-    const __m512i wv = _mm512_xor_si512(_mm512_loadu_si512(w + k * B), flip);
-    const __m512i d = _mm512_dpbusd_epi32(_mm512_loadu_si512(x.correction.data() + k * 8), wv,
-                                          _mm512_loadu_si512(x.q.data() + k * B));
-    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), pair_scale(cs, p), acc);  // pair p of cs
+  auto pair = [&](const __m512* cs, int64_t p, int64_t k, int u) {  // blocks k, k + 1
+    const __m512i xv = _mm512_loadu_si512(x.q.data() + k * B);
+    for (int j = 0; j < NW; ++j) {
+      const __m512i wv = _mm512_xor_si512(_mm512_loadu_si512(w[j] + k * B), flip);
+      const __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wv, xv);
+      acc[j][u] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), pair_scale(cs[j], p), acc[j][u]);
+    }
   };
   const int64_t full = cols / B;  // blocks of 32 whole bytes
   int64_t b = 0;
   for (; b + 16 <= full; b += 16) {  // 16 blocks per set of scale products
-    const __m512 cs = _mm512_mul_ps(_mm512_loadu_ps(ws + b), _mm512_loadu_ps(x.scale.data() + b));
+    const __m512 xs = _mm512_loadu_ps(x.scale.data() + b);
+    const __m512 xc = _mm512_loadu_ps(x.correction.data() + b);
+    __m512 cs[NW];
+    for (int j = 0; j < NW; ++j) {
+      const __m512 wsv = _mm512_loadu_ps(ws[j] + b);
+      cs[j] = _mm512_mul_ps(wsv, xs);
+      corr[j] = _mm512_fmadd_ps(wsv, xc, corr[j]);
+    }
 #pragma GCC unroll 4
     for (int64_t p = 0; p < 8; p += 2) {
-      pair(cs, p, b + 2 * p, acc0);
-      pair(cs, p + 1, b + 2 * p + 2, acc1);
+      pair(cs, p, b + 2 * p, 0);
+      pair(cs, p + 1, b + 2 * p + 2, 1);
     }
   }
   if (b + 2 <= full) {
-    const __m512 cs = _mm512_mul_ps(load_scales16(ws, b, nb), load_scales16(x.scale.data(), b, nb));
-    for (int64_t p = 0; b + 2 <= full; ++p, b += 2) pair(cs, p, b, acc0);
+    const __m512 xs = load_scales16(x.scale.data(), b, nb);
+    const __m512 xc = load_scales16(x.correction.data(), b, nb);
+    __m512 cs[NW];
+    for (int j = 0; j < NW; ++j) {
+      const __m512 wsv = load_scales16(ws[j], b, full / 2 * 2);  // (the whole pairs only)
+      cs[j] = _mm512_mul_ps(wsv, xs);
+      corr[j] = _mm512_fmadd_ps(wsv, xc, corr[j]);
+    }
+    for (int64_t p = 0; b + 2 <= full; ++p, b += 2) pair(cs, p, b, 0);
   }
-  float total = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
-  for (; b < nb; ++b) {  // tail blocks (and a short last block)
-    const int64_t c0 = b * B, c1 = std::min(cols, c0 + B);
-    int32_t s = 0;
-    for (int64_t c = c0; c < c1; ++c) s += static_cast<int32_t>(w[c]) * x.q[static_cast<size_t>(c)];
-    total += static_cast<float>(s) * ws[b] * x.scale[b];
+  for (int j = 0; j < NW; ++j) {
+    float total = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[j][0], acc[j][1]), corr[j]));
+    for (int64_t t = b; t < nb; ++t) {  // tail blocks (and a short last block)
+      const int64_t c0 = t * B, c1 = std::min(cols, c0 + B);
+      int32_t sum = 0;
+      for (int64_t c = c0; c < c1; ++c)
+        sum += static_cast<int32_t>(w[j][c]) * x.q[static_cast<size_t>(c)];
+      total += static_cast<float>(sum) * ws[j][t] * x.scale[t];
+    }
+    out[j] = total;
   }
-  return total;
 }
 
-// q4: codes are unsigned (0..15), so vpdpbusd takes them directly; the -8 offset is
-// applied per block with the activations' block sums (sum_b ws[b] * offset[b], a vector
-// dot product of its own).
-float dot_q4(const uint8_t* w, const float* ws, const QuantizedRow& x, int64_t nb) {
-  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+// q4 for NW rows (as dot_q8): codes are unsigned (0..15), so vpdpbusd takes them
+// directly; the -8 offset is applied per block with the activations' block sums
+// (sum_b ws[b] * offset[b], a vector dot product of its own).
+template <int NW>
+void dot_q4(const uint8_t* const* w, const float* const* ws, const QuantizedRow& x, int64_t nb,
+            float* out) {
+  __m512 acc[NW][2];
+  for (int j = 0; j < NW; ++j) acc[j][0] = acc[j][1] = _mm512_setzero_ps();
   const __m512i mask = _mm512_set1_epi8(0x0f);
   const __m512i quarter = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
   // 4 blocks = 64 packed bytes, 16 per block: the low nibbles hold codes 0-15, the high
   // ones 16-31. x.q4_order holds x in that order (lanes 4j..4j+3 of both products belong to
   // block j), so the codes need no shuffling. cs: the scale products ws * xs of 16 blocks,
   // formed once; quad q of them takes lanes 4q..4q+3 by a permutation.
-  auto quad = [&](__m512 cs, int q, int64_t k, __m512& acc) {  // blocks k..k+3
-    const __m512i packed = _mm512_loadu_si512(w + k * (B / 2));
-    const __m512i low = _mm512_and_si512(packed, mask);
-    const __m512i high = _mm512_and_si512(_mm512_srli_epi16(packed, 4), mask);
+  auto quad = [&](const __m512* cs, int q, int64_t k, int u) {  // blocks k..k+3
     const int8_t* xk = x.q4_order.data() + k * B;
-    __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), low, _mm512_loadu_si512(xk));
-    d = _mm512_dpbusd_epi32(d, high, _mm512_loadu_si512(xk + 64));
-    const __m512 scale =
-        _mm512_permutexvar_ps(_mm512_add_epi32(quarter, _mm512_set1_epi32(4 * q)), cs);
-    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), scale, acc);
+    const __m512i x0 = _mm512_loadu_si512(xk), x1 = _mm512_loadu_si512(xk + 64);
+    const __m512i lanes = _mm512_add_epi32(quarter, _mm512_set1_epi32(4 * q));
+    for (int j = 0; j < NW; ++j) {
+      const __m512i packed = _mm512_loadu_si512(w[j] + k * (B / 2));
+      const __m512i low = _mm512_and_si512(packed, mask);
+      const __m512i high = _mm512_and_si512(_mm512_srli_epi16(packed, 4), mask);
+      __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), low, x0);
+      d = _mm512_dpbusd_epi32(d, high, x1);
+      const __m512 scale = _mm512_permutexvar_ps(lanes, cs[j]);
+      acc[j][u] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), scale, acc[j][u]);
+    }
   };
   int64_t b = 0;
   for (; b + 16 <= nb; b += 16) {
-    const __m512 cs = _mm512_mul_ps(_mm512_loadu_ps(ws + b), _mm512_loadu_ps(x.scale.data() + b));
-    quad(cs, 0, b, acc0);
-    quad(cs, 1, b + 4, acc1);
-    quad(cs, 2, b + 8, acc0);
-    quad(cs, 3, b + 12, acc1);
+    const __m512 xs = _mm512_loadu_ps(x.scale.data() + b);
+    __m512 cs[NW];
+    for (int j = 0; j < NW; ++j) cs[j] = _mm512_mul_ps(_mm512_loadu_ps(ws[j] + b), xs);
+    quad(cs, 0, b, 0);
+    quad(cs, 1, b + 4, 1);
+    quad(cs, 2, b + 8, 0);
+    quad(cs, 3, b + 12, 1);
   }
   if (b + 4 <= nb) {
-    const __m512 cs = _mm512_mul_ps(load_scales16(ws, b, nb), load_scales16(x.scale.data(), b, nb));
-    for (int q = 0; b + 4 <= nb; ++q, b += 4) quad(cs, q, b, acc0);
+    const __m512 xs = load_scales16(x.scale.data(), b, nb);
+    __m512 cs[NW];
+    for (int j = 0; j < NW; ++j) cs[j] = _mm512_mul_ps(load_scales16(ws[j], b, nb), xs);
+    for (int q = 0; b + 4 <= nb; ++q, b += 4) quad(cs, q, b, 0);
   }
-  // The offset over the blocks done above: sum_k ws[k] * offset[k], k < b.
-  __m512 off = _mm512_setzero_ps();
-  for (int64_t k = 0; k < b; k += 16) {
-    const __mmask16 m = static_cast<__mmask16>(b - k >= 16 ? 0xffff : (1u << (b - k)) - 1);
-    off = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, ws + k),
-                          _mm512_maskz_loadu_ps(m, x.offset.data() + k), off);
-  }
-  float total = _mm512_reduce_add_ps(_mm512_sub_ps(_mm512_add_ps(acc0, acc1), off));
-  for (; b < nb; ++b) {
-    const uint8_t* blk = w + b * (B / 2);
-    int32_t s = 0;
-    for (int64_t j = 0; j < B / 2; ++j) {
-      s += (blk[j] & 0x0f) * x.q[static_cast<size_t>(b * B + j)];
-      s += (blk[j] >> 4) * x.q[static_cast<size_t>(b * B + j + B / 2)];
+  for (int j = 0; j < NW; ++j) {
+    // The offset over the blocks done above: sum_k ws[k] * offset[k], k < b.
+    __m512 off = _mm512_setzero_ps();
+    for (int64_t k = 0; k < b; k += 16) {
+      const __mmask16 m = static_cast<__mmask16>(b - k >= 16 ? 0xffff : (1u << (b - k)) - 1);
+      off = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, ws[j] + k),
+                            _mm512_maskz_loadu_ps(m, x.offset.data() + k), off);
     }
-    total += static_cast<float>(s - 8 * x.sum[b]) * ws[b] * x.scale[b];
+    float total = _mm512_reduce_add_ps(_mm512_sub_ps(_mm512_add_ps(acc[j][0], acc[j][1]), off));
+    for (int64_t t = b; t < nb; ++t) {
+      const uint8_t* blk = w[j] + t * (B / 2);
+      int32_t sum = 0;
+      for (int64_t i = 0; i < B / 2; ++i) {
+        sum += (blk[i] & 0x0f) * x.q[static_cast<size_t>(t * B + i)];
+        sum += (blk[i] >> 4) * x.q[static_cast<size_t>(t * B + i + B / 2)];
+      }
+      total += static_cast<float>(sum - 8 * x.sum[t]) * ws[j][t] * x.scale[t];
+    }
+    out[j] = total;
   }
-  return total;
 }
 #else
-float dot_q8(const int8_t* w, const float* ws, const QuantizedRow& x, int64_t nb, int64_t cols) {
-  float total = 0;
-  for (int64_t b = 0; b < nb; ++b) {
-    int32_t s = 0;
-    for (int64_t c = b * B; c < std::min(cols, (b + 1) * B); ++c)
-      s += w[c] * x.q[static_cast<size_t>(c)];
-    total += static_cast<float>(s) * ws[b] * x.scale[b];
-  }
-  return total;
-}
-float dot_q4(const uint8_t* w, const float* ws, const QuantizedRow& x, int64_t nb) {
-  float total = 0;
-  for (int64_t b = 0; b < nb; ++b) {
-    const uint8_t* blk = w + b * (B / 2);
-    int32_t s = 0;
-    for (int64_t j = 0; j < B / 2; ++j) {
-      s += (blk[j] & 0x0f) * x.q[static_cast<size_t>(b * B + j)];
-      s += (blk[j] >> 4) * x.q[static_cast<size_t>(b * B + j + B / 2)];
+template <int NW>
+void dot_q8(const int8_t* const* w, const float* const* ws, const QuantizedRow& x, int64_t nb,
+            int64_t cols, float* out) {
+  for (int j = 0; j < NW; ++j) {
+    float total = 0;
+    for (int64_t b = 0; b < nb; ++b) {
+      int32_t s = 0;
+      for (int64_t c = b * B; c < std::min(cols, (b + 1) * B); ++c)
+        s += w[j][c] * x.q[static_cast<size_t>(c)];
+      total += static_cast<float>(s) * ws[j][b] * x.scale[b];
     }
-    total += static_cast<float>(s - 8 * x.sum[b]) * ws[b] * x.scale[b];
+    out[j] = total;
   }
-  return total;
+}
+template <int NW>
+void dot_q4(const uint8_t* const* w, const float* const* ws, const QuantizedRow& x, int64_t nb,
+            float* out) {
+  for (int j = 0; j < NW; ++j) {
+    float total = 0;
+    for (int64_t b = 0; b < nb; ++b) {
+      const uint8_t* blk = w[j] + b * (B / 2);
+      int32_t s = 0;
+      for (int64_t i = 0; i < B / 2; ++i) {
+        s += (blk[i] & 0x0f) * x.q[static_cast<size_t>(b * B + i)];
+        s += (blk[i] >> 4) * x.q[static_cast<size_t>(b * B + i + B / 2)];
+      }
+      total += static_cast<float>(s - 8 * x.sum[b]) * ws[j][b] * x.scale[b];
+    }
+    out[j] = total;
+  }
 }
 #endif
 
@@ -336,20 +382,42 @@ void matmul_quantized(const float* x, int64_t m, const MatrixView& w, const floa
     for (int64_t i = 0; i < m; ++i) quantize_activations(x + i * K, K, xq[static_cast<size_t>(i)]);
     const QuantizedRow* xr = xq.data();  // (the pool's threads must use this thread's)
     const int64_t row_bytes = w.row_bytes();
-    parallel_for(N, 64, [&](int64_t n0, int64_t n1) {
-      for (int64_t n = n0; n < n1; ++n) {
-        const uint8_t* row = static_cast<const uint8_t*>(w.data) + n * row_bytes;
-        const float* ws = w.scales + n * nb;
-        // (No software prefetch: with the weights on 2 MiB pages the hardware prefetchers
-        // run on across 4 KiB boundaries; prefetching the row after next measured neutral
-        // for q8 and 5-15% slower for q4, kernels_bench decode_stream, alternated.)
-        for (int64_t i = 0; i < m; ++i) {
-          const float d = w.dtype == DType::kI8
-                              ? dot_q8(reinterpret_cast<const int8_t*>(row), ws, xr[i], nb, K)
-                              : dot_q4(row, ws, xr[i], nb);
-          y[i * N + n] = d + (bias != nullptr ? bias[n] : 0.0f);
-        }
+    // Each thread's range of rows is read as two streams side by side, row n with row
+    // n + h (h = half the range), sharing the activation loads: two streams per core far
+    // apart read faster than one (roofline.cc), as for the bf16 products (fast.cc).
+    auto rows = [&](const int64_t* r, float* out, int64_t i, auto nw) {
+      constexpr int NW = decltype(nw)::value;
+      const uint8_t* data[NW];
+      const float* scales[NW];
+      for (int j = 0; j < NW; ++j) {
+        data[j] = static_cast<const uint8_t*>(w.data) + r[j] * row_bytes;
+        scales[j] = w.scales + r[j] * nb;
       }
+      if (w.dtype == DType::kI8) {
+        dot_q8<NW>(reinterpret_cast<const int8_t* const*>(data), scales, xr[i], nb, K, out);
+      } else {
+        dot_q4<NW>(data, scales, xr[i], nb, out);
+      }
+    };
+    parallel_for(N, 64, [&](int64_t n0, int64_t n1) {
+      // (No software prefetch: with the weights on 2 MiB pages the hardware prefetchers
+      // run on across 4 KiB boundaries; prefetching the row after next measured neutral
+      // for q8 and 5-15% slower for q4, kernels_bench decode_stream, alternated.)
+      auto emit = [&](const int64_t* r, auto nw) {
+        constexpr int NW = decltype(nw)::value;
+        for (int64_t i = 0; i < m; ++i) {
+          float out[NW];
+          rows(r, out, i, nw);
+          for (int j = 0; j < NW; ++j)
+            y[i * N + r[j]] = out[j] + (bias != nullptr ? bias[r[j]] : 0.0f);
+        }
+      };
+      const int64_t h = (n1 - n0) / 2;
+      for (int64_t n = n0; n < n0 + h; ++n) {
+        const int64_t r[2] = {n, n + h};
+        emit(r, std::integral_constant<int, 2>());
+      }
+      for (int64_t n = n0 + 2 * h; n < n1; ++n) emit(&n, std::integral_constant<int, 1>());
     });
     return;
   }
