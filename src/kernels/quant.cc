@@ -86,7 +86,9 @@ inline __m512 load_scales16(const float* ws, int64_t g, int64_t nb) {
 // (The address is formed as an integer: past a matrix's last rows it points beyond the
 // buffer, which a prefetch may do but pointer arithmetic may not.)
 inline void prefetch_ahead(const void* p) {
-  _mm_prefetch(reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(p) + 1024), _MM_HINT_T0);
+  _mm_prefetch(reinterpret_cast<const char*>(  // NOLINT(performance-no-int-to-ptr): see above
+                   reinterpret_cast<uintptr_t>(p) + 1024),
+               _MM_HINT_T0);
 }
 
 // Dot products of NW q8 weight rows (w[j], scales ws[j]) with one quantized activation row
