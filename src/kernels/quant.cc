@@ -62,6 +62,33 @@ void quantize_activations(const float* x, int64_t cols, QuantizedRow& out) {
   }
 }
 
+// Blocks [b0, nb) of one weight row's product with x, block by block in scalar code: each
+// block's exact integer sum, then its two scales (q4: codes 0..15, less 8 times x's block
+// sum). The vector kernels' tail blocks, and the whole row without VNNI.
+float q8_blocks(const int8_t* w, const float* ws, const QuantizedRow& x, int64_t b0, int64_t nb,
+                int64_t cols) {
+  float total = 0;
+  for (int64_t b = b0; b < nb; ++b) {
+    int32_t s = 0;
+    for (int64_t c = b * B; c < std::min(cols, (b + 1) * B); ++c)
+      s += static_cast<int32_t>(w[c]) * x.q[static_cast<size_t>(c)];
+    total += static_cast<float>(s) * ws[b] * x.scale[b];
+  }
+  return total;
+}
+float q4_blocks(const uint8_t* w, const float* ws, const QuantizedRow& x, int64_t b0, int64_t nb) {
+  float total = 0;
+  for (int64_t b = b0; b < nb; ++b) {
+    const uint8_t* blk = w + b * (B / 2);
+    const int8_t* xq = x.q.data() + b * B;
+    int32_t s = 0;
+    for (int64_t i = 0; i < B / 2; ++i)
+      s += (blk[i] & 0x0f) * xq[i] + (blk[i] >> 4) * xq[i + B / 2];
+    total += static_cast<float>(s - 8 * x.sum[b]) * ws[b] * x.scale[b];
+  }
+  return total;
+}
+
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
 // Scales of a product, per pair of blocks (b, b + 1): 16 lanes, ws[b] * xs[b] in lanes 0-7
 // and ws[b + 1] * xs[b + 1] in 8-15. For q8 the scale products of 16 blocks are formed
@@ -143,13 +170,7 @@ void dot_q8(const int8_t* const* w, const float* const* ws, const QuantizedRow& 
   }
   for (int j = 0; j < NW; ++j) {
     float total = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[j][0], acc[j][1]), corr[j]));
-    for (int64_t t = b; t < nb; ++t) {  // tail blocks (and a short last block)
-      const int64_t c0 = t * B, c1 = std::min(cols, c0 + B);
-      int32_t sum = 0;
-      for (int64_t c = c0; c < c1; ++c)
-        sum += static_cast<int32_t>(w[j][c]) * x.q[static_cast<size_t>(c)];
-      total += static_cast<float>(sum) * ws[j][t] * x.scale[t];
-    }
+    total += q8_blocks(w[j], ws[j], x, b, nb, cols);  // tail blocks (and a short last block)
     out[j] = total;
   }
 }
@@ -208,15 +229,7 @@ void dot_q4(const uint8_t* const* w, const float* const* ws, const QuantizedRow&
                             _mm512_maskz_loadu_ps(m, x.offset.data() + k), off);
     }
     float total = _mm512_reduce_add_ps(_mm512_sub_ps(_mm512_add_ps(acc[j][0], acc[j][1]), off));
-    for (int64_t t = b; t < nb; ++t) {
-      const uint8_t* blk = w[j] + t * (B / 2);
-      int32_t sum = 0;
-      for (int64_t i = 0; i < B / 2; ++i) {
-        sum += (blk[i] & 0x0f) * x.q[static_cast<size_t>(t * B + i)];
-        sum += (blk[i] >> 4) * x.q[static_cast<size_t>(t * B + i + B / 2)];
-      }
-      total += static_cast<float>(sum - 8 * x.sum[t]) * ws[j][t] * x.scale[t];
-    }
+    total += q4_blocks(w[j], ws[j], x, b, nb);  // tail blocks
     out[j] = total;
   }
 }
@@ -224,33 +237,12 @@ void dot_q4(const uint8_t* const* w, const float* const* ws, const QuantizedRow&
 template <int NW>
 void dot_q8(const int8_t* const* w, const float* const* ws, const QuantizedRow& x, int64_t nb,
             int64_t cols, float* out) {
-  for (int j = 0; j < NW; ++j) {
-    float total = 0;
-    for (int64_t b = 0; b < nb; ++b) {
-      int32_t s = 0;
-      for (int64_t c = b * B; c < std::min(cols, (b + 1) * B); ++c)
-        s += w[j][c] * x.q[static_cast<size_t>(c)];
-      total += static_cast<float>(s) * ws[j][b] * x.scale[b];
-    }
-    out[j] = total;
-  }
+  for (int j = 0; j < NW; ++j) out[j] = q8_blocks(w[j], ws[j], x, 0, nb, cols);
 }
 template <int NW>
 void dot_q4(const uint8_t* const* w, const float* const* ws, const QuantizedRow& x, int64_t nb,
             float* out) {
-  for (int j = 0; j < NW; ++j) {
-    float total = 0;
-    for (int64_t b = 0; b < nb; ++b) {
-      const uint8_t* blk = w[j] + b * (B / 2);
-      int32_t s = 0;
-      for (int64_t i = 0; i < B / 2; ++i) {
-        s += (blk[i] & 0x0f) * x.q[static_cast<size_t>(b * B + i)];
-        s += (blk[i] >> 4) * x.q[static_cast<size_t>(b * B + i + B / 2)];
-      }
-      total += static_cast<float>(s - 8 * x.sum[b]) * ws[j][b] * x.scale[b];
-    }
-    out[j] = total;
-  }
+  for (int j = 0; j < NW; ++j) out[j] = q4_blocks(w[j], ws[j], x, 0, nb);
 }
 #endif
 
