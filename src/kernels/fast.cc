@@ -288,7 +288,7 @@ void dot_row(const float* x, int64_t k, const typename Weight<D>::Elem* w, float
 // Row pairs' loop, for products that stream W from memory: each thread's range of W rows
 // [r0, r1) is read as two streams side by side, row r with row r + h (h = half the
 // range), so that the x loads serve two rows and each core keeps two streams far apart in
-// flight: on Zen 4 (2 threads, 512 MiB of bf16 rows) that read 65-69 GB/s against 56-60
+// flight: on Zen 4 (2 threads, 512 MiB of bf16 rows) that read 60-69 GB/s against 52-60
 // one row at a time. dot2(ra, rb, i0, mr, out) fills out[0 .. mr) with x_{i0 + i} . w_ra
 // and out[4 .. 4 + mr) with x_{i0 + i} . w_rb (rb < 0: only ra).
 template <class Dot2>

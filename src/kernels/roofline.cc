@@ -119,7 +119,7 @@ Roofline measure_roofline(double seconds_each, int64_t bandwidth_bytes) {
   // to back, a cache line per 512-bit load (four independent sums, so the adds never wait);
   // the best of at least four passes. Passes alternate between reading a thread's part as
   // one stream and as two (its halves side by side): on Zen 4 two streams per thread far
-  // apart read 10-15% faster (2 threads, 256 MiB: 71-73 against 63-66 GB/s), and the decode
+  // apart read 10-15% faster (2 threads, 512 MiB: 71-73 against 60-66 GB/s), and the decode
   // products read that way (fast.cc, quant.cc), so the roofline is the faster of the two.
   constexpr int64_t kLine = 64;
   const int64_t lines = bandwidth_bytes / kLine;
