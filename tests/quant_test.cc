@@ -98,58 +98,79 @@ TEST_P(QuantFormat, Int8ProductsMatchTheirExactIntegerSums) {
   // last block zero-padded), each block's sum of q_x * q_w is an exact integer, so the result must
   // equal sum_b scale_x * scale_w * sum_q up to float rounding of the nb scaled terms. This
   // catches what the looser bound against the float product cannot: one unit off in a sum.
-  for (int64_t m : {1, 3, 9, 33, 48, 49, 70}) {
-    for (int64_t k : {32, 33, 100, 160, 512, 1000, 1024}) {
+  // The q8 dot products (m <= 8) take weights as unsigned (w + 128) and subtract the 128 *
+  // sum(q_x) that adds as a float term per block, so that term's size joins their rounding
+  // bound; a second pass gives every block of x values in +- pairs (block sums of q_x
+  // exactly 0), where that term vanishes and the bound is the plain one again, sharp enough
+  // for one unit off.
+  for (const bool paired : {false, true}) {
+    for (int64_t m : {1, 3, 9, 33, 48, 49, 70}) {
+      for (int64_t k : {32, 33, 100, 160, 512, 1000, 1024}) {
 #if !defined(__AVX512VNNI__) || !defined(__AVX512BW__)
-      if (m > 8) continue;  // bf16 panels there
+        if (m > 8) continue;  // bf16 panels there
 #endif
-      const int64_t n = 37, nb = pg::quant_blocks(k);
-      auto w = random_matrix(n, k, 21);
-      auto x = random_matrix(m, k, 22);
-      const pg::MatrixView src{pg::DType::kF32, w.data(), n, k, nullptr};
-      const auto q = GetParam() == pg::DType::kI8 ? pg::kernels::quantize_q8(src)
-                                                  : pg::kernels::quantize_q4(src);
-      const pg::MatrixView v = q.view();
-      std::vector<float> got(static_cast<size_t>(m * n));
-      pg::kernels::fast_kernels().matmul(x.data(), m, v, nullptr, got.data());
-      // x's codes and scales, as documented: scale = amax / 127, q = nearest-even(x / scale).
-      std::vector<int> qx(static_cast<size_t>(m * k));
-      std::vector<float> sx(static_cast<size_t>(m * nb));
-      for (int64_t i = 0; i < m; ++i) {
-        for (int64_t b = 0; b < nb; ++b) {
-          float amax = 0;
-          for (int64_t c = b * 32; c < std::min(k, (b + 1) * 32); ++c)
-            amax = std::max(amax, std::fabs(x[i * k + c]));
-          const float s = amax / 127.0f, inv = s > 0 ? 1.0f / s : 0.0f;
-          sx[i * nb + b] = s;
-          for (int64_t c = b * 32; c < std::min(k, (b + 1) * 32); ++c)
-            qx[i * k + c] = static_cast<int>(std::nearbyint(x[i * k + c] * inv));
-        }
-      }
-      std::vector<float> wrow(static_cast<size_t>(k));
-      for (int64_t j = 0; j < n; ++j) {
-        pg::dequantize_row(v, j, wrow.data());
-        for (int64_t i = 0; i < m; ++i) {
-          double want = 0, mag = 0;
-          for (int64_t b = 0; b < nb; ++b) {
-            const float sw = v.scales[j * nb + b];
-            int64_t sum = 0, qsum = 0;  // weight codes: w / sw is an exact small integer
-            for (int64_t c = b * 32; c < std::min(k, (b + 1) * 32); ++c) {
-              sum += qx[i * k + c] * std::lrint(wrow[c] / sw);
-              qsum += qx[i * k + c];
+        const int64_t n = 37, nb = pg::quant_blocks(k);
+        auto w = random_matrix(n, k, 21);
+        auto x = random_matrix(m, k, 22);
+        if (paired) {  // within each block, value c + 1 = -value c (an odd last one is 0)
+          for (int64_t i = 0; i < m; ++i) {
+            for (int64_t c = 0; c < k; c += 2) {
+              if (c + 1 < k && (c + 1) / 32 == c / 32) {
+                x[i * k + c + 1] = -x[i * k + c];
+              } else {
+                x[i * k + c] = 0;
+              }
             }
-            const double s = static_cast<double>(sx[i * nb + b]) * sw;
-            want += s * static_cast<double>(sum);
-            // q4 sums unsigned codes (w / sw + 8) and subtracts 8 * sum(q_x) separately: both
-            // parts are rounded, so both count towards the rounding bound.
-            mag +=
-                GetParam() == pg::DType::kU8
-                    ? std::fabs(s * static_cast<double>(sum + 8 * qsum)) + std::fabs(s * 8.0 * qsum)
-                    : std::fabs(s * static_cast<double>(sum));
           }
-          const double bound = mag * (2 * nb + 4) * FLT_EPSILON + 1e-30;
-          EXPECT_NEAR(got[i * n + j], want, bound)
-              << "m " << m << " k " << k << " i " << i << " j " << j;
+        }
+        const pg::MatrixView src{pg::DType::kF32, w.data(), n, k, nullptr};
+        const auto q = GetParam() == pg::DType::kI8 ? pg::kernels::quantize_q8(src)
+                                                    : pg::kernels::quantize_q4(src);
+        const pg::MatrixView v = q.view();
+        std::vector<float> got(static_cast<size_t>(m * n));
+        pg::kernels::fast_kernels().matmul(x.data(), m, v, nullptr, got.data());
+        // x's codes and scales, as documented: scale = amax / 127, q = nearest-even(x / scale).
+        std::vector<int> qx(static_cast<size_t>(m * k));
+        std::vector<float> sx(static_cast<size_t>(m * nb));
+        for (int64_t i = 0; i < m; ++i) {
+          for (int64_t b = 0; b < nb; ++b) {
+            float amax = 0;
+            for (int64_t c = b * 32; c < std::min(k, (b + 1) * 32); ++c)
+              amax = std::max(amax, std::fabs(x[i * k + c]));
+            const float s = amax / 127.0f, inv = s > 0 ? 1.0f / s : 0.0f;
+            sx[i * nb + b] = s;
+            for (int64_t c = b * 32; c < std::min(k, (b + 1) * 32); ++c)
+              qx[i * k + c] = static_cast<int>(std::nearbyint(x[i * k + c] * inv));
+          }
+        }
+        std::vector<float> wrow(static_cast<size_t>(k));
+        for (int64_t j = 0; j < n; ++j) {
+          pg::dequantize_row(v, j, wrow.data());
+          for (int64_t i = 0; i < m; ++i) {
+            double want = 0, mag = 0;
+            for (int64_t b = 0; b < nb; ++b) {
+              const float sw = v.scales[j * nb + b];
+              int64_t sum = 0, qsum = 0;  // weight codes: w / sw is an exact small integer
+              for (int64_t c = b * 32; c < std::min(k, (b + 1) * 32); ++c) {
+                sum += qx[i * k + c] * std::lrint(wrow[c] / sw);
+                qsum += qx[i * k + c];
+              }
+              if (paired) {
+                EXPECT_EQ(qsum, 0) << "block " << b;
+              }
+              const double s = static_cast<double>(sx[i * nb + b]) * sw;
+              want += s * static_cast<double>(sum);
+              // q4 sums unsigned codes (w / sw + 8) and subtracts 8 * sum(q_x) separately, and
+              // q8's dot products sum w + 128 and subtract 128 * sum(q_x): both parts are
+              // rounded, so both count towards the rounding bound.
+              const int64_t offset = GetParam() == pg::DType::kU8 ? 8 : m <= 8 ? 128 : 0;
+              mag += std::fabs(s * static_cast<double>(sum + offset * qsum)) +
+                     std::fabs(s * static_cast<double>(offset * qsum));
+            }
+            const double bound = mag * (2 * nb + 4) * FLT_EPSILON + 1e-30;
+            EXPECT_NEAR(got[i * n + j], want, bound)
+                << "m " << m << " k " << k << " i " << i << " j " << j;
+          }
         }
       }
     }

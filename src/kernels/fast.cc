@@ -420,27 +420,29 @@ void matmul_small_m_bf16_products(const float* x, int64_t m, const MatrixView& w
   xr += (32 - h0) % 32;
   for (int64_t i = 0; i < m; ++i) round_to_bf16(x + i * k, k, xr + i * kp);
   // (xr points into this thread's thread_local buffer, as the pool's threads must use.)
-  for_row_pairs_small_m(m, n, k, bias, y,
-                        [&](int64_t ra, int64_t rb, int64_t i0, int mr, float* out) {
-                          const uint16_t* rows[2] = {wd + ra * k, rb >= 0 ? wd + rb * k : nullptr};
-                          const uint16_t* xi = xr + i0 * kp;
-                          if (rb >= 0 && head_elements(rows[0]) == head_elements(rows[1])) {
-                            switch (mr) {
-                              case 1: return dot_rows_bf16<1, 2>(xi, kp, k, rows, out);
-                              case 2: return dot_rows_bf16<2, 2>(xi, kp, k, rows, out);
-                              case 3: return dot_rows_bf16<3, 2>(xi, kp, k, rows, out);
-                              default: return dot_rows_bf16<4, 2>(xi, kp, k, rows, out);
-                            }
-                          }
-                          for (int j = 0; j < (rb >= 0 ? 2 : 1); ++j) {  // one row at a time
-                            switch (mr) {
-                              case 1: dot_rows_bf16<1, 1>(xi, kp, k, rows + j, out + 4 * j); break;
-                              case 2: dot_rows_bf16<2, 1>(xi, kp, k, rows + j, out + 4 * j); break;
-                              case 3: dot_rows_bf16<3, 1>(xi, kp, k, rows + j, out + 4 * j); break;
-                              default: dot_rows_bf16<4, 1>(xi, kp, k, rows + j, out + 4 * j); break;
-                            }
-                          }
-                        });
+  // Rows ra and rb (rb < 0: ra alone) against x rows i0 .. i0 + mr: two rows in step when
+  // they sit at the same offset from a line (always, when rows are whole lines).
+  auto dot2 = [&](int64_t ra, int64_t rb, int64_t i0, int mr, float* out) {
+    const uint16_t* rows[2] = {wd + ra * k, rb >= 0 ? wd + rb * k : nullptr};
+    const uint16_t* xi = xr + i0 * kp;
+    if (rb >= 0 && head_elements(rows[0]) == head_elements(rows[1])) {
+      switch (mr) {
+        case 1: return dot_rows_bf16<1, 2>(xi, kp, k, rows, out);
+        case 2: return dot_rows_bf16<2, 2>(xi, kp, k, rows, out);
+        case 3: return dot_rows_bf16<3, 2>(xi, kp, k, rows, out);
+        default: return dot_rows_bf16<4, 2>(xi, kp, k, rows, out);
+      }
+    }
+    for (int j = 0; j < (rb >= 0 ? 2 : 1); ++j) {
+      switch (mr) {
+        case 1: dot_rows_bf16<1, 1>(xi, kp, k, rows + j, out + 4 * j); break;
+        case 2: dot_rows_bf16<2, 1>(xi, kp, k, rows + j, out + 4 * j); break;
+        case 3: dot_rows_bf16<3, 1>(xi, kp, k, rows + j, out + 4 * j); break;
+        default: dot_rows_bf16<4, 1>(xi, kp, k, rows + j, out + 4 * j); break;
+      }
+    }
+  };
+  for_row_pairs_small_m(m, n, k, bias, y, dot2);
 }
 #endif
 
