@@ -20,6 +20,7 @@
 #include "kernels/kernels.h"
 #include "kernels/onednn.h"
 #include "kernels/quant.h"
+#include "kernels/row_pairs.h"
 #include "tensor/dtype.h"
 
 namespace pg::kernels {
@@ -283,36 +284,6 @@ void dot_row(const float* x, int64_t k, const typename Weight<D>::Elem* w, float
     for (int64_t q = p; q < k; ++q) tail += x[i * k + q] * Wt::load1(w + q);
     out[i] = hsum((acc[i][0] + acc[i][1]) + (acc[i][2] + acc[i][3])) + tail;
   }
-}
-
-// Row pairs' loop, for products that stream W from memory: each thread's range of W rows
-// [r0, r1) is read as two streams side by side, row r with row r + h (h = half the
-// range), so that the x loads serve two rows and each core keeps two streams far apart in
-// flight: on Zen 4 (2 threads, 512 MiB of bf16 rows) that read 60-69 GB/s against 52-60
-// one row at a time. dot2(ra, rb, i0, mr, out) fills out[0 .. mr) with x_{i0 + i} . w_ra
-// and out[4 .. 4 + mr) with x_{i0 + i} . w_rb (rb < 0: only ra).
-template <class Dot2>
-void for_row_pairs_small_m(int64_t m, int64_t n, int64_t k, const float* bias, float* y,
-                           Dot2 dot2) {
-  const int64_t grain = std::max<int64_t>(4, 16384 / std::max<int64_t>(1, k * m));
-  parallel_for(n, grain, [&](int64_t r0, int64_t r1) {
-    const int64_t h = (r1 - r0) / 2;
-    auto emit = [&](int64_t ra, int64_t rb) {
-      for (int64_t i0 = 0; i0 < m; i0 += 4) {
-        const int mr = static_cast<int>(std::min<int64_t>(4, m - i0));
-        float out[8];
-        dot2(ra, rb, i0, mr, out);
-        for (int j = 0; j < (rb < 0 ? 1 : 2); ++j) {
-          const int64_t r = j == 0 ? ra : rb;
-          for (int i = 0; i < mr; ++i) {
-            y[(i0 + i) * n + r] = out[4 * j + i] + (bias != nullptr ? bias[r] : 0.0f);
-          }
-        }
-      }
-    };
-    for (int64_t r = r0; r < r0 + h; ++r) emit(r, r + h);
-    for (int64_t r = r0 + 2 * h; r < r1; ++r) emit(r, -1);
-  });
 }
 
 // Row order's loop: parallel over ranges of W rows; each row r meets x in groups of up to 4

@@ -5,13 +5,13 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <type_traits>
 
 #include "base/parallel.h"
 #include "kernels/kernels.h"
 #include "kernels/onednn.h"
 #include "kernels/quant_block.h"
 #include "kernels/quant_gemm.h"
+#include "kernels/row_pairs.h"
 
 namespace pg::kernels {
 namespace {
@@ -390,40 +390,31 @@ void matmul_quantized(const float* x, int64_t m, const MatrixView& w, const floa
     for (int64_t i = 0; i < m; ++i) quantize_activations(x + i * K, K, xq[static_cast<size_t>(i)]);
     const QuantizedRow* xr = xq.data();  // (the pool's threads must use this thread's)
     const int64_t row_bytes = w.row_bytes();
-    // Each thread's range of rows is read as two streams side by side, row n with row
-    // n + h (h = half the range), sharing the activation loads: two streams per core far
-    // apart read faster than one (roofline.cc), as for the bf16 products (fast.cc).
-    auto rows = [&](const int64_t* r, float* out, int64_t i, auto nw) {
-      constexpr int NW = decltype(nw)::value;
-      const uint8_t* data[NW];
-      const float* scales[NW];
-      for (int j = 0; j < NW; ++j) {
-        data[j] = static_cast<const uint8_t*>(w.data) + r[j] * row_bytes;
-        scales[j] = w.scales + r[j] * nb;
-      }
-      if (w.dtype == DType::kI8) {
-        dot_q8<NW>(reinterpret_cast<const int8_t* const*>(data), scales, xr[i], nb, K, out);
-      } else {
-        dot_q4<NW>(data, scales, xr[i], nb, out);
-      }
-    };
-    parallel_for(N, 64, [&](int64_t n0, int64_t n1) {
-      auto emit = [&](const int64_t* r, auto nw) {
-        constexpr int NW = decltype(nw)::value;
-        for (int64_t i = 0; i < m; ++i) {
-          float out[NW];
-          rows(r, out, i, nw);
-          for (int j = 0; j < NW; ++j)
-            y[i * N + r[j]] = out[j] + (bias != nullptr ? bias[r[j]] : 0.0f);
-        }
-      };
-      const int64_t h = (n1 - n0) / 2;
-      for (int64_t n = n0; n < n0 + h; ++n) {
-        const int64_t r[2] = {n, n + h};
-        emit(r, std::integral_constant<int, 2>());
-      }
-      for (int64_t n = n0 + 2 * h; n < n1; ++n) emit(&n, std::integral_constant<int, 1>());
-    });
+    // Two rows at a time, far apart (row_pairs.h), for every row of x in turn.
+    for_row_pairs_small_m(
+        m, N, K, bias, y, [&](int64_t ra, int64_t rb, int64_t i0, int mr, float* out) {
+          const int nw = rb >= 0 ? 2 : 1;
+          const int64_t r[2] = {ra, rb};
+          const uint8_t* data[2] = {};
+          const float* scales[2] = {};
+          for (int j = 0; j < nw; ++j) {
+            data[j] = static_cast<const uint8_t*>(w.data) + r[j] * row_bytes;
+            scales[j] = w.scales + r[j] * nb;
+          }
+          const auto* data8 = reinterpret_cast<const int8_t* const*>(data);
+          for (int i = 0; i < mr; ++i) {
+            float d[2] = {};
+            const QuantizedRow& xi = xr[i0 + i];
+            if (w.dtype == DType::kI8) {
+              nw == 2 ? dot_q8<2>(data8, scales, xi, nb, K, d)
+                      : dot_q8<1>(data8, scales, xi, nb, K, d);
+            } else {
+              nw == 2 ? dot_q4<2>(data, scales, xi, nb, d) : dot_q4<1>(data, scales, xi, nb, d);
+            }
+            out[i] = d[0];
+            out[4 + i] = d[1];
+          }
+        });
     return;
   }
   // Larger m: int8 x int8 products where the CPU has VNNI (quant_gemm.cc), else panels.
