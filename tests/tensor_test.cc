@@ -104,6 +104,32 @@ TEST(Tensor, DequantizeRowFollowsTheDocumentedFormats) {
   }
   EXPECT_EQ(w4.row_bytes(), 16);
   EXPECT_EQ(w4.total_bytes(), 16 + 4);
+
+  // q4 with 18 blocks: a group of 16 (four runs of 64 bytes) and one of 2 (four runs of 8
+  // bytes, from byte 256). Code c of block b: in run (c % 16) / 4 of its group, at byte
+  // 4 * (b - g0) + c % 4; low nibble for c < 16.
+  const int64_t nb = 18, cols = nb * 32;
+  std::vector<uint8_t> g(static_cast<size_t>(nb * 16));
+  std::vector<float> sg(nb);
+  auto code = [](int64_t b, int64_t c) { return static_cast<int>((b + 3 * c) % 16); };
+  for (int64_t b = 0; b < nb; ++b) {
+    sg[static_cast<size_t>(b)] = 0.25f * static_cast<float>(b + 1);
+    const int64_t g0 = b < 16 ? 0 : 16, n = b < 16 ? 16 : 2;
+    for (int64_t c = 0; c < 32; ++c) {
+      uint8_t& byte = g[static_cast<size_t>(g0 * 16 + (c % 16) / 4 * 4 * n + 4 * (b - g0) + c % 4)];
+      byte |= static_cast<uint8_t>(c < 16 ? code(b, c) : code(b, c) << 4);
+    }
+  }
+  EXPECT_EQ(g[69], code(1, 5) | code(1, 21) << 4);      // block 1, codes 5 / 21: run 1
+  EXPECT_EQ(g[287], code(17, 15) | code(17, 31) << 4);  // block 17, codes 15 / 31: last byte
+  MatrixView wg{DType::kU8, g.data(), 1, cols, sg.data()};
+  std::vector<float> row(static_cast<size_t>(cols));
+  dequantize_row(wg, 0, row.data());
+  for (int64_t c = 0; c < cols; ++c) {
+    ASSERT_EQ(row[static_cast<size_t>(c)],
+              static_cast<float>(code(c / 32, c % 32) - 8) * sg[static_cast<size_t>(c / 32)])
+        << c;
+  }
 }
 
 }  // namespace

@@ -10,6 +10,8 @@ PACKAGES=(
   nlohmann-json3-dev        # config.json, safetensors headers, --json
   libcli11-dev              # command line
   libdnnl-dev               # oneDNN matrix products (speed)
+  ocl-icd-opencl-dev        # OpenCL headers: Debian's oneDNN CMake config requires them
+                            # (a Recommends of libdnnl-dev, skipped by --no-install-recommends)
   libzip-dev                # .npz archives (segmentation VAE)
   libcairo2-dev fonts-dejavu-core  # drawing boxes, masks and labels
   libavformat-dev libavcodec-dev libswscale-dev libavutil-dev  # video frames (FFmpeg)

@@ -157,7 +157,7 @@ Status quantize(const std::string& dir, const std::string& dtype, const std::str
   // config.json: the original, plus what this folder holds.
   PG_ASSIGN_OR_RETURN(std::string config_text, pg::io::read_file(dir + "/config.json"));
   nlohmann::json config = nlohmann::json::parse(config_text);
-  config["paligemma_cpp"] = {{"format_version", 1},
+  config["paligemma_cpp"] = {{"format_version", 2},
                              {"weights", dtype},
                              {"block_size", pg::kQuantBlock},
                              {"file", pg::model::kQuantizedWeightsFile}};
@@ -176,8 +176,10 @@ Status quantize(const std::string& dir, const std::string& dtype, const std::str
       {"weights", dtype},
       {"block_size", std::to_string(pg::kQuantBlock)},
       {"layout",
-       "I8: codes [rows, cols]; U8: 4-bit codes [rows, blocks*16], byte j of a block = code j | "
-       "code j+16 << 4, w = (code - 8) * scale; NAME.scales: F32 [rows, blocks]"}};
+       "I8: codes [rows, cols]; U8: 4-bit codes [rows, blocks*16], w = (code - 8) * scale, "
+       "blocks in groups of 16 (the last of n <= 16): 4 runs t of 4n bytes, byte 4j+i of run t "
+       "= code 4t+i | code 16+4t+i << 4 of block j; NAME.scales: F32 [rows, blocks]"},
+      {"q4_layout", pg::model::kQ4Layout}};
   return pg::io::write_safetensors(out_dir + "/" + pg::model::kQuantizedWeightsFile, tensors,
                                    metadata);
 }

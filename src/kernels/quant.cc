@@ -17,20 +17,22 @@ namespace pg::kernels {
 namespace {
 
 constexpr int64_t B = kQuantBlock;
+constexpr int64_t kQ4Group = 16;  // q4 blocks interleaved together (tensor.h)
 
 // Activations quantized to int8 per block of 32: x ~= q * scale.
 struct QuantizedRow {
   std::vector<int8_t> q;     // [nb * 32], zero padded
   std::vector<float> scale;  // [nb]
   std::vector<int32_t> sum;  // [nb]: sum of q in the block (for the q4 offset)
-  // Per block 8 * sum * scale, the q4 offset's share.
-  std::vector<float> offset;  // [nb]
+  // Per block -8 * sum: the q4 offset's share of the block's integer sum.
+  std::vector<int32_t> q4_offset;  // [nb]
   // For q8 weights taken as unsigned bytes (w + 128): per block -128 * sum * scale, the
   // share of the 128 that the products add (sum_b ws[b] * correction[b] takes it off).
   std::vector<float> correction;  // [nb]
-  // For q4 weights, per group of 4 whole blocks (g = 4 blocks from k = 4i): the first 16
-  // values of each block, then the last 16 of each (the weights' nibble order).
-  std::vector<int8_t> q4_order;  // [nb / 4 * 128]
+  // For q4 weights, x in the order of the weights' nibbles (tensor.h): per group of n <= 16
+  // blocks, 32 n bytes; the low half's run t has bytes 4j..4j+3 = values 4t..4t+3 of block
+  // j, the high half's (from 16 n) values 16 + 4t..16 + 4t + 3.
+  std::vector<int8_t> q4_order;  // [nb * 32]
 };
 
 // x: [cols] -> out (its buffers reused when large enough).
@@ -39,7 +41,7 @@ void quantize_activations(const float* x, int64_t cols, QuantizedRow& out) {
   out.q.resize(static_cast<size_t>(nb * B));
   out.scale.resize(static_cast<size_t>(nb));
   out.sum.resize(static_cast<size_t>(nb));
-  out.offset.resize(static_cast<size_t>(nb));
+  out.q4_offset.resize(static_cast<size_t>(nb));
   out.correction.resize(static_cast<size_t>(nb));
   for (int64_t b = 0; b < nb; ++b) {
     int32_t sum = 0;
@@ -47,24 +49,24 @@ void quantize_activations(const float* x, int64_t cols, QuantizedRow& out) {
         quantize_block(x + b * B, std::min(B, cols - b * B), out.q.data() + b * B, &sum);
     out.scale[static_cast<size_t>(b)] = s;
     out.sum[static_cast<size_t>(b)] = sum;
-    out.offset[static_cast<size_t>(b)] = 8.0f * static_cast<float>(sum) * s;
+    out.q4_offset[static_cast<size_t>(b)] = -8 * sum;
     out.correction[static_cast<size_t>(b)] = -128.0f * static_cast<float>(sum) * s;
   }
-  const int64_t groups = nb / 4;
-  out.q4_order.resize(static_cast<size_t>(groups * 4 * B));
-  for (int64_t g = 0; g < groups; ++g) {
-    for (int64_t j = 0; j < 4; ++j) {
-      const int8_t* src = out.q.data() + (4 * g + j) * B;
-      int8_t* dst = out.q4_order.data() + g * 4 * B + j * (B / 2);
-      std::memcpy(dst, src, B / 2);
-      std::memcpy(dst + 2 * B, src + B / 2, B / 2);
+  out.q4_order.resize(static_cast<size_t>(nb * B));
+  for (int64_t b = 0; b < nb; ++b) {
+    const int64_t g0 = b / kQ4Group * kQ4Group, n = std::min(kQ4Group, nb - g0);
+    int8_t* group = out.q4_order.data() + g0 * B;
+    const int8_t* src = out.q.data() + b * B;
+    for (int64_t t = 0; t < 4; ++t) {
+      std::memcpy(group + t * 4 * n + (b - g0) * 4, src + 4 * t, 4);
+      std::memcpy(group + 16 * n + t * 4 * n + (b - g0) * 4, src + 16 + 4 * t, 4);
     }
   }
 }
 
-// Blocks [b0, nb) of one weight row's product with x, block by block in scalar code: each
-// block's exact integer sum, then its two scales (q4: codes 0..15, less 8 times x's block
-// sum). The vector kernels' tail blocks, and the whole row without VNNI.
+// One weight row's product with x (q8: blocks [b0, nb)), block by block in scalar code:
+// each block's exact integer sum, then its two scales (q4: codes 0..15, less 8 times x's
+// block sum). The q8 vector kernel's tail blocks, and whole rows without VNNI.
 float q8_blocks(const int8_t* w, const float* ws, const QuantizedRow& x, int64_t b0, int64_t nb,
                 int64_t cols) {
   float total = 0;
@@ -76,10 +78,12 @@ float q8_blocks(const int8_t* w, const float* ws, const QuantizedRow& x, int64_t
   }
   return total;
 }
-float q4_blocks(const uint8_t* w, const float* ws, const QuantizedRow& x, int64_t b0, int64_t nb) {
+[[maybe_unused]] float q4_blocks(const uint8_t* w, const float* ws, const QuantizedRow& x,
+                                 int64_t nb) {
   float total = 0;
-  for (int64_t b = b0; b < nb; ++b) {
-    const uint8_t* blk = w + b * (B / 2);
+  for (int64_t b = 0; b < nb; ++b) {
+    uint8_t blk[B / 2];
+    q4_block_bytes(w, nb, b, blk);
     const int8_t* xq = x.q.data() + b * B;
     int32_t s = 0;
     for (int64_t i = 0; i < B / 2; ++i)
@@ -175,63 +179,49 @@ void dot_q8(const int8_t* const* w, const float* const* ws, const QuantizedRow& 
   }
 }
 
-// q4 for NW rows (as dot_q8): codes are unsigned (0..15), so vpdpbusd takes them
-// directly; the -8 offset is applied per block with the activations' block sums
-// (sum_b ws[b] * offset[b], a vector dot product of its own).
+// q4 for NW rows (as dot_q8), a group of 16 blocks (256 bytes a row) per step. Codes are
+// unsigned (0..15), so vpdpbusd takes them directly: in each 64-byte run of a group, lane
+// j holds 4 low-nibble and 4 high-nibble codes of block j (tensor.h), and x.q4_order holds
+// x in the same order, so the low and high nibbles need only masking and a shift. Lane j
+// of the integer sums then is block j's whole sum; it starts at -8 times x's block sum
+// (the codes' offset), and is scaled once per group (one convert, one FMA). A last group of
+// n < 16 blocks reads runs of 4 n bytes through masked loads.
 template <int NW>
 void dot_q4(const uint8_t* const* w, const float* const* ws, const QuantizedRow& x, int64_t nb,
             float* out) {
-  __m512 acc[NW][2];
-  for (int j = 0; j < NW; ++j) acc[j][0] = acc[j][1] = _mm512_setzero_ps();
+  __m512 acc[NW];
+  for (int j = 0; j < NW; ++j) acc[j] = _mm512_setzero_ps();
   const __m512i mask = _mm512_set1_epi8(0x0f);
-  const __m512i quarter = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
-  // 4 blocks = 64 packed bytes, 16 per block: the low nibbles hold codes 0-15, the high
-  // ones 16-31. x.q4_order holds x in that order (lanes 4j..4j+3 of both products belong to
-  // block j), so the codes need no shuffling. cs: the scale products ws * xs of 16 blocks,
-  // formed once; quad q of them takes lanes 4q..4q+3 by a permutation.
-  auto quad = [&](const __m512* cs, int q, int64_t k, int u) {  // blocks k..k+3
-    const int8_t* xk = x.q4_order.data() + k * B;
-    const __m512i x0 = _mm512_loadu_si512(xk), x1 = _mm512_loadu_si512(xk + 64);
-    const __m512i lanes = _mm512_add_epi32(quarter, _mm512_set1_epi32(4 * q));
-    for (int j = 0; j < NW; ++j) prefetch_ahead(w[j] + k * (B / 2));
+  auto group = [&](int64_t g0, int64_t n, __mmask16 lanes) {
+    const int8_t* xg = x.q4_order.data() + g0 * B;
+    const __m512i off = _mm512_maskz_loadu_epi32(lanes, x.q4_offset.data() + g0);
+    __m512i lo[NW], hi[NW];
     for (int j = 0; j < NW; ++j) {
-      const __m512i packed = _mm512_loadu_si512(w[j] + k * (B / 2));
-      const __m512i low = _mm512_and_si512(packed, mask);
-      const __m512i high = _mm512_and_si512(_mm512_srli_epi16(packed, 4), mask);
-      __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), low, x0);
-      d = _mm512_dpbusd_epi32(d, high, x1);
-      const __m512 scale = _mm512_permutexvar_ps(lanes, cs[j]);
-      acc[j][u] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), scale, acc[j][u]);
+      lo[j] = off;
+      hi[j] = _mm512_setzero_si512();
+    }
+#pragma GCC unroll 4
+    for (int64_t t = 0; t < 4; ++t) {
+      const __m512i xl = _mm512_maskz_loadu_epi32(lanes, xg + t * 4 * n);
+      const __m512i xh = _mm512_maskz_loadu_epi32(lanes, xg + (16 + 4 * t) * n);
+      for (int j = 0; j < NW; ++j) prefetch_ahead(w[j] + g0 * (B / 2) + t * 4 * n);
+      for (int j = 0; j < NW; ++j) {
+        const __m512i packed = _mm512_maskz_loadu_epi32(lanes, w[j] + g0 * (B / 2) + t * 4 * n);
+        lo[j] = _mm512_dpbusd_epi32(lo[j], _mm512_and_si512(packed, mask), xl);
+        hi[j] =
+            _mm512_dpbusd_epi32(hi[j], _mm512_and_si512(_mm512_srli_epi16(packed, 4), mask), xh);
+      }
+    }
+    const __m512 xs = _mm512_maskz_loadu_ps(lanes, x.scale.data() + g0);
+    for (int j = 0; j < NW; ++j) {
+      const __m512 cs = _mm512_mul_ps(_mm512_maskz_loadu_ps(lanes, ws[j] + g0), xs);
+      acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(lo[j], hi[j])), cs, acc[j]);
     }
   };
-  int64_t b = 0;
-  for (; b + 16 <= nb; b += 16) {
-    const __m512 xs = _mm512_loadu_ps(x.scale.data() + b);
-    __m512 cs[NW];
-    for (int j = 0; j < NW; ++j) cs[j] = _mm512_mul_ps(_mm512_loadu_ps(ws[j] + b), xs);
-    quad(cs, 0, b, 0);
-    quad(cs, 1, b + 4, 1);
-    quad(cs, 2, b + 8, 0);
-    quad(cs, 3, b + 12, 1);
-  }
-  if (b + 4 <= nb) {
-    const __m512 xs = load_scales16(x.scale.data(), b, nb);
-    __m512 cs[NW];
-    for (int j = 0; j < NW; ++j) cs[j] = _mm512_mul_ps(load_scales16(ws[j], b, nb), xs);
-    for (int q = 0; b + 4 <= nb; ++q, b += 4) quad(cs, q, b, 0);
-  }
-  for (int j = 0; j < NW; ++j) {
-    // The offset over the blocks done above: sum_k ws[k] * offset[k], k < b.
-    __m512 off = _mm512_setzero_ps();
-    for (int64_t k = 0; k < b; k += 16) {
-      const __mmask16 m = static_cast<__mmask16>(b - k >= 16 ? 0xffff : (1u << (b - k)) - 1);
-      off = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, ws[j] + k),
-                            _mm512_maskz_loadu_ps(m, x.offset.data() + k), off);
-    }
-    float total = _mm512_reduce_add_ps(_mm512_sub_ps(_mm512_add_ps(acc[j][0], acc[j][1]), off));
-    total += q4_blocks(w[j], ws[j], x, b, nb);  // tail blocks
-    out[j] = total;
-  }
+  int64_t g0 = 0;
+  for (; g0 + kQ4Group <= nb; g0 += kQ4Group) group(g0, kQ4Group, 0xffff);
+  if (g0 < nb) group(g0, nb - g0, static_cast<__mmask16>((1u << (nb - g0)) - 1));
+  for (int j = 0; j < NW; ++j) out[j] = _mm512_reduce_add_ps(acc[j]);
 }
 #else
 template <int NW>
@@ -242,7 +232,7 @@ void dot_q8(const int8_t* const* w, const float* const* ws, const QuantizedRow& 
 template <int NW>
 void dot_q4(const uint8_t* const* w, const float* const* ws, const QuantizedRow& x, int64_t nb,
             float* out) {
-  for (int j = 0; j < NW; ++j) out[j] = q4_blocks(w[j], ws[j], x, 0, nb);
+  for (int j = 0; j < NW; ++j) out[j] = q4_blocks(w[j], ws[j], x, nb);
 }
 #endif
 
@@ -281,7 +271,9 @@ void dequantize_row_bf16(const MatrixView& w, int64_t r, uint16_t* out) {
       hi = __builtin_convertvector(__builtin_convertvector(q1, i32x16), f32x16);
     } else {
       u8x16 q;
-      std::memcpy(&q, base + b * (B / 2), sizeof(q));
+      uint8_t bytes[B / 2];
+      q4_block_bytes(base, nb, b, bytes);
+      std::memcpy(&q, bytes, sizeof(q));
       const i32x16 codes = __builtin_convertvector(q, i32x16);
       lo = __builtin_convertvector((codes & 0x0f) - 8, f32x16);
       hi = __builtin_convertvector((codes >> 4) - 8, f32x16);
@@ -357,7 +349,7 @@ QuantizedMatrix quantize_q4(const MatrixView& w) {
           const int code = static_cast<int>(
               std::clamp<long>(std::lrintf(row[static_cast<size_t>(c)] * inv) + 8, 0, 15));
           const int64_t j = c - c0;
-          uint8_t& byte = dst[b * B / 2 + (j % (B / 2))];
+          uint8_t& byte = dst[q4_code_byte(nb, b, j)];
           byte = j < B / 2 ? static_cast<uint8_t>((byte & 0xf0) | code)
                            : static_cast<uint8_t>((byte & 0x0f) | (code << 4));
         }
@@ -366,6 +358,22 @@ QuantizedMatrix quantize_q4(const MatrixView& w) {
     }
   });
   return q;
+}
+
+LineAlignedVector<uint8_t> q4_from_block_layout(const uint8_t* data, int64_t rows, int64_t cols) {
+  const int64_t nb = quant_blocks(cols), row_bytes = nb * B / 2;
+  LineAlignedVector<uint8_t> out(static_cast<size_t>(rows * row_bytes));
+  parallel_for(rows, 64, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      for (int64_t b = 0; b < nb; ++b) {
+        for (int64_t i = 0; i < B / 2; ++i) {  // (a byte holds codes i and 16 + i in both)
+          out[static_cast<size_t>(r * row_bytes + q4_code_byte(nb, b, i))] =
+              data[r * row_bytes + b * B / 2 + i];
+        }
+      }
+    }
+  });
+  return out;
 }
 
 LineAlignedVector<uint16_t> to_bf16(const MatrixView& w) {

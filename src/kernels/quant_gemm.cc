@@ -80,17 +80,44 @@ void copy_panel(const MatrixView& w, int64_t r0, int64_t rows, uint8_t* out) {
     }
     return;
   }
-  // q4: per block, 16 bytes; low nibbles are codes 0-15, high nibbles 16-31.
-  const __m128i low_mask = _mm_set1_epi8(0x0f), bias = _mm_set1_epi8(120);
+  // q4: in each run of a group (tensor.h), lane j holds 4 + 4 codes of block j; the eight
+  // vectors of one group (low and high nibbles of four runs) transposed give each block its
+  // 32 codes in order: per 128-bit lane k, a 4 x 4 transpose of dwords (unpacks) makes
+  // block 4k + r's 16 low and 16 high codes, and one permutation pairs them.
+  const __m512i low_mask = _mm512_set1_epi8(0x0f), bias = _mm512_set1_epi8(120);
+  const __m512i first = _mm512_set_epi64(11, 10, 3, 2, 9, 8, 1, 0);     // lanes 0, 1 of both
+  const __m512i second = _mm512_set_epi64(15, 14, 7, 6, 13, 12, 5, 4);  // lanes 2, 3
+  auto transpose = [](const __m512i* v, __m512i* out) {  // out[r] lane k: block 4k + r
+    const __m512i a0 = _mm512_unpacklo_epi32(v[0], v[1]), a1 = _mm512_unpackhi_epi32(v[0], v[1]);
+    const __m512i a2 = _mm512_unpacklo_epi32(v[2], v[3]), a3 = _mm512_unpackhi_epi32(v[2], v[3]);
+    out[0] = _mm512_unpacklo_epi64(a0, a2);
+    out[1] = _mm512_unpackhi_epi64(a0, a2);
+    out[2] = _mm512_unpacklo_epi64(a1, a3);
+    out[3] = _mm512_unpackhi_epi64(a1, a3);
+  };
   for (int64_t r = 0; r < rows; ++r) {
     const uint8_t* src = base + (r0 + r) * nb * (B / 2);  // padded codes are 8: zero weights
     uint8_t* dst = out + r * kp;
-    for (int64_t b = 0; b < nb; ++b) {
-      const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + b * (B / 2)));
-      const __m128i lo = _mm_add_epi8(_mm_and_si128(v, low_mask), bias);
-      const __m128i hi = _mm_add_epi8(_mm_and_si128(_mm_srli_epi16(v, 4), low_mask), bias);
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + b * B), lo);
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + b * B + 16), hi);
+    for (int64_t g0 = 0; g0 < nb; g0 += 16) {
+      const int64_t n = std::min<int64_t>(16, nb - g0);
+      const auto lanes = static_cast<__mmask16>(n == 16 ? 0xffff : (1u << n) - 1);
+      __m512i lo[4], hi[4], tl[4], th[4];
+      for (int64_t t = 0; t < 4; ++t) {
+        const __m512i v = _mm512_maskz_loadu_epi32(lanes, src + g0 * (B / 2) + t * 4 * n);
+        lo[t] = _mm512_add_epi8(_mm512_and_si512(v, low_mask), bias);
+        hi[t] = _mm512_add_epi8(_mm512_and_si512(_mm512_srli_epi16(v, 4), low_mask), bias);
+      }
+      transpose(lo, tl);
+      transpose(hi, th);
+      for (int64_t q = 0; q < 4; ++q) {
+        const __m512i d0 = _mm512_permutex2var_epi64(tl[q], first, th[q]);   // blocks q, 4 + q
+        const __m512i d1 = _mm512_permutex2var_epi64(tl[q], second, th[q]);  // 8 + q, 12 + q
+        const __m256i block[4] = {_mm512_castsi512_si256(d0), _mm512_extracti64x4_epi64(d0, 1),
+                                  _mm512_castsi512_si256(d1), _mm512_extracti64x4_epi64(d1, 1)};
+        for (int64_t k = 0; k < 4 && 4 * k + q < n; ++k) {
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + (g0 + 4 * k + q) * B), block[k]);
+        }
+      }
     }
   }
 }

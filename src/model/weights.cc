@@ -260,6 +260,16 @@ void for_each_matrix(const io::PaliGemmaConfig& config, PaliGemmaWeights& w,
   }
 }
 
+void upgrade_q4_layout(const io::PaliGemmaConfig& config, PaliGemmaWeights& w) {
+  for_each_matrix(config, w, [&](const std::string&, MatrixView& m, bool) {
+    if (m.dtype != DType::kU8) return;
+    auto buf = std::make_shared<LineAlignedVector<uint8_t>>(
+        kernels::q4_from_block_layout(static_cast<const uint8_t*>(m.data), m.rows, m.cols));
+    m.data = buf->data();
+    w.owned.push_back(buf);
+  });
+}
+
 namespace {
 
 // Replaces `m` by a copy in `type`, kept alive by w.owned.

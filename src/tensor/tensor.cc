@@ -32,10 +32,11 @@ void dequantize_row(const MatrixView& w, int64_t r, float* out) {
       return;
     }
     case DType::kU8: {
-      const float* s = w.scales + r * quant_blocks(w.cols);
+      const int64_t nb = quant_blocks(w.cols);
+      const float* s = w.scales + r * nb;
       for (int64_t c = 0; c < w.cols; ++c) {
         const int64_t b = c / kQuantBlock, j = c % kQuantBlock;
-        const uint8_t byte = base[b * (kQuantBlock / 2) + (j % (kQuantBlock / 2))];
+        const uint8_t byte = base[q4_code_byte(nb, b, j)];
         const int code = j < kQuantBlock / 2 ? (byte & 0x0f) : (byte >> 4);
         out[c] = static_cast<float>(code - 8) * s[b];
       }

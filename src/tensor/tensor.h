@@ -39,9 +39,14 @@ inline int64_t quant_blocks(int64_t cols) { return (cols + kQuantBlock - 1) / kQ
 // y = x W^T, PyTorch's Linear layout. Formats, by dtype:
 //   F32, BF16, F16: plain elements, data [rows, cols].
 //   I8 ("q8"): data int8 [rows, cols]; w = q * scales[r * nb + c / 32].
-//   U8 ("q4"): data uint8 [rows, nb * 16]; block b of row r holds 32 4-bit codes, byte j
-//              of the block = code j (low nibble) | code j + 16 (high nibble);
-//              w = (code - 8) * scales[r * nb + b]. A short last block is padded with code 8.
+//   U8 ("q4"): data uint8 [rows, nb * 16], 32 4-bit codes per block, w = (code - 8) *
+//              scales[r * nb + b]; a short last block is padded with code 8. A row's blocks
+//              go in groups of 16 (the last group may hold fewer, n): a group is 16 n bytes,
+//              four runs t of 4 n bytes, and in run t bytes 4j..4j+3 belong to block j of the
+//              group: byte 4j + i = code 4t + i (low nibble) | code 16 + 4t + i (high). So one
+//              64-byte vector holds 4 + 4 codes of each of 16 blocks, lane j for block j
+//              (q4_code_byte below; quantized folders before format_version 2 stored each
+//              block's 16 bytes apart, byte i = code i | code 16 + i, and are repacked at load).
 // nb = quant_blocks(cols).
 struct MatrixView {
   DType dtype = DType::kF32;
@@ -64,6 +69,22 @@ struct MatrixView {
     return rows * row_bytes() + (quantized() ? rows * quant_blocks(cols) * 4 : 0);
   }
 };
+
+// q4: the byte of a row (of nb blocks) that holds code c (0..31) of block b: its low
+// nibble for c < 16, else its high nibble.
+inline int64_t q4_code_byte(int64_t nb, int64_t b, int64_t c) {
+  constexpr int64_t kGroup = 16;
+  const int64_t g0 = b / kGroup * kGroup, n = nb - g0 < kGroup ? nb - g0 : kGroup;
+  const int64_t k = c % (kQuantBlock / 2);
+  return g0 * (kQuantBlock / 2) + (k / 4) * 4 * n + (b - g0) * 4 + k % 4;
+}
+// q4: block b's 16 bytes gathered from a row of nb blocks, byte i = code i | code 16 + i.
+inline void q4_block_bytes(const uint8_t* row, int64_t nb, int64_t b, uint8_t* out) {
+  for (int64_t t = 0; t < 4; ++t) {
+    const uint8_t* src = row + q4_code_byte(nb, b, 4 * t);
+    for (int64_t i = 0; i < 4; ++i) out[4 * t + i] = src[i];
+  }
+}
 
 // Row r of w as float32: out[cols]. Works for every format (the reference decoding).
 void dequantize_row(const MatrixView& w, int64_t r, float* out);
