@@ -332,82 +332,99 @@ TEST(QuantFolder, LoadsToTheSameNumbersWithoutRequantising) {
   }
 }
 
-// The q4 layout of folders before format_version 2: each block's 16 bytes together, byte i
-// = code i | code 16 + i << 4. From today's (tensor.h, written out here from its
-// documentation): in a group of n blocks from g0, byte i of block j = byte 4j + i % 4 of run
-// i / 4, 4n bytes a run.
-std::vector<uint8_t> to_block_layout(const uint8_t* codes, int64_t rows, int64_t cols) {
-  const int64_t nb = pg::quant_blocks(cols), row_bytes = nb * 16;
-  std::vector<uint8_t> out(static_cast<size_t>(rows * row_bytes));
+// The layout of folders before format_version 2: each block's bytes together (q8 rows of
+// cols bytes, q4 rows of 16 per block with byte i = code i | code 16 + i << 4). From
+// today's (tensor.h, written out here from its documentation): in a group of n blocks from
+// g0, byte i of block j = byte 4j + i % 4 of run i / 4, 4n bytes a run.
+std::vector<uint8_t> to_block_layout(pg::DType dtype, const uint8_t* codes, int64_t rows,
+                                     int64_t cols) {
+  const int64_t nb = pg::quant_blocks(cols), bb = dtype == pg::DType::kI8 ? 32 : 16;
+  const int64_t row_bytes = nb * bb, old_row = dtype == pg::DType::kI8 ? cols : row_bytes;
+  std::vector<uint8_t> out(static_cast<size_t>(rows * old_row));
   for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t b = 0; b < nb; ++b) {
-      const int64_t g0 = b / 16 * 16, n = std::min<int64_t>(16, nb - g0), j = b - g0;
-      for (int64_t i = 0; i < 16; ++i)
-        out[r * row_bytes + b * 16 + i] =
-            codes[r * row_bytes + g0 * 16 + i / 4 * 4 * n + 4 * j + i % 4];
+    for (int64_t c = 0; c < old_row; ++c) {
+      const int64_t b = c / bb, i = c % bb, g0 = b / 16 * 16, n = std::min<int64_t>(16, nb - g0);
+      out[r * old_row + c] = codes[r * row_bytes + g0 * bb + i / 4 * 4 * n + 4 * (b - g0) + i % 4];
     }
   }
   return out;
 }
 
-TEST(QuantFormatQ4, BlockLayoutRepacksToTheGroupLayout) {
-  for (int64_t cols : {32, 100, 512, 590, 2304}) {
+TEST_P(QuantFormat, BlockLayoutRepacksToTheGroupLayout) {
+  for (int64_t cols : {32, 33, 100, 512, 590, 2304}) {
     const int64_t rows = 3;
     const auto w = random_matrix(rows, cols, 5);
-    const auto q = pg::kernels::quantize_q4(pg::MatrixView{pg::DType::kF32, w.data(), rows, cols});
-    const std::vector<uint8_t> old = to_block_layout(q.data.data(), rows, cols);
-    const auto back = pg::kernels::q4_from_block_layout(old.data(), rows, cols);
+    const pg::MatrixView src{pg::DType::kF32, w.data(), rows, cols};
+    const auto q = GetParam() == pg::DType::kI8 ? pg::kernels::quantize_q8(src)
+                                                : pg::kernels::quantize_q4(src);
+    const std::vector<uint8_t> old = to_block_layout(GetParam(), q.data.data(), rows, cols);
+    const auto back = pg::kernels::from_block_layout(GetParam(), old.data(), rows, cols);
     ASSERT_EQ(back.size(), q.data.size());
     for (size_t i = 0; i < back.size(); ++i) ASSERT_EQ(back[i], q.data[i]) << cols << " byte " << i;
   }
 }
 
-// A q4 folder as format_version 1 wrote it (block layout, no "q4_layout" in the metadata)
-// loads to the same numbers as today's.
+// A quantized folder as format_version 1 wrote it (block layout, no "block_layout" in the
+// metadata) loads to the same numbers as today's.
 TEST(QuantFolder, FolderOfFormatVersion1StillLoads) {
   pg::testing::TempDir tmp;
   const std::string dir = testdata("golden/tiny-pg1");
-  const std::string now = tmp.file("v2"), then = tmp.file("v1");
-  ASSERT_TRUE(paligemma::quantize(dir, "q4", now).ok());
-  auto store = pg::io::TensorStore::open_file(now + "/model.pgq.safetensors");
-  ASSERT_TRUE(store.ok()) << store.status().message();
-  EXPECT_EQ(store->metadata().at("q4_layout"), "groups16");
-  std::vector<pg::io::TensorToWrite> tensors;
-  std::vector<std::vector<uint8_t>> keep;
-  int repacked = 0;  // q4 matrices whose bytes differ between the layouts (nb > 1)
-  for (const auto& [name, view] : store->tensors()) {
-    if (view.dtype == pg::DType::kU8) {
-      const int64_t rows = view.shape[0], cols = view.shape[1] * 2;
-      keep.push_back(to_block_layout(static_cast<const uint8_t*>(view.data), rows, cols));
-      repacked += std::memcmp(keep.back().data(), view.data, keep.back().size()) != 0;
-      tensors.push_back({name, view.dtype, view.shape, keep.back().data()});
-    } else {
-      tensors.push_back({name, view.dtype, view.shape, view.data});
+  auto original = pg::io::TensorStore::open_dir(dir);
+  ASSERT_TRUE(original.ok()) << original.status().message();
+  for (const char* dtype : {"int8", "q4"}) {
+    const std::string now = tmp.file(std::string(dtype) + "-v2");
+    const std::string then = tmp.file(std::string(dtype) + "-v1");
+    ASSERT_TRUE(paligemma::quantize(dir, dtype, now).ok());
+    auto store = pg::io::TensorStore::open_file(now + "/model.pgq.safetensors");
+    ASSERT_TRUE(store.ok()) << store.status().message();
+    EXPECT_EQ(store->metadata().at("block_layout"), "groups16");
+    std::vector<pg::io::TensorToWrite> tensors;
+    std::vector<std::vector<uint8_t>> keep;
+    int repacked = 0;  // matrices whose bytes differ between the layouts (nb > 1)
+    for (const auto& [name, view] : store->tensors()) {
+      if (view.dtype == pg::DType::kI8 || view.dtype == pg::DType::kU8) {
+        const auto* scales = store->find(name + ".scales");
+        ASSERT_NE(scales, nullptr) << name;
+        const int64_t rows = view.shape[0], nb = scales->shape[1];
+        // cols: the original checkpoint's (a short last block changes q8's old row length);
+        // the LM head, not stored there, has the hidden size's whole blocks.
+        const pg::TensorView* orig = original->find(name);
+        const int64_t cols = orig != nullptr ? orig->numel() / orig->shape[0] : nb * 32;
+        keep.push_back(
+            to_block_layout(view.dtype, static_cast<const uint8_t*>(view.data), rows, cols));
+        repacked += keep.back().size() != view.nbytes() ||
+                    std::memcmp(keep.back().data(), view.data, keep.back().size()) != 0;
+        pg::Shape shape = view.shape;
+        shape[1] = static_cast<int64_t>(keep.back().size()) / rows;
+        tensors.push_back({name, view.dtype, shape, keep.back().data()});
+      } else {
+        tensors.push_back({name, view.dtype, view.shape, view.data});
+      }
     }
-  }
-  EXPECT_GT(repacked, 0);
-  std::map<std::string, std::string> metadata = store->metadata();
-  metadata.erase("q4_layout");
-  std::filesystem::create_directories(then);
-  ASSERT_TRUE(pg::io::write_safetensors(then + "/model.pgq.safetensors", tensors, metadata).ok());
-  std::filesystem::copy_file(now + "/tokenizer.model", then + "/tokenizer.model");
-  std::ifstream cf(now + "/config.json");
-  auto config = nlohmann::json::parse(cf);
-  EXPECT_EQ(config["paligemma_cpp"]["format_version"], 2);
-  config["paligemma_cpp"]["format_version"] = 1;
-  std::ofstream(then + "/config.json") << config.dump(2);
+    EXPECT_GT(repacked, 0);
+    std::map<std::string, std::string> metadata = store->metadata();
+    metadata.erase("block_layout");
+    std::filesystem::create_directories(then);
+    ASSERT_TRUE(pg::io::write_safetensors(then + "/model.pgq.safetensors", tensors, metadata).ok());
+    std::filesystem::copy_file(now + "/tokenizer.model", then + "/tokenizer.model");
+    std::ifstream cf(now + "/config.json");
+    auto config = nlohmann::json::parse(cf);
+    EXPECT_EQ(config["paligemma_cpp"]["format_version"], 2);
+    config["paligemma_cpp"]["format_version"] = 1;
+    std::ofstream(then + "/config.json") << config.dump(2);
 
-  auto a = paligemma::Model::load(now);
-  auto b = paligemma::Model::load(then);
-  ASSERT_TRUE(a.ok() && b.ok()) << b.status().message();
-  paligemma::GenerateOptions g;
-  g.max_tokens = 4;
-  g.keep_logits = true;
-  auto ra = a->generate({dir + "/image.png"}, "caption en", g);
-  auto rb = b->generate({dir + "/image.png"}, "caption en", g);
-  ASSERT_TRUE(ra.ok() && rb.ok());
-  EXPECT_EQ(ra->logits, rb->logits);
-  EXPECT_EQ(ra->ids, rb->ids);
+    auto a = paligemma::Model::load(now);
+    auto b = paligemma::Model::load(then);
+    ASSERT_TRUE(a.ok() && b.ok()) << b.status().message();
+    paligemma::GenerateOptions g;
+    g.max_tokens = 4;
+    g.keep_logits = true;
+    auto ra = a->generate({dir + "/image.png"}, "caption en", g);
+    auto rb = b->generate({dir + "/image.png"}, "caption en", g);
+    ASSERT_TRUE(ra.ok() && rb.ok());
+    EXPECT_EQ(ra->logits, rb->logits) << dtype;
+    EXPECT_EQ(ra->ids, rb->ids) << dtype;
+  }
 }
 
 TEST(QuantFolder, BadDtypeIsAnError) {

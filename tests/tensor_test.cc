@@ -81,16 +81,27 @@ TEST(Tensor, FromViewConvertsStoredTypes) {
 }
 
 TEST(Tensor, DequantizeRowFollowsTheDocumentedFormats) {
-  // q8: 2 rows x 33 columns (two blocks, the second short), scales per row and block.
-  std::vector<int8_t> q8(2 * 33);
-  for (size_t i = 0; i < q8.size(); ++i) q8[i] = static_cast<int8_t>(static_cast<int>(i) - 40);
+  // q8: 2 rows x 33 columns: two blocks (the second short, padded), one group of n = 2,
+  // so eight runs of 8 bytes: byte 4j + i of run t = code 4t + i of block j.
+  std::vector<int8_t> q8(2 * 64);
+  auto q8_code = [](int64_t r, int64_t c) { return static_cast<int8_t>(r * 33 + c - 40); };
+  for (int64_t r = 0; r < 2; ++r) {
+    for (int64_t c = 0; c < 33; ++c) {
+      const int64_t b = c / 32, i = c % 32;
+      q8[static_cast<size_t>(r * 64 + (i / 4) * 8 + 4 * b + i % 4)] = q8_code(r, c);
+    }
+  }
   const std::vector<float> s8 = {0.5f, 2.0f, 0.25f, 4.0f};
   MatrixView w8{DType::kI8, q8.data(), 2, 33, s8.data()};
+  EXPECT_EQ(w8.row_bytes(), 64);
   std::vector<float> out(33);
   dequantize_row(w8, 1, out.data());
   EXPECT_EQ(out[0], (33 - 40) * 0.25f);
   EXPECT_EQ(out[31], (64 - 40) * 0.25f);
-  EXPECT_EQ(out[32], (65 - 40) * 4.0f);  // block 1 of row 1
+  EXPECT_EQ(out[32], (65 - 40) * 4.0f);      // block 1 of row 1
+  EXPECT_EQ(q8[64 + 8 + 1], q8_code(1, 5));  // row 1, block 0, code 5: run 1, lane 0
+  EXPECT_EQ(q8[64 + 4], q8_code(1, 32));     // row 1, block 1, code 0: run 0, lane 1
+  for (int64_t c = 0; c < 33; ++c) EXPECT_EQ(out[c], q8_code(1, c) * s8[2 + c / 32]) << c;
 
   // q4: one row of 32 codes: byte j = code j | code j + 16 << 4; w = (code - 8) * scale.
   std::vector<uint8_t> q4(16);
@@ -106,8 +117,8 @@ TEST(Tensor, DequantizeRowFollowsTheDocumentedFormats) {
   EXPECT_EQ(w4.total_bytes(), 16 + 4);
 
   // q4 with 18 blocks: a group of 16 (four runs of 64 bytes) and one of 2 (four runs of 8
-  // bytes, from byte 256). Code c of block b: in run (c % 16) / 4 of its group, at byte
-  // 4 * (b - g0) + c % 4; low nibble for c < 16.
+  // bytes, from byte 256); byte i of a block holds codes i and 16 + i. Code c of block b: in run (c
+  // % 16) / 4 of its group, at byte 4 * (b - g0) + c % 4; low nibble for c < 16.
   const int64_t nb = 18, cols = nb * 32;
   std::vector<uint8_t> g(static_cast<size_t>(nb * 16));
   std::vector<float> sg(nb);

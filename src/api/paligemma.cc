@@ -176,10 +176,11 @@ Status quantize(const std::string& dir, const std::string& dtype, const std::str
       {"weights", dtype},
       {"block_size", std::to_string(pg::kQuantBlock)},
       {"layout",
-       "I8: codes [rows, cols]; U8: 4-bit codes [rows, blocks*16], w = (code - 8) * scale, "
-       "blocks in groups of 16 (the last of n <= 16): 4 runs t of 4n bytes, byte 4j+i of run t "
-       "= code 4t+i | code 16+4t+i << 4 of block j; NAME.scales: F32 [rows, blocks]"},
-      {"q4_layout", pg::model::kQ4Layout}};
+       "I8: codes [rows, blocks*32], w = code * scale; U8: 4-bit codes [rows, blocks*16], byte "
+       "i of a block = code i | code 16+i << 4, w = (code - 8) * scale; in both, a row's blocks "
+       "in groups of 16 (the last of n <= 16) stored as runs of 4n bytes, bytes 4j..4j+3 of run t "
+       "= bytes 4t..4t+3 of the group's block j; NAME.scales: F32 [rows, blocks]"},
+      {"block_layout", pg::model::kGroupLayout}};
   return pg::io::write_safetensors(out_dir + "/" + pg::model::kQuantizedWeightsFile, tensors,
                                    metadata);
 }

@@ -24,9 +24,11 @@ QuantizedMatrix quantize_q8(const MatrixView& w);
 // q4 (ggml Q4_0 style): per block, the element of largest magnitude m maps to code 0:
 // scale = m / -8, code = clamp(round(w / scale) + 8, 0, 15).
 QuantizedMatrix quantize_q4(const MatrixView& w);
-// q4 codes as folders before format_version 2 stored them (each block's 16 bytes apart:
-// byte i = code i | code 16 + i) in today's layout (tensor.h): [rows, nb * 16].
-LineAlignedVector<uint8_t> q4_from_block_layout(const uint8_t* data, int64_t rows, int64_t cols);
+// q8 / q4 codes as folders before format_version 2 stored them (each block's bytes
+// together; q8 rows of cols bytes, q4 rows of nb * 16 with byte i = code i | code 16 + i)
+// in today's group layout (tensor.h): [rows, row_bytes].
+LineAlignedVector<uint8_t> from_block_layout(DType dtype, const uint8_t* data, int64_t rows,
+                                             int64_t cols);
 // Plain bf16 copy of any matrix: data [rows, cols].
 LineAlignedVector<uint16_t> to_bf16(const MatrixView& w);
 

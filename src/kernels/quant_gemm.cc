@@ -60,52 +60,47 @@ void pack_row(const float* x, int64_t k, int64_t i, PackedX& p) {
   }
 }
 
-// Weight rows [r0, r0 + rows) as unsigned bytes u = q + 128, [rows][nb * 32] (a partial
-// last block padded with 128, a zero weight).
+// Weight rows [r0, r0 + rows) as unsigned bytes u = q + 128, [rows][nb * 32], each
+// block's 32 in order (a partial last block's padding, q8 0 or q4 code 8, becomes 128: a
+// zero weight). In each run of a group (tensor.h), lane j holds 4 bytes of block j: q8's
+// runs 0-7 are the blocks' bytes 0-31; q4's four runs hold codes 0-15 (low nibbles) and
+// 16-31 (high). Those eight vectors of a group, transposed, give each block its 32 bytes
+// in order: per 128-bit lane k, a 4 x 4 transpose of dwords (unpacks) of bytes 0-15 and of
+// bytes 16-31 makes block 4k + q's two halves, and one permutation pairs them.
 void copy_panel(const MatrixView& w, int64_t r0, int64_t rows, uint8_t* out) {
-  const int64_t K = w.cols, nb = quant_blocks(K), kp = nb * B;
+  const int64_t nb = quant_blocks(w.cols), kp = nb * B, row_bytes = w.row_bytes();
+  const bool q4 = w.dtype == DType::kU8;
+  const int64_t block_bytes = q4 ? B / 2 : B;
   const auto* base = static_cast<const uint8_t*>(w.data);
-  if (w.dtype == DType::kI8) {
-    const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));
-    const int64_t whole = K / B * B;
-    for (int64_t r = 0; r < rows; ++r) {
-      const uint8_t* src = base + (r0 + r) * K;  // q8 rows are K bytes
-      uint8_t* dst = out + r * kp;
-      for (int64_t c = 0; c < whole; c += B) {
-        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + c));
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + c), _mm256_xor_si256(v, flip));
-      }
-      for (int64_t c = whole; c < kp; ++c)
-        dst[c] = c < K ? static_cast<uint8_t>(src[c] ^ 0x80) : uint8_t{128};
-    }
-    return;
-  }
-  // q4: in each run of a group (tensor.h), lane j holds 4 + 4 codes of block j; the eight
-  // vectors of one group (low and high nibbles of four runs) transposed give each block its
-  // 32 codes in order: per 128-bit lane k, a 4 x 4 transpose of dwords (unpacks) makes
-  // block 4k + r's 16 low and 16 high codes, and one permutation pairs them.
-  const __m512i low_mask = _mm512_set1_epi8(0x0f), bias = _mm512_set1_epi8(120);
+  const __m512i nibble = _mm512_set1_epi8(0x0f), bias = _mm512_set1_epi8(120);
+  const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
   const __m512i first = _mm512_set_epi64(11, 10, 3, 2, 9, 8, 1, 0);     // lanes 0, 1 of both
   const __m512i second = _mm512_set_epi64(15, 14, 7, 6, 13, 12, 5, 4);  // lanes 2, 3
-  auto transpose = [](const __m512i* v, __m512i* out) {  // out[r] lane k: block 4k + r
+  auto transpose = [](const __m512i* v, __m512i* t) {                   // t[q] lane k: block 4k + q
     const __m512i a0 = _mm512_unpacklo_epi32(v[0], v[1]), a1 = _mm512_unpackhi_epi32(v[0], v[1]);
     const __m512i a2 = _mm512_unpacklo_epi32(v[2], v[3]), a3 = _mm512_unpackhi_epi32(v[2], v[3]);
-    out[0] = _mm512_unpacklo_epi64(a0, a2);
-    out[1] = _mm512_unpackhi_epi64(a0, a2);
-    out[2] = _mm512_unpacklo_epi64(a1, a3);
-    out[3] = _mm512_unpackhi_epi64(a1, a3);
+    t[0] = _mm512_unpacklo_epi64(a0, a2);
+    t[1] = _mm512_unpackhi_epi64(a0, a2);
+    t[2] = _mm512_unpacklo_epi64(a1, a3);
+    t[3] = _mm512_unpackhi_epi64(a1, a3);
   };
   for (int64_t r = 0; r < rows; ++r) {
-    const uint8_t* src = base + (r0 + r) * nb * (B / 2);  // padded codes are 8: zero weights
+    const uint8_t* src = base + (r0 + r) * row_bytes;
     uint8_t* dst = out + r * kp;
     for (int64_t g0 = 0; g0 < nb; g0 += 16) {
       const int64_t n = std::min<int64_t>(16, nb - g0);
       const auto lanes = static_cast<__mmask16>(n == 16 ? 0xffff : (1u << n) - 1);
-      __m512i lo[4], hi[4], tl[4], th[4];
+      const uint8_t* group = src + g0 * block_bytes;
+      __m512i lo[4], hi[4], tl[4], th[4];  // bytes 0-15 and 16-31 of the blocks
       for (int64_t t = 0; t < 4; ++t) {
-        const __m512i v = _mm512_maskz_loadu_epi32(lanes, src + g0 * (B / 2) + t * 4 * n);
-        lo[t] = _mm512_add_epi8(_mm512_and_si512(v, low_mask), bias);
-        hi[t] = _mm512_add_epi8(_mm512_and_si512(_mm512_srli_epi16(v, 4), low_mask), bias);
+        const __m512i v = _mm512_maskz_loadu_epi32(lanes, group + t * 4 * n);
+        if (q4) {
+          lo[t] = _mm512_add_epi8(_mm512_and_si512(v, nibble), bias);
+          hi[t] = _mm512_add_epi8(_mm512_and_si512(_mm512_srli_epi16(v, 4), nibble), bias);
+        } else {
+          lo[t] = _mm512_xor_si512(v, flip);
+          hi[t] = _mm512_xor_si512(_mm512_maskz_loadu_epi32(lanes, group + (4 + t) * 4 * n), flip);
+        }
       }
       transpose(lo, tl);
       transpose(hi, th);
@@ -205,6 +200,7 @@ bool gemm_quantized_vnni(const float* x, int64_t m, const MatrixView& w, const f
   // its share in panels.
   const int64_t groups = (N + kTileCols - 1) / kTileCols;
   const int64_t panel_groups = std::max<int64_t>(1, kPanelBytes / (kp * kTileCols));
+  const int64_t row_bytes = w.row_bytes();
   parallel_for(groups, 1, [&](int64_t g0, int64_t g1) {
     thread_local std::vector<uint8_t> panel;
     alignas(64) float out[kTileCols * kTileRows];
@@ -214,7 +210,20 @@ bool gemm_quantized_vnni(const float* x, int64_t m, const MatrixView& w, const f
       if (panel.size() < static_cast<size_t>(rows * kp))
         panel.resize(static_cast<size_t>(rows * kp));
       copy_panel(w, r0, rows, panel.data());
+      // The next panel's weights, fetched into L2 a share per tile of x while this panel
+      // is multiplied, so that its copy does not wait on memory.
+      const int64_t next_r0 = r0 + rows;
+      const int64_t next_rows =
+          pg0 + panel_groups < g1
+              ? std::min(std::min(g1, pg0 + 2 * panel_groups) * kTileCols, N) - next_r0
+              : 0;
+      const auto* next = static_cast<const char*>(w.data) + next_r0 * row_bytes;
+      const int64_t next_lines = next_rows * row_bytes / 64;
+      const int64_t lines_per_tile = (next_lines + packed.tiles - 1) / packed.tiles;
       for (int64_t t = 0; t < packed.tiles; ++t) {
+        for (int64_t l = t * lines_per_tile; l < std::min(next_lines, (t + 1) * lines_per_tile);
+             ++l)
+          _mm_prefetch(next + l * 64, _MM_HINT_T1);
         const int64_t lanes = std::min(kTileRows, m - t * kTileRows);
         for (int64_t j0 = 0; j0 < rows; j0 += kTileCols) {
           const int64_t nr = std::min(kTileCols, rows - j0);

@@ -36,9 +36,6 @@ Result<std::unique_ptr<PaliGemma>> PaliGemma::load(const std::string& dir,
   auto w = load_weights(m->config_, shared, warnings);
   if (!w.ok()) return w.status().with_context(dir);
   m->weights_ = std::move(w).value();
-  auto layout = shared->metadata().find("q4_layout");
-  if (is_quantized && (layout == shared->metadata().end() || layout->second != kQ4Layout))
-    upgrade_q4_layout(m->config_, m->weights_);
   // A folder written by `quantize` in a low-precision format runs as that format would.
   auto fmt = shared->metadata().find("weights");
   if (is_quantized && fmt != shared->metadata().end() && fmt->second != "f32" &&

@@ -103,16 +103,20 @@ bool starts_with(const std::string& s, const char* prefix) { return s.rfind(pref
 
 using NameMap = std::map<std::string, std::pair<std::string, const TensorView*>>;
 
-// Binds a quantized matrix: I8 codes [rows, cols] or U8 packed codes [rows, nb * 16],
-// with float32 scales [rows, nb] under NAME.scales.
+// Binds a quantized matrix: I8 codes [rows, nb * 32] or U8 packed codes [rows, nb * 16]
+// (tensor.h), with float32 scales [rows, nb] under NAME.scales. A file without the
+// metadata's "block_layout" (format_version 1) holds each block's bytes together (and q8 rows
+// of cols bytes): its codes are repacked into an owned buffer.
 Status bind_quantized(Slot& slot, const std::string& stored, const TensorView& view,
                       const io::TensorStore& store, const NameMap& by_name,
                       std::map<std::string, bool>& used, PaliGemmaWeights& w) {
   const std::string where = "tensor '" + stored + "' in " + store.file_of(stored);
   const int64_t rows = slot.shape[0], cols = shape_numel(slot.shape) / rows,
                 nb = quant_blocks(cols);
-  const Shape want =
-      view.dtype == DType::kI8 ? Shape{rows, cols} : Shape{rows, nb * kQuantBlock / 2};
+  auto layout = store.metadata().find("block_layout");
+  const bool grouped = layout != store.metadata().end() && layout->second == kGroupLayout;
+  const Shape want = view.dtype == DType::kI8 ? Shape{rows, grouped ? nb * kQuantBlock : cols}
+                                              : Shape{rows, nb * kQuantBlock / 2};
   if (view.shape != want) {
     return invalid_argument(where + ": expected " + dtype_name(view.dtype) + " codes of shape " +
                             shape_to_string(want) + ", found " + shape_to_string(view.shape));
@@ -134,7 +138,14 @@ Status bind_quantized(Slot& slot, const std::string& stored, const TensorView& v
     scales = copy->data();
     w.owned.push_back(copy);
   }
-  *slot.matrix = MatrixView{view.dtype, view.data, rows, cols, scales};
+  const void* codes = view.data;
+  if (!grouped) {
+    auto copy = std::make_shared<LineAlignedVector<uint8_t>>(
+        kernels::from_block_layout(view.dtype, static_cast<const uint8_t*>(view.data), rows, cols));
+    codes = copy->data();
+    w.owned.push_back(copy);
+  }
+  *slot.matrix = MatrixView{view.dtype, codes, rows, cols, scales};
   return Status::Ok();
 }
 
@@ -258,16 +269,6 @@ void for_each_matrix(const io::PaliGemmaConfig& config, PaliGemmaWeights& w,
     if (slot.matrix == &w.text.lm_head && tied) continue;
     fn(slot.name, *slot.matrix, slot.name.rfind("vision_tower.", 0) == 0);
   }
-}
-
-void upgrade_q4_layout(const io::PaliGemmaConfig& config, PaliGemmaWeights& w) {
-  for_each_matrix(config, w, [&](const std::string&, MatrixView& m, bool) {
-    if (m.dtype != DType::kU8) return;
-    auto buf = std::make_shared<LineAlignedVector<uint8_t>>(
-        kernels::q4_from_block_layout(static_cast<const uint8_t*>(m.data), m.rows, m.cols));
-    m.data = buf->data();
-    w.owned.push_back(buf);
-  });
 }
 
 namespace {
@@ -430,10 +431,8 @@ std::vector<io::TensorToWrite> export_weights(const io::PaliGemmaConfig& config,
     }
     const MatrixView& m = *slot.matrix;
     if (slot.optional && tied) continue;
-    if (m.dtype == DType::kI8) {
-      out.push_back({slot.name, m.dtype, {m.rows, m.cols}, m.data});
-    } else if (m.dtype == DType::kU8) {
-      out.push_back({slot.name, m.dtype, {m.rows, quant_blocks(m.cols) * kQuantBlock / 2}, m.data});
+    if (m.quantized()) {
+      out.push_back({slot.name, m.dtype, {m.rows, m.row_bytes()}, m.data});
     } else {
       out.push_back({slot.name, m.dtype, slot.shape, m.data});
     }

@@ -105,10 +105,9 @@ std::vector<io::TensorToWrite> export_weights(const io::PaliGemmaConfig& config,
 // File name of a quantized checkpoint's weights (never model.safetensors, so that no
 // Hugging Face loader mistakes the folder for one of its own).
 inline constexpr const char* kQuantizedWeightsFile = "model.pgq.safetensors";
-// Its metadata's "q4_layout" for q4 codes in groups of 16 blocks (tensor.h). Files without
-// it (format_version 1) hold each block's 16 bytes apart; upgrade_q4_layout repacks them.
-inline constexpr const char* kQ4Layout = "groups16";
-void upgrade_q4_layout(const io::PaliGemmaConfig& config, PaliGemmaWeights& w);
+// Its metadata's "block_layout" for q8 / q4 codes in groups of 16 blocks (tensor.h). Files
+// without it (format_version 1) hold each block's bytes together; the loader repacks them.
+inline constexpr const char* kGroupLayout = "groups16";
 
 // Bytes a decode step streams: every decoder matrix plus the LM head.
 int64_t decoder_bytes_per_token(const PaliGemmaWeights& w);

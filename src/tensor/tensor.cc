@@ -25,9 +25,12 @@ void dequantize_row(const MatrixView& w, int64_t r, float* out) {
   const auto* base = static_cast<const uint8_t*>(w.data) + r * w.row_bytes();
   switch (w.dtype) {
     case DType::kI8: {
-      const float* s = w.scales + r * quant_blocks(w.cols);
+      const int64_t nb = quant_blocks(w.cols);
+      const float* s = w.scales + r * nb;
       for (int64_t c = 0; c < w.cols; ++c) {
-        out[c] = static_cast<float>(static_cast<int8_t>(base[c])) * s[c / kQuantBlock];
+        const int64_t b = c / kQuantBlock;
+        const auto q = static_cast<int8_t>(base[group_byte(nb, kQuantBlock, b, c % kQuantBlock)]);
+        out[c] = static_cast<float>(q) * s[b];
       }
       return;
     }
@@ -36,7 +39,7 @@ void dequantize_row(const MatrixView& w, int64_t r, float* out) {
       const float* s = w.scales + r * nb;
       for (int64_t c = 0; c < w.cols; ++c) {
         const int64_t b = c / kQuantBlock, j = c % kQuantBlock;
-        const uint8_t byte = base[q4_code_byte(nb, b, j)];
+        const uint8_t byte = base[group_byte(nb, kQuantBlock / 2, b, j % (kQuantBlock / 2))];
         const int code = j < kQuantBlock / 2 ? (byte & 0x0f) : (byte >> 4);
         out[c] = static_cast<float>(code - 8) * s[b];
       }

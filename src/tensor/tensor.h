@@ -38,16 +38,17 @@ inline int64_t quant_blocks(int64_t cols) { return (cols + kQuantBlock - 1) / kQ
 // A row-major matrix of weights [rows, cols]. Matrix products read it as W in
 // y = x W^T, PyTorch's Linear layout. Formats, by dtype:
 //   F32, BF16, F16: plain elements, data [rows, cols].
-//   I8 ("q8"): data int8 [rows, cols]; w = q * scales[r * nb + c / 32].
+//   I8 ("q8"): data int8 [rows, nb * 32], 32 codes per block, w = q * scales[r * nb + b];
+//              a short last block is padded with 0.
 //   U8 ("q4"): data uint8 [rows, nb * 16], 32 4-bit codes per block, w = (code - 8) *
-//              scales[r * nb + b]; a short last block is padded with code 8. A row's blocks
-//              go in groups of 16 (the last group may hold fewer, n): a group is 16 n bytes,
-//              four runs t of 4 n bytes, and in run t bytes 4j..4j+3 belong to block j of the
-//              group: byte 4j + i = code 4t + i (low nibble) | code 16 + 4t + i (high). So one
-//              64-byte vector holds 4 + 4 codes of each of 16 blocks, lane j for block j
-//              (q4_code_byte below; quantized folders before format_version 2 stored each
-//              block's 16 bytes apart, byte i = code i | code 16 + i, and are repacked at load).
-// nb = quant_blocks(cols).
+//              scales[r * nb + b]; a short last block is padded with code 8. Byte i of a
+//              block's 16 holds code i (low nibble) and code 16 + i (high nibble).
+// nb = quant_blocks(cols). In both, a row's blocks go in groups of 16 (the last group may
+// hold fewer, n), and a group's bytes in runs of 4 n: bytes 4j..4j+3 of run t are bytes
+// 4t..4t+3 of the group's block j. So one 64-byte vector holds 4 bytes of each of 16
+// blocks, lane j for block j, and a product sums whole blocks lane by lane (group_byte
+// below). Quantized folders before format_version 2 stored each block's bytes together
+// (and q8 rows unpadded, cols bytes); they are repacked at load.
 struct MatrixView {
   DType dtype = DType::kF32;
   const void* data = nullptr;
@@ -61,8 +62,9 @@ struct MatrixView {
   bool quantized() const { return dtype == DType::kI8 || dtype == DType::kU8; }
   // Bytes of one stored row (without scales).
   int64_t row_bytes() const {
-    return dtype == DType::kU8 ? quant_blocks(cols) * kQuantBlock / 2
-                               : cols * static_cast<int64_t>(dtype_size(dtype));
+    if (dtype == DType::kU8) return quant_blocks(cols) * kQuantBlock / 2;
+    if (dtype == DType::kI8) return quant_blocks(cols) * kQuantBlock;
+    return cols * static_cast<int64_t>(dtype_size(dtype));
   }
   // Bytes read by one pass over the matrix, scales included.
   int64_t total_bytes() const {
@@ -70,19 +72,19 @@ struct MatrixView {
   }
 };
 
-// q4: the byte of a row (of nb blocks) that holds code c (0..31) of block b: its low
-// nibble for c < 16, else its high nibble.
-inline int64_t q4_code_byte(int64_t nb, int64_t b, int64_t c) {
+// The offset in a row of nb blocks of byte i of block b, blocks of `block_bytes` bytes
+// (32 for q8, 16 for q4) interleaved in groups of 16 as above.
+inline int64_t group_byte(int64_t nb, int64_t block_bytes, int64_t b, int64_t i) {
   constexpr int64_t kGroup = 16;
   const int64_t g0 = b / kGroup * kGroup, n = nb - g0 < kGroup ? nb - g0 : kGroup;
-  const int64_t k = c % (kQuantBlock / 2);
-  return g0 * (kQuantBlock / 2) + (k / 4) * 4 * n + (b - g0) * 4 + k % 4;
+  return g0 * block_bytes + (i / 4) * 4 * n + (b - g0) * 4 + i % 4;
 }
-// q4: block b's 16 bytes gathered from a row of nb blocks, byte i = code i | code 16 + i.
-inline void q4_block_bytes(const uint8_t* row, int64_t nb, int64_t b, uint8_t* out) {
-  for (int64_t t = 0; t < 4; ++t) {
-    const uint8_t* src = row + q4_code_byte(nb, b, 4 * t);
-    for (int64_t i = 0; i < 4; ++i) out[4 * t + i] = src[i];
+// Block b's block_bytes bytes, gathered from a row of nb blocks into out.
+inline void gather_block(const uint8_t* row, int64_t nb, int64_t block_bytes, int64_t b,
+                         uint8_t* out) {
+  for (int64_t t = 0; t < block_bytes; t += 4) {
+    const uint8_t* src = row + group_byte(nb, block_bytes, b, t);
+    for (int64_t i = 0; i < 4; ++i) out[t + i] = src[i];
   }
 }
 
