@@ -410,21 +410,52 @@ TEST(QuantFolder, FolderOfFormatVersion1StillLoads) {
       }
     }
     EXPECT_GT(repacked, 0);
-    std::map<std::string, std::string> metadata = store->metadata();
-    metadata.erase("block_layout");
-    std::filesystem::create_directories(then);
-    ASSERT_TRUE(pg::io::write_safetensors(then + "/model.pgq.safetensors", tensors, metadata).ok());
-    std::filesystem::copy_file(now + "/tokenizer.model", then + "/tokenizer.model");
     std::ifstream cf(now + "/config.json");
     auto config = nlohmann::json::parse(cf);
     EXPECT_EQ(config["paligemma_cpp"]["format_version"], 2);
-    config["paligemma_cpp"]["format_version"] = 1;
-    std::ofstream(then + "/config.json") << config.dump(2);
-
+    // A folder of these tensors, with the metadata's block_layout set to `layout` ("":
+    // none, as format_version 1 wrote).
+    auto write_folder = [&](const std::string& out, const std::string& layout) {
+      std::map<std::string, std::string> metadata = store->metadata();
+      metadata.erase("block_layout");
+      if (!layout.empty()) metadata["block_layout"] = layout;
+      std::filesystem::create_directories(out);
+      ASSERT_TRUE(
+          pg::io::write_safetensors(out + "/model.pgq.safetensors", tensors, metadata).ok());
+      std::filesystem::copy_file(now + "/tokenizer.model", out + "/tokenizer.model");
+      auto c = config;
+      c["paligemma_cpp"]["format_version"] = layout.empty() ? 1 : 2;
+      std::ofstream(out + "/config.json") << c.dump(2);
+    };
+    write_folder(then, "");
     auto a = paligemma::Model::load(now);
     auto b = paligemma::Model::load(then);
     ASSERT_TRUE(a.ok() && b.ok()) << b.status().message();
     expect_same_caption(*a, *b, dir, dtype);
+
+    // A layout this build does not know is refused, naming the tensor, file and layout.
+    const std::string unknown = tmp.file(std::string(dtype) + "-groups32");
+    write_folder(unknown, "groups32");
+    auto u = paligemma::Model::load(unknown);
+    ASSERT_FALSE(u.ok());
+    EXPECT_NE(u.status().message().find("model.pgq.safetensors: unknown block_layout \"groups32\""),
+              std::string::npos)
+        << u.status().message();
+    // Codes in the old layout under today's label: q8's unpadded rows (the patch embedding's
+    // 588 columns, 19 blocks) do not have today's shape.
+    if (std::string(dtype) == "int8") {
+      const std::string mislabelled = tmp.file("int8-mislabelled");
+      write_folder(mislabelled, "groups16");
+      auto m = paligemma::Model::load(mislabelled);
+      ASSERT_FALSE(m.ok());
+      EXPECT_NE(m.status().message().find("vision_tower.vision_model.embeddings.patch_embedding."
+                                          "weight' in "),
+                std::string::npos)
+          << m.status().message();
+      EXPECT_NE(m.status().message().find("expected I8 codes of shape [48, 608], found [48, 588]"),
+                std::string::npos)
+          << m.status().message();
+    }
   }
 }
 

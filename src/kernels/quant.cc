@@ -17,7 +17,6 @@ namespace pg::kernels {
 namespace {
 
 constexpr int64_t B = kQuantBlock;
-constexpr int64_t kGroup = 16;  // blocks interleaved together (tensor.h)
 
 // Activations quantized to int8 per block of 32: x ~= q * scale.
 struct QuantizedRow {
@@ -43,8 +42,13 @@ void quantize_activations(const float* x, int64_t cols, QuantizedRow& out) {
         quantize_block(x + b * B, std::min(B, cols - b * B), out.q.data() + b * B, &sum);
     out.scale[static_cast<size_t>(b)] = s;
     out.sum[static_cast<size_t>(b)] = sum;
-    for (int64_t t = 0; t < B; t += 4) {
-      std::memcpy(out.grouped.data() + group_byte(nb, B, b, t), out.q.data() + b * B + t, 4);
+  }
+  for (int64_t g0 = 0; g0 < nb; g0 += kQuantGroup) {  // (group_byte's order, a group at a time)
+    const int64_t n = std::min(kQuantGroup, nb - g0);
+    int8_t* group = out.grouped.data() + g0 * B;
+    for (int64_t j = 0; j < n; ++j) {
+      for (int64_t t = 0; t < B / 4; ++t)
+        std::memcpy(group + t * 4 * n + 4 * j, out.q.data() + (g0 + j) * B + 4 * t, 4);
     }
   }
 }
@@ -154,7 +158,7 @@ void dot_grouped(const uint8_t* const* w, const float* const* ws, const Quantize
     }
   };
   int64_t g0 = 0;
-  for (; g0 + kGroup <= nb; g0 += kGroup) group(g0, kGroup, 0xffff);
+  for (; g0 + kQuantGroup <= nb; g0 += kQuantGroup) group(g0, kQuantGroup, 0xffff);
   if (g0 < nb) group(g0, nb - g0, static_cast<__mmask16>((1u << (nb - g0)) - 1));
   for (int j = 0; j < NW; ++j) out[j] = _mm512_reduce_add_ps(acc[j]);
 }

@@ -87,8 +87,8 @@ void copy_panel(const MatrixView& w, int64_t r0, int64_t rows, uint8_t* out) {
   for (int64_t r = 0; r < rows; ++r) {
     const uint8_t* src = base + (r0 + r) * row_bytes;
     uint8_t* dst = out + r * kp;
-    for (int64_t g0 = 0; g0 < nb; g0 += 16) {
-      const int64_t n = std::min<int64_t>(16, nb - g0);
+    for (int64_t g0 = 0; g0 < nb; g0 += kQuantGroup) {
+      const int64_t n = std::min(kQuantGroup, nb - g0);
       const auto lanes = static_cast<__mmask16>(n == 16 ? 0xffff : (1u << n) - 1);
       const uint8_t* group = src + g0 * block_bytes;
       __m512i lo[4], hi[4], tl[4], th[4];  // bytes 0-15 and 16-31 of the blocks

@@ -114,7 +114,12 @@ Status bind_quantized(Slot& slot, const std::string& stored, const TensorView& v
   const int64_t rows = slot.shape[0], cols = shape_numel(slot.shape) / rows,
                 nb = quant_blocks(cols);
   auto layout = store.metadata().find("block_layout");
-  const bool grouped = layout != store.metadata().end() && layout->second == kGroupLayout;
+  const bool grouped = layout != store.metadata().end();
+  if (grouped && layout->second != kGroupLayout) {
+    return invalid_argument(where + ": unknown block_layout \"" + layout->second +
+                            "\" (this build reads \"" + kGroupLayout +
+                            "\" and folders without one)");
+  }
   const Shape want = view.dtype == DType::kI8 ? Shape{rows, grouped ? nb * kQuantBlock : cols}
                                               : Shape{rows, nb * kQuantBlock / 2};
   if (view.shape != want) {

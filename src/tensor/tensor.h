@@ -34,6 +34,8 @@ struct TensorView {
 // block with one float32 scale.
 constexpr int64_t kQuantBlock = 32;
 inline int64_t quant_blocks(int64_t cols) { return (cols + kQuantBlock - 1) / kQuantBlock; }
+// Blocks interleaved together in a quantized row (MatrixView below).
+constexpr int64_t kQuantGroup = 16;
 
 // A row-major matrix of weights [rows, cols]. Matrix products read it as W in
 // y = x W^T, PyTorch's Linear layout. Formats, by dtype:
@@ -75,8 +77,8 @@ struct MatrixView {
 // The offset in a row of nb blocks of byte i of block b, blocks of `block_bytes` bytes
 // (32 for q8, 16 for q4) interleaved in groups of 16 as above.
 inline int64_t group_byte(int64_t nb, int64_t block_bytes, int64_t b, int64_t i) {
-  constexpr int64_t kGroup = 16;
-  const int64_t g0 = b / kGroup * kGroup, n = nb - g0 < kGroup ? nb - g0 : kGroup;
+  const int64_t g0 = b / kQuantGroup * kQuantGroup;
+  const int64_t n = nb - g0 < kQuantGroup ? nb - g0 : kQuantGroup;
   return g0 * block_bytes + (i / 4) * 4 * n + (b - g0) * 4 + i % 4;
 }
 // Block b's block_bytes bytes, gathered from a row of nb blocks into out.
