@@ -108,6 +108,62 @@ void BM_decode_stream(benchmark::State& state, pg::DType dt) {
       static_cast<double>(bytes * copies), benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// Decode through a stack of decoder layers with the model's own shapes, in its order
+// (q, k, v, o, gate, up, down), enough layers (>= 512 MiB of weights) that nothing stays in
+// cache: the small k/v products and the per-call start-up count as they do in the engine.
+// gemma2: PaliGemma 2 3B (width 2304, 8 heads and 4 kv heads of 256, MLP 9216);
+// gemma: PaliGemma 3B (width 2048, 8 heads and 1 kv head of 256, MLP 16384).
+void BM_decode_layers(benchmark::State& state, pg::DType dt, bool gemma2) {
+  const int64_t d = gemma2 ? 2304 : 2048, q = 2048, kv = gemma2 ? 1024 : 256,
+                f = gemma2 ? 9216 : 16384;
+  const std::pair<int64_t, int64_t> shapes[] = {{q, d}, {kv, d}, {kv, d}, {d, q},
+                                                {f, d}, {f, d},  {d, f}};
+  static std::vector<std::pair<std::pair<int64_t, int64_t>, Weights>> base;
+  std::vector<pg::MatrixView> layer;
+  int64_t layer_bytes = 0;
+  for (const auto& nk : shapes) {
+    Weights* w = nullptr;
+    for (auto& [key, value] : base) {
+      if (key == nk) w = &value;
+    }
+    if (w == nullptr) w = &base.emplace_back(nk, make(nk.first, nk.second)).second;
+    layer.push_back(w->view(dt));
+    layer_bytes += layer.back().total_bytes();
+  }
+  const int64_t layers = std::max<int64_t>(2, (int64_t{512} << 20) / layer_bytes);
+  // Each layer's matrices get their own copies (data and scales), as in the model.
+  std::vector<pg::LineAlignedVector<uint8_t>> data;
+  std::vector<pg::LineAlignedVector<float>> scales;
+  std::vector<pg::MatrixView> views;
+  data.reserve(static_cast<size_t>(layers) * 7);
+  scales.reserve(static_cast<size_t>(layers) * 7);
+  for (int64_t l = 0; l < layers; ++l) {
+    for (const pg::MatrixView& one : layer) {
+      const auto* src = static_cast<const uint8_t*>(one.data);
+      data.emplace_back(src, src + one.row_bytes() * one.rows);
+      pg::MatrixView v = one;
+      v.data = data.back().data();
+      if (one.scales != nullptr) {
+        const int64_t count = one.rows * pg::quant_blocks(one.cols);
+        scales.emplace_back(one.scales, one.scales + count);
+        v.scales = scales.back().data();
+      }
+      views.push_back(v);
+    }
+  }
+  std::vector<float> x(static_cast<size_t>(f), 0.1f), y(static_cast<size_t>(f));
+  for (auto _ : state) {
+    for (const pg::MatrixView& v : views) {
+      pg::kernels::fast_kernels().matmul(x.data(), 1, v, nullptr, y.data());
+      benchmark::DoNotOptimize(y.data());
+    }
+  }
+  state.counters["weight_bytes/s"] = benchmark::Counter(
+      static_cast<double>(layer_bytes * layers), benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["products/s"] = benchmark::Counter(static_cast<double>(views.size()),
+                                                    benchmark::Counter::kIsIterationInvariantRate);
+}
+
 void BM_attention(benchmark::State& state, int64_t T, int64_t S, int64_t heads, int64_t kv_heads,
                   int64_t D, bool low_precision = false, float softcap = 0.0f) {
   std::vector<float> q(static_cast<size_t>(T * heads * D), 0.1f),
@@ -149,6 +205,12 @@ BENCHMARK_CAPTURE(BM_decode_stream, f32, pg::DType::kF32)->UseRealTime();
 BENCHMARK_CAPTURE(BM_decode_stream, bf16, pg::DType::kBF16)->UseRealTime();
 BENCHMARK_CAPTURE(BM_decode_stream, q8, pg::DType::kI8)->UseRealTime();
 BENCHMARK_CAPTURE(BM_decode_stream, q4, pg::DType::kU8)->UseRealTime();
+BENCHMARK_CAPTURE(BM_decode_layers, gemma2_bf16, pg::DType::kBF16, true)->UseRealTime();
+BENCHMARK_CAPTURE(BM_decode_layers, gemma2_q8, pg::DType::kI8, true)->UseRealTime();
+BENCHMARK_CAPTURE(BM_decode_layers, gemma2_q4, pg::DType::kU8, true)->UseRealTime();
+BENCHMARK_CAPTURE(BM_decode_layers, gemma_bf16, pg::DType::kBF16, false)->UseRealTime();
+BENCHMARK_CAPTURE(BM_decode_layers, gemma_q8, pg::DType::kI8, false)->UseRealTime();
+BENCHMARK_CAPTURE(BM_decode_layers, gemma_q4, pg::DType::kU8, false)->UseRealTime();
 // Prefill / vision: SigLIP's MLP (256 x 1152 -> 4304).
 BENCHMARK_CAPTURE(BM_matmul, vision_f32_256x4304x1152, pg::DType::kF32, 256, 4304, 1152)
     ->UseRealTime();

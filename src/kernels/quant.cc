@@ -85,17 +85,23 @@ void quantize_activations(const float* x, int64_t cols, QuantizedRow& out) {
 }
 
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
-// The decode products' software prefetch: the line 1 KiB ahead of the one being read, in
-// each weight stream (rows follow each other in a stream, so near a row's end this is the
-// next row's start). With two streams per thread, it read q8 rows at 45.7-48.6 GB/s
-// against 39.7-42.7 without (4 of 4 alternations), q4 at 44.7 against 39.7 (mean of 6 and
-// 12 runs, 2 threads, 512 MiB); 512 bytes ahead gained less, and the bf16 products (one
-// instruction per line) read no faster with it.
-// (The address is formed as an integer: past a matrix's last rows it points beyond the
+// The decode products' software prefetch, in each weight row's two streams: its codes 2 KiB
+// ahead of the line being read (rows follow each other in a stream, so near a row's end
+// this is the next row's start), and its scales 512 bytes ahead, once per group of 16
+// blocks (8 groups ahead in q4, as the codes are; the scales are a stream of their own,
+// a fifth of q4's bytes and a ninth of q8's). Measured on the decode products of
+// PaliGemma 2's layers (kernels_bench BM_decode_layers, 2 threads, 512 MiB): codes 1 KiB
+// ahead and scales left to the hardware read q8 at 38-43 GB/s and q4 at 35-47, against
+// 50-55 and 46-48 with both prefetched as here (three alternations; scales 256 or 1024
+// bytes ahead, codes 1.5 or 3 KiB, or a second prefetch into L2 gained less). Without any
+// prefetch, q8 read 39.7-42.7 and q4 39.7 against 45.7-48.6 and 44.7 with the codes' 1 KiB
+// ahead (session 7). The bf16 products (one instruction per line) read no faster with one.
+// (Addresses are formed as integers: past a matrix's last rows they point beyond the
 // buffer, which a prefetch may do but pointer arithmetic may not.)
-inline void prefetch_ahead(const void* p) {
+constexpr uintptr_t kCodesAhead = 2048, kScalesAhead = 512;
+inline void prefetch_at(const void* p, uintptr_t ahead) {
   _mm_prefetch(reinterpret_cast<const char*>(  // NOLINT(performance-no-int-to-ptr): see above
-                   reinterpret_cast<uintptr_t>(p) + 1024),
+                   reinterpret_cast<uintptr_t>(p) + ahead),
                _MM_HINT_T0);
 }
 
@@ -134,7 +140,7 @@ void dot_grouped(const uint8_t* const* w, const float* const* ws, const Quantize
 #pragma GCC unroll 8
     for (int64_t t = 0; t < kRuns; ++t) {
       const int64_t at = g0 * kBlockBytes + t * 4 * n;
-      for (int j = 0; j < NW; ++j) prefetch_ahead(w[j] + at);
+      for (int j = 0; j < NW; ++j) prefetch_at(w[j] + at, kCodesAhead);
       if constexpr (Q4) {
         const __m512i xl = x_run(t), xh = x_run(4 + t);
         for (int j = 0; j < NW; ++j) {
@@ -151,6 +157,7 @@ void dot_grouped(const uint8_t* const* w, const float* const* ws, const Quantize
         }
       }
     }
+    for (int j = 0; j < NW; ++j) prefetch_at(ws[j] + g0, kScalesAhead);
     const __m512 xs = _mm512_maskz_loadu_ps(lanes, x.scale.data() + g0);
     for (int j = 0; j < NW; ++j) {
       const __m512 cs = _mm512_mul_ps(_mm512_maskz_loadu_ps(lanes, ws[j] + g0), xs);
