@@ -1,6 +1,8 @@
-// src/base: Status/Result, parallel_for, and the line-aligned (huge-page) allocator.
+// src/base: Status/Result, parallel_for and parallel_chunks, and the line-aligned (huge-page)
+// allocator.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <vector>
@@ -56,6 +58,41 @@ TEST(Parallel, EveryIndexRunsExactlyOnce) {
           ASSERT_EQ(hits[static_cast<size_t>(i)].load(), 1)
               << "index " << i << " of " << n << ", grain " << grain << ", threads " << threads;
         }
+      }
+    }
+  }
+  set_num_threads(0);
+}
+
+// Chunks are near-equal, cover [0, n) once, and number min(chunks, n) when run in threads.
+TEST(Parallel, ChunksCoverEveryIndexOnce) {
+  for (int threads : {1, 2, 3}) {
+    set_num_threads(threads);
+    for (int64_t n : {0, 1, 7, 64, 1000, 4097}) {
+      for (int64_t chunks : {0, 1, 3, 16, 5000}) {
+        std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
+        std::atomic<int64_t> calls{0}, smallest{n}, largest{0};
+        parallel_chunks(n, chunks, [&](int64_t b, int64_t e) {
+          ASSERT_LE(0, b);
+          ASSERT_LT(b, e);
+          ASSERT_LE(e, n);
+          calls++;
+          int64_t v = smallest.load();
+          while (e - b < v && !smallest.compare_exchange_weak(v, e - b)) {
+          }
+          v = largest.load();
+          while (e - b > v && !largest.compare_exchange_weak(v, e - b)) {
+          }
+          for (int64_t i = b; i < e; ++i) hits[static_cast<size_t>(i)]++;
+        });
+        for (int64_t i = 0; i < n; ++i) {
+          ASSERT_EQ(hits[static_cast<size_t>(i)].load(), 1)
+              << "index " << i << " of " << n << ", chunks " << chunks << ", threads " << threads;
+        }
+        if (n == 0) continue;
+        const int64_t want = threads == 1 ? 1 : std::clamp<int64_t>(chunks, 1, n);
+        EXPECT_EQ(calls.load(), want) << "n " << n << ", chunks " << chunks;
+        EXPECT_LE(largest.load() - smallest.load(), 1) << "n " << n << ", chunks " << chunks;
       }
     }
   }

@@ -32,4 +32,19 @@ void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, in
   }
 }
 
+void parallel_chunks(int64_t n, int64_t chunks, const std::function<void(int64_t, int64_t)>& fn) {
+  if (n <= 0) return;
+  chunks = std::clamp<int64_t>(chunks, 1, n);
+  const int threads = static_cast<int>(std::min<int64_t>(num_threads(), chunks));
+  if (threads <= 1 || omp_in_parallel()) {
+    fn(0, n);
+    return;
+  }
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
+  for (int64_t c = 0; c < chunks; ++c) {
+    const int64_t begin = n * c / chunks, end = n * (c + 1) / chunks;
+    if (begin < end) fn(begin, end);
+  }
+}
+
 }  // namespace pg

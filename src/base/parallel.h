@@ -15,4 +15,8 @@ int num_threads();
 // least `grain` items. fn must not throw.
 void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
 
+// Calls fn(begin, end) on `chunks` near-equal chunks of [0, n), handed out to the threads
+// one at a time as they finish the last (so a thread slowed by others' work takes fewer).
+void parallel_chunks(int64_t n, int64_t chunks, const std::function<void(int64_t, int64_t)>& fn);
+
 }  // namespace pg
