@@ -191,6 +191,46 @@ void BM_attention(benchmark::State& state, int64_t T, int64_t S, int64_t heads, 
       benchmark::Counter(4.0 * T * S * heads * D, benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// Decode attention through every layer's own KV cache (as in the model, where a token's
+// layers together read more cache than L3 holds): one query, S keys, `layers` caches.
+void BM_attention_layers(benchmark::State& state, int64_t layers, int64_t S, int64_t heads,
+                         int64_t kv_heads, int64_t D, float softcap) {
+  const auto cache = static_cast<size_t>(S * kv_heads * D);
+  std::vector<pg::LineAlignedVector<float>> k, v;
+  for (int64_t l = 0; l < layers; ++l) {
+    k.emplace_back(cache), v.emplace_back(cache);
+    for (size_t i = 0; i < cache; ++i) {
+      k.back()[i] = 0.01f * static_cast<float>((i * 7 + static_cast<size_t>(l)) % 23) - 0.1f;
+      v.back()[i] = 0.01f * static_cast<float>((i * 5 + static_cast<size_t>(l)) % 19) - 0.1f;
+    }
+  }
+  std::vector<float> q(static_cast<size_t>(heads * D), 0.1f);
+  std::vector<float> out(static_cast<size_t>(heads * D));
+  pg::kernels::AttentionParams p;
+  p.num_queries = 1;
+  p.num_keys = S;
+  p.num_heads = heads;
+  p.num_kv_heads = kv_heads;
+  p.head_dim = D;
+  p.q_stride = p.out_stride = heads * D;
+  p.kv_stride = kv_heads * D;
+  p.query_offset = S - 1;
+  p.prefix_len = S;
+  p.causal = true;
+  p.scale = 0.0625f;
+  p.softcap = softcap;
+  for (auto _ : state) {
+    for (int64_t l = 0; l < layers; ++l) {
+      pg::kernels::fast_kernels().attention(p, q.data(), k[static_cast<size_t>(l)].data(),
+                                            v[static_cast<size_t>(l)].data(), out.data());
+      benchmark::DoNotOptimize(out.data());
+    }
+  }
+  state.counters["kv_bytes/s"] =
+      benchmark::Counter(static_cast<double>(2 * cache * sizeof(float) * layers),
+                         benchmark::Counter::kIsIterationInvariantRate);
+}
+
 // Decode: one token through Gemma 2B's MLP up-projection (2048 -> 16384).
 BENCHMARK_CAPTURE(BM_matmul, decode_f32_1x16384x2048, pg::DType::kF32, 1, 16384, 2048)
     ->UseRealTime();
@@ -259,6 +299,11 @@ BENCHMARK_CAPTURE(BM_attention, gemma2_decode_1x4107, 1, 4107, 8, 4, 256)->UseRe
 // PaliGemma 2 3B at 224 px: 4 kv heads, soft-capped, ~300 keys in the cache.
 BENCHMARK_CAPTURE(BM_attention, gemma2_decode_1x300, 1, 300, 8, 4, 256, false, 50.0f)
     ->UseRealTime();
+
+// A decode step's attention over all layers: PaliGemma 2 3B (26 layers, 4 kv heads,
+// soft-capped) and PaliGemma 3B (18 layers, 1 kv head), ~300 keys (224 px).
+BENCHMARK_CAPTURE(BM_attention_layers, gemma2_26x300, 26, 300, 8, 4, 256, 50.0f)->UseRealTime();
+BENCHMARK_CAPTURE(BM_attention_layers, gemma_18x300, 18, 300, 8, 1, 256, 0.0f)->UseRealTime();
 
 }  // namespace
 

@@ -785,9 +785,14 @@ inline void dot_keys(const float* qh, const float* k, int64_t stride, int64_t n,
 
 // o[0:16 NV] = sum_j p[j] v_j over n value rows `stride` floats apart, the output held in
 // NV registers (no loads or stores of o per key).
+// (Add: o += instead of o =.)
 template <int NV>
-void weighted_rows(const float* p, const float* v, int64_t stride, int64_t n, float* o) {
+void weighted_rows(const float* p, const float* v, int64_t stride, int64_t n, bool add, float* o) {
   f32x16 acc[NV] = {};
+  if (add) {
+#pragma GCC unroll 16
+    for (int c = 0; c < NV; ++c) acc[c] = load_f32(o + c * kLanes);
+  }
   for (int64_t j = 0; j < n; ++j) {
     const f32x16 pj = splat(p[j]);
     const float* vj = v + j * stride;
@@ -800,16 +805,16 @@ void weighted_rows(const float* p, const float* v, int64_t stride, int64_t n, fl
 
 // The same for any head dimension.
 void weighted_rows_any(const float* p, const float* v, int64_t stride, int64_t n, int64_t dd,
-                       float* o) {
+                       bool add, float* o) {
   switch (dd) {
-    case 16: return weighted_rows<1>(p, v, stride, n, o);
-    case 32: return weighted_rows<2>(p, v, stride, n, o);
-    case 64: return weighted_rows<4>(p, v, stride, n, o);
-    case 128: return weighted_rows<8>(p, v, stride, n, o);
-    case 256: return weighted_rows<16>(p, v, stride, n, o);
+    case 16: return weighted_rows<1>(p, v, stride, n, add, o);
+    case 32: return weighted_rows<2>(p, v, stride, n, add, o);
+    case 64: return weighted_rows<4>(p, v, stride, n, add, o);
+    case 128: return weighted_rows<8>(p, v, stride, n, add, o);
+    case 256: return weighted_rows<16>(p, v, stride, n, add, o);
     default: break;
   }
-  std::fill(o, o + dd, 0.0f);
+  if (!add) std::fill(o, o + dd, 0.0f);
   for (int64_t j = 0; j < n; ++j) {
     const float pj = p[j];
     const float* vj = v + j * stride;
@@ -817,13 +822,19 @@ void weighted_rows_any(const float* p, const float* v, int64_t stride, int64_t n
   }
 }
 
-// Attention, few queries (decode): work items are (query, kv head, chunk of keys). The
-// query heads that share a kv head take the chunk's keys and values in turn, so a chunk
-// comes from memory once and from L2 for the rest of its group (one head at a time over
-// the whole cache read it once per query head: at 896 px, 4107 keys, that was 15% of a
-// decode step). Chunks also spread a single query's work over the threads. Each item
-// leaves, per head, its chunk's max score, sum of exponentials and unnormalized output;
-// a second pass merges the chunks of each (query, head).
+constexpr int64_t kKeyStep = 16;
+constexpr float kInf = std::numeric_limits<float>::infinity();
+
+// Attention, few queries (decode): work items are (query, chunk of keys). An item walks
+// its chunk's key rows front to back, kKeyStep rows (all kv heads) at a time, and every
+// query head takes its part of those rows while they are in L1; then the same for the
+// values. So the cache is read once, as one sequential stream per item (one head at a
+// time over the whole cache read it once per query head: at 896 px, 4107 keys, that was
+// 15% of a decode step; items of (query, kv head, chunk) read each row in kv-head pieces
+// 4 KiB apart, which the hardware prefetcher follows poorly). Chunks also spread a
+// single query's work over the threads. Each item leaves, per head, its chunk's max
+// score, sum of exponentials and unnormalized output; a second pass merges the chunks of
+// each (query, head).
 // q: [T, q_stride], k, v: [S, kv_stride], out: [T, out_stride]. A query that sees no key
 // gets zeros. Visible keys form one interval [lo, hi) per query.
 void attention_rows(const AttentionParams& p, const float* q, const float* k, const float* v,
@@ -836,8 +847,8 @@ void attention_rows(const AttentionParams& p, const float* q, const float* k, co
     if (p.causal) hi = std::min(s_len, std::max(p.prefix_len, i + 1));
     if (p.sliding_window > 0) lo = std::max<int64_t>(0, i - p.sliding_window + 1);
   };
-  // Chunks: at most ~256 KiB of keys (and as much of values), so that both stay in L2 for
-  // the group; at least two per thread when the cache is long enough.
+  // Chunks: at most 64 Ki / dd keys (each head's scores of a chunk, hq x chunk floats, stay
+  // in L1/L2); at least two per thread when the cache is long enough.
   const int64_t cap = std::clamp<int64_t>((int64_t{64} << 10) / std::max<int64_t>(dd, 1), 64, 1024);
   const int64_t chunk =
       std::min(cap, std::max<int64_t>(32, (s_len + 2 * num_threads() - 1) / (2 * num_threads())));
@@ -850,43 +861,55 @@ void attention_rows(const AttentionParams& p, const float* q, const float* k, co
   const auto part_size = static_cast<size_t>(T * hq * chunks * rec);
   if (part_buffer.size() < part_size) part_buffer.resize(part_size);
   float* const part = part_buffer.data();
-  parallel_for(T * hkv * chunks, 1, [&](int64_t b, int64_t e) {
+  parallel_for(T * chunks, 1, [&](int64_t b, int64_t e) {
     thread_local std::vector<float> score_buffer;
-    if (score_buffer.size() < static_cast<size_t>(chunk))
-      score_buffer.resize(static_cast<size_t>(chunk));
-    std::vector<float>& scores = score_buffer;
+    if (score_buffer.size() < static_cast<size_t>(hq * chunk))
+      score_buffer.resize(static_cast<size_t>(hq * chunk));
     for (int64_t item = b; item < e; ++item) {
-      const int64_t t = item / (hkv * chunks), kvh = item / chunks % hkv, c = item % chunks;
+      const int64_t t = item / chunks, c = item % chunks;
       int64_t lo, hi;
       visible(t, lo, hi);
       const int64_t c0 = std::max(lo, c * chunk), c1 = std::min(hi, (c + 1) * chunk);
-      for (int64_t h = kvh * group; h < (kvh + 1) * group; ++h) {
-        float* r = part + ((t * hq + h) * chunks + c) * rec;
-        r[0] = -std::numeric_limits<float>::infinity(), r[1] = 0.0f;
-        if (c0 >= c1) continue;  // no visible key in this chunk
-        const float* qh = q + t * p.q_stride + h * dd;
-        float* sc = scores.data();  // sc[j - c0]: score of key j, then exp(score - max)
-        for (int64_t j = c0; j < c1; j += 4) {
-          dot_keys(qh, k + j * p.kv_stride + kvh * dd, p.kv_stride, std::min<int64_t>(4, c1 - j),
-                   dd, sc + (j - c0));
+      auto record = [&](int64_t h) { return part + ((t * hq + h) * chunks + c) * rec; };
+      for (int64_t h = 0; h < hq; ++h) record(h)[0] = -kInf, record(h)[1] = 0.0f;
+      if (c0 >= c1) continue;  // no visible key in this chunk
+      // sc[h * chunk + j - c0]: head h's score of key j, then exp(score - max). The chunk's
+      // rows are walked front to back, kKeyStep rows at a time for every head.
+      float* const sc = score_buffer.data();
+      for (int64_t j = c0; j < c1; j += kKeyStep) {
+        for (int64_t h = 0; h < hq; ++h) {
+          for (int64_t j4 = j; j4 < std::min(c1, j + kKeyStep); j4 += 4) {
+            dot_keys(q + t * p.q_stride + h * dd, k + j4 * p.kv_stride + h / group * dd,
+                     p.kv_stride, std::min<int64_t>(4, c1 - j4), dd, sc + h * chunk + (j4 - c0));
+          }
         }
-        f32x16 mv = splat(-std::numeric_limits<float>::infinity());
+      }
+      for (int64_t h = 0; h < hq; ++h) {
+        float* r = record(h);
+        float* sh = sc + h * chunk;
+        f32x16 mv = splat(-kInf);
         map16(0, c1 - c0, [&](int64_t j, int64_t n) {  // lanes past n: not scores
-          f32x16 sv = load_part(sc + j, n) * p.scale;
+          f32x16 sv = load_part(sh + j, n) * p.scale;
           if (p.softcap > 0.0f) sv = tanh16(sv / p.softcap) * p.softcap;
-          store_part(sc + j, sv, n);
+          store_part(sh + j, sv, n);
           mv = kLaneIndex < static_cast<float>(n) && sv > mv ? sv : mv;
         });
         float max_score = mv[0];
         for (int l = 1; l < kLanes; ++l) max_score = std::max(max_score, mv[l]);
         f32x16 sum_v = {};
         map16(0, c1 - c0, [&](int64_t j, int64_t n) {
-          const f32x16 ev = exp16(load_part(sc + j, n) - max_score);
-          store_part(sc + j, ev, n);
+          const f32x16 ev = exp16(load_part(sh + j, n) - max_score);
+          store_part(sh + j, ev, n);
           sum_v += kLaneIndex < static_cast<float>(n) ? ev : splat(0.0f);
         });
         r[0] = max_score, r[1] = hsum(sum_v);
-        weighted_rows_any(sc, v + c0 * p.kv_stride + kvh * dd, p.kv_stride, c1 - c0, dd, r + 2);
+      }
+      for (int64_t j = c0; j < c1; j += kKeyStep) {
+        const int64_t n = std::min(kKeyStep, c1 - j);
+        for (int64_t h = 0; h < hq; ++h) {
+          weighted_rows_any(sc + h * chunk + (j - c0), v + j * p.kv_stride + h / group * dd,
+                            p.kv_stride, n, dd, j > c0, record(h) + 2);
+        }
       }
     }
   });
