@@ -72,6 +72,35 @@ void BM_matmul(benchmark::State& state, pg::DType dt, int64_t m, int64_t n, int6
       static_cast<double>(v.total_bytes()), benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// Own copies of matrices (data and scales), as each layer of the model has, so that a
+// sequence of products streams them from memory.
+struct WeightCopies {
+  std::vector<pg::LineAlignedVector<uint8_t>> data;
+  std::vector<pg::LineAlignedVector<float>> scales;
+  std::vector<pg::MatrixView> views;
+
+  void add(const pg::MatrixView& one) {
+    const auto* src = static_cast<const uint8_t*>(one.data);
+    pg::MatrixView v = one;
+    v.data = data.emplace_back(src, src + one.row_bytes() * one.rows).data();
+    if (one.scales != nullptr) {
+      const int64_t count = one.rows * pg::quant_blocks(one.cols);
+      v.scales = scales.emplace_back(one.scales, one.scales + count).data();
+    }
+    views.push_back(v);
+  }
+  // One token (x of k_max values) through every view in turn, per iteration.
+  void run(benchmark::State& state, int64_t k_max, int64_t n_max) const {
+    std::vector<float> x(static_cast<size_t>(k_max), 0.1f), y(static_cast<size_t>(n_max));
+    for (auto _ : state) {
+      for (const pg::MatrixView& v : views) {
+        pg::kernels::fast_kernels().matmul(x.data(), 1, v, nullptr, y.data());
+        benchmark::DoNotOptimize(y.data());
+      }
+    }
+  }
+};
+
 // Decode as the model runs it: one token through enough copies of the up-projection
 // (>= 512 MiB of weights) that nothing stays in cache, so this measures streaming from
 // memory, as the engine's decode does, rather than from L3.
@@ -81,29 +110,9 @@ void BM_decode_stream(benchmark::State& state, pg::DType dt) {
   const pg::MatrixView one = base.view(dt);
   const int64_t bytes = one.total_bytes();
   const int64_t copies = std::max<int64_t>(2, (int64_t{512} << 20) / bytes);
-  const int64_t data_bytes = static_cast<int64_t>(one.row_bytes()) * n;
-  const int64_t scale_count = one.scales != nullptr ? n * pg::quant_blocks(k) : 0;
-  std::vector<pg::LineAlignedVector<uint8_t>> data(static_cast<size_t>(copies));
-  std::vector<pg::LineAlignedVector<float>> scales(static_cast<size_t>(copies));
-  std::vector<pg::MatrixView> views;
-  for (int64_t c = 0; c < copies; ++c) {
-    const auto* src = static_cast<const uint8_t*>(one.data);
-    data[c].assign(src, src + data_bytes);
-    pg::MatrixView v = one;
-    v.data = data[c].data();
-    if (scale_count > 0) {
-      scales[c].assign(one.scales, one.scales + scale_count);
-      v.scales = scales[c].data();
-    }
-    views.push_back(v);
-  }
-  std::vector<float> x(static_cast<size_t>(k), 0.1f), y(static_cast<size_t>(n));
-  for (auto _ : state) {
-    for (const pg::MatrixView& v : views) {
-      pg::kernels::fast_kernels().matmul(x.data(), 1, v, nullptr, y.data());
-      benchmark::DoNotOptimize(y.data());
-    }
-  }
+  WeightCopies copies_of;
+  for (int64_t c = 0; c < copies; ++c) copies_of.add(one);
+  copies_of.run(state, k, n);
   state.counters["weight_bytes/s"] = benchmark::Counter(
       static_cast<double>(bytes * copies), benchmark::Counter::kIsIterationInvariantRate);
 }
@@ -132,43 +141,20 @@ void BM_decode_layers(benchmark::State& state, pg::DType dt, bool gemma2) {
   }
   const int64_t layers = std::max<int64_t>(2, (int64_t{512} << 20) / layer_bytes);
   // Each layer's matrices get their own copies (data and scales), as in the model.
-  std::vector<pg::LineAlignedVector<uint8_t>> data;
-  std::vector<pg::LineAlignedVector<float>> scales;
-  std::vector<pg::MatrixView> views;
-  data.reserve(static_cast<size_t>(layers) * 7);
-  scales.reserve(static_cast<size_t>(layers) * 7);
+  WeightCopies copies;
   for (int64_t l = 0; l < layers; ++l) {
-    for (const pg::MatrixView& one : layer) {
-      const auto* src = static_cast<const uint8_t*>(one.data);
-      data.emplace_back(src, src + one.row_bytes() * one.rows);
-      pg::MatrixView v = one;
-      v.data = data.back().data();
-      if (one.scales != nullptr) {
-        const int64_t count = one.rows * pg::quant_blocks(one.cols);
-        scales.emplace_back(one.scales, one.scales + count);
-        v.scales = scales.back().data();
-      }
-      views.push_back(v);
-    }
+    for (const pg::MatrixView& one : layer) copies.add(one);
   }
-  std::vector<float> x(static_cast<size_t>(f), 0.1f), y(static_cast<size_t>(f));
-  for (auto _ : state) {
-    for (const pg::MatrixView& v : views) {
-      pg::kernels::fast_kernels().matmul(x.data(), 1, v, nullptr, y.data());
-      benchmark::DoNotOptimize(y.data());
-    }
-  }
+  copies.run(state, f, f);
   state.counters["weight_bytes/s"] = benchmark::Counter(
       static_cast<double>(layer_bytes * layers), benchmark::Counter::kIsIterationInvariantRate);
-  state.counters["products/s"] = benchmark::Counter(static_cast<double>(views.size()),
+  state.counters["products/s"] = benchmark::Counter(static_cast<double>(copies.views.size()),
                                                     benchmark::Counter::kIsIterationInvariantRate);
 }
 
-void BM_attention(benchmark::State& state, int64_t T, int64_t S, int64_t heads, int64_t kv_heads,
-                  int64_t D, bool low_precision = false, float softcap = 0.0f) {
-  std::vector<float> q(static_cast<size_t>(T * heads * D), 0.1f),
-      kv(static_cast<size_t>(S * kv_heads * D), 0.1f);
-  std::vector<float> out(static_cast<size_t>(T * heads * D));
+// Causal self-attention over a cache of S keys whose last T rows are the queries.
+pg::kernels::AttentionParams attention_params(int64_t T, int64_t S, int64_t heads, int64_t kv_heads,
+                                              int64_t D, float softcap) {
   pg::kernels::AttentionParams p;
   p.num_queries = T;
   p.num_keys = S;
@@ -181,8 +167,17 @@ void BM_attention(benchmark::State& state, int64_t T, int64_t S, int64_t heads, 
   p.prefix_len = S;
   p.causal = true;
   p.scale = 0.0625f;
+  p.softcap = softcap;  // Gemma 2's attention logit soft-capping
+  return p;
+}
+
+void BM_attention(benchmark::State& state, int64_t T, int64_t S, int64_t heads, int64_t kv_heads,
+                  int64_t D, bool low_precision = false, float softcap = 0.0f) {
+  std::vector<float> q(static_cast<size_t>(T * heads * D), 0.1f),
+      kv(static_cast<size_t>(S * kv_heads * D), 0.1f);
+  std::vector<float> out(static_cast<size_t>(T * heads * D));
+  pg::kernels::AttentionParams p = attention_params(T, S, heads, kv_heads, D, softcap);
   p.low_precision = low_precision;  // bf16 products (the low-precision modes)
-  p.softcap = softcap;              // Gemma 2's attention logit soft-capping
   for (auto _ : state) {
     pg::kernels::fast_kernels().attention(p, q.data(), kv.data(), kv.data(), out.data());
     benchmark::DoNotOptimize(out.data());
@@ -206,19 +201,7 @@ void BM_attention_layers(benchmark::State& state, int64_t layers, int64_t S, int
   }
   std::vector<float> q(static_cast<size_t>(heads * D), 0.1f);
   std::vector<float> out(static_cast<size_t>(heads * D));
-  pg::kernels::AttentionParams p;
-  p.num_queries = 1;
-  p.num_keys = S;
-  p.num_heads = heads;
-  p.num_kv_heads = kv_heads;
-  p.head_dim = D;
-  p.q_stride = p.out_stride = heads * D;
-  p.kv_stride = kv_heads * D;
-  p.query_offset = S - 1;
-  p.prefix_len = S;
-  p.causal = true;
-  p.scale = 0.0625f;
-  p.softcap = softcap;
+  const pg::kernels::AttentionParams p = attention_params(1, S, heads, kv_heads, D, softcap);
   for (auto _ : state) {
     for (int64_t l = 0; l < layers; ++l) {
       pg::kernels::fast_kernels().attention(p, q.data(), k[static_cast<size_t>(l)].data(),
