@@ -783,9 +783,8 @@ inline void dot_keys(const float* qh, const float* k, int64_t stride, int64_t n,
   }
 }
 
-// o[0:16 NV] = sum_j p[j] v_j over n value rows `stride` floats apart, the output held in
-// NV registers (no loads or stores of o per key).
-// (Add: o += instead of o =.)
+// o[0:16 NV] = sum_j p[j] v_j (add: o += instead) over n value rows `stride` floats apart,
+// the output held in NV registers (no loads or stores of o per key).
 template <int NV>
 void weighted_rows(const float* p, const float* v, int64_t stride, int64_t n, bool add, float* o) {
   f32x16 acc[NV] = {};

@@ -10,9 +10,9 @@
 
 namespace pg::kernels {
 
-// y[m, n] (+ bias) from dot products of W's n rows with x's m rows (m small). Each thread's
-// range of rows [r0, r1) is read as two streams side by side, row r with row r + h (h = half
-// the range): on Zen 4 (2 threads, 512 MiB of bf16 rows) that read 60-69 GB/s against 52-60
+// y[m, n] (+ bias) from dot products of W's n rows with x's m rows (m small). Each chunk of
+// rows [r0, r1) (below) is read as two streams side by side, row r with row r + h (h = half
+// the chunk): on Zen 4 (2 threads, 512 MiB of bf16 rows) that read 60-69 GB/s against 52-60
 // one row at a time (a plain read: 71-73 against 60-66, roofline.cc). dot2(ra, rb, i0, mr,
 // out) fills out[0 .. mr) with x_{i0 + i} . w_ra and out[4 .. 4 + mr) with x_{i0 + i} . w_rb
 // (rb < 0: ra alone), for groups of up to 4 rows of x.
