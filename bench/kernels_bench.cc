@@ -223,6 +223,11 @@ BENCHMARK_CAPTURE(BM_matmul, decode_q8_1x16384x2048, pg::DType::kI8, 1, 16384, 2
 BENCHMARK_CAPTURE(BM_matmul, decode_q4_1x16384x2048, pg::DType::kU8, 1, 16384, 2048)->UseRealTime();
 BENCHMARK_CAPTURE(BM_matmul, decode_q8_1x256x2048, pg::DType::kI8, 1, 256, 2048)->UseRealTime();
 BENCHMARK_CAPTURE(BM_matmul, decode_q4_1x256x2048, pg::DType::kU8, 1, 256, 2048)->UseRealTime();
+// PaliGemma 2 3B's gate/up (K = 2304: 4.5 groups of 16 blocks a row) against a K = 2048 twin.
+BENCHMARK_CAPTURE(BM_matmul, decode_q4_1x9216x2304, pg::DType::kU8, 1, 9216, 2304)->UseRealTime();
+BENCHMARK_CAPTURE(BM_matmul, decode_q4_1x8192x2048, pg::DType::kU8, 1, 8192, 2048)->UseRealTime();
+// A product too small to be anything but its per-call cost (quantizing x, the threads' start).
+BENCHMARK_CAPTURE(BM_matmul, decode_q4_1x16x2048, pg::DType::kU8, 1, 16, 2048)->UseRealTime();
 BENCHMARK_CAPTURE(BM_matmul, decode_bf16_1x256x2048, pg::DType::kBF16, 1, 256, 2048)->UseRealTime();
 BENCHMARK_CAPTURE(BM_decode_stream, f32, pg::DType::kF32)->UseRealTime();
 BENCHMARK_CAPTURE(BM_decode_stream, bf16, pg::DType::kBF16)->UseRealTime();
@@ -238,6 +243,13 @@ BENCHMARK_CAPTURE(BM_decode_layers, gemma_q4, pg::DType::kU8, false)->UseRealTim
 BENCHMARK_CAPTURE(BM_matmul, vision_f32_256x4304x1152, pg::DType::kF32, 256, 4304, 1152)
     ->UseRealTime();
 BENCHMARK_CAPTURE(BM_matmul, vision_bf16_256x4304x1152, pg::DType::kBF16, 256, 4304, 1152)
+    ->UseRealTime();
+// SigLIP in q8 (--dtype int8 and q4): attention projections, fc1, fc2.
+BENCHMARK_CAPTURE(BM_matmul, vision_q8_256x1152x1152, pg::DType::kI8, 256, 1152, 1152)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_matmul, vision_q8_256x4304x1152, pg::DType::kI8, 256, 4304, 1152)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_matmul, vision_q8_256x1152x4304, pg::DType::kI8, 256, 1152, 4304)
     ->UseRealTime();
 // Gemma 2B prefill shapes (266 tokens): q_proj-sized, gate/up, down.
 BENCHMARK_CAPTURE(BM_matmul, prefill_bf16_266x2048x2048, pg::DType::kBF16, 266, 2048, 2048)
