@@ -29,16 +29,29 @@ Tensor extract_patches(const Tensor& pixel_values, const io::VisionConfig& cfg) 
   return patches;
 }
 
+// The encoder's intermediate buffers, allocated (and zero-filled) once for all its layers.
+struct LayerBuffers {
+  LayerBuffers(const io::VisionConfig& cfg, int64_t N)
+      : h({N, cfg.hidden_size}),
+        q({N, cfg.hidden_size}),
+        kk({N, cfg.hidden_size}),
+        v({N, cfg.hidden_size}),
+        attn({N, cfg.hidden_size}),
+        mid({N, cfg.intermediate_size}) {}
+  Tensor h, q, kk, v, attn;  // [N, W]
+  Tensor mid;                // [N, I]
+};
+
 // x += Attn(LN1(x)); x += MLP(LN2(x)).   x: [N, W]
-void encoder_layer(const SiglipLayerWeights& l, const io::VisionConfig& cfg, Tensor& x) {
+void encoder_layer(const SiglipLayerWeights& l, const io::VisionConfig& cfg, LayerBuffers& b,
+                   Tensor& x) {
   const kernels::KernelTable& k = kernels::kernels();
   const int64_t N = x.dim(0), W = cfg.hidden_size, heads = cfg.num_attention_heads;
   const int64_t D = W / heads;
 
-  Tensor h({N, W});
+  Tensor &h = b.h, &q = b.q, &kk = b.kk, &v = b.v, &attn = b.attn, &mid = b.mid;
   k.layer_norm(x.data(), N, W, l.layer_norm1_weight.data(), l.layer_norm1_bias.data(),
                cfg.layer_norm_eps, h.data());
-  Tensor q({N, W}), kk({N, W}), v({N, W});
   k.matmul(h.data(), N, l.q_proj, l.q_proj_bias.data(), q.data());
   k.matmul(h.data(), N, l.k_proj, l.k_proj_bias.data(), kk.data());
   k.matmul(h.data(), N, l.v_proj, l.v_proj_bias.data(), v.data());
@@ -53,7 +66,6 @@ void encoder_layer(const SiglipLayerWeights& l, const io::VisionConfig& cfg, Ten
   p.causal = false;  // every patch sees every patch
   p.scale = 1.0f / std::sqrt(static_cast<float>(D));
   p.low_precision = l.q_proj.low_precision;  // bf16 products in the low-precision modes
-  Tensor attn({N, W});
   k.attention(p, q.data(), kk.data(), v.data(), attn.data());
   k.matmul(attn.data(), N, l.out_proj, l.out_proj_bias.data(), h.data());
   k.add(x.data(), h.data(), N * W);
@@ -61,7 +73,6 @@ void encoder_layer(const SiglipLayerWeights& l, const io::VisionConfig& cfg, Ten
   k.layer_norm(x.data(), N, W, l.layer_norm2_weight.data(), l.layer_norm2_bias.data(),
                cfg.layer_norm_eps, h.data());
   const int64_t I = cfg.intermediate_size;
-  Tensor mid({N, I});
   k.matmul(h.data(), N, l.fc1, l.fc1_bias.data(), mid.data());
   k.gelu_tanh(mid.data(), mid.data(), N * I);
   k.matmul(mid.data(), N, l.fc2, l.fc2_bias.data(), h.data());
@@ -82,8 +93,9 @@ Tensor siglip_encode(const SiglipWeights& w, const io::VisionConfig& cfg,
   k.add(x.data(), w.position_embedding.data(), N * W);
   trace("siglip.embeddings", x);
 
+  LayerBuffers buffers(cfg, N);
   for (size_t i = 0; i < w.layers.size(); ++i) {
-    encoder_layer(w.layers[i], cfg, x);
+    encoder_layer(w.layers[i], cfg, buffers, x);
     trace("siglip.layers." + std::to_string(i), x);
   }
   Tensor out({N, W});
