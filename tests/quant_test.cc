@@ -12,8 +12,10 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <initializer_list>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <utility>
 
 #include "io/safetensors.h"
 #include "kernels/kernels.h"
@@ -61,11 +63,13 @@ TEST_P(QuantFormat, ProductMatchesTheDequantizedOne) {
   // half a step, amax/254, per element), so |y - y_ref| <= sum_c |w_c| * step_x(c) / 2
   // plus float rounding.
   // m > 8 takes the prefill product: on VNNI, for k a multiple of 32, int8 x int8 tiles of
-  // 32 rows by 6 columns (m = 33, 48, 49 and 70 leave partial tiles, n = 37 a partial column
-  // group); a last tile of at most 16 rows (m = 9, 33, 48, 70) takes the 16-row tile.
+  // 32 rows by 6 columns (m = 33, 48, 49 and 70 leave partial tiles; n = 37, 39, 40 and 41 a
+  // last column group of 1, 3, 4 and 5, each thread's share of groups others); a last tile of
+  // at most 16 rows (m = 9, 33, 48, 70) takes the 16-row tile.
   for (int64_t m : {1, 3, 9, 20, 33, 48, 49, 70}) {
-    for (int64_t k : {32, 33, 96, 100, 160, 300, 512, 1000}) {
-      const int64_t n = 37;
+    for (const auto& [k, n] : std::initializer_list<std::pair<int64_t, int64_t>>{
+             {32, 37}, {33, 40}, {96, 41}, {100, 37}, {160, 40}, {300, 41}, {512, 37}, {1000, 40},
+             {1000, 41}, {32, 39}}) {
       auto w = random_matrix(n, k, 7);
       auto x = random_matrix(m, k, 8);
       const pg::MatrixView src{pg::DType::kF32, w.data(), n, k, nullptr};

@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "base/parallel.h"
@@ -117,12 +118,60 @@ void copy_panel(const MatrixView& w, int64_t r0, int64_t rows, uint8_t* out) {
   }
 }
 
-// out[NR][32] = one tile: 32 packed rows of x (tile t) times NR panel rows (u8, stride kp),
-// whose scales are ws[j * nb + b]. MV = 1 computes only the tile's first 16 rows (a last
-// tile of at most 16 rows: a prompt of 267 tokens would otherwise spend 21 of its 288
-// rows' work on padding); out's lanes 16-31 are then left as they were.
+// y[i, j] = c[j] lane i (+ bias[j]) for i < rows (<= 16), j < NR (<= 6): the tile's
+// columns, transposed in registers (unpacks and shuffles: 128-bit lane q of a[r] holds row
+// 4q + r's columns 0-3, of b[r] its columns 4-7), then stored four and two at a time.
+// (Measured: writing the tile's 6 x 32 outputs one float at a time took 5-10% of the
+// prefill products, kernels_bench prefill_q8_* and vision_q8_*.)
+template <int NR>
+inline void store_columns(const __m512 (&c)[NR], float* y, int64_t N, int64_t rows,
+                          const float* bias) {
+  static_assert(NR >= 1 && NR <= kTileCols && kTileCols <= 8);
+  const __m512 zero = _mm512_setzero_ps();
+  auto col = [&](int j) { return j < NR ? c[j] : zero; };
+  auto quads = [](__m512 c0, __m512 c1, __m512 c2, __m512 c3, __m512* a) {
+    const __m512 lo01 = _mm512_unpacklo_ps(c0, c1), hi01 = _mm512_unpackhi_ps(c0, c1);
+    const __m512 lo23 = _mm512_unpacklo_ps(c2, c3), hi23 = _mm512_unpackhi_ps(c2, c3);
+    a[0] = _mm512_shuffle_ps(lo01, lo23, 0x44);
+    a[1] = _mm512_shuffle_ps(lo01, lo23, 0xee);
+    a[2] = _mm512_shuffle_ps(hi01, hi23, 0x44);
+    a[3] = _mm512_shuffle_ps(hi01, hi23, 0xee);
+  };
+  constexpr int kLo = NR < 4 ? NR : 4, kHi = NR - kLo;  // columns in a, in b
+  const auto lo_mask = static_cast<__mmask8>((1u << kLo) - 1);
+  const auto hi_mask = static_cast<__mmask8>((1u << kHi) - 1);
+  __m512 a[4], b[4];
+  quads(col(0), col(1), col(2), col(3), a);
+  const __m512 bias_lo = _mm512_broadcast_f32x4(bias != nullptr ? _mm_maskz_loadu_ps(lo_mask, bias)
+                                                                : _mm_setzero_ps());
+  for (__m512& v : a) v = _mm512_add_ps(v, bias_lo);
+  if constexpr (kHi > 0) {
+    quads(col(4), col(5), col(6), col(7), b);
+    const __m512 bias_hi = _mm512_broadcast_f32x4(
+        bias != nullptr ? _mm_maskz_loadu_ps(hi_mask, bias + 4) : _mm_setzero_ps());
+    for (__m512& v : b) v = _mm512_add_ps(v, bias_hi);
+  }
+  auto store_quad = [&]<int Q>(std::integral_constant<int, Q>) {
+    for (int r = 0; r < 4 && 4 * Q + r < rows; ++r) {
+      float* row = y + (4 * Q + r) * N;
+      _mm_mask_storeu_ps(row, lo_mask, _mm512_extractf32x4_ps(a[r], Q));
+      if constexpr (kHi > 0) _mm_mask_storeu_ps(row + 4, hi_mask, _mm512_extractf32x4_ps(b[r], Q));
+    }
+  };
+  store_quad(std::integral_constant<int, 0>{});
+  store_quad(std::integral_constant<int, 1>{});
+  store_quad(std::integral_constant<int, 2>{});
+  store_quad(std::integral_constant<int, 3>{});
+}
+
+// One tile: 32 packed rows of x (tile t) times NR panel rows (u8, stride kp), whose scales
+// are ws[j * nb + b], into y's rows (stride N) from tile row 0 to `lanes`, columns 0 to NR,
+// plus bias (or null). MV = 1 computes only the tile's first 16 rows (a last tile of at
+// most 16 rows: a prompt of 267 tokens would otherwise spend 21 of its 288 rows' work on
+// padding).
 template <int NR, int MV>
-void tile(const PackedX& p, int64_t t, const uint8_t* wp, int64_t kp, const float* ws, float* out) {
+void tile(const PackedX& p, int64_t t, const uint8_t* wp, int64_t kp, const float* ws, float* y,
+          int64_t N, int64_t lanes, const float* bias) {
   static_assert(MV == 1 || MV == 2);
   const int64_t nb = p.nb;
   const int8_t* xq = p.q.data() + t * nb * kBlockBytes;
@@ -158,11 +207,15 @@ void tile(const PackedX& p, int64_t t, const uint8_t* wp, int64_t kp, const floa
         f[j][v] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a[j][v]), _mm512_mul_ps(s[v], sw), f[j][v]);
     }
   }
-  for (int j = 0; j < NR; ++j)
-    for (int v = 0; v < MV; ++v) _mm512_storeu_ps(out + j * kTileRows + 16 * v, f[j][v]);
+  for (int v = 0; v < MV && 16 * v < lanes; ++v) {
+    __m512 c[NR];
+    for (int j = 0; j < NR; ++j) c[j] = f[j][v];
+    store_columns<NR>(c, y + 16 * v * N, N, std::min<int64_t>(16, lanes - 16 * v), bias);
+  }
 }
 
-using TileFn = void (*)(const PackedX&, int64_t, const uint8_t*, int64_t, const float*, float*);
+using TileFn = void (*)(const PackedX&, int64_t, const uint8_t*, int64_t, const float*, float*,
+                        int64_t, int64_t, const float*);
 // [MV - 1][NR]
 constexpr TileFn kTiles[2][kTileCols + 1] = {
     {nullptr, tile<1, 1>, tile<2, 1>, tile<3, 1>, tile<4, 1>, tile<5, 1>, tile<6, 1>},
@@ -203,7 +256,6 @@ bool gemm_quantized_vnni(const float* x, int64_t m, const MatrixView& w, const f
   const int64_t row_bytes = w.row_bytes();
   parallel_for(groups, 1, [&](int64_t g0, int64_t g1) {
     thread_local std::vector<uint8_t> panel;
-    alignas(64) float out[kTileCols * kTileRows];
     for (int64_t pg0 = g0; pg0 < g1; pg0 += panel_groups) {
       const int64_t r0 = pg0 * kTileCols;
       const int64_t rows = std::min(std::min(g1, pg0 + panel_groups) * kTileCols, N) - r0;
@@ -228,13 +280,8 @@ bool gemm_quantized_vnni(const float* x, int64_t m, const MatrixView& w, const f
         for (int64_t j0 = 0; j0 < rows; j0 += kTileCols) {
           const int64_t nr = std::min(kTileCols, rows - j0);
           kTiles[lanes > 16 ? 1 : 0][nr](packed, t, panel.data() + j0 * kp, kp,
-                                         w.scales + (r0 + j0) * nb, out);
-          for (int64_t l = 0; l < lanes; ++l) {
-            float* yrow = y + (t * kTileRows + l) * N + r0 + j0;
-            for (int64_t j = 0; j < nr; ++j) {
-              yrow[j] = out[j * kTileRows + l] + (bias != nullptr ? bias[r0 + j0 + j] : 0.0f);
-            }
-          }
+                                         w.scales + (r0 + j0) * nb, y + t * kTileRows * N + r0 + j0,
+                                         N, lanes, bias != nullptr ? bias + r0 + j0 : nullptr);
         }
       }
     }
