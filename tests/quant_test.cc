@@ -12,7 +12,6 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <initializer_list>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <utility>
@@ -66,10 +65,12 @@ TEST_P(QuantFormat, ProductMatchesTheDequantizedOne) {
   // 32 rows by 6 columns (m = 33, 48, 49 and 70 leave partial tiles; n = 37, 39, 40 and 41 a
   // last column group of 1, 3, 4 and 5, each thread's share of groups others); a last tile of
   // at most 16 rows (m = 9, 33, 48, 70) takes the 16-row tile.
+  // (k, n):
+  constexpr std::pair<int64_t, int64_t> kProductShapes[] = {
+      {32, 37},  {33, 40},  {96, 41},   {100, 37},  {160, 40},
+      {300, 41}, {512, 37}, {1000, 40}, {1000, 41}, {32, 39}};
   for (int64_t m : {1, 3, 9, 20, 33, 48, 49, 70}) {
-    for (const auto& [k, n] : std::initializer_list<std::pair<int64_t, int64_t>>{
-             {32, 37}, {33, 40}, {96, 41}, {100, 37}, {160, 40}, {300, 41}, {512, 37}, {1000, 40},
-             {1000, 41}, {32, 39}}) {
+    for (const auto& [k, n] : kProductShapes) {
       auto w = random_matrix(n, k, 7);
       auto x = random_matrix(m, k, 8);
       const pg::MatrixView src{pg::DType::kF32, w.data(), n, k, nullptr};

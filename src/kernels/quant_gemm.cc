@@ -137,7 +137,7 @@ inline void store_columns(const __m512 (&c)[NR], float* y, int64_t N, int64_t ro
     a[2] = _mm512_shuffle_ps(hi01, hi23, 0x44);
     a[3] = _mm512_shuffle_ps(hi01, hi23, 0xee);
   };
-  constexpr int kLo = NR < 4 ? NR : 4, kHi = NR - kLo;  // columns in a, in b
+  constexpr int kLo = std::min(NR, 4), kHi = NR - kLo;  // columns in a, in b
   const auto lo_mask = static_cast<__mmask8>((1u << kLo) - 1);
   const auto hi_mask = static_cast<__mmask8>((1u << kHi) - 1);
   __m512 a[4], b[4];
