@@ -17,6 +17,7 @@
 #endif
 
 #include "base/parallel.h"
+#include "kernels/in_register.h"
 #include "kernels/kernels.h"
 #include "kernels/onednn.h"
 #include "kernels/quant.h"
@@ -38,9 +39,6 @@ inline f32x16 load_f32(const float* p) {
 }
 inline void store_f32(float* p, f32x16 v) { std::memcpy(p, &v, sizeof(v)); }
 inline f32x16 splat(float c) { return f32x16{} + c; }
-// Keeps v in a register: without it GCC folds the load into each of the FMAs that use v,
-// and the tiles below become bound by load ports instead of FMAs.
-inline void in_register(f32x16& v) { asm("" : "+v"(v)); }
 constexpr f32x16 kLaneIndex = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
 
 typedef int32_t i32x16 __attribute__((vector_size(64)));

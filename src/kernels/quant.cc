@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "base/parallel.h"
+#include "kernels/in_register.h"
 #include "kernels/kernels.h"
 #include "kernels/onednn.h"
 #include "kernels/quant_block.h"
@@ -100,12 +101,6 @@ void quantize_activations(const float* x, int64_t cols, QuantizedRow& out) {
 // buffer, which a prefetch may do but pointer arithmetic may not.)
 constexpr uintptr_t kCodesAhead = 2048, kScalesAhead = 512;
 
-// v, held in a register: an empty asm statement the compiler cannot see through, so that a
-// loaded vector is not reloaded by every instruction that uses it.
-inline __m512i in_register(__m512i v) {
-  __asm__("" : "+v"(v));
-  return v;
-}
 inline void prefetch_at(const void* p, uintptr_t ahead) {
   _mm_prefetch(reinterpret_cast<const char*>(  // NOLINT(performance-no-int-to-ptr): see above
                    reinterpret_cast<uintptr_t>(p) + ahead),
@@ -149,8 +144,9 @@ void dot_grouped(const uint8_t* const* w, const float* const* ws, const Quantize
     // GB/s, gemma_q4 44.9-47.7 -> 49.9-52.5. q8's x held the same way read slower in cache,
     // decode_q8_1x16384x2048 50-62 against 61-77 GB/s, so q8 is left to the compiler.)
     auto x_run = [&](int64_t t) {
-      const __m512i v = _mm512_maskz_loadu_epi32(lanes, xg + t * 4 * n);
-      return Q4 ? in_register(v) : v;
+      __m512i v = _mm512_maskz_loadu_epi32(lanes, xg + t * 4 * n);
+      if constexpr (Q4) in_register(v);
+      return v;
     };
     constexpr int64_t kRuns = kBlockBytes / 4;
 #pragma GCC unroll 8
@@ -160,7 +156,8 @@ void dot_grouped(const uint8_t* const* w, const float* const* ws, const Quantize
       if constexpr (Q4) {
         const __m512i xl = x_run(t), xh = x_run(4 + t);
         for (int j = 0; j < NW; ++j) {
-          const __m512i packed = in_register(_mm512_maskz_loadu_epi32(lanes, w[j] + at));
+          __m512i packed = _mm512_maskz_loadu_epi32(lanes, w[j] + at);
+          in_register(packed);
           d[j][0] = _mm512_dpbusd_epi32(d[j][0], _mm512_and_si512(packed, nibble), xl);
           d[j][1] = _mm512_dpbusd_epi32(d[j][1],
                                         _mm512_and_si512(_mm512_srli_epi16(packed, 4), nibble), xh);

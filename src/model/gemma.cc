@@ -76,8 +76,8 @@ void mlp(const GemmaLayerWeights& l, const io::TextConfig& cfg, const Tensor& h,
          LayerBuffers& buffers, Tensor& out) {
   const kernels::KernelTable& k = kernels::kernels();
   const int64_t T = h.dim(0), H = h.dim(1), F = cfg.intermediate_size;
-  const int64_t R = std::min(T, kMlpRows);
-  Tensor &gate = buffers.gate, &up = buffers.up;  // gate, up: [rows, F]
+  Tensor &gate = buffers.gate, &up = buffers.up;  // gate, up: [R, F], R = min(T, kMlpRows)
+  const int64_t R = gate.dim(0);
   for (int64_t r0 = 0; r0 < T; r0 += R) {
     const int64_t rows = std::min(R, T - r0);
     k.matmul(h.data() + r0 * H, rows, l.gate_proj, nullptr, gate.data());
