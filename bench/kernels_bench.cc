@@ -214,6 +214,20 @@ void BM_attention_layers(benchmark::State& state, int64_t layers, int64_t S, int
                          benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// Greedy decoding's choice over Gemma's vocabulary (257152 logits), per table: the
+// reference's scan against the fast one.
+void BM_argmax(benchmark::State& state, bool fast) {
+  std::vector<float> logits(257152);
+  std::mt19937 rng(3);
+  std::normal_distribution<float> dist(0.0f, 3.0f);
+  for (float& x : logits) x = dist(rng);
+  const pg::kernels::KernelTable& table =
+      fast ? pg::kernels::fast_kernels() : pg::kernels::reference_kernels();
+  for (auto _ : state) benchmark::DoNotOptimize(table.argmax(logits.data(), 257152));
+  state.counters["logits/s"] =
+      benchmark::Counter(257152.0, benchmark::Counter::kIsIterationInvariantRate);
+}
+
 // Decode: one token through Gemma 2B's MLP up-projection (2048 -> 16384).
 BENCHMARK_CAPTURE(BM_matmul, decode_f32_1x16384x2048, pg::DType::kF32, 1, 16384, 2048)
     ->UseRealTime();
@@ -299,6 +313,8 @@ BENCHMARK_CAPTURE(BM_attention, gemma2_decode_1x300, 1, 300, 8, 4, 256, false, 5
 // soft-capped) and PaliGemma 3B (18 layers, 1 kv head), ~300 keys (224 px).
 BENCHMARK_CAPTURE(BM_attention_layers, gemma2_26x300, 26, 300, 8, 4, 256, 50.0f)->UseRealTime();
 BENCHMARK_CAPTURE(BM_attention_layers, gemma_18x300, 18, 300, 8, 1, 256, 0.0f)->UseRealTime();
+BENCHMARK_CAPTURE(BM_argmax, reference_257152, false)->UseRealTime();
+BENCHMARK_CAPTURE(BM_argmax, fast_257152, true)->UseRealTime();
 
 }  // namespace
 

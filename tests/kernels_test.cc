@@ -5,11 +5,13 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cfloat>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <sstream>
 #include <string>
@@ -459,6 +461,38 @@ TEST_P(KernelsTest, Scale) {
     K().scale(got.data(), n, 0.37f);
     R().scale(ref.data(), n, 0.37f);
     expect_close(ref, got, ulps_tol(ref), "scale " + dims({{"n", n}}));
+  }
+}
+
+TEST_P(KernelsTest, Argmax) {
+  const std::vector<float> hand = {1, 5, -2, 5, 3};
+  EXPECT_EQ(K().argmax(hand.data(), 5), 1);  // the first of two equal largest
+  EXPECT_EQ(K().argmax(hand.data(), 1), 0);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const std::vector<float> with_nan = {1, nan, 4, nan};
+  EXPECT_EQ(K().argmax(with_nan.data(), 4), 2);  // NaN is never larger
+  EXPECT_EQ(K().argmax(std::vector<float>{nan, 9}.data(), 2), 0);
+
+  // Random values, ascending runs (a new largest in every block), ties planted across
+  // block boundaries, and NaNs, over odd lengths and offsets: the same index as the
+  // reference's scan.
+  std::mt19937 rng(11);
+  for (int64_t n : kLengths) {
+    for (int pattern = 0; pattern < 4; ++pattern) {
+      std::vector<float> x = uniform(n + 3, -30, 30, rng);
+      if (pattern == 1) std::sort(x.begin(), x.end());
+      if (pattern == 2) {
+        const float top = 31;
+        for (int64_t i = n / 3; i < n + 3; i += std::max<int64_t>(1, n / 4)) x[i] = top;
+      }
+      if (pattern == 3)
+        for (int64_t i = 0; i < n + 3; i += 5) x[i] = nan;
+      for (int64_t offset : {0, 1, 3}) {
+        const int64_t len = std::min<int64_t>(n, n + 3 - offset);
+        EXPECT_EQ(K().argmax(x.data() + offset, len), R().argmax(x.data() + offset, len))
+            << dims({{"n", len}, {"pattern", pattern}, {"offset", offset}});
+      }
+    }
   }
 }
 

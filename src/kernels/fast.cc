@@ -754,6 +754,38 @@ void scale(float* x, int64_t n, float s) {
   });
 }
 
+// One thread (a vocabulary's 1 MiB is read in ~20 us, less than waking the pool): blocks
+// of 64 are compared with the largest value so far, and only a block holding a larger one
+// is walked value by value. (The reference's loop re-reads x[best] after every compare,
+// a chain of dependent loads: ~1.2 ms over 257152 logits, 3% of a q4 token.)
+int64_t argmax(const float* x, int64_t n) {
+  int64_t best = 0, i = 1;
+  float best_value = x[0];
+  auto walk = [&](int64_t end) {
+    for (; i < end; ++i) {
+      if (x[i] > best_value) best_value = x[i], best = i;
+    }
+  };
+#if defined(__AVX512F__)
+  constexpr int64_t kBlock = 64;
+  for (; i + kBlock <= n;) {
+    const __m512 b = _mm512_set1_ps(best_value);  // ordered: a NaN on either side is not larger
+    const __mmask16 larger =
+        static_cast<__mmask16>(_mm512_cmp_ps_mask(_mm512_loadu_ps(x + i), b, _CMP_GT_OQ) |
+                               _mm512_cmp_ps_mask(_mm512_loadu_ps(x + i + 16), b, _CMP_GT_OQ) |
+                               _mm512_cmp_ps_mask(_mm512_loadu_ps(x + i + 32), b, _CMP_GT_OQ) |
+                               _mm512_cmp_ps_mask(_mm512_loadu_ps(x + i + 48), b, _CMP_GT_OQ));
+    if (larger != 0) {
+      walk(i + kBlock);
+    } else {
+      i += kBlock;
+    }
+  }
+#endif
+  walk(n);
+  return best;
+}
+
 // ---------------------------------------------------------------------------------------
 // Attention, few queries (decode).
 
@@ -1398,7 +1430,7 @@ void attention(const AttentionParams& p, const float* q, const float* k, const f
 const KernelTable& fast_kernels() {
   static const KernelTable table = {
       "fast", matmul,  layer_norm, rms_norm, gelu_tanh, gelu_tanh_mul,
-      rope,   softcap, add,        scale,    attention,
+      rope,   softcap, add,        scale,    argmax,    attention,
   };
   return table;
 }

@@ -80,6 +80,10 @@ struct KernelTable {
   // x *= s.
   void (*scale)(float* x, int64_t n, float s);
 
+  // Index of the largest of x[0, n) (n >= 1), the first on ties; a NaN never compares
+  // larger (so x[0] is kept if it is NaN). Greedy decoding's choice over the vocabulary.
+  int64_t (*argmax)(const float* x, int64_t n);
+
   // out[T, Hq*D] = softmax(mask(softcap(q k^T * scale))) v per head, softmax in float32.
   // q: [T, q_stride], k and v: [S, kv_stride]; out must not alias q, k or v. Hq must be a
   // multiple of Hkv. A query that sees no key gets zeros.

@@ -23,6 +23,7 @@ enum Slot : int {
   kSoftcap,
   kAdd,
   kScale,
+  kArgmax,
   kAttention,
   kMatmul0,  // + 2 * dtype index + (m > 12)
 };
@@ -59,6 +60,7 @@ std::string slot_name(int s) {
     case kSoftcap: return "softcap";
     case kAdd: return "add";
     case kScale: return "scale";
+    case kArgmax: return "argmax";
     case kAttention: return "attention";
     default: break;
   }
@@ -107,6 +109,10 @@ void scale(float* x, int64_t n, float s) {
   Timer t(kScale);
   inner().scale(x, n, s);
 }
+int64_t argmax(const float* x, int64_t n) {
+  Timer t(kArgmax);
+  return inner().argmax(x, n);
+}
 void attention(const AttentionParams& p, const float* q, const float* k, const float* v,
                float* out) {
   Timer t(kAttention);
@@ -119,7 +125,7 @@ const KernelTable& profiling_kernels(const KernelTable& table) {
   g_inner.store(&table);
   static const KernelTable profiled = {"profile", matmul,        layer_norm, rms_norm,
                                        gelu_tanh, gelu_tanh_mul, rope,       softcap,
-                                       add,       scale,         attention};
+                                       add,       scale,         argmax,     attention};
   return profiled;
 }
 

@@ -126,6 +126,14 @@ void scale(float* x, int64_t n, float s) {
   for (int64_t i = 0; i < n; ++i) x[i] *= s;
 }
 
+int64_t argmax(const float* x, int64_t n) {
+  int64_t best = 0;
+  for (int64_t i = 1; i < n; ++i) {
+    if (x[i] > x[best]) best = i;
+  }
+  return best;
+}
+
 // Whether query index i may see key j (the rules in AttentionParams).
 bool visible(const AttentionParams& p, int64_t i, int64_t j) {
   if (p.causal && !(j < p.prefix_len || j <= i)) return false;
@@ -183,7 +191,7 @@ void attention(const AttentionParams& p, const float* q, const float* k, const f
 const KernelTable& reference_kernels() {
   static const KernelTable table = {
       "reference", matmul,  layer_norm, rms_norm, gelu_tanh, gelu_tanh_mul,
-      rope,        softcap, add,        scale,    attention,
+      rope,        softcap, add,        scale,    argmax,    attention,
   };
   return table;
 }

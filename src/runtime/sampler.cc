@@ -3,14 +3,12 @@
 #include <algorithm>
 #include <cmath>
 
+#include "kernels/kernels.h"
+
 namespace pg::runtime {
 
 int argmax(const float* logits, int64_t n) {
-  int best = 0;
-  for (int64_t i = 1; i < n; ++i) {
-    if (logits[i] > logits[best]) best = static_cast<int>(i);
-  }
-  return best;
+  return n <= 0 ? 0 : static_cast<int>(kernels::kernels().argmax(logits, n));
 }
 
 Sampler::Sampler(const SamplingOptions& options, int64_t allowed_vocab)
