@@ -3,7 +3,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 #include <vector>
 
 namespace {
@@ -106,6 +108,72 @@ TEST(Sampler, SameSeedSameSequence) {
   std::vector<int> sc;
   for (int i = 0; i < 30; ++i) sc.push_back(c.sample(logits.data()));
   EXPECT_NE(sa, sc);
+}
+
+// A vocabulary of many blocks (the weights are summed per 4096 ids): three ids far apart
+// carry probabilities 0.2, 0.3, 0.5; the rest are masked (-inf) or NaN, never chosen.
+TEST(Sampler, LargeVocabularyFrequencies) {
+  const int vocab = 20000;
+  std::vector<float> logits(vocab, -std::numeric_limits<float>::infinity());
+  for (int i = 7; i < vocab; i += 97) logits[i] = std::numeric_limits<float>::quiet_NaN();
+  const int ids[3] = {5, 9000, 19999};
+  const double p[3] = {0.2, 0.3, 0.5};
+  for (int j = 0; j < 3; ++j) logits[ids[j]] = std::log(static_cast<float>(p[j]));
+  SamplingOptions o;
+  o.greedy = false;
+  o.seed = 17;
+  Sampler s(o, vocab);
+  int seen[3] = {0, 0, 0};
+  const int n = 3000;
+  for (int i = 0; i < n; ++i) {
+    const int id = s.sample(logits.data());
+    const int j = id == ids[0] ? 0 : id == ids[1] ? 1 : id == ids[2] ? 2 : -1;
+    ASSERT_GE(j, 0) << "chose id " << id;
+    ++seen[j];
+  }
+  for (int j = 0; j < 3; ++j) EXPECT_NEAR(seen[j], p[j] * n, 5 * std::sqrt(n * p[j] * (1 - p[j])));
+}
+
+// 3000 equal logits, top_p 0.5: the prefix (best first, ties by id) is ids 0-1499, past
+// the first sorted batch of 256; 2000 more ids are masked.
+TEST(Sampler, TopPOverManyCandidates) {
+  std::vector<float> logits(5000, -std::numeric_limits<float>::infinity());
+  for (int i = 0; i < 3000; ++i) logits[i] = 1.0f;
+  SamplingOptions o;
+  o.greedy = false;
+  o.top_p = 0.5f;
+  o.seed = 9;
+  Sampler s(o, 5000);
+  int highest = 0, upper_half = 0;
+  for (int i = 0; i < 2000; ++i) {
+    const int id = s.sample(logits.data());
+    highest = std::max(highest, id);
+    upper_half += id >= 750;
+  }
+  EXPECT_LT(highest, 1500);
+  EXPECT_NEAR(upper_half, 1000, 5 * std::sqrt(2000 * 0.25));  // uniform over 0-1499
+}
+
+// top_k 1000 of 4000 distinct logits (logit = id / 1000): only ids 3000-3999, in
+// proportion to exp(id / 1000) (the top 500 of them carry e^0.5 / (e^0.5 + 1) ~ 0.62).
+TEST(Sampler, TopKOverManyCandidates) {
+  std::vector<float> logits(4000);
+  for (int i = 0; i < 4000; ++i) logits[i] = static_cast<float>(i) / 1000.0f;
+  SamplingOptions o;
+  o.greedy = false;
+  o.top_k = 1000;
+  o.seed = 21;
+  Sampler s(o, 4000);
+  int lowest = 4000, top_half = 0;
+  const int n = 2000;
+  for (int i = 0; i < n; ++i) {
+    const int id = s.sample(logits.data());
+    lowest = std::min(lowest, id);
+    top_half += id >= 3500;
+  }
+  EXPECT_GE(lowest, 3000);
+  const double q = std::exp(0.5) / (std::exp(0.5) + 1.0);
+  EXPECT_NEAR(top_half, q * n, 5 * std::sqrt(n * q * (1 - q)));
 }
 
 }  // namespace

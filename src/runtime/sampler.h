@@ -27,7 +27,8 @@ class Sampler {
   SamplingOptions options_;
   int64_t allowed_vocab_;
   std::mt19937_64 rng_;
-  std::vector<std::pair<float, int>> candidates_;
+  std::vector<std::pair<float, int>> candidates_;  // (logit, id)
+  std::vector<double> weights_, block_sums_, probs_;
 };
 
 // Index of the largest of logits[0, n) (the first one on ties, as torch.argmax).
