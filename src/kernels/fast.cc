@@ -109,8 +109,14 @@ inline void store_part(float* p, f32x16 v, int64_t count) {
   std::memcpy(p, &v, static_cast<size_t>(count) * sizeof(float));
 }
 
-// Sum of the 16 lanes, as a tree (halving the vector, which compiles to extracts).
+// The sum of v's lanes: halves, then quarters, then (c0 + c2) + (c1 + c3). With AVX-512
+// the same tree by register shuffles (_mm512_reduce_add_ps adds in this order): the
+// memcpy version made GCC keep every accumulator that reaches an hsum on the stack, so
+// loops such as dot_keys' loaded and stored their sums on every step.
 inline float hsum(f32x16 v) {
+#if defined(__AVX512F__)
+  return _mm512_reduce_add_ps(static_cast<__m512>(v));
+#endif
   typedef float f32x8 __attribute__((vector_size(32)));
   typedef float f32x4 __attribute__((vector_size(16)));
   f32x8 a, b;
