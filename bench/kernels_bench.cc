@@ -11,6 +11,7 @@
 #include "base/parallel.h"
 #include "kernels/kernels.h"
 #include "kernels/quant.h"
+#include "tensor/dtype.h"
 
 namespace {
 
@@ -187,21 +188,31 @@ void BM_attention(benchmark::State& state, int64_t T, int64_t S, int64_t heads, 
 }
 
 // Decode attention through every layer's own KV cache (as in the model, where a token's
-// layers together read more cache than L3 holds): one query, S keys, `layers` caches.
+// layers together read more cache than L3 holds): one query, S keys, `layers` caches, of
+// float32 or (bf16_kv, the low-precision modes' cache) bf16.
 void BM_attention_layers(benchmark::State& state, int64_t layers, int64_t S, int64_t heads,
-                         int64_t kv_heads, int64_t D, float softcap) {
+                         int64_t kv_heads, int64_t D, float softcap, bool bf16_kv = false) {
   const auto cache = static_cast<size_t>(S * kv_heads * D);
-  std::vector<pg::LineAlignedVector<float>> k, v;
+  const size_t bytes = cache * (bf16_kv ? sizeof(uint16_t) : sizeof(float));
+  std::vector<pg::LineAlignedVector<uint8_t>> k, v;
   for (int64_t l = 0; l < layers; ++l) {
-    k.emplace_back(cache), v.emplace_back(cache);
+    k.emplace_back(bytes), v.emplace_back(bytes);
     for (size_t i = 0; i < cache; ++i) {
-      k.back()[i] = 0.01f * static_cast<float>((i * 7 + static_cast<size_t>(l)) % 23) - 0.1f;
-      v.back()[i] = 0.01f * static_cast<float>((i * 5 + static_cast<size_t>(l)) % 19) - 0.1f;
+      const float kx = 0.01f * static_cast<float>((i * 7 + static_cast<size_t>(l)) % 23) - 0.1f;
+      const float vx = 0.01f * static_cast<float>((i * 5 + static_cast<size_t>(l)) % 19) - 0.1f;
+      if (bf16_kv) {
+        reinterpret_cast<uint16_t*>(k.back().data())[i] = pg::f32_to_bf16(kx);
+        reinterpret_cast<uint16_t*>(v.back().data())[i] = pg::f32_to_bf16(vx);
+      } else {
+        reinterpret_cast<float*>(k.back().data())[i] = kx;
+        reinterpret_cast<float*>(v.back().data())[i] = vx;
+      }
     }
   }
   std::vector<float> q(static_cast<size_t>(heads * D), 0.1f);
   std::vector<float> out(static_cast<size_t>(heads * D));
-  const pg::kernels::AttentionParams p = attention_params(1, S, heads, kv_heads, D, softcap);
+  pg::kernels::AttentionParams p = attention_params(1, S, heads, kv_heads, D, softcap);
+  p.kv_bf16 = bf16_kv;
   for (auto _ : state) {
     for (int64_t l = 0; l < layers; ++l) {
       pg::kernels::fast_kernels().attention(p, q.data(), k[static_cast<size_t>(l)].data(),
@@ -209,9 +220,8 @@ void BM_attention_layers(benchmark::State& state, int64_t layers, int64_t S, int
       benchmark::DoNotOptimize(out.data());
     }
   }
-  state.counters["kv_bytes/s"] =
-      benchmark::Counter(static_cast<double>(2 * cache * sizeof(float) * layers),
-                         benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["kv_bytes/s"] = benchmark::Counter(static_cast<double>(2 * bytes * layers),
+                                                    benchmark::Counter::kIsIterationInvariantRate);
 }
 
 // Greedy decoding's choice over Gemma's vocabulary (257152 logits), per table: the
@@ -313,6 +323,17 @@ BENCHMARK_CAPTURE(BM_attention, gemma2_decode_1x300, 1, 300, 8, 4, 256, false, 5
 // soft-capped) and PaliGemma 3B (18 layers, 1 kv head), ~300 keys (224 px).
 BENCHMARK_CAPTURE(BM_attention_layers, gemma2_26x300, 26, 300, 8, 4, 256, 50.0f)->UseRealTime();
 BENCHMARK_CAPTURE(BM_attention_layers, gemma_18x300, 18, 300, 8, 1, 256, 0.0f)->UseRealTime();
+// The same from bf16 caches (the low-precision modes), and both at 896 px (4107 keys).
+BENCHMARK_CAPTURE(BM_attention_layers, gemma2_26x300_bf16, 26, 300, 8, 4, 256, 50.0f, true)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_attention_layers, gemma_18x300_bf16, 18, 300, 8, 1, 256, 0.0f, true)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_attention_layers, gemma_18x4107, 18, 4107, 8, 1, 256, 0.0f)->UseRealTime();
+BENCHMARK_CAPTURE(BM_attention_layers, gemma_18x4107_bf16, 18, 4107, 8, 1, 256, 0.0f, true)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_attention_layers, gemma2_26x4107, 26, 4107, 8, 4, 256, 50.0f)->UseRealTime();
+BENCHMARK_CAPTURE(BM_attention_layers, gemma2_26x4107_bf16, 26, 4107, 8, 4, 256, 50.0f, true)
+    ->UseRealTime();
 BENCHMARK_CAPTURE(BM_argmax, reference_257152, false)->UseRealTime();
 BENCHMARK_CAPTURE(BM_argmax, fast_257152, true)->UseRealTime();
 

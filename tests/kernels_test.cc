@@ -659,6 +659,28 @@ TEST_P(KernelsTest, Attention) {
           attention_oracle(p, q, k, v, exact_low, tol_low, std::ldexp(1.0, -8));
           K().attention(p, q.data(), k.data(), v.data(), low.data());
           expect_close(exact_low, low, tol_low, what + "low precision vs exact");
+
+          // A bf16 KV cache (kv_bf16): keys and values given as bf16, against the oracle
+          // on the float32 values they represent, at full and low precision (a few head
+          // dims: the generic loops, SigLIP's 72 and Gemma's 256).
+          if (D != 20 && D != 72 && D != 256) continue;
+          std::vector<uint16_t> k16(k.size()), v16(v.size());
+          std::vector<float> kr(k.size()), vr(v.size());
+          for (size_t i = 0; i < k.size(); ++i) {
+            k16[i] = f32_to_bf16(k[i]), v16[i] = f32_to_bf16(v[i]);
+            kr[i] = bf16_to_f32(k16[i]), vr[i] = bf16_to_f32(v16[i]);
+          }
+          for (bool lowp : {false, true}) {
+            p.low_precision = lowp;
+            p.kv_bf16 = true;
+            std::vector<float> got16(c.T * p.out_stride, 7.0f);
+            std::vector<double> exact16(got16.begin(), got16.end()), tol16;
+            attention_oracle(p, q, kr, vr, exact16, tol16, lowp ? std::ldexp(1.0, -8) : 0.0);
+            K().attention(p, q.data(), k16.data(), v16.data(), got16.data());
+            expect_close(exact16, got16, tol16,
+                         what + (lowp ? "bf16 cache, low precision" : "bf16 cache") + " vs exact");
+          }
+          p.kv_bf16 = false;
         }
       }
     }

@@ -5,10 +5,12 @@
 // softmax use in place of std::exp / std::tanh.
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -793,36 +795,53 @@ int64_t argmax(const float* x, int64_t n) {
 }
 
 // ---------------------------------------------------------------------------------------
-// Attention, few queries (decode).
+// Attention, few queries (decode). Keys and values are float32 or (a bf16 KV cache) bf16,
+// read through load_kv / kv_value as the float32 they represent.
+
+inline f32x16 load_kv(const float* p) { return load_f32(p); }
+inline f32x16 load_kv(const uint16_t* p) {  // 16 bf16: each the high half of its float32
+#if defined(__AVX512F__)
+  return static_cast<f32x16>(_mm512_castsi512_ps(_mm512_slli_epi32(
+      _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 16)));
+#endif
+  typedef uint16_t u16x16 __attribute__((vector_size(32)));
+  typedef uint32_t u32x16 __attribute__((vector_size(64)));
+  u16x16 h;
+  std::memcpy(&h, p, sizeof(h));
+  return std::bit_cast<f32x16>(__builtin_convertvector(h, u32x16) << 16);
+}
+inline float kv_value(float x) { return x; }
+inline float kv_value(uint16_t x) { return bf16_to_f32(x); }
 
 // Scores of one query row against keys k_0..k_{n-1} (n <= 4, `stride` floats apart):
 // s[i] = q . k_i, four keys at a time so that four accumulators hide the FMA latency a
 // single running sum would wait on.
-inline void dot_keys(const float* qh, const float* k, int64_t stride, int64_t n, int64_t dd,
+template <class KV>
+inline void dot_keys(const float* qh, const KV* k, int64_t stride, int64_t n, int64_t dd,
                      float* s) {
-  const float* k0 = k;
-  const float* k1 = n > 1 ? k + stride : k;
-  const float* k2 = n > 2 ? k + 2 * stride : k;
-  const float* k3 = n > 3 ? k + 3 * stride : k;
+  const KV* k0 = k;
+  const KV* k1 = n > 1 ? k + stride : k;
+  const KV* k2 = n > 2 ? k + 2 * stride : k;
+  const KV* k3 = n > 3 ? k + 3 * stride : k;
   f32x16 a0 = {}, a1 = {}, a2 = {}, a3 = {};
   int64_t d = 0;
   for (; d + kLanes <= dd; d += kLanes) {
     const f32x16 qv = load_f32(qh + d);
-    a0 += qv * load_f32(k0 + d), a1 += qv * load_f32(k1 + d);
-    a2 += qv * load_f32(k2 + d), a3 += qv * load_f32(k3 + d);
+    a0 += qv * load_kv(k0 + d), a1 += qv * load_kv(k1 + d);
+    a2 += qv * load_kv(k2 + d), a3 += qv * load_kv(k3 + d);
   }
   float t[4] = {hsum(a0), hsum(a1), hsum(a2), hsum(a3)};
-  const float* rows[4] = {k0, k1, k2, k3};
+  const KV* rows[4] = {k0, k1, k2, k3};
   for (int64_t i = 0; i < n; ++i) {
-    for (int64_t e = d; e < dd; ++e) t[i] += qh[e] * rows[i][e];
+    for (int64_t e = d; e < dd; ++e) t[i] += qh[e] * kv_value(rows[i][e]);
     s[i] = t[i];
   }
 }
 
 // o[0:16 NV] = sum_j p[j] v_j (add: o += instead) over n value rows `stride` floats apart,
 // the output held in NV registers (no loads or stores of o per key).
-template <int NV>
-void weighted_rows(const float* p, const float* v, int64_t stride, int64_t n, bool add, float* o) {
+template <int NV, class KV>
+void weighted_rows(const float* p, const KV* v, int64_t stride, int64_t n, bool add, float* o) {
   f32x16 acc[NV] = {};
   if (add) {
 #pragma GCC unroll 16
@@ -830,17 +849,18 @@ void weighted_rows(const float* p, const float* v, int64_t stride, int64_t n, bo
   }
   for (int64_t j = 0; j < n; ++j) {
     const f32x16 pj = splat(p[j]);
-    const float* vj = v + j * stride;
+    const KV* vj = v + j * stride;
 #pragma GCC unroll 16
-    for (int c = 0; c < NV; ++c) acc[c] += pj * load_f32(vj + c * kLanes);
+    for (int c = 0; c < NV; ++c) acc[c] += pj * load_kv(vj + c * kLanes);
   }
 #pragma GCC unroll 16
   for (int c = 0; c < NV; ++c) store_f32(o + c * kLanes, acc[c]);
 }
 
 // The same for any head dimension.
-void weighted_rows_any(const float* p, const float* v, int64_t stride, int64_t n, int64_t dd,
-                       bool add, float* o) {
+template <class KV>
+void weighted_rows_any(const float* p, const KV* v, int64_t stride, int64_t n, int64_t dd, bool add,
+                       float* o) {
   switch (dd) {
     case 16: return weighted_rows<1>(p, v, stride, n, add, o);
     case 32: return weighted_rows<2>(p, v, stride, n, add, o);
@@ -852,8 +872,8 @@ void weighted_rows_any(const float* p, const float* v, int64_t stride, int64_t n
   if (!add) std::fill(o, o + dd, 0.0f);
   for (int64_t j = 0; j < n; ++j) {
     const float pj = p[j];
-    const float* vj = v + j * stride;
-    for (int64_t d = 0; d < dd; ++d) o[d] += pj * vj[d];
+    const KV* vj = v + j * stride;
+    for (int64_t d = 0; d < dd; ++d) o[d] += pj * kv_value(vj[d]);
   }
 }
 
@@ -872,7 +892,8 @@ constexpr float kInf = std::numeric_limits<float>::infinity();
 // each (query, head).
 // q: [T, q_stride], k, v: [S, kv_stride], out: [T, out_stride]. A query that sees no key
 // gets zeros. Visible keys form one interval [lo, hi) per query.
-void attention_rows(const AttentionParams& p, const float* q, const float* k, const float* v,
+template <class KV>
+void attention_rows(const AttentionParams& p, const float* q, const KV* k, const KV* v,
                     float* out) {
   const int64_t T = p.num_queries, hq = p.num_heads, hkv = p.num_kv_heads, dd = p.head_dim;
   const int64_t s_len = p.num_keys, group = hq / hkv;
@@ -1243,9 +1264,15 @@ void score_tile_bf16(const uint16_t* const*, const uint16_t*, int64_t, int64_t, 
 void pv_tile_bf16(const uint16_t*, const uint16_t*, int64_t, int64_t, float*) {}
 #endif
 
+// k, v: float32, or bf16 where p.kv_bf16 (bf16 tiles only: their packing copies bf16
+// rows as they are, where it rounds float32 ones).
 template <bool kBf16>
-void attention_flash(const AttentionParams& p, const float* q, const float* k, const float* v,
+void attention_flash(const AttentionParams& p, const float* q, const void* k_any, const void* v_any,
                      float* out) {
+  const auto* k = static_cast<const float*>(k_any);
+  const auto* v = static_cast<const float*>(v_any);
+  const auto* k16 = static_cast<const uint16_t*>(k_any);
+  const auto* v16 = static_cast<const uint16_t*>(v_any);
   const int64_t dd = p.head_dim, s_len = p.num_keys, hkv = p.num_kv_heads;
   const int64_t group = p.num_heads / hkv, rows = p.num_queries * group;
   const int64_t blocks = (s_len + kKeyBlock - 1) / kKeyBlock;
@@ -1277,7 +1304,10 @@ void attention_flash(const AttentionParams& p, const float* q, const float* k, c
             const int64_t j = blk * kKeyBlock + jj + e;
             uint16_t* kj = kr.data() + e * dd;
             uint16_t* vj = vr.data() + e * dd;
-            if (j < s_len) {
+            if (j < s_len && p.kv_bf16) {
+              std::memcpy(kj, k16 + j * p.kv_stride + g * dd, dd * sizeof(uint16_t));
+              std::memcpy(vj, v16 + j * p.kv_stride + g * dd, dd * sizeof(uint16_t));
+            } else if (j < s_len) {
               row_to_bf16(k + j * p.kv_stride + g * dd, dd, kj);
               row_to_bf16(v + j * p.kv_stride + g * dd, dd, vj);
             } else {
@@ -1420,15 +1450,28 @@ void attention_flash(const AttentionParams& p, const float* q, const float* k, c
   });
 }
 
-// q: [T, q_stride], k, v: [S, kv_stride], out: [T, out_stride].
-void attention(const AttentionParams& p, const float* q, const float* k, const float* v,
-               float* out) {
-  if (p.num_queries >= kFlashMinQueries && p.num_keys > 0) {
-    if (p.low_precision && kHaveBf16Dot && p.head_dim % 8 == 0)
-      return attention_flash<true>(p, q, k, v, out);
-    return attention_flash<false>(p, q, k, v, out);
+// q: [T, q_stride], k, v: [S, kv_stride] (float32, or bf16 where p.kv_bf16), out: [T,
+// out_stride].
+void attention(const AttentionParams& p, const float* q, const void* k, const void* v, float* out) {
+  const bool tiles = p.num_queries >= kFlashMinQueries && p.num_keys > 0;
+  if (tiles && p.low_precision && kHaveBf16Dot && p.head_dim % 8 == 0)
+    return attention_flash<true>(p, q, k, v, out);
+  if (p.kv_bf16) {
+    const auto* k16 = static_cast<const uint16_t*>(k);
+    const auto* v16 = static_cast<const uint16_t*>(v);
+    if (!tiles) return attention_rows(p, q, k16, v16, out);
+    // The float32 tiles (no bf16 dot product here, or a head dim they do not take): the
+    // keys and values widened to the float32 they represent first.
+    thread_local std::vector<float> kf, vf;
+    const auto n = static_cast<size_t>(p.num_keys * p.kv_stride);
+    kf.resize(n), vf.resize(n);
+    for (size_t i = 0; i < n; ++i) kf[i] = bf16_to_f32(k16[i]), vf[i] = bf16_to_f32(v16[i]);
+    AttentionParams f = p;
+    f.kv_bf16 = false;
+    return attention_flash<false>(f, q, kf.data(), vf.data(), out);
   }
-  attention_rows(p, q, k, v, out);
+  if (tiles) return attention_flash<false>(p, q, k, v, out);
+  attention_rows(p, q, static_cast<const float*>(k), static_cast<const float*>(v), out);
 }
 
 }  // namespace

@@ -38,6 +38,9 @@ struct AttentionParams {
   // Allows q, k, the probabilities and v to be rounded to bf16 for the products (sums stay
   // float32), as the matrix products of the low-precision modes do. The reference ignores it.
   bool low_precision = false;
+  // k and v hold bf16 values (uint16_t bit patterns; kv_stride counts them), not float32:
+  // the low-precision modes' KV cache. Each is read as the float32 it represents.
+  bool kv_bf16 = false;
 };
 
 struct KernelTable {
@@ -85,9 +88,9 @@ struct KernelTable {
   int64_t (*argmax)(const float* x, int64_t n);
 
   // out[T, Hq*D] = softmax(mask(softcap(q k^T * scale))) v per head, softmax in float32.
-  // q: [T, q_stride], k and v: [S, kv_stride]; out must not alias q, k or v. Hq must be a
-  // multiple of Hkv. A query that sees no key gets zeros.
-  void (*attention)(const AttentionParams& p, const float* q, const float* k, const float* v,
+  // q: [T, q_stride], k and v: [S, kv_stride] of float (or bf16 where p.kv_bf16); out must
+  // not alias q, k or v. Hq must be a multiple of Hkv. A query that sees no key gets zeros.
+  void (*attention)(const AttentionParams& p, const float* q, const void* k, const void* v,
                     float* out);
 };
 

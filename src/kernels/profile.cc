@@ -113,8 +113,7 @@ int64_t argmax(const float* x, int64_t n) {
   Timer t(kArgmax);
   return inner().argmax(x, n);
 }
-void attention(const AttentionParams& p, const float* q, const float* k, const float* v,
-               float* out) {
+void attention(const AttentionParams& p, const float* q, const void* k, const void* v, float* out) {
   Timer t(kAttention);
   inner().attention(p, q, k, v, out);
 }

@@ -143,8 +143,20 @@ bool visible(const AttentionParams& p, int64_t i, int64_t j) {
 
 // q: [T, q_stride], k, v: [S, kv_stride], out: [T, out_stride]. A query that sees no key
 // gets zeros.
-void attention(const AttentionParams& p, const float* q, const float* k, const float* v,
+void attention(const AttentionParams& p, const float* q, const void* k_any, const void* v_any,
                float* out) {
+  if (p.kv_bf16) {  // bf16 keys and values: the float32 they represent (exact), then as below
+    const auto n = static_cast<size_t>(p.num_keys * p.kv_stride);
+    const auto* k16 = static_cast<const uint16_t*>(k_any);
+    const auto* v16 = static_cast<const uint16_t*>(v_any);
+    std::vector<float> kf(n), vf(n);
+    for (size_t i = 0; i < n; ++i) kf[i] = bf16_to_f32(k16[i]), vf[i] = bf16_to_f32(v16[i]);
+    AttentionParams f = p;
+    f.kv_bf16 = false;
+    return attention(f, q, kf.data(), vf.data(), out);
+  }
+  const auto* k = static_cast<const float*>(k_any);
+  const auto* v = static_cast<const float*>(v_any);
   const int64_t group = p.num_heads / p.num_kv_heads;
   const int64_t d_dim = p.head_dim;
   std::vector<float> scores(static_cast<size_t>(p.num_keys));

@@ -19,12 +19,18 @@ constexpr int64_t kMlpRows = 512;
 // tensor is zero-filled, and at 267 prompt tokens a layer's would be 39 MiB (PaliGemma
 // 3B), 0.7 GiB of memset per first token.
 struct LayerBuffers {
-  LayerBuffers(const io::TextConfig& cfg, int64_t T)
+  LayerBuffers(const io::TextConfig& cfg, int64_t T, bool staged_kv)
       : q({T, cfg.num_attention_heads * cfg.head_dim}),
         attn({T, cfg.num_attention_heads * cfg.head_dim}),
         gate({std::min(T, kMlpRows), cfg.intermediate_size}),
-        up({std::min(T, kMlpRows), cfg.intermediate_size}) {}
+        up({std::min(T, kMlpRows), cfg.intermediate_size}) {
+    if (staged_kv) {
+      k = Tensor({T, cfg.num_key_value_heads * cfg.head_dim});
+      v = Tensor({T, cfg.num_key_value_heads * cfg.head_dim});
+    }
+  }
   Tensor q, attn;   // [T, Hq*D]
+  Tensor k, v;      // [T, Hkv*D] (a bf16 cache's new rows before rounding; else empty)
   Tensor gate, up;  // [min(T, kMlpRows), F]
 };
 
@@ -36,11 +42,13 @@ void self_attention(const GemmaLayerWeights& l, const io::TextConfig& cfg, int64
   const int64_t T = h.dim(0), start = cache.length();
   const int64_t Hq = cfg.num_attention_heads, Hkv = cfg.num_key_value_heads, D = cfg.head_dim;
 
-  // q: [T, Hq*D]; keys and values go straight into the cache rows: [T, Hkv*D].
+  // q: [T, Hq*D]; keys and values: [T, Hkv*D], straight into a float32 cache's rows, or
+  // (a bf16 cache) into float32 buffers rounded into the cache after RoPE.
   Tensor& q = buffers.q;
   k.matmul(h.data(), T, l.q_proj, nullptr, q.data());
-  float* k_rows = cache.k(layer).row(start);
-  float* v_rows = cache.v(layer).row(start);
+  const bool bf16_cache = cache.dtype() == DType::kBF16;
+  float* k_rows = bf16_cache ? buffers.k.data() : cache.k_rows(layer, start);
+  float* v_rows = bf16_cache ? buffers.v.data() : cache.v_rows(layer, start);
   k.matmul(h.data(), T, l.k_proj, nullptr, k_rows);
   k.matmul(h.data(), T, l.v_proj, nullptr, v_rows);
 
@@ -49,6 +57,7 @@ void self_attention(const GemmaLayerWeights& l, const io::TextConfig& cfg, int64
   for (int64_t t = 0; t < T; ++t) positions[static_cast<size_t>(t)] = start + t + 1;
   k.rope(q.data(), T, Hq * D, Hq, D, positions.data(), cfg.rope_theta);
   k.rope(k_rows, T, Hkv * D, Hkv, D, positions.data(), cfg.rope_theta);
+  if (bf16_cache) cache.store_bf16(layer, start, T, k_rows, v_rows);
 
   kernels::AttentionParams p;
   p.num_queries = T;
@@ -66,8 +75,9 @@ void self_attention(const GemmaLayerWeights& l, const io::TextConfig& cfg, int64
   p.scale = cfg.attention_scale();
   p.softcap = cfg.attn_logit_softcapping;
   p.low_precision = l.q_proj.low_precision;  // bf16 products in the low-precision modes
-  Tensor& attn = buffers.attn;               // [T, Hq*D]
-  k.attention(p, q.data(), cache.k(layer).data(), cache.v(layer).data(), attn.data());
+  p.kv_bf16 = bf16_cache;
+  Tensor& attn = buffers.attn;  // [T, Hq*D]
+  k.attention(p, q.data(), cache.k(layer), cache.v(layer), attn.data());
   k.matmul(attn.data(), T, l.o_proj, nullptr, out.data());
 }
 
@@ -120,7 +130,7 @@ Tensor gemma_forward(const GemmaWeights& w, const io::TextConfig& cfg, Tensor x,
   trace("gemma.embeddings" + step, x);
 
   Tensor h({T, H}), out({T, H});
-  LayerBuffers buffers(cfg, T);
+  LayerBuffers buffers(cfg, T, cache.dtype() != DType::kF32);
   for (int64_t i = 0; i < cfg.num_hidden_layers; ++i) {
     const GemmaLayerWeights& l = w.layers[static_cast<size_t>(i)];
     k.rms_norm(x.data(), T, H, l.input_layernorm.data(), cfg.rms_norm_eps, h.data());

@@ -65,7 +65,11 @@ Tensor PaliGemma::image_features(const std::vector<Tensor>& pixel_values) const 
 
 KvCache PaliGemma::new_cache(int64_t capacity) const {
   const io::TextConfig& t = config_.text;
-  return KvCache(t.num_hidden_layers, capacity, t.num_key_value_heads * t.head_dim);
+  // bf16 keys and values where the attention's products round them to bf16 anyway.
+  const bool low_precision =
+      !weights_.text.layers.empty() && weights_.text.layers.front().q_proj.low_precision;
+  return KvCache(t.num_hidden_layers, capacity, t.num_key_value_heads * t.head_dim,
+                 low_precision ? DType::kBF16 : DType::kF32);
 }
 
 Tensor PaliGemma::forward(const std::vector<int>& ids, const Tensor* image_features, KvCache& cache,

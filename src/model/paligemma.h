@@ -30,7 +30,8 @@ class PaliGemma {
   // the projector output divided by sqrt(H), image after image.
   Tensor image_features(const std::vector<Tensor>& pixel_values) const;
 
-  // A cache with room for `capacity` tokens.
+  // A cache with room for `capacity` tokens: bf16 keys and values in the low-precision
+  // modes, float32 otherwise.
   KvCache new_cache(int64_t capacity) const;
 
   // Runs tokens `ids` (image placeholders filled from `image_features` in order) at
