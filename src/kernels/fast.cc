@@ -118,7 +118,7 @@ inline void store_part(float* p, f32x16 v, int64_t count) {
 inline float hsum(f32x16 v) {
 #if defined(__AVX512F__)
   return _mm512_reduce_add_ps(static_cast<__m512>(v));
-#endif
+#else
   typedef float f32x8 __attribute__((vector_size(32)));
   typedef float f32x4 __attribute__((vector_size(16)));
   f32x8 a, b;
@@ -130,6 +130,7 @@ inline float hsum(f32x16 v) {
   std::memcpy(&d, reinterpret_cast<const char*>(&a) + sizeof(c), sizeof(d));
   c += d;
   return (c[0] + c[2]) + (c[1] + c[3]);
+#endif
 }
 
 // Weight element types: Elem is the stored type; load16 converts 16 elements to float.
@@ -803,12 +804,13 @@ inline f32x16 load_kv(const uint16_t* p) {  // 16 bf16: each the high half of it
 #if defined(__AVX512F__)
   return static_cast<f32x16>(_mm512_castsi512_ps(_mm512_slli_epi32(
       _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 16)));
-#endif
+#else
   typedef uint16_t u16x16 __attribute__((vector_size(32)));
   typedef uint32_t u32x16 __attribute__((vector_size(64)));
   u16x16 h;
   std::memcpy(&h, p, sizeof(h));
   return std::bit_cast<f32x16>(__builtin_convertvector(h, u32x16) << 16);
+#endif
 }
 inline float kv_value(float x) { return x; }
 inline float kv_value(uint16_t x) { return bf16_to_f32(x); }
@@ -1463,9 +1465,10 @@ void attention(const AttentionParams& p, const float* q, const void* k, const vo
     // The float32 tiles (no bf16 dot product here, or a head dim they do not take): the
     // keys and values widened to the float32 they represent first.
     thread_local std::vector<float> kf, vf;
-    const auto n = static_cast<size_t>(p.num_keys * p.kv_stride);
-    kf.resize(n), vf.resize(n);
-    for (size_t i = 0; i < n; ++i) kf[i] = bf16_to_f32(k16[i]), vf[i] = bf16_to_f32(v16[i]);
+    const int64_t n = p.num_keys * p.kv_stride;
+    kf.resize(static_cast<size_t>(n)), vf.resize(static_cast<size_t>(n));
+    convert_to_f32(DType::kBF16, k, kf.data(), n);
+    convert_to_f32(DType::kBF16, v, vf.data(), n);
     AttentionParams f = p;
     f.kv_bf16 = false;
     return attention_flash<false>(f, q, kf.data(), vf.data(), out);

@@ -147,10 +147,9 @@ void attention(const AttentionParams& p, const float* q, const void* k_any, cons
                float* out) {
   if (p.kv_bf16) {  // bf16 keys and values: the float32 they represent (exact), then as below
     const auto n = static_cast<size_t>(p.num_keys * p.kv_stride);
-    const auto* k16 = static_cast<const uint16_t*>(k_any);
-    const auto* v16 = static_cast<const uint16_t*>(v_any);
     std::vector<float> kf(n), vf(n);
-    for (size_t i = 0; i < n; ++i) kf[i] = bf16_to_f32(k16[i]), vf[i] = bf16_to_f32(v16[i]);
+    convert_to_f32(DType::kBF16, k_any, kf.data(), static_cast<int64_t>(n));
+    convert_to_f32(DType::kBF16, v_any, vf.data(), static_cast<int64_t>(n));
     AttentionParams f = p;
     f.kv_bf16 = false;
     return attention(f, q, kf.data(), vf.data(), out);
