@@ -1,0 +1,119 @@
+// Which instructions compete with vpdpbusd for the same execution pipes: the bound on the
+// int8 x int8 prefill tile (src/kernels/quant_gemm.cc), which per block of 32 issues 96
+// vpdpbusd and, for the block's two scales, 12 vcvtdq2ps, 12 vmulps and 12 vfmadd231ps
+// (plus 12 register moves, 48 broadcasts and 16 vector loads).
+//
+// Each case is a loop of 12 independent vpdpbusd (12 accumulators, inputs that never
+// change) plus a few instructions of one kind, in assembly so that the compiler adds
+// nothing; `slots` is what one added instruction costs in vpdpbusd issue slots:
+// (t_case / t_pure - 1) * 12 / added. 0 means it runs on other pipes (free beside the
+// products), 1 that it takes a vpdpbusd slot. Prints one JSON object:
+//   build/bench/pipes_probe
+// On Zen 5 (2026-11-29): vfmadd231ps and vmulps cost 1.0 slot each; vcvtdq2ps, vpaddd,
+// register moves, loads and broadcasts about 0; so the tile's scale work bounds it at
+// 96 / (96 + 24) = 80% of the int8 peak, before any memory stall.
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+
+#if defined(__AVX512VNNI__) && defined(__GNUC__) && defined(__x86_64__)
+namespace {
+
+alignas(64) char g_buf[4096];
+
+#define CLOBBERS                                                                                \
+  "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10",      \
+      "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "xmm16", "xmm17", "xmm18", "xmm19", "xmm20", \
+      "cc", "memory"
+// 12 vpdpbusd: accumulators zmm0-11, inputs zmm16-20.
+#define DP12                               \
+  "vpdpbusd %%zmm16, %%zmm18, %%zmm0\n\t"  \
+  "vpdpbusd %%zmm17, %%zmm18, %%zmm1\n\t"  \
+  "vpdpbusd %%zmm16, %%zmm19, %%zmm2\n\t"  \
+  "vpdpbusd %%zmm17, %%zmm19, %%zmm3\n\t"  \
+  "vpdpbusd %%zmm16, %%zmm20, %%zmm4\n\t"  \
+  "vpdpbusd %%zmm17, %%zmm20, %%zmm5\n\t"  \
+  "vpdpbusd %%zmm16, %%zmm18, %%zmm6\n\t"  \
+  "vpdpbusd %%zmm17, %%zmm18, %%zmm7\n\t"  \
+  "vpdpbusd %%zmm16, %%zmm19, %%zmm8\n\t"  \
+  "vpdpbusd %%zmm17, %%zmm19, %%zmm9\n\t"  \
+  "vpdpbusd %%zmm16, %%zmm20, %%zmm10\n\t" \
+  "vpdpbusd %%zmm17, %%zmm20, %%zmm11\n\t"
+#define LOOP(EXTRA) \
+  asm volatile("1:\n\t" DP12 EXTRA "dec %0\n\tjnz 1b\n\t" : "+r"(n) : "r"(p) : CLOBBERS)
+
+void pure(int64_t n, char* p) { LOOP(""); }
+// The tile's step: two 64-byte loads of x and six 4-byte broadcasts of weights.
+void loads(int64_t n, char* p) {
+  LOOP(
+      "vmovdqu64 (%1), %%zmm16\n\tvmovdqu64 64(%1), %%zmm17\n\t"
+      "vpbroadcastd 128(%1), %%zmm18\n\tvpbroadcastd 132(%1), %%zmm19\n\t"
+      "vpbroadcastd 136(%1), %%zmm20\n\tvpbroadcastd 140(%1), %%zmm18\n\t"
+      "vpbroadcastd 144(%1), %%zmm19\n\tvpbroadcastd 148(%1), %%zmm20\n\t");
+}
+void moves(int64_t n, char* p) {
+  LOOP(
+      "vmovdqa32 %%zmm12, %%zmm13\n\tvmovdqa32 %%zmm12, %%zmm14\n\t"
+      "vmovdqa32 %%zmm12, %%zmm15\n\tvmovdqa32 %%zmm13, %%zmm15\n\t");
+}
+void cvt(int64_t n, char* p) {
+  LOOP(
+      "vcvtdq2ps %%zmm12, %%zmm13\n\tvcvtdq2ps %%zmm12, %%zmm14\n\t"
+      "vcvtdq2ps %%zmm12, %%zmm15\n\tvcvtdq2ps %%zmm12, %%zmm13\n\t");
+}
+void fma_mul(int64_t n, char* p) {
+  LOOP(
+      "vfmadd231ps %%zmm14, %%zmm15, %%zmm12\n\tvfmadd231ps %%zmm14, %%zmm15, %%zmm13\n\t"
+      "vmulps %%zmm14, %%zmm15, %%zmm19\n\tvmulps %%zmm14, %%zmm15, %%zmm20\n\t");
+}
+void int_add(int64_t n, char* p) {
+  LOOP(
+      "vpaddd %%zmm12, %%zmm13, %%zmm14\n\tvpaddd %%zmm12, %%zmm13, %%zmm15\n\t"
+      "vpaddd %%zmm12, %%zmm13, %%zmm19\n\tvpaddd %%zmm12, %%zmm13, %%zmm20\n\t");
+}
+
+// Best of 7 runs of 2e7 iterations: nanoseconds per iteration.
+double time_ns(void (*fn)(int64_t, char*)) {
+  constexpr int64_t kIters = 20'000'000;
+  double best = 1e30;
+  for (int r = 0; r < 7; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    fn(kIters, g_buf);
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    best = std::min(best, s / kIters * 1e9);
+  }
+  return best;
+}
+
+}  // namespace
+
+int main() {
+  const double base = time_ns(pure);
+  struct Case {
+    const char* name;
+    void (*fn)(int64_t, char*);
+    int added;
+  } cases[] = {{"loads_and_broadcasts", loads, 8},
+               {"register_moves", moves, 4},
+               {"vcvtdq2ps", cvt, 4},
+               {"vfmadd231ps_and_vmulps", fma_mul, 4},
+               {"vpaddd", int_add, 4}};
+  std::printf("{\"vpdpbusd_x12_ns\": %.4f", base);
+  double fma_slots = 0;
+  for (const Case& c : cases) {
+    const double t = time_ns(c.fn);
+    const double slots = (t / base - 1) * 12 / c.added;
+    if (c.fn == fma_mul) fma_slots = slots;
+    std::printf(", \"%s\": {\"ns\": %.4f, \"slots\": %.3f}", c.name, t, slots);
+  }
+  // The tile: 96 vpdpbusd and 12 + 12 multiply / fused multiply-adds per block.
+  std::printf(", \"tile_bound\": %.3f}\n", 96.0 / (96.0 + 24.0 * std::max(0.0, fma_slots)));
+  return 0;
+}
+#else
+int main() {
+  std::printf("{\"skipped\": \"needs AVX512-VNNI (x86-64, GCC or Clang)\"}\n");
+  return 0;
+}
+#endif
