@@ -2,6 +2,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <random>
+
 #include "test_util.h"
 #include "text/prompt.h"
 #include "text/tokenizer.h"
@@ -77,6 +79,39 @@ TEST(Tokenizer, StreamingDeltasConcatenateToTheWholeText) {
   for (int id : ids) streamed += s.push(id);
   streamed += s.finish();
   EXPECT_EQ(streamed, t.decode(ids));
+}
+
+// Long streams go through many windows (StreamingDecoder::kWindow): the deltas must
+// still concatenate to the whole text, whatever the ids (random ones include byte-fallback
+// pieces that form no character, control pieces and leading-space pieces at every window
+// boundary), and no delta may be taken back.
+TEST(Tokenizer, StreamingOverManyWindows) {
+  Tokenizer t = load();
+  std::string long_text;
+  for (int i = 0; i < 40; ++i) long_text += "answer en what is in the image? 12 é 你 ok\n";
+  std::vector<std::vector<int>> streams = {t.encode(long_text)};
+  std::mt19937 rng(7);
+  for (int s = 0; s < 4; ++s) {
+    std::uniform_int_distribution<int> id(0, t.vocab_size() - 1);
+    std::vector<int> ids(700);
+    for (int& x : ids) x = id(rng);
+    streams.push_back(ids);
+  }
+  int bytes = 0;
+  for (int i = 0; i < t.vocab_size(); ++i) bytes += t.is_byte(i) ? 1 : 0;
+  EXPECT_GT(bytes, 0) << "the golden tokenizer has byte-fallback pieces";
+  for (const std::vector<int>& ids : streams) {
+    ASSERT_GT(ids.size(), 3 * pg::text::StreamingDecoder::kWindow);
+    const std::string whole = t.decode(ids);
+    pg::text::StreamingDecoder s(t);
+    std::string streamed;
+    for (int x : ids) {
+      streamed += s.push(x);
+      ASSERT_EQ(whole.compare(0, streamed.size(), streamed), 0) << "after " << streamed.size();
+    }
+    streamed += s.finish();
+    EXPECT_EQ(streamed, whole);
+  }
 }
 
 TEST(Tokenizer, MissingAndBadFiles) {

@@ -65,6 +65,8 @@ std::string Tokenizer::id_to_piece(int id) const {
   return sp_->IdToPiece(id);
 }
 
+bool Tokenizer::is_byte(int id) const { return id >= 0 && id < vocab_size() && sp_->IsByte(id); }
+
 int Tokenizer::piece_to_id(std::string_view piece) const {
   const int id = sp_->PieceToId(piece);
   // SentencePiece maps unknown pieces to unk: tell them apart from the real <unk>.
@@ -119,9 +121,25 @@ std::string StreamingDecoder::push(int id) {
          text.compare(ready - kReplacement.size(), kReplacement.size(), kReplacement) == 0) {
     ready -= kReplacement.size();
   }
-  if (ready <= emitted_ || text.compare(0, emitted_, text, 0, emitted_) != 0) return "";
-  std::string delta = text.substr(emitted_, ready - emitted_);
-  emitted_ = ready;
+  std::string delta;
+  if (ready > emitted_) {
+    delta = text.substr(emitted_, ready - emitted_);
+    emitted_ = ready;
+  }
+  if (emitted_ == text.size() && ids_.size() > kWindow + kContext) {
+    // Nothing held back, so the text ends on a whole character: restart the window from
+    // the last kContext ids. Their text is a prefix of their text with any ids after them
+    // (pieces decode one after another; a context starting inside a character spelled in
+    // byte pieces decodes to the same U+FFFDs either way). A context that decodes to
+    // nothing (control pieces only) would let the next piece's leading space be dropped
+    // as at the start of a text: the window stays then.
+    const std::vector<int> context(ids_.end() - kContext, ids_.end());
+    const size_t context_bytes = tok_.decode(context).size();
+    if (context_bytes > 0) {
+      ids_ = context;
+      emitted_ = context_bytes;
+    }
+  }
   return delta;
 }
 

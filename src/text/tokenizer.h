@@ -34,6 +34,8 @@ class Tokenizer {
   // Ids outside [0, vocab_size) are skipped. Control pieces (BOS, EOS, PAD) decode to "".
   std::string decode(const std::vector<int>& ids) const;
   std::string id_to_piece(int id) const;
+  // A byte-fallback piece (<0xNN>): one byte of a UTF-8 character the vocabulary lacks.
+  bool is_byte(int id) const;
   // -1 when the piece is not in the model.
   int piece_to_id(std::string_view piece) const;
 
@@ -52,7 +54,11 @@ class Tokenizer {
 };
 
 // Turns a growing list of ids into text deltas for streaming: each call returns the
-// new text since the last call, holding back an incomplete UTF-8 sequence.
+// new text since the last call, holding back an incomplete UTF-8 sequence. The deltas
+// concatenate to the decoding of all the ids. Each call decodes a window of the latest
+// ids (at most kWindow + kContext), not all of them: once everything decoded has been
+// returned, the window restarts from its last few ids, kept as context so that the next
+// piece's leading space decodes as it does in the whole text.
 class StreamingDecoder {
  public:
   explicit StreamingDecoder(const Tokenizer& tok) : tok_(tok) {}
@@ -60,10 +66,12 @@ class StreamingDecoder {
   // Whatever is still held back.
   std::string finish();
 
+  static constexpr size_t kWindow = 64, kContext = 8;
+
  private:
   const Tokenizer& tok_;
-  std::vector<int> ids_;
-  size_t emitted_ = 0;
+  std::vector<int> ids_;  // the window
+  size_t emitted_ = 0;    // bytes of decode(ids_) already returned (or the context's)
 };
 
 }  // namespace pg::text
