@@ -1,5 +1,6 @@
 // Microbenchmarks of the runtime's per-token work outside the model: choosing the next
-// token from Gemma's 257152 logits, greedy and sampled (temperature, top-k, top-p).
+// token from Gemma's 257152 logits, greedy and sampled (temperature, top-k, top-p), and
+// turning each new id into streamed text (BM_stream_text, the golden tokenizer).
 // Run: build/bench/runtime_bench [--benchmark_format=json]
 #include <benchmark/benchmark.h>
 
@@ -7,6 +8,7 @@
 #include <vector>
 
 #include "runtime/sampler.h"
+#include "text/tokenizer.h"
 
 namespace {
 
@@ -26,8 +28,37 @@ void BM_sample(benchmark::State& state, bool greedy, int top_k, float top_p) {
   for (auto _ : state) benchmark::DoNotOptimize(sampler.sample(logits.data()));
 }
 
+// The text deltas of an answer `n` ids long, one push per id (as the CLI and the server
+// stream them); the time per id is the figure (it used to grow with n).
+void BM_stream_text(benchmark::State& state, int64_t n) {
+  auto tok = pg::text::Tokenizer::load(PG_TESTDATA_DIR "/golden/tiny-pg1/tokenizer.model");
+  if (!tok.ok()) {
+    state.SkipWithError(tok.status().message().c_str());
+    return;
+  }
+  std::string text;
+  std::vector<int> ids;
+  while (static_cast<int64_t>(ids.size()) < n) {
+    text += "answer en what is in the image? 12 \xC3\xA9 \xE4\xBD\xA0 ok\n";
+    ids = tok->encode(text);
+  }
+  ids.resize(static_cast<size_t>(n));
+  for (auto _ : state) {
+    pg::text::StreamingDecoder stream(*tok);
+    size_t bytes = 0;
+    for (int id : ids) bytes += stream.push(id).size();
+    benchmark::DoNotOptimize(bytes);
+  }
+  state.counters["s_per_id"] = benchmark::Counter(
+      static_cast<double>(n),
+      benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert,
+      benchmark::Counter::kIs1000);
+}
+
 }  // namespace
 
+BENCHMARK_CAPTURE(BM_stream_text, ids_512, 512)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_stream_text, ids_4096, 4096)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_sample, greedy, true, 0, 1.0f)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(BM_sample, temperature, false, 0, 1.0f)
     ->UseRealTime()
