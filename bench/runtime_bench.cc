@@ -36,10 +36,10 @@ void BM_stream_text(benchmark::State& state, int64_t n) {
     state.SkipWithError(tok.status().message().c_str());
     return;
   }
-  std::string text;
-  std::vector<int> ids;
-  while (static_cast<int64_t>(ids.size()) < n) {
-    text += "answer en what is in the image? 12 \xC3\xA9 \xE4\xBD\xA0 ok\n";
+  std::string text = "answer en what is in the image? 12 \xC3\xA9 \xE4\xBD\xA0 ok\n";
+  std::vector<int> ids = tok->encode(text);
+  while (static_cast<int64_t>(ids.size()) < n) {  // doubling: a few encodes in all
+    text += text;
     ids = tok->encode(text);
   }
   ids.resize(static_cast<size_t>(n));
