@@ -10,6 +10,7 @@
 #include "base/memory.h"
 #include "base/parallel.h"
 #include "kernels/kernels.h"
+#include "kernels/onednn.h"
 #include "kernels/quant.h"
 #include "tensor/dtype.h"
 
@@ -71,6 +72,22 @@ void BM_matmul(benchmark::State& state, pg::DType dt, int64_t m, int64_t n, int6
       benchmark::Counter(2.0 * m * n * k, benchmark::Counter::kIsIterationInvariantRate);
   state.counters["weight_bytes/s"] = benchmark::Counter(
       static_cast<double>(v.total_bytes()), benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// The same bf16 product on oneDNN's GEMM (which the fast table used before its own
+// vdpbf16ps product), for comparison: its row-major weights are copied into its blocked
+// layout at every call.
+void BM_matmul_onednn_bf16(benchmark::State& state, int64_t m, int64_t n, int64_t k) {
+  const std::vector<float> w(static_cast<size_t>(n * k), 0.01f);
+  const pg::LineAlignedVector<uint16_t> wb =
+      pg::kernels::to_bf16(pg::MatrixView{pg::DType::kF32, w.data(), n, k});
+  std::vector<float> x(static_cast<size_t>(m * k), 0.1f), y(static_cast<size_t>(m * n));
+  for (auto _ : state) {
+    pg::kernels::onednn_matmul_bf16(x.data(), m, wb.data(), n, k, nullptr, y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.counters["FLOP/s"] =
+      benchmark::Counter(2.0 * m * n * k, benchmark::Counter::kIsIterationInvariantRate);
 }
 
 // Own copies of matrices (data and scales), as each layer of the model has, so that a
@@ -268,6 +285,13 @@ BENCHMARK_CAPTURE(BM_matmul, vision_f32_256x4304x1152, pg::DType::kF32, 256, 430
     ->UseRealTime();
 BENCHMARK_CAPTURE(BM_matmul, vision_bf16_256x4304x1152, pg::DType::kBF16, 256, 4304, 1152)
     ->UseRealTime();
+BENCHMARK_CAPTURE(BM_matmul, vision_bf16_256x1152x1152, pg::DType::kBF16, 256, 1152, 1152)
+    ->UseRealTime();
+// 896 px: 4096 image tokens through SigLIP's fc1, 4106 prompt tokens through Gemma's down.
+BENCHMARK_CAPTURE(BM_matmul, vision_bf16_4096x4304x1152, pg::DType::kBF16, 4096, 4304, 1152)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_matmul, prefill_bf16_4106x2048x16384, pg::DType::kBF16, 4106, 2048, 16384)
+    ->UseRealTime();
 // SigLIP in q8 (--dtype int8 and q4): attention projections, fc1, fc2.
 BENCHMARK_CAPTURE(BM_matmul, vision_q8_256x1152x1152, pg::DType::kI8, 256, 1152, 1152)
     ->UseRealTime();
@@ -284,6 +308,14 @@ BENCHMARK_CAPTURE(BM_matmul, prefill_bf16_266x16384x2048, pg::DType::kBF16, 266,
     ->UseRealTime();
 BENCHMARK_CAPTURE(BM_matmul, prefill_bf16_266x2048x16384, pg::DType::kBF16, 266, 2048, 16384)
     ->UseRealTime();
+BENCHMARK_CAPTURE(BM_matmul_onednn_bf16, vision_256x4304x1152, 256, 4304, 1152)->UseRealTime();
+BENCHMARK_CAPTURE(BM_matmul_onednn_bf16, vision_256x1152x1152, 256, 1152, 1152)->UseRealTime();
+BENCHMARK_CAPTURE(BM_matmul_onednn_bf16, vision_4096x4304x1152, 4096, 4304, 1152)->UseRealTime();
+BENCHMARK_CAPTURE(BM_matmul_onednn_bf16, prefill_266x2048x2048, 266, 2048, 2048)->UseRealTime();
+BENCHMARK_CAPTURE(BM_matmul_onednn_bf16, prefill_266x256x2048, 266, 256, 2048)->UseRealTime();
+BENCHMARK_CAPTURE(BM_matmul_onednn_bf16, prefill_266x16384x2048, 266, 16384, 2048)->UseRealTime();
+BENCHMARK_CAPTURE(BM_matmul_onednn_bf16, prefill_266x2048x16384, 266, 2048, 16384)->UseRealTime();
+BENCHMARK_CAPTURE(BM_matmul_onednn_bf16, prefill_4106x2048x16384, 4106, 2048, 16384)->UseRealTime();
 BENCHMARK_CAPTURE(BM_matmul, prefill_q8_266x256x2048, pg::DType::kI8, 266, 256, 2048)
     ->UseRealTime();
 BENCHMARK_CAPTURE(BM_matmul, prefill_q8_266x2048x2048, pg::DType::kI8, 266, 2048, 2048)

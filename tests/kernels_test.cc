@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cfloat>
 #include <cmath>
@@ -198,39 +199,48 @@ TEST_P(KernelsTest, Matmul) {
 // exact product with x as given or with x rounded to bf16 (nearest even) -- whichever the
 // kernel computes -- so a lost or repeated element shows even where rounding x moves the
 // result more. Weight rows start at every alignment relative to a 64-byte line (the
-// kernel's first partial line) and rows are not whole lines for odd k.
+// kernel's first partial line) and rows are not whole lines for odd k. m from 16 runs
+// the prefill product (bf16_gemm.cc: tiles of 16, 32 and 48 rows, 1 to 8 columns; odd k
+// goes to oneDNN); of the last shapes, the first two split K into chunks and the columns
+// into several panels per thread, and 1100 x 2048 splits the tiles of x into blocks.
 TEST_P(KernelsTest, MatmulLowPrecisionBf16) {
   std::mt19937 rng(11);
-  for (int64_t m : {1, 2, 3, 4, 5, 9, 12}) {
-    for (int64_t k : {1, 7, 31, 32, 33, 64, 95, 130, 2304}) {
-      for (int64_t shift : {0, 1, 13, 31}) {
-        const int64_t n = 7 + (k + m + shift) % 9;
-        const std::vector<float> x = uniform(m * k, -1, 1, rng);
-        std::vector<float> xr(x.size());
-        for (size_t i = 0; i < x.size(); ++i) xr[i] = bf16_to_f32(f32_to_bf16(x[i]));
-        const Weights w = make_weights(DType::kBF16, n, k, uniform(n * k, -1, 1, rng));
-        std::vector<uint16_t> shifted(static_cast<size_t>(shift + 32), 0);
-        // (aligned base: std::vector<uint16_t> from operator new is 16-byte aligned)
-        shifted.insert(shifted.begin() + shift, w.u16.begin(), w.u16.end());
-        MatrixView v = w.view();
-        v.data = shifted.data() + shift;
-        v.low_precision = true;
-        const std::vector<float> b = uniform(n, -1, 1, rng);
-        std::vector<double> exact, exact_rounded, tol, tol_rounded;
-        matmul_oracle(x, m, w, b.data(), exact, tol);
-        matmul_oracle(xr, m, w, b.data(), exact_rounded, tol_rounded);
-        std::vector<float> got(m * n, NAN);
-        K().matmul(x.data(), m, v, b.data(), got.data());
-        std::vector<double> want(got.size()), tol_want(got.size());
-        for (size_t i = 0; i < got.size(); ++i) {  // the nearer of the two
-          const bool rounded = std::fabs(got[i] - exact_rounded[i]) < std::fabs(got[i] - exact[i]);
-          want[i] = rounded ? exact_rounded[i] : exact[i];
-          tol_want[i] = rounded ? tol_rounded[i] : tol[i];
-        }
-        expect_close(
-            want, got, tol_want,
-            "low-precision bf16 matmul " + dims({{"m", m}, {"k", k}, {"n", n}, {"shift", shift}}));
+  std::vector<std::array<int64_t, 3>> shapes;  // m, k, n
+  for (int64_t m : {1, 2, 3, 4, 5, 9, 12, 16, 17, 33, 48, 50, 97}) {
+    for (int64_t k : {1, 7, 31, 32, 33, 64, 95, 130, 2304}) shapes.push_back({m, k, 0});
+  }
+  shapes.push_back({50, 8198, 130});
+  shapes.push_back({20, 4100, 300});
+  shapes.push_back({113, 4097, 67});
+  shapes.push_back({1100, 2048, 20});
+  for (const auto& [m, k, n_given] : shapes) {
+    for (int64_t shift : {0, 1, 13, 31}) {
+      const int64_t n = n_given > 0 ? n_given : 7 + (k + m + shift) % 9;
+      const std::vector<float> x = uniform(m * k, -1, 1, rng);
+      std::vector<float> xr(x.size());
+      for (size_t i = 0; i < x.size(); ++i) xr[i] = bf16_to_f32(f32_to_bf16(x[i]));
+      const Weights w = make_weights(DType::kBF16, n, k, uniform(n * k, -1, 1, rng));
+      std::vector<uint16_t> shifted(static_cast<size_t>(shift + 32), 0);
+      // (aligned base: std::vector<uint16_t> from operator new is 16-byte aligned)
+      shifted.insert(shifted.begin() + shift, w.u16.begin(), w.u16.end());
+      MatrixView v = w.view();
+      v.data = shifted.data() + shift;
+      v.low_precision = true;
+      const std::vector<float> b = uniform(n, -1, 1, rng);
+      std::vector<double> exact, exact_rounded, tol, tol_rounded;
+      matmul_oracle(x, m, w, b.data(), exact, tol);
+      matmul_oracle(xr, m, w, b.data(), exact_rounded, tol_rounded);
+      std::vector<float> got(m * n, NAN);
+      K().matmul(x.data(), m, v, b.data(), got.data());
+      std::vector<double> want(got.size()), tol_want(got.size());
+      for (size_t i = 0; i < got.size(); ++i) {  // the nearer of the two
+        const bool rounded = std::fabs(got[i] - exact_rounded[i]) < std::fabs(got[i] - exact[i]);
+        want[i] = rounded ? exact_rounded[i] : exact[i];
+        tol_want[i] = rounded ? tol_rounded[i] : tol[i];
       }
+      expect_close(
+          want, got, tol_want,
+          "low-precision bf16 matmul " + dims({{"m", m}, {"k", k}, {"n", n}, {"shift", shift}}));
     }
   }
 }

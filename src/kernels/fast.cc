@@ -19,6 +19,7 @@
 #endif
 
 #include "base/parallel.h"
+#include "kernels/bf16_gemm.h"
 #include "kernels/in_register.h"
 #include "kernels/kernels.h"
 #include "kernels/onednn.h"
@@ -629,6 +630,9 @@ void matmul(const float* x, int64_t m, const MatrixView& w, const float* bias, f
   if (m >= kOneDnnMinRows) {
     if (w.dtype == DType::kF32 &&
         onednn_matmul_f32(x, m, static_cast<const float*>(w.data), n, k, bias, y))
+      return;
+    if (w.dtype == DType::kBF16 && w.low_precision &&
+        gemm_bf16_avx512(x, m, static_cast<const uint16_t*>(w.data), n, k, bias, y, n))
       return;
     if (w.dtype == DType::kBF16 && w.low_precision &&
         onednn_matmul_bf16(x, m, static_cast<const uint16_t*>(w.data), n, k, bias, y)) {

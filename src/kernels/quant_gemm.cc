@@ -22,6 +22,7 @@
 
 #include "base/parallel.h"
 #include "kernels/quant_block.h"
+#include "kernels/tile_store.h"
 
 namespace pg::kernels {
 
@@ -116,52 +117,6 @@ void copy_panel(const MatrixView& w, int64_t r0, int64_t rows, uint8_t* out) {
       }
     }
   }
-}
-
-// y[i, j] = c[j] lane i (+ bias[j]) for i < rows (<= 16), j < NR (<= 6): the tile's
-// columns, transposed in registers (unpacks and shuffles: 128-bit lane q of a[r] holds row
-// 4q + r's columns 0-3, of b[r] its columns 4-7), then stored four and two at a time.
-// (Measured: writing the tile's 6 x 32 outputs one float at a time took 5-10% of the
-// prefill products, kernels_bench prefill_q8_* and vision_q8_*.)
-template <int NR>
-inline void store_columns(const __m512 (&c)[NR], float* y, int64_t N, int64_t rows,
-                          const float* bias) {
-  static_assert(NR >= 1 && NR <= kTileCols && kTileCols <= 8);
-  const __m512 zero = _mm512_setzero_ps();
-  auto col = [&](int j) { return j < NR ? c[j] : zero; };
-  auto quads = [](__m512 c0, __m512 c1, __m512 c2, __m512 c3, __m512* a) {
-    const __m512 lo01 = _mm512_unpacklo_ps(c0, c1), hi01 = _mm512_unpackhi_ps(c0, c1);
-    const __m512 lo23 = _mm512_unpacklo_ps(c2, c3), hi23 = _mm512_unpackhi_ps(c2, c3);
-    a[0] = _mm512_shuffle_ps(lo01, lo23, 0x44);
-    a[1] = _mm512_shuffle_ps(lo01, lo23, 0xee);
-    a[2] = _mm512_shuffle_ps(hi01, hi23, 0x44);
-    a[3] = _mm512_shuffle_ps(hi01, hi23, 0xee);
-  };
-  constexpr int kLo = std::min(NR, 4), kHi = NR - kLo;  // columns in a, in b
-  const auto lo_mask = static_cast<__mmask8>((1u << kLo) - 1);
-  const auto hi_mask = static_cast<__mmask8>((1u << kHi) - 1);
-  __m512 a[4], b[4];
-  quads(col(0), col(1), col(2), col(3), a);
-  const __m512 bias_lo = _mm512_broadcast_f32x4(bias != nullptr ? _mm_maskz_loadu_ps(lo_mask, bias)
-                                                                : _mm_setzero_ps());
-  for (__m512& v : a) v = _mm512_add_ps(v, bias_lo);
-  if constexpr (kHi > 0) {
-    quads(col(4), col(5), col(6), col(7), b);
-    const __m512 bias_hi = _mm512_broadcast_f32x4(
-        bias != nullptr ? _mm_maskz_loadu_ps(hi_mask, bias + 4) : _mm_setzero_ps());
-    for (__m512& v : b) v = _mm512_add_ps(v, bias_hi);
-  }
-  auto store_quad = [&]<int Q>(std::integral_constant<int, Q>) {
-    for (int r = 0; r < 4 && 4 * Q + r < rows; ++r) {
-      float* row = y + (4 * Q + r) * N;
-      _mm_mask_storeu_ps(row, lo_mask, _mm512_extractf32x4_ps(a[r], Q));
-      if constexpr (kHi > 0) _mm_mask_storeu_ps(row + 4, hi_mask, _mm512_extractf32x4_ps(b[r], Q));
-    }
-  };
-  store_quad(std::integral_constant<int, 0>{});
-  store_quad(std::integral_constant<int, 1>{});
-  store_quad(std::integral_constant<int, 2>{});
-  store_quad(std::integral_constant<int, 3>{});
 }
 
 // One tile: 32 packed rows of x (tile t) times NR panel rows (u8, stride kp), whose scales

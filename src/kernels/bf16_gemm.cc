@@ -1,0 +1,225 @@
+// Prefill product for bf16 weights on AVX512-BF16 (vdpbf16ps).
+//
+// vdpbf16ps adds, per float32 lane, the products of one pair of bf16 from each operand.
+// Here a lane is a row of x and a pair is two neighbouring columns of K: x is packed so
+// that one vector holds a pair of K for 16 rows, and a weight row's pair (4 bytes, in
+// place in the row-major matrix) is broadcast to all lanes. The weights are never copied:
+// a checkpoint's mapped bf16 matrix is multiplied as it lies.
+//
+// Register tile: up to 48 rows of x (three vectors) by up to 8 weight rows (columns of
+// y): 24 accumulators, per pair of K three loads of x and 8 broadcasts of weights.
+// Packed x, per tile of 48 rows (a last tile of v <= 3 vectors packs 16 v lanes):
+//   xp [pairs][16 v lanes] uint32 (pair p of row lane: bf16 2p low, 2p + 1 high; rows past
+//   m are zero)
+// Loops, per thread's share of y's columns: K in chunks (so a tile of packed x stays in
+// L2), the tiles of x in blocks (a block stays in L3), the columns in panels (a panel of
+// weight rows stays in L2 while every tile of the block passes over it), the block's
+// tiles, then the panel's groups of 8 columns.
+#include "kernels/bf16_gemm.h"
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "base/memory.h"
+#include "base/parallel.h"
+#include "kernels/tile_store.h"
+
+namespace pg::kernels {
+
+#if defined(__AVX512BF16__) && defined(__AVX512BW__)
+namespace {
+
+constexpr int64_t kVec = 16;      // rows of x per vector
+constexpr int64_t kTileVecs = 3;  // vectors per register tile (48 rows)
+constexpr int64_t kTileRows = kVec * kTileVecs;
+// Weight rows per register tile. (Loads of x must not go through in_register.h's asm:
+// with it GCC 12 stores all the accumulators to the stack after every vdpbf16ps.)
+constexpr int64_t kTileCols = 8;
+constexpr int64_t kChunkPairs = 2048;       // pairs of K per chunk: a tile of x is 384 KiB
+constexpr int64_t kPanelBytes = 256 << 10;  // weight bytes per panel (per chunk of K)
+// Packed x per block of tiles (per chunk of K): every panel of weights passes over one
+// block before the next, so that a long prompt's x (896 px: 4096 image tokens) is read
+// from L3, not memory, once per panel.
+constexpr int64_t kBlockXBytes = 4 << 20;
+
+// 16 x 16 transpose of 32-bit elements: out[j] lane r = in[r] lane j.
+inline void transpose16(__m512i (&v)[16]) {
+  __m512i t[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_epi32(v[i], v[i + 1]);
+    t[i + 1] = _mm512_unpackhi_epi32(v[i], v[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {
+    v[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+    v[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+    v[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+    v[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+  }
+  // v[4q + s] 128-bit lane l now holds rows 4q..4q+3 of column 4l + s: gather, for
+  // column 4l + s, lane l of v[s], v[4 + s], v[8 + s], v[12 + s].
+  for (int i = 0; i < 4; ++i) {
+    t[i] = _mm512_shuffle_i32x4(v[i], v[i + 4], 0x88);
+    t[i + 4] = _mm512_shuffle_i32x4(v[i], v[i + 4], 0xdd);
+    t[i + 8] = _mm512_shuffle_i32x4(v[i + 8], v[i + 12], 0x88);
+    t[i + 12] = _mm512_shuffle_i32x4(v[i + 8], v[i + 12], 0xdd);
+  }
+  for (int i = 0; i < 4; ++i) {
+    v[i] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0x88);
+    v[i + 8] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0xdd);
+    v[i + 4] = _mm512_shuffle_i32x4(t[i + 4], t[i + 12], 0x88);
+    v[i + 12] = _mm512_shuffle_i32x4(t[i + 4], t[i + 12], 0xdd);
+  }
+}
+
+// Rows [r0, r0 + 16) of x (rows at or past m read as zero), pairs [p0, p0 + 16) (pairs past
+// `pairs` not written; values past k zero), into vector `vec` of the tile at `dst` (a
+// tile of `vecs` vectors).
+void pack_block(const float* x, int64_t m, int64_t k, int64_t r0, int64_t p0, int64_t pairs,
+                uint32_t* dst, int64_t vecs, int64_t vec) {
+  __m512i v[16];
+  const int64_t k0 = 2 * p0, kn = std::min<int64_t>(32, k - k0);
+  const auto lo = static_cast<__mmask16>(kn >= 16 ? 0xffff : (1u << kn) - 1);
+  const auto hi = static_cast<__mmask16>(kn >= 32 ? 0xffff : kn <= 16 ? 0 : (1u << (kn - 16)) - 1);
+  for (int r = 0; r < 16; ++r) {
+    if (r0 + r < m) {
+      const float* row = x + (r0 + r) * k + k0;
+      const __m512 a = _mm512_maskz_loadu_ps(lo, row), b = _mm512_maskz_loadu_ps(hi, row + 16);
+      v[r] = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(b, a));
+    } else {
+      v[r] = _mm512_setzero_si512();
+    }
+  }
+  transpose16(v);
+  const int64_t n = std::min<int64_t>(16, pairs - p0);
+  for (int64_t j = 0; j < n; ++j) _mm512_storeu_si512(dst + ((p0 + j) * vecs + vec) * kVec, v[j]);
+}
+
+// One tile: MV vectors of packed x (pairs [0, pairs), stride MV * 16 uint32 per pair) by
+// NR weight rows starting at w (stride k elements, from the chunk's first column), into
+// y (stride ldy) rows 0 to `rows`, columns 0 to NR. `first`: the chunk that starts K (y
+// gets bias or 0 plus the sums); otherwise the sums are added to y. `pf` (or null): the
+// first of `pf_rows` weight rows, `pf_stride` elements apart (same columns), to fetch
+// into L2 as the tile passes, a line of each per 16 pairs.
+template <int MV, int NR>
+void tile(const uint32_t* xp, int64_t pairs, const uint16_t* w, int64_t k, float* y, int64_t ldy,
+          int64_t rows, const float* bias, bool first, const uint16_t* pf, int64_t pf_rows,
+          int64_t pf_stride) {
+  __m512 c[NR][MV];
+  for (int j = 0; j < NR; ++j)
+    for (int v = 0; v < MV; ++v) c[j][v] = _mm512_setzero_ps();
+  for (int64_t p = 0; p < pairs;) {
+    if (pf != nullptr) {
+      for (int64_t j = 0; j < pf_rows; ++j) _mm_prefetch(pf + j * pf_stride + 2 * p, _MM_HINT_T1);
+    }
+    for (const int64_t end = std::min(pairs, p + 16); p < end; ++p) {
+      __m512bh xv[MV];
+      for (int v = 0; v < MV; ++v)
+        xv[v] = reinterpret_cast<__m512bh>(_mm512_loadu_si512(xp + (p * MV + v) * kVec));
+      const uint16_t* wp = w + 2 * p;
+      for (int j = 0; j < NR; ++j) {
+        int32_t pair;
+        std::memcpy(&pair, wp + j * k, 4);
+        const auto wv = reinterpret_cast<__m512bh>(_mm512_set1_epi32(pair));
+        for (int v = 0; v < MV; ++v) c[j][v] = _mm512_dpbf16_ps(c[j][v], wv, xv[v]);
+      }
+    }
+  }
+  for (int v = 0; v < MV && kVec * v < rows; ++v) {
+    __m512 cv[NR];
+    for (int j = 0; j < NR; ++j) cv[j] = c[j][v];
+    store_columns<NR>(cv, y + kVec * v * ldy, ldy, std::min<int64_t>(kVec, rows - kVec * v), bias,
+                      !first);
+  }
+}
+
+using TileFn = void (*)(const uint32_t*, int64_t, const uint16_t*, int64_t, float*, int64_t,
+                        int64_t, const float*, bool, const uint16_t*, int64_t, int64_t);
+template <int MV>
+constexpr TileFn kRow[kTileCols + 1] = {nullptr,     tile<MV, 1>, tile<MV, 2>,
+                                        tile<MV, 3>, tile<MV, 4>, tile<MV, 5>,
+                                        tile<MV, 6>, tile<MV, 7>, tile<MV, 8>};
+// [MV - 1][NR]
+constexpr const TileFn* kTiles[kTileVecs] = {kRow<1>, kRow<2>, kRow<3>};
+
+}  // namespace
+
+bool gemm_bf16_avx512(const float* x, int64_t m, const uint16_t* w, int64_t n, int64_t k,
+                      const float* bias, float* y, int64_t ldy) {
+  // (An odd K would read its last pair's high element past a row, the matrix's last row
+  // past its end: left to the caller's other product.)
+  if (m <= 0 || n <= 0 || k <= 0 || k % 2 != 0) return false;
+  const int64_t pairs = (k + 1) / 2;
+  const int64_t tiles = (m + kTileRows - 1) / kTileRows;
+  const int64_t chunks = (pairs + kChunkPairs - 1) / kChunkPairs;
+  const int64_t chunk_pairs = (pairs + chunks - 1) / chunks;  // near-equal chunks
+  auto tile_vecs = [&](int64_t t) {
+    return std::min<int64_t>(kTileVecs, (m - t * kTileRows + kVec - 1) / kVec);
+  };
+  // x: [m, k] -> tiles of [pairs][16 vecs] (the calling thread's buffer; the pool's
+  // threads read it). Tile t starts at t * kTileRows * pairs (every earlier tile is full).
+  thread_local LineAlignedVector<uint32_t> packed;  // vectors on whole cache lines
+  const auto words = static_cast<size_t>(tiles * kTileRows * pairs);
+  if (packed.size() < words) packed.resize(words);
+  uint32_t* xp = packed.data();
+  // A tile's vectors one after the other for each 16 pairs, so that the lines they share
+  // (one pair of every vector) are written while in L1.
+  const int64_t pair_blocks = (pairs + 15) / 16;
+  parallel_for(tiles * pair_blocks, 8, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t t = b / pair_blocks, pb = b % pair_blocks, vecs = tile_vecs(t);
+      for (int64_t v = 0; v < vecs; ++v) {
+        pack_block(x, m, k, t * kTileRows + v * kVec, pb * 16, pairs, xp + t * kTileRows * pairs,
+                   vecs, v);
+      }
+    }
+  });
+
+  const int64_t groups = (n + kTileCols - 1) / kTileCols;
+  const int64_t panel_groups = std::max<int64_t>(1, kPanelBytes / (chunk_pairs * 4 * kTileCols));
+  const int64_t block_tiles = std::max<int64_t>(1, kBlockXBytes / (kTileRows * chunk_pairs * 4));
+  parallel_for(groups, 1, [&](int64_t g0, int64_t g1) {
+    for (int64_t c = 0; c < chunks; ++c) {
+      const int64_t p0 = c * chunk_pairs, cp = std::min(chunk_pairs, pairs - p0);
+      const bool first = c == 0;
+      for (int64_t b0 = 0; b0 < tiles; b0 += block_tiles) {
+        const int64_t b1 = std::min(tiles, b0 + block_tiles), bt = b1 - b0;
+        for (int64_t pg0 = g0; pg0 < g1; pg0 += panel_groups) {
+          const int64_t col0 = pg0 * kTileCols;
+          const int64_t col1 = std::min(std::min(g1, pg0 + panel_groups) * kTileCols, n);
+          // The next panel's weight rows (same chunk), fetched into L2 while this panel is
+          // multiplied, spread over the block's tiles of x so that memory is read at an
+          // even pace: each group's tile b0 + t fetches rows t, t + bt, ... of its
+          // counterpart group there.
+          const int64_t next1 = std::min(std::min(g1, pg0 + 2 * panel_groups) * kTileCols, n);
+          const int64_t width = col1 - col0;
+          for (int64_t t = b0; t < b1; ++t) {
+            const int64_t vecs = tile_vecs(t), rows = std::min(kTileRows, m - t * kTileRows);
+            const uint32_t* xt = xp + t * kTileRows * pairs + p0 * vecs * kVec;
+            for (int64_t j0 = col0; j0 < col1; j0 += kTileCols) {
+              const int64_t nr = std::min(kTileCols, col1 - j0);
+              const int64_t next_rows = std::clamp<int64_t>(next1 - (j0 + width), 0, nr);
+              const int64_t pf_rows = next_rows > t - b0 ? (next_rows - (t - b0) + bt - 1) / bt : 0;
+              kTiles[vecs - 1][nr](xt, cp, w + j0 * k + 2 * p0, k, y + t * kTileRows * ldy + j0,
+                                   ldy, rows, bias != nullptr ? bias + j0 : nullptr, first,
+                                   pf_rows > 0 ? w + (j0 + width + t - b0) * k + 2 * p0 : nullptr,
+                                   pf_rows, bt * k);
+            }
+          }
+        }
+      }
+    }
+  });
+  return true;
+}
+
+#else
+bool gemm_bf16_avx512(const float*, int64_t, const uint16_t*, int64_t, int64_t, const float*,
+                      float*, int64_t) {
+  return false;
+}
+#endif
+
+}  // namespace pg::kernels
