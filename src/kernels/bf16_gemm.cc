@@ -152,14 +152,24 @@ bool gemm_bf16_avx512(const float* x, int64_t m, const uint16_t* w, int64_t n, i
   // past its end: left to the caller's other product.)
   if (m <= 0 || n <= 0 || k <= 0 || k % 2 != 0) return false;
   const int64_t pairs = (k + 1) / 2;
-  const int64_t tiles = (m + kTileRows - 1) / kTileRows;
   const int64_t chunks = (pairs + kChunkPairs - 1) / kChunkPairs;
   const int64_t chunk_pairs = (pairs + chunks - 1) / chunks;  // near-equal chunks
-  auto tile_vecs = [&](int64_t t) {
+  // Tiles of 48 rows; the rest in a tile of 16 v rows (v = 1, 2, 3), except that a rest of
+  // one vector after a full tile makes, with it, two tiles of 32 rows: a tile of one
+  // vector has 8 accumulators, too few to cover vdpbf16ps's latency (256 image tokens:
+  // 4 x 48 + 2 x 32 rows instead of 5 x 48 + 16).
+  const int64_t full = m / kTileRows, rest = m % kTileRows;
+  const bool split = rest > 0 && rest <= kVec && full > 0;
+  const int64_t tiles = full + (rest > 0 ? 1 : 0);
+  auto tile_row0 = [&](int64_t t) {
+    return split && t == tiles - 1 ? (full - 1) * kTileRows + 2 * kVec : t * kTileRows;
+  };
+  auto tile_vecs = [&](int64_t t) -> int64_t {
+    if (split && t >= tiles - 2) return 2;
     return std::min<int64_t>(kTileVecs, (m - t * kTileRows + kVec - 1) / kVec);
   };
   // x: [m, k] -> tiles of [pairs][16 vecs] (the calling thread's buffer; the pool's
-  // threads read it). Tile t starts at t * kTileRows * pairs (every earlier tile is full).
+  // threads read it). The tile from row r0 starts at r0 * pairs.
   thread_local LineAlignedVector<uint32_t> packed;  // vectors on whole cache lines
   const auto words = static_cast<size_t>(tiles * kTileRows * pairs);
   if (packed.size() < words) packed.resize(words);
@@ -171,7 +181,7 @@ bool gemm_bf16_avx512(const float* x, int64_t m, const uint16_t* w, int64_t n, i
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t t = b / pair_blocks, pb = b % pair_blocks, vecs = tile_vecs(t);
       for (int64_t v = 0; v < vecs; ++v) {
-        pack_block(x, m, k, t * kTileRows + v * kVec, pb * 16, pairs, xp + t * kTileRows * pairs,
+        pack_block(x, m, k, tile_row0(t) + v * kVec, pb * 16, pairs, xp + tile_row0(t) * pairs,
                    vecs, v);
       }
     }
@@ -196,14 +206,15 @@ bool gemm_bf16_avx512(const float* x, int64_t m, const uint16_t* w, int64_t n, i
           const int64_t next1 = std::min(std::min(g1, pg0 + 2 * panel_groups) * kTileCols, n);
           const int64_t width = col1 - col0;
           for (int64_t t = b0; t < b1; ++t) {
-            const int64_t vecs = tile_vecs(t), rows = std::min(kTileRows, m - t * kTileRows);
-            const uint32_t* xt = xp + t * kTileRows * pairs + p0 * vecs * kVec;
+            const int64_t r0 = tile_row0(t), vecs = tile_vecs(t);
+            const int64_t rows = std::min(vecs * kVec, m - r0);
+            const uint32_t* xt = xp + r0 * pairs + p0 * vecs * kVec;
             for (int64_t j0 = col0; j0 < col1; j0 += kTileCols) {
               const int64_t nr = std::min(kTileCols, col1 - j0);
               const int64_t next_rows = std::clamp<int64_t>(next1 - (j0 + width), 0, nr);
               const int64_t pf_rows = next_rows > t - b0 ? (next_rows - (t - b0) + bt - 1) / bt : 0;
-              kTiles[vecs - 1][nr](xt, cp, w + j0 * k + 2 * p0, k, y + t * kTileRows * ldy + j0,
-                                   ldy, rows, bias != nullptr ? bias + j0 : nullptr, first,
+              kTiles[vecs - 1][nr](xt, cp, w + j0 * k + 2 * p0, k, y + r0 * ldy + j0, ldy, rows,
+                                   bias != nullptr ? bias + j0 : nullptr, first,
                                    pf_rows > 0 ? w + (j0 + width + t - b0) * k + 2 * p0 : nullptr,
                                    pf_rows, bt * k);
             }
