@@ -21,7 +21,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <vector>
 
 #include "base/memory.h"
 #include "base/parallel.h"
@@ -151,7 +150,7 @@ bool gemm_bf16_avx512(const float* x, int64_t m, const uint16_t* w, int64_t n, i
   // (An odd K would read its last pair's high element past a row, the matrix's last row
   // past its end: left to the caller's other product.)
   if (m <= 0 || n <= 0 || k <= 0 || k % 2 != 0) return false;
-  const int64_t pairs = (k + 1) / 2;
+  const int64_t pairs = k / 2;
   const int64_t chunks = (pairs + kChunkPairs - 1) / kChunkPairs;
   const int64_t chunk_pairs = (pairs + chunks - 1) / chunks;  // near-equal chunks
   // Tiles of 48 rows; the rest in a tile of 16 v rows (v = 1, 2, 3), except that a rest of

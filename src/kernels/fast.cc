@@ -626,18 +626,17 @@ void matmul(const float* x, int64_t m, const MatrixView& w, const float* bias, f
     }
     return;
   }
-  // Prefill and vision shapes: oneDNN's GEMM (exact float32, or bf16 where allowed).
+  // Prefill and vision shapes: oneDNN's GEMM for float32 (exact), a bf16 product where allowed.
   if (m >= kOneDnnMinRows) {
     if (w.dtype == DType::kF32 &&
         onednn_matmul_f32(x, m, static_cast<const float*>(w.data), n, k, bias, y))
       return;
+    // bf16 weights in the low-precision modes: the own vdpbf16ps product, else oneDNN's.
+    const auto* wb = static_cast<const uint16_t*>(w.data);
     if (w.dtype == DType::kBF16 && w.low_precision &&
-        gemm_bf16_avx512(x, m, static_cast<const uint16_t*>(w.data), n, k, bias, y, n))
+        (gemm_bf16_avx512(x, m, wb, n, k, bias, y, n) ||
+         onednn_matmul_bf16(x, m, wb, n, k, bias, y)))
       return;
-    if (w.dtype == DType::kBF16 && w.low_precision &&
-        onednn_matmul_bf16(x, m, static_cast<const uint16_t*>(w.data), n, k, bias, y)) {
-      return;
-    }
   }
   switch (w.dtype) {
     case DType::kF32: return matmul_typed<DType::kF32>(x, m, w, bias, y);
