@@ -112,7 +112,9 @@ TEST_P(QuantFormat, Int8ProductsMatchTheirExactIntegerSums) {
   // exactly 0), where that term vanishes and the bound is the plain one again, sharp enough
   // for one unit off.
   for (const bool paired : {false, true}) {
-    for (int64_t m : {1, 3, 9, 33, 48, 49, 70}) {
+    // (m = 16: a single tile of 16 rows; 49: a last tile of 17; 267: a rest of 11 rows in
+    // tiles of 16 x 12 over 37 columns.)
+    for (int64_t m : {1, 3, 9, 16, 33, 48, 49, 70, 267}) {
       // (q4 interleaves groups of 16 blocks: k = 590 ends in a group of 3 blocks, the last
       // partial, and 2304 in one of 8 after four whole groups.)
       for (int64_t k : {32, 33, 100, 160, 512, 590, 1000, 1024, 2304}) {

@@ -25,6 +25,7 @@
 #include "base/memory.h"
 #include "base/parallel.h"
 #include "kernels/tile_store.h"
+#include "kernels/transpose.h"
 
 namespace pg::kernels {
 
@@ -43,35 +44,6 @@ constexpr int64_t kPanelBytes = 256 << 10;  // weight bytes per panel (per chunk
 // block before the next, so that a long prompt's x (896 px: 4096 image tokens) is read
 // from L3, not memory, once per panel.
 constexpr int64_t kBlockXBytes = 4 << 20;
-
-// 16 x 16 transpose of 32-bit elements: out[j] lane r = in[r] lane j.
-inline void transpose16(__m512i (&v)[16]) {
-  __m512i t[16];
-  for (int i = 0; i < 16; i += 2) {
-    t[i] = _mm512_unpacklo_epi32(v[i], v[i + 1]);
-    t[i + 1] = _mm512_unpackhi_epi32(v[i], v[i + 1]);
-  }
-  for (int i = 0; i < 16; i += 4) {
-    v[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
-    v[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
-    v[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
-    v[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
-  }
-  // v[4q + s] 128-bit lane l now holds rows 4q..4q+3 of column 4l + s: gather, for
-  // column 4l + s, lane l of v[s], v[4 + s], v[8 + s], v[12 + s].
-  for (int i = 0; i < 4; ++i) {
-    t[i] = _mm512_shuffle_i32x4(v[i], v[i + 4], 0x88);
-    t[i + 4] = _mm512_shuffle_i32x4(v[i], v[i + 4], 0xdd);
-    t[i + 8] = _mm512_shuffle_i32x4(v[i + 8], v[i + 12], 0x88);
-    t[i + 12] = _mm512_shuffle_i32x4(v[i + 8], v[i + 12], 0xdd);
-  }
-  for (int i = 0; i < 4; ++i) {
-    v[i] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0x88);
-    v[i + 8] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0xdd);
-    v[i + 4] = _mm512_shuffle_i32x4(t[i + 4], t[i + 12], 0x88);
-    v[i + 12] = _mm512_shuffle_i32x4(t[i + 4], t[i + 12], 0xdd);
-  }
-}
 
 // Rows [r0, r0 + 16) of x (rows at or past m read as zero), pairs [p0, p0 + 16) (pairs past
 // `pairs` not written; values past k zero), into vector `vec` of the tile at `dst` (a

@@ -20,8 +20,8 @@
 #include <vector>
 
 #include "base/parallel.h"
-#include "kernels/quant_block.h"
 #include "kernels/tile_store.h"
+#include "kernels/transpose.h"
 
 namespace pg::kernels {
 
@@ -43,22 +43,78 @@ struct PackedX {
   std::vector<int32_t> c;  // [tiles][nb][32]
 };
 
-// Row i of x (k values) into its lane of the packed tiles; a partial last block is
-// zero-padded.
-void pack_row(const float* x, int64_t k, int64_t i, PackedX& p) {
-  const int64_t t = i / kTileRows, lane = i % kTileRows;
-  for (int64_t b = 0; b < p.nb; ++b) {
-    const int64_t n = std::min(B, k - b * B);  // valid values in this block
-    alignas(16) int8_t bytes[B];
-    int32_t sum = 0;
-    const float s = quantize_block(x + b * B, n, bytes, &sum);
-    const int64_t blk = t * p.nb + b;
-    int8_t* dst = p.q.data() + blk * kBlockBytes + lane * 4;
-    for (int64_t step = 0; step < B / 4; ++step)
-      std::memcpy(dst + step * kTileRows * 4, bytes + step * 4, 4);
-    p.s[static_cast<size_t>(blk * kTileRows + lane)] = s;
-    p.c[static_cast<size_t>(blk * kTileRows + lane)] = -128 * sum;
+// Rows [r0, r0 + 16) of x (r0 a multiple of 16; rows at or past m count as zero), block b,
+// into their vector of the packed tile: quantize_block's scale, sum and codes for 16 rows at
+// once. Each row's maximum |x| comes from a tree of 128-bit and in-lane shuffles over the
+// 16 rows' partial maxima, its codes (4 to a dword, as the tile reads them) are transposed
+// into lanes, and the sums of the codes come from vpdpbusd against bytes of 1.
+void pack_group(const float* x, int64_t m, int64_t k, int64_t r0, int64_t b, PackedX& p) {
+  const int64_t n = std::min(B, k - b * B);  // valid values in this block
+  const auto m0 = static_cast<__mmask16>(n >= 16 ? 0xffff : (1u << n) - 1);
+  const auto m1 = static_cast<__mmask16>(n >= 32 ? 0xffff : n > 16 ? (1u << (n - 16)) - 1 : 0);
+  const int64_t rows = std::min<int64_t>(16, m - r0);
+  auto load = [&](int64_t r, __m512& lo, __m512& hi) {
+    const float* row = x + (r0 + r) * k + b * B;
+    lo = _mm512_maskz_loadu_ps(m0, row);
+    hi = _mm512_maskz_loadu_ps(m1, row + 16);
+  };
+  // amax: lane r = max |x| over row r's block.
+  __m512 a[16];
+  for (int64_t r = 0; r < 16; ++r) {
+    __m512 lo = _mm512_setzero_ps(), hi = _mm512_setzero_ps();
+    if (r < rows) load(r, lo, hi);
+    a[r] = _mm512_max_ps(_mm512_abs_ps(lo), _mm512_abs_ps(hi));
   }
+  __m512 t[8], u[4], v[2];
+  for (int i = 0; i < 8; ++i)  // 128-bit lanes 0-1: row 2i's partial maxima; 2-3: row 2i + 1's
+    t[i] = _mm512_max_ps(_mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0x44),
+                         _mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0xee));
+  for (int i = 0; i < 4; ++i)  // 128-bit lane j: row 4i + j's
+    u[i] = _mm512_max_ps(_mm512_shuffle_f32x4(t[2 * i], t[2 * i + 1], 0x88),
+                         _mm512_shuffle_f32x4(t[2 * i], t[2 * i + 1], 0xdd));
+  for (int i = 0; i < 2; ++i)  // lane j, elements 0-1: row 8i + j's; 2-3: row 8i + 4 + j's
+    v[i] = _mm512_max_ps(_mm512_shuffle_ps(u[2 * i], u[2 * i + 1], 0x44),
+                         _mm512_shuffle_ps(u[2 * i], u[2 * i + 1], 0xee));
+  // Element 4j + e: row 4e + j's maximum; into row order.
+  const __m512 by_lane =
+      _mm512_max_ps(_mm512_shuffle_ps(v[0], v[1], 0x88), _mm512_shuffle_ps(v[0], v[1], 0xdd));
+  const __m512i order = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
+  const __m512 amax = _mm512_permutexvar_ps(order, by_lane);
+  const __m512 scale = _mm512_div_ps(amax, _mm512_set1_ps(127.0f));
+  const __m512 inv = _mm512_maskz_div_ps(_mm512_cmp_ps_mask(scale, _mm512_setzero_ps(), _CMP_GT_OQ),
+                                         _mm512_set1_ps(1.0f), scale);
+  // Codes: row r's 32 bytes in dwords 0-7 of q[r], then transposed: q[step] lane r.
+  const __m512i lo_q = _mm512_set1_epi32(-127), hi_q = _mm512_set1_epi32(127);
+  __m512i q[16];
+  for (int64_t r = 0; r < 16; ++r) {
+    if (r >= rows) {
+      q[r] = _mm512_setzero_si512();
+      continue;
+    }
+    __m512 lo, hi;
+    load(r, lo, hi);
+    const __m512 s = _mm512_permutexvar_ps(_mm512_set1_epi32(static_cast<int>(r)), inv);
+    // (cvtps rounds to nearest even; NaN becomes INT_MIN, clamped to -127.)
+    const __m512i q0 =
+        _mm512_min_epi32(_mm512_max_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(lo, s)), lo_q), hi_q);
+    const __m512i q1 =
+        _mm512_min_epi32(_mm512_max_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(hi, s)), lo_q), hi_q);
+    const __m256i bytes = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm512_cvtepi32_epi8(q0)),
+                                                  _mm512_cvtepi32_epi8(q1), 1);
+    q[r] = _mm512_zextsi256_si512(bytes);
+  }
+  transpose16(q);
+  const int64_t blk = (r0 / kTileRows) * p.nb + b, half = (r0 % kTileRows) / 16;
+  int8_t* dst = p.q.data() + blk * kBlockBytes + half * 64;
+  __m512i sum = _mm512_setzero_si512();
+  const __m512i ones = _mm512_set1_epi8(1);
+  for (int64_t step = 0; step < B / 4; ++step) {
+    _mm512_storeu_si512(dst + step * kTileRows * 4, q[step]);
+    sum = _mm512_dpbusd_epi32(sum, ones, q[step]);
+  }
+  _mm512_storeu_ps(p.s.data() + blk * kTileRows + half * 16, scale);
+  _mm512_storeu_si512(p.c.data() + blk * kTileRows + half * 16,
+                      _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(sum, 7)));
 }
 
 // Weight rows [r0, r0 + rows) as unsigned bytes u = q + 128, [rows][nb * 32], each
@@ -118,14 +174,15 @@ void copy_panel(const MatrixView& w, int64_t r0, int64_t rows, uint8_t* out) {
   }
 }
 
-// One tile: 32 packed rows of x (tile t) times NR panel rows (u8, stride kp), whose scales
-// are ws[j * nb + b], into y's rows (stride N) from tile row 0 to `lanes`, columns 0 to NR,
-// plus bias (or null). MV = 1 computes only the tile's first 16 rows (a last tile of at
-// most 16 rows: a prompt of 267 tokens would otherwise spend 21 of its 288 rows' work on
-// padding).
+// One tile: MV vectors of 16 packed rows of x times NR panel rows (u8, stride kp), whose
+// scales are ws[j * nb + b], into y's rows (stride N) from tile row 0 to `rows`, columns 0
+// to NR, plus bias (or null). 32 x 6 for the tiles of 32 rows; a rest of at most 16 rows
+// takes 16 x 12 (as many accumulators: a 16 x 6 tile's 6 chains of vpdpbusd could not
+// cover its latency; and a 48 x 4 tile joining the rest to a whole one had GCC 12 read x
+// from memory for every product, twice the loads the core can issue).
 template <int NR, int MV>
 void tile(const PackedX& p, int64_t t, const uint8_t* wp, int64_t kp, const float* ws, float* y,
-          int64_t N, int64_t lanes, const float* bias) {
+          int64_t N, int64_t rows, const float* bias) {
   static_assert(MV == 1 || MV == 2);
   const int64_t nb = p.nb;
   const int8_t* xq = p.q.data() + t * nb * kBlockBytes;
@@ -161,19 +218,30 @@ void tile(const PackedX& p, int64_t t, const uint8_t* wp, int64_t kp, const floa
         f[j][v] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a[j][v]), _mm512_mul_ps(s[v], sw), f[j][v]);
     }
   }
-  for (int v = 0; v < MV && 16 * v < lanes; ++v) {
-    __m512 c[NR];
-    for (int j = 0; j < NR; ++j) c[j] = f[j][v];
-    store_columns<NR>(c, y + 16 * v * N, N, std::min<int64_t>(16, lanes - 16 * v), bias);
+  constexpr int kLo = NR > 8 ? NR / 2 : NR, kHi = NR - kLo;  // store_columns takes <= 8
+  for (int v = 0; v < MV && 16 * v < rows; ++v) {
+    const int64_t lanes = std::min<int64_t>(16, rows - 16 * v);
+    __m512 lo[kLo];
+    for (int j = 0; j < kLo; ++j) lo[j] = f[j][v];
+    store_columns<kLo>(lo, y + 16 * v * N, N, lanes, bias);
+    if constexpr (kHi > 0) {
+      __m512 hi[kHi];
+      for (int j = 0; j < kHi; ++j) hi[j] = f[kLo + j][v];
+      store_columns<kHi>(hi, y + 16 * v * N + kLo, N, lanes,
+                         bias != nullptr ? bias + kLo : nullptr);
+    }
   }
 }
 
 using TileFn = void (*)(const PackedX&, int64_t, const uint8_t*, int64_t, const float*, float*,
                         int64_t, int64_t, const float*);
-// [MV - 1][NR]
-constexpr TileFn kTiles[2][kTileCols + 1] = {
-    {nullptr, tile<1, 1>, tile<2, 1>, tile<3, 1>, tile<4, 1>, tile<5, 1>, tile<6, 1>},
-    {nullptr, tile<1, 2>, tile<2, 2>, tile<3, 2>, tile<4, 2>, tile<5, 2>, tile<6, 2>}};
+constexpr TileFn kRow2[kTileCols + 1] = {nullptr,    tile<1, 2>, tile<2, 2>, tile<3, 2>,
+                                         tile<4, 2>, tile<5, 2>, tile<6, 2>};
+// The columns of a tile of 16 rows.
+constexpr int64_t kNarrowTileCols = 12;
+constexpr TileFn kRow1[kNarrowTileCols + 1] = {
+    nullptr,    tile<1, 1>, tile<2, 1>, tile<3, 1>,  tile<4, 1>,  tile<5, 1>, tile<6, 1>,
+    tile<7, 1>, tile<8, 1>, tile<9, 1>, tile<10, 1>, tile<11, 1>, tile<12, 1>};
 
 }  // namespace
 
@@ -192,15 +260,11 @@ bool gemm_quantized_vnni(const float* x, int64_t m, const MatrixView& w, const f
     p.s.resize(blocks * kTileRows);
     p.c.resize(blocks * kTileRows);
   }
-  if (m % kTileRows != 0) {  // the last tile's unused lanes stay zero
-    const int64_t last = (p.tiles - 1) * nb;
-    std::memset(p.q.data() + last * kBlockBytes, 0, static_cast<size_t>(nb * kBlockBytes));
-    std::memset(p.s.data() + last * kTileRows, 0, static_cast<size_t>(nb * kTileRows) * 4);
-    std::memset(p.c.data() + last * kTileRows, 0, static_cast<size_t>(nb * kTileRows) * 4);
-  }
+  // (A last tile of at most 16 rows packs only its first 16 lanes, the only ones read.)
   PackedX& packed = p;
-  parallel_for(m, 4, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) pack_row(x + i * K, K, i, packed);
+  const int64_t groups16 = (m + 15) / 16;
+  parallel_for(groups16 * nb, 8, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) pack_group(x, m, K, (i / nb) * 16, i % nb, packed);
   });
 
   // Columns of y in groups of kTileCols, split evenly over the threads; each thread walks
@@ -230,12 +294,15 @@ bool gemm_quantized_vnni(const float* x, int64_t m, const MatrixView& w, const f
         for (int64_t l = t * lines_per_tile; l < std::min(next_lines, (t + 1) * lines_per_tile);
              ++l)
           _mm_prefetch(next + l * 64, _MM_HINT_T1);
-        const int64_t lanes = std::min(kTileRows, m - t * kTileRows);
-        for (int64_t j0 = 0; j0 < rows; j0 += kTileCols) {
-          const int64_t nr = std::min(kTileCols, rows - j0);
-          kTiles[lanes > 16 ? 1 : 0][nr](packed, t, panel.data() + j0 * kp, kp,
-                                         w.scales + (r0 + j0) * nb, y + t * kTileRows * N + r0 + j0,
-                                         N, lanes, bias != nullptr ? bias + r0 + j0 : nullptr);
+        const int64_t row0 = t * kTileRows, rows_t = std::min(kTileRows, m - row0);
+        const int64_t vecs = rows_t > 16 ? 2 : 1;
+        const int64_t cols = vecs == 2 ? kTileCols : kNarrowTileCols;
+        const TileFn* row_fns = vecs == 2 ? kRow2 : kRow1;
+        for (int64_t j0 = 0; j0 < rows; j0 += cols) {
+          const int64_t nr = std::min(cols, rows - j0);
+          row_fns[nr](packed, t, panel.data() + j0 * kp, kp, w.scales + (r0 + j0) * nb,
+                      y + row0 * N + r0 + j0, N, rows_t,
+                      bias != nullptr ? bias + r0 + j0 : nullptr);
         }
       }
     }
