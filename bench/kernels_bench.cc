@@ -40,11 +40,11 @@ struct Weights {
   int64_t rows, cols;
 };
 
-Weights make(int64_t n, int64_t k) {
+Weights make(int64_t n, int64_t k, int seed = 1) {
   Weights w;
   w.rows = n;
   w.cols = k;
-  std::mt19937 rng(1);
+  std::mt19937 rng(static_cast<unsigned>(seed));
   std::normal_distribution<float> d(0, 0.02f);
   w.f32.resize(static_cast<size_t>(n * k));
   for (float& v : w.f32) v = d(rng);
@@ -72,6 +72,47 @@ void BM_matmul(benchmark::State& state, pg::DType dt, int64_t m, int64_t n, int6
       benchmark::Counter(2.0 * m * n * k, benchmark::Counter::kIsIterationInvariantRate);
   state.counters["weight_bytes/s"] = benchmark::Counter(
       static_cast<double>(v.total_bytes()), benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// The products of one x by several matrices (attention's q, k, v; the MLP's gate, up): one
+// matmul_many call (`many`), which packs x once and splits all the columns over the threads
+// together, or one matmul after the other. Each matrix its own weights (seeds differ).
+void BM_matmul_group(benchmark::State& state, pg::DType dt, bool many, int64_t m, int64_t k,
+                     std::vector<int64_t> ns) {
+  static std::vector<std::pair<std::pair<int64_t, int64_t>, std::vector<Weights>>> cache;
+  std::vector<Weights>* ws = nullptr;
+  for (auto& [key, value] : cache) {
+    if (key == std::make_pair(k, static_cast<int64_t>(ns.size())) && value.size() == ns.size() &&
+        value[0].rows == ns[0])
+      ws = &value;
+  }
+  if (ws == nullptr) {
+    ws = &cache
+              .emplace_back(std::make_pair(k, static_cast<int64_t>(ns.size())),
+                            std::vector<Weights>{})
+              .second;
+    for (size_t i = 0; i < ns.size(); ++i) ws->push_back(make(ns[i], k, static_cast<int>(i + 1)));
+  }
+  std::vector<float> x(static_cast<size_t>(m * k), 0.1f);
+  std::vector<std::vector<float>> y;
+  std::vector<pg::kernels::MatmulOutput> out;
+  double flop = 0;
+  for (size_t i = 0; i < ns.size(); ++i) {
+    y.emplace_back(static_cast<size_t>(m * ns[i]));
+    out.push_back({(*ws)[i].view(dt), nullptr, y.back().data()});
+    flop += 2.0 * m * ns[i] * k;
+  }
+  const pg::kernels::KernelTable& table = pg::kernels::fast_kernels();
+  for (auto _ : state) {
+    if (many) {
+      table.matmul_many(x.data(), m, out.data(), static_cast<int>(out.size()));
+    } else {
+      for (const auto& o : out) table.matmul(x.data(), m, o.w, o.bias, o.y);
+    }
+    benchmark::ClobberMemory();
+  }
+  state.counters["FLOP/s"] =
+      benchmark::Counter(flop, benchmark::Counter::kIsIterationInvariantRate);
 }
 
 // The same bf16 product on oneDNN's GEMM (which the fast table used before its own
@@ -316,6 +357,38 @@ BENCHMARK_CAPTURE(BM_matmul, vision_bf16_256x1152x1152, pg::DType::kBF16, 256, 1
 BENCHMARK_CAPTURE(BM_matmul, vision_bf16_4096x4304x1152, pg::DType::kBF16, 4096, 4304, 1152)
     ->UseRealTime();
 BENCHMARK_CAPTURE(BM_matmul, prefill_bf16_4106x2048x16384, pg::DType::kBF16, 4106, 2048, 16384)
+    ->UseRealTime();
+// Products sharing x, one matmul_many call against one matmul after the other: SigLIP's
+// q, k, v; Gemma's q, k, v and gate, up (PaliGemma 3B, 266 tokens).
+BENCHMARK_CAPTURE(BM_matmul_group, vision_qkv_bf16_many, pg::DType::kBF16, true, 256, 1152,
+                  {1152, 1152, 1152})
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_matmul_group, vision_qkv_bf16_each, pg::DType::kBF16, false, 256, 1152,
+                  {1152, 1152, 1152})
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_matmul_group, prefill_qkv_bf16_many, pg::DType::kBF16, true, 266, 2048,
+                  {2048, 256, 256})
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_matmul_group, prefill_qkv_bf16_each, pg::DType::kBF16, false, 266, 2048,
+                  {2048, 256, 256})
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_matmul_group, prefill_gate_up_bf16_many, pg::DType::kBF16, true, 266, 2048,
+                  {16384, 16384})
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_matmul_group, prefill_gate_up_bf16_each, pg::DType::kBF16, false, 266, 2048,
+                  {16384, 16384})
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_matmul_group, vision_qkv_q8_many, pg::DType::kI8, true, 256, 1152,
+                  {1152, 1152, 1152})
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_matmul_group, vision_qkv_q8_each, pg::DType::kI8, false, 256, 1152,
+                  {1152, 1152, 1152})
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_matmul_group, prefill_qkv_q8_many, pg::DType::kI8, true, 266, 2048,
+                  {2048, 256, 256})
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_matmul_group, prefill_qkv_q8_each, pg::DType::kI8, false, 266, 2048,
+                  {2048, 256, 256})
     ->UseRealTime();
 // SigLIP in q8 (--dtype int8 and q4): attention projections, fc1, fc2.
 BENCHMARK_CAPTURE(BM_matmul, vision_q8_256x1152x1152, pg::DType::kI8, 256, 1152, 1152)

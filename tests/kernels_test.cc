@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "base/parallel.h"
+#include "kernels/quant.h"
 #include "tensor/dtype.h"
 
 namespace pg::kernels {
@@ -282,6 +283,74 @@ TEST_P(KernelsTest, MatmulFromManyThreadsAtOnce) {
     EXPECT_EQ(differing.load(), 0) << dtype_name(dt) << (low_precision ? " low precision" : "")
                                    << ": concurrent results differ from the single-thread one";
   }
+}
+
+TEST_P(KernelsTest, MatmulManyGivesEachProductBitForBit) {
+  // matmul_many packs x once for all its matrices (bf16 low precision, q8, q4 at prefill
+  // sizes) and splits their columns over the threads together: each output must be what
+  // its own matmul gives, bit for bit, whatever the other matrices (column counts that end
+  // in partial tiles, K chunks: k = 4200, a last tile of 16 rows: m = 267), and a mix of
+  // formats falls back to one product after the other.
+  std::mt19937 rng(17);
+  enum class Format { kF32, kBf16, kBf16Low, kQ8, kQ4 };
+  for (const Format f : {Format::kF32, Format::kBf16, Format::kBf16Low, Format::kQ8, Format::kQ4}) {
+    for (const int64_t m : {1, 9, 16, 33, 50, 267}) {
+      for (const int64_t k : {64, 130, 4200}) {
+        if ((k == 4200 && m != 50) || (m == 267 && k != 64)) continue;
+        const std::vector<int64_t> ns = {37, 8, 300};
+        std::vector<Weights> dense;
+        std::vector<QuantizedMatrix> quant;
+        std::vector<MatmulOutput> out;
+        std::vector<std::vector<float>> got, bias;
+        for (const int64_t n : ns) {
+          const std::vector<float> values = uniform(n * k, -1, 1, rng);
+          dense.push_back(
+              make_weights(f == Format::kF32 ? DType::kF32 : DType::kBF16, n, k, values));
+          if (f == Format::kQ8 || f == Format::kQ4) {
+            const Weights w32 = make_weights(DType::kF32, n, k, values);
+            quant.push_back(f == Format::kQ8 ? quantize_q8(w32.view()) : quantize_q4(w32.view()));
+          }
+          bias.push_back(uniform(n, -1, 1, rng));
+          got.emplace_back(m * n, NAN);
+        }
+        for (size_t i = 0; i < ns.size(); ++i) {
+          MatrixView v = quant.empty() ? dense[i].view() : quant[i].view();
+          v.low_precision = f != Format::kF32 && f != Format::kBf16;
+          out.push_back({v, i == 1 ? nullptr : bias[i].data(), got[i].data()});
+        }
+        const std::vector<float> x = uniform(m * k, -1, 1, rng);
+        K().matmul_many(x.data(), m, out.data(), static_cast<int>(out.size()));
+        for (size_t i = 0; i < out.size(); ++i) {
+          std::vector<float> want(got[i].size());
+          K().matmul(x.data(), m, out[i].w, out[i].bias, want.data());
+          int64_t differ = 0, first = -1;
+          for (size_t e = 0; e < want.size(); ++e) {
+            if (std::memcmp(&want[e], &got[i][e], sizeof(float)) != 0) {
+              if (first < 0) first = static_cast<int64_t>(e);
+              ++differ;
+            }
+          }
+          EXPECT_EQ(differ, 0) << "format " << static_cast<int>(f) << " output " << i << " "
+                               << dims({{"m", m}, {"k", k}, {"n", ns[i]}})
+                               << "first differing index " << first;
+        }
+      }
+    }
+  }
+  // Mixed formats: each output as its own product.
+  const int64_t m = 40, k = 96;
+  const Weights a = make_weights(DType::kF32, 20, k, uniform(20 * k, -1, 1, rng));
+  const Weights b = make_weights(DType::kBF16, 30, k, uniform(30 * k, -1, 1, rng));
+  MatrixView bv = b.view();
+  bv.low_precision = true;
+  const std::vector<float> x = uniform(m * k, -1, 1, rng);
+  std::vector<float> ya(m * 20), yb(m * 30), wa(m * 20), wb(m * 30);
+  const MatmulOutput mixed[2] = {{a.view(), nullptr, ya.data()}, {bv, nullptr, yb.data()}};
+  K().matmul_many(x.data(), m, mixed, 2);
+  K().matmul(x.data(), m, a.view(), nullptr, wa.data());
+  K().matmul(x.data(), m, bv, nullptr, wb.data());
+  EXPECT_EQ(std::memcmp(ya.data(), wa.data(), ya.size() * sizeof(float)), 0);
+  EXPECT_EQ(std::memcmp(yb.data(), wb.data(), yb.size() * sizeof(float)), 0);
 }
 
 // ------------------------------------------------------------------------------- norms

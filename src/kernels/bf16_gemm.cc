@@ -21,9 +21,11 @@
 
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "base/memory.h"
 #include "base/parallel.h"
+#include "kernels/segments.h"
 #include "kernels/tile_store.h"
 #include "kernels/transpose.h"
 
@@ -117,11 +119,13 @@ constexpr const TileFn* kTiles[kTileVecs] = {kRow<1>, kRow<2>, kRow<3>};
 
 }  // namespace
 
-bool gemm_bf16_avx512(const float* x, int64_t m, const uint16_t* w, int64_t n, int64_t k,
-                      const float* bias, float* y, int64_t ldy) {
+bool gemm_bf16_avx512(const float* x, int64_t m, int64_t k, const MatmulOutput* out, int count) {
   // (An odd K would read its last pair's high element past a row, the matrix's last row
   // past its end: left to the caller's other product.)
-  if (m <= 0 || n <= 0 || k <= 0 || k % 2 != 0) return false;
+  if (m <= 0 || k <= 0 || k % 2 != 0 || count <= 0) return false;
+  for (int i = 0; i < count; ++i) {
+    if (out[i].w.dtype != DType::kBF16 || out[i].w.cols != k) return false;
+  }
   const int64_t pairs = k / 2;
   const int64_t chunks = (pairs + kChunkPairs - 1) / kChunkPairs;
   const int64_t chunk_pairs = (pairs + chunks - 1) / chunks;  // near-equal chunks
@@ -158,10 +162,20 @@ bool gemm_bf16_avx512(const float* x, int64_t m, const uint16_t* w, int64_t n, i
     }
   });
 
-  const int64_t groups = (n + kTileCols - 1) / kTileCols;
+  // Each matrix's columns in groups of kTileCols; all the groups split evenly over the
+  // threads, and each thread walks its share of each matrix in panels.
+  std::vector<int64_t> groups(static_cast<size_t>(count));
+  int64_t total_groups = 0;
+  for (int i = 0; i < count; ++i) {
+    groups[static_cast<size_t>(i)] = (out[i].w.rows + kTileCols - 1) / kTileCols;
+    total_groups += groups[static_cast<size_t>(i)];
+  }
   const int64_t panel_groups = std::max<int64_t>(1, kPanelBytes / (chunk_pairs * 4 * kTileCols));
   const int64_t block_tiles = std::max<int64_t>(1, kBlockXBytes / (kTileRows * chunk_pairs * 4));
-  parallel_for(groups, 1, [&](int64_t g0, int64_t g1) {
+  // Groups [g0, g1) of W [n, k] into y [m, n].
+  auto columns = [&](const uint16_t* w, int64_t n, const float* bias, float* y, int64_t g0,
+                     int64_t g1) {
+    const int64_t ldy = n;
     for (int64_t c = 0; c < chunks; ++c) {
       const int64_t p0 = c * chunk_pairs, cp = std::min(chunk_pairs, pairs - p0);
       const bool first = c == 0;
@@ -193,15 +207,18 @@ bool gemm_bf16_avx512(const float* x, int64_t m, const uint16_t* w, int64_t n, i
         }
       }
     }
+  };
+  parallel_for(total_groups, 1, [&](int64_t i0, int64_t i1) {
+    for_each_segment(groups.data(), count, i0, i1, [&](int i, int64_t g0, int64_t g1) {
+      columns(static_cast<const uint16_t*>(out[i].w.data), out[i].w.rows, out[i].bias, out[i].y, g0,
+              g1);
+    });
   });
   return true;
 }
 
 #else
-bool gemm_bf16_avx512(const float*, int64_t, const uint16_t*, int64_t, int64_t, const float*,
-                      float*, int64_t) {
-  return false;
-}
+bool gemm_bf16_avx512(const float*, int64_t, int64_t, const MatmulOutput*, int) { return false; }
 #endif
 
 }  // namespace pg::kernels

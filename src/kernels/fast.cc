@@ -24,6 +24,7 @@
 #include "kernels/kernels.h"
 #include "kernels/onednn.h"
 #include "kernels/quant.h"
+#include "kernels/quant_gemm.h"
 #include "kernels/row_pairs.h"
 #include "tensor/dtype.h"
 
@@ -633,9 +634,9 @@ void matmul(const float* x, int64_t m, const MatrixView& w, const float* bias, f
       return;
     // bf16 weights in the low-precision modes: the own vdpbf16ps product, else oneDNN's.
     const auto* wb = static_cast<const uint16_t*>(w.data);
+    const MatmulOutput out{w, bias, y};
     if (w.dtype == DType::kBF16 && w.low_precision &&
-        (gemm_bf16_avx512(x, m, wb, n, k, bias, y, n) ||
-         onednn_matmul_bf16(x, m, wb, n, k, bias, y)))
+        (gemm_bf16_avx512(x, m, k, &out, 1) || onednn_matmul_bf16(x, m, wb, n, k, bias, y)))
       return;
   }
   switch (w.dtype) {
@@ -646,6 +647,27 @@ void matmul(const float* x, int64_t m, const MatrixView& w, const float* bias, f
     case DType::kU8: return matmul_quantized(x, m, w, bias, y);  // quant.cc
     default: std::fill(y, y + m * n, std::numeric_limits<float>::quiet_NaN());
   }
+}
+
+// Products sharing x: one packing of x where the product packs it (bf16 weights in the
+// low-precision modes, quantized weights on VNNI), else one product after the other.
+void matmul_many(const float* x, int64_t m, const MatmulOutput* out, int count) {
+  if (count <= 0) return;
+  const MatrixView& w0 = out[0].w;
+  bool one_format = w0.cols > 0;
+  for (int i = 1; i < count; ++i) {
+    const MatrixView& w = out[i].w;
+    one_format = one_format && w.dtype == w0.dtype && w.cols == w0.cols &&
+                 w.low_precision == w0.low_precision;
+  }
+  if (one_format && m >= kOneDnnMinRows) {
+    if (w0.dtype == DType::kBF16 && w0.low_precision && gemm_bf16_avx512(x, m, w0.cols, out, count))
+      return;
+    if ((w0.dtype == DType::kI8 || w0.dtype == DType::kU8) &&
+        gemm_quantized_vnni(x, m, w0.cols, out, count))
+      return;
+  }
+  for (int i = 0; i < count; ++i) matmul(x, m, out[i].w, out[i].bias, out[i].y);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1484,8 +1506,8 @@ void attention(const AttentionParams& p, const float* q, const void* k, const vo
 
 const KernelTable& fast_kernels() {
   static const KernelTable table = {
-      "fast", matmul,  layer_norm, rms_norm, gelu_tanh, gelu_tanh_mul,
-      rope,   softcap, add,        scale,    argmax,    attention,
+      "fast", matmul,  matmul_many, layer_norm, rms_norm, gelu_tanh, gelu_tanh_mul,
+      rope,   softcap, add,         scale,      argmax,   attention,
   };
   return table;
 }

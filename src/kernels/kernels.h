@@ -43,6 +43,13 @@ struct AttentionParams {
   bool kv_bf16 = false;
 };
 
+// One of several products of the same x (KernelTable::matmul_many).
+struct MatmulOutput {
+  MatrixView w;                 // [n, k]
+  const float* bias = nullptr;  // [n] or null
+  float* y = nullptr;           // [m, n]; must not alias x or another output
+};
+
 struct KernelTable {
   const char* name;
 
@@ -53,6 +60,12 @@ struct KernelTable {
   // m only on AVX512-VNNI, else activations rounded to bf16)
   // and views marked low_precision (activations rounded to bf16 for prefill-sized m).
   void (*matmul)(const float* x, int64_t m, const MatrixView& w, const float* bias, float* y);
+
+  // out[i].y = x out[i].w^T (+ out[i].bias) for i < count, every w with x's k columns: the
+  // values of `count` matmul calls, bit for bit. Where a product packs x (prefill sizes),
+  // matrices of one format share one packing, and the threads split all their columns
+  // together (attention's q, k and v; the MLP's gate and up).
+  void (*matmul_many)(const float* x, int64_t m, const MatmulOutput* out, int count);
 
   // LayerNorm over the last dim (biased variance): y = (x - mean) / sqrt(var + eps) * gamma + beta.
   void (*layer_norm)(const float* x, int64_t rows, int64_t dim, const float* gamma,

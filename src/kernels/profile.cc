@@ -39,14 +39,15 @@ std::atomic<const KernelTable*> g_inner{nullptr};
 
 const KernelTable& inner() { return *g_inner.load(std::memory_order_relaxed); }
 
+// Times one call; `products` counts it as that many calls (matmul_many: one per matrix).
 struct Timer {
-  explicit Timer(int s) : slot(s), t0(Clock::now()) {}
+  explicit Timer(int s, int products = 1) : slot(s), calls(products), t0(Clock::now()) {}
   ~Timer() {
     const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0).count();
-    g_counters[static_cast<size_t>(slot)].calls.fetch_add(1, std::memory_order_relaxed);
+    g_counters[static_cast<size_t>(slot)].calls.fetch_add(calls, std::memory_order_relaxed);
     g_counters[static_cast<size_t>(slot)].nanos.fetch_add(ns, std::memory_order_relaxed);
   }
-  int slot;
+  int slot, calls;
   Clock::time_point t0;
 };
 
@@ -74,6 +75,11 @@ void matmul(const float* x, int64_t m, const MatrixView& w, const float* bias, f
   const int d = std::clamp(static_cast<int>(w.dtype), 0, kDTypes - 1);
   Timer t(kMatmul0 + 2 * d + (m > kDecodeRows ? 1 : 0));
   inner().matmul(x, m, w, bias, y);
+}
+void matmul_many(const float* x, int64_t m, const MatmulOutput* out, int count) {
+  const int d = count > 0 ? std::clamp(static_cast<int>(out[0].w.dtype), 0, kDTypes - 1) : 0;
+  Timer t(kMatmul0 + 2 * d + (m > kDecodeRows ? 1 : 0), count);
+  inner().matmul_many(x, m, out, count);
 }
 void layer_norm(const float* x, int64_t rows, int64_t dim, const float* gamma, const float* beta,
                 float eps, float* y) {
@@ -122,9 +128,9 @@ void attention(const AttentionParams& p, const float* q, const void* k, const vo
 
 const KernelTable& profiling_kernels(const KernelTable& table) {
   g_inner.store(&table);
-  static const KernelTable profiled = {"profile", matmul,        layer_norm, rms_norm,
-                                       gelu_tanh, gelu_tanh_mul, rope,       softcap,
-                                       add,       scale,         argmax,     attention};
+  static const KernelTable profiled = {"profile", matmul,        matmul_many, layer_norm, rms_norm,
+                                       gelu_tanh, gelu_tanh_mul, rope,        softcap,    add,
+                                       scale,     argmax,        attention};
   return profiled;
 }
 

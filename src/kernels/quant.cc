@@ -382,7 +382,8 @@ void matmul_quantized(const float* x, int64_t m, const MatrixView& w, const floa
     return;
   }
   // Larger m: int8 x int8 products where the CPU has VNNI (quant_gemm.cc), else panels.
-  if (gemm_quantized_vnni(x, m, w, bias, y)) return;
+  const MatmulOutput out{w, bias, y};
+  if (gemm_quantized_vnni(x, m, w.cols, &out, 1)) return;
   matmul_quantized_panels(x, m, w, bias, y);
 }
 

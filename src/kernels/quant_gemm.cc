@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "base/parallel.h"
+#include "kernels/segments.h"
 #include "kernels/tile_store.h"
 #include "kernels/transpose.h"
 
@@ -245,10 +246,12 @@ constexpr TileFn kRow1[kNarrowTileCols + 1] = {
 
 }  // namespace
 
-bool gemm_quantized_vnni(const float* x, int64_t m, const MatrixView& w, const float* bias,
-                         float* y) {
-  const int64_t K = w.cols, N = w.rows;
-  if (m <= 0 || N <= 0) return false;
+bool gemm_quantized_vnni(const float* x, int64_t m, int64_t K, const MatmulOutput* out, int count) {
+  if (m <= 0 || K <= 0 || count <= 0) return false;
+  for (int i = 0; i < count; ++i) {
+    if (out[i].w.dtype != out[0].w.dtype || out[i].w.cols != K) return false;
+  }
+  if (out[0].w.dtype != DType::kI8 && out[0].w.dtype != DType::kU8) return false;
   const int64_t nb = quant_blocks(K), kp = nb * B;
   // x: [m, K] -> packed tiles (the calling thread's buffers; the pool's threads read them).
   thread_local PackedX p;
@@ -267,12 +270,18 @@ bool gemm_quantized_vnni(const float* x, int64_t m, const MatrixView& w, const f
     for (int64_t i = i0; i < i1; ++i) pack_group(x, m, K, (i / nb) * 16, i % nb, packed);
   });
 
-  // Columns of y in groups of kTileCols, split evenly over the threads; each thread walks
-  // its share in panels.
-  const int64_t groups = (N + kTileCols - 1) / kTileCols;
+  // Each matrix's columns in groups of kTileCols; all the groups split evenly over the
+  // threads, and each thread walks its share of each matrix in panels.
+  std::vector<int64_t> groups(static_cast<size_t>(count));
+  int64_t total_groups = 0;
+  for (int i = 0; i < count; ++i) {
+    groups[static_cast<size_t>(i)] = (out[i].w.rows + kTileCols - 1) / kTileCols;
+    total_groups += groups[static_cast<size_t>(i)];
+  }
   const int64_t panel_groups = std::max<int64_t>(1, kPanelBytes / (kp * kTileCols));
-  const int64_t row_bytes = w.row_bytes();
-  parallel_for(groups, 1, [&](int64_t g0, int64_t g1) {
+  // Groups [g0, g1) of w into y.
+  auto columns = [&](const MatrixView& w, const float* bias, float* y, int64_t g0, int64_t g1) {
+    const int64_t N = w.rows, row_bytes = w.row_bytes();
     thread_local std::vector<uint8_t> panel;
     for (int64_t pg0 = g0; pg0 < g1; pg0 += panel_groups) {
       const int64_t r0 = pg0 * kTileCols;
@@ -306,14 +315,17 @@ bool gemm_quantized_vnni(const float* x, int64_t m, const MatrixView& w, const f
         }
       }
     }
+  };
+  parallel_for(total_groups, 1, [&](int64_t i0, int64_t i1) {
+    for_each_segment(groups.data(), count, i0, i1, [&](int i, int64_t g0, int64_t g1) {
+      columns(out[i].w, out[i].bias, out[i].y, g0, g1);
+    });
   });
   return true;
 }
 
 #else
-bool gemm_quantized_vnni(const float*, int64_t, const MatrixView&, const float*, float*) {
-  return false;
-}
+bool gemm_quantized_vnni(const float*, int64_t, int64_t, const MatmulOutput*, int) { return false; }
 #endif
 
 }  // namespace pg::kernels

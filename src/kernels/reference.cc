@@ -49,6 +49,10 @@ void matmul(const float* x, int64_t m, const MatrixView& w, const float* bias, f
 }
 
 // x, y: [rows, dim]; gamma, beta: [dim]. Two-pass mean and biased variance.
+void matmul_many(const float* x, int64_t m, const MatmulOutput* out, int count) {
+  for (int i = 0; i < count; ++i) matmul(x, m, out[i].w, out[i].bias, out[i].y);
+}
+
 void layer_norm(const float* x, int64_t rows, int64_t dim, const float* gamma, const float* beta,
                 float eps, float* y) {
   for (int64_t r = 0; r < rows; ++r) {
@@ -201,8 +205,8 @@ void attention(const AttentionParams& p, const float* q, const void* k_any, cons
 
 const KernelTable& reference_kernels() {
   static const KernelTable table = {
-      "reference", matmul,  layer_norm, rms_norm, gelu_tanh, gelu_tanh_mul,
-      rope,        softcap, add,        scale,    argmax,    attention,
+      "reference", matmul,  matmul_many, layer_norm, rms_norm, gelu_tanh, gelu_tanh_mul,
+      rope,        softcap, add,         scale,      argmax,   attention,
   };
   return table;
 }

@@ -45,12 +45,12 @@ void self_attention(const GemmaLayerWeights& l, const io::TextConfig& cfg, int64
   // q: [T, Hq*D]; keys and values: [T, Hkv*D], straight into a float32 cache's rows, or
   // (a bf16 cache) into float32 buffers rounded into the cache after RoPE.
   Tensor& q = buffers.q;
-  k.matmul(h.data(), T, l.q_proj, nullptr, q.data());
   const bool bf16_cache = cache.dtype() == DType::kBF16;
   float* k_rows = bf16_cache ? buffers.k.data() : cache.k_rows(layer, start);
   float* v_rows = bf16_cache ? buffers.v.data() : cache.v_rows(layer, start);
-  k.matmul(h.data(), T, l.k_proj, nullptr, k_rows);
-  k.matmul(h.data(), T, l.v_proj, nullptr, v_rows);
+  const kernels::MatmulOutput qkv[3] = {
+      {l.q_proj, nullptr, q.data()}, {l.k_proj, nullptr, k_rows}, {l.v_proj, nullptr, v_rows}};
+  k.matmul_many(h.data(), T, qkv, 3);
 
   // Positions are 1-indexed: cache row j holds position j + 1.
   std::vector<int64_t> positions(static_cast<size_t>(T));
@@ -90,8 +90,9 @@ void mlp(const GemmaLayerWeights& l, const io::TextConfig& cfg, const Tensor& h,
   const int64_t R = gate.dim(0);
   for (int64_t r0 = 0; r0 < T; r0 += R) {
     const int64_t rows = std::min(R, T - r0);
-    k.matmul(h.data() + r0 * H, rows, l.gate_proj, nullptr, gate.data());
-    k.matmul(h.data() + r0 * H, rows, l.up_proj, nullptr, up.data());
+    const kernels::MatmulOutput gate_up[2] = {{l.gate_proj, nullptr, gate.data()},
+                                              {l.up_proj, nullptr, up.data()}};
+    k.matmul_many(h.data() + r0 * H, rows, gate_up, 2);
     k.gelu_tanh_mul(gate.data(), up.data(), gate.data(), rows * F);
     k.matmul(gate.data(), rows, l.down_proj, nullptr, out.data() + r0 * H);
   }

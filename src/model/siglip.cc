@@ -52,9 +52,11 @@ void encoder_layer(const SiglipLayerWeights& l, const io::VisionConfig& cfg, Lay
   Tensor &h = b.h, &q = b.q, &kk = b.kk, &v = b.v, &attn = b.attn, &mid = b.mid;
   k.layer_norm(x.data(), N, W, l.layer_norm1_weight.data(), l.layer_norm1_bias.data(),
                cfg.layer_norm_eps, h.data());
-  k.matmul(h.data(), N, l.q_proj, l.q_proj_bias.data(), q.data());
-  k.matmul(h.data(), N, l.k_proj, l.k_proj_bias.data(), kk.data());
-  k.matmul(h.data(), N, l.v_proj, l.v_proj_bias.data(), v.data());
+  // q, k, v: [N, W], the three products of one h.
+  const kernels::MatmulOutput qkv[3] = {{l.q_proj, l.q_proj_bias.data(), q.data()},
+                                        {l.k_proj, l.k_proj_bias.data(), kk.data()},
+                                        {l.v_proj, l.v_proj_bias.data(), v.data()}};
+  k.matmul_many(h.data(), N, qkv, 3);
 
   kernels::AttentionParams p;
   p.num_queries = N;
