@@ -12,9 +12,9 @@
 namespace pg::kernels {
 
 struct OpProfile {
-  std::string op;  // "matmul bf16 m>12", "attention", "gelu_tanh_mul", ...
+  std::string op;       // "matmul bf16 m>12", "attention", "gelu_tanh_mul", ...
   long long calls = 0;  // for matmul, products: one per matrix of a matmul_many call
-  double seconds = 0;  // wall time inside the op, summed over calls (and threads)
+  double seconds = 0;   // wall time inside the op, summed over calls (and threads)
 };
 
 // The table that times `inner` (one profiling table at a time: calling this again
