@@ -79,18 +79,16 @@ void BM_matmul(benchmark::State& state, pg::DType dt, int64_t m, int64_t n, int6
 // together, or one matmul after the other. Each matrix its own weights (seeds differ).
 void BM_matmul_group(benchmark::State& state, pg::DType dt, bool many, int64_t m, int64_t k,
                      std::vector<int64_t> ns) {
-  static std::vector<std::pair<std::pair<int64_t, int64_t>, std::vector<Weights>>> cache;
+  // (keyed by k and the column counts; the many and each cases share their weights)
+  static std::vector<std::pair<std::vector<int64_t>, std::vector<Weights>>> cache;
+  std::vector<int64_t> key = ns;
+  key.push_back(k);
   std::vector<Weights>* ws = nullptr;
-  for (auto& [key, value] : cache) {
-    if (key == std::make_pair(k, static_cast<int64_t>(ns.size())) && value.size() == ns.size() &&
-        value[0].rows == ns[0])
-      ws = &value;
+  for (auto& [kk, value] : cache) {
+    if (kk == key) ws = &value;
   }
   if (ws == nullptr) {
-    ws = &cache
-              .emplace_back(std::make_pair(k, static_cast<int64_t>(ns.size())),
-                            std::vector<Weights>{})
-              .second;
+    ws = &cache.emplace_back(key, std::vector<Weights>{}).second;
     for (size_t i = 0; i < ns.size(); ++i) ws->push_back(make(ns[i], k, static_cast<int>(i + 1)));
   }
   std::vector<float> x(static_cast<size_t>(m * k), 0.1f);
@@ -360,36 +358,16 @@ BENCHMARK_CAPTURE(BM_matmul, prefill_bf16_4106x2048x16384, pg::DType::kBF16, 410
     ->UseRealTime();
 // Products sharing x, one matmul_many call against one matmul after the other: SigLIP's
 // q, k, v; Gemma's q, k, v and gate, up (PaliGemma 3B, 266 tokens).
-BENCHMARK_CAPTURE(BM_matmul_group, vision_qkv_bf16_many, pg::DType::kBF16, true, 256, 1152,
-                  {1152, 1152, 1152})
-    ->UseRealTime();
-BENCHMARK_CAPTURE(BM_matmul_group, vision_qkv_bf16_each, pg::DType::kBF16, false, 256, 1152,
-                  {1152, 1152, 1152})
-    ->UseRealTime();
-BENCHMARK_CAPTURE(BM_matmul_group, prefill_qkv_bf16_many, pg::DType::kBF16, true, 266, 2048,
-                  {2048, 256, 256})
-    ->UseRealTime();
-BENCHMARK_CAPTURE(BM_matmul_group, prefill_qkv_bf16_each, pg::DType::kBF16, false, 266, 2048,
-                  {2048, 256, 256})
-    ->UseRealTime();
-BENCHMARK_CAPTURE(BM_matmul_group, prefill_gate_up_bf16_many, pg::DType::kBF16, true, 266, 2048,
-                  {16384, 16384})
-    ->UseRealTime();
-BENCHMARK_CAPTURE(BM_matmul_group, prefill_gate_up_bf16_each, pg::DType::kBF16, false, 266, 2048,
-                  {16384, 16384})
-    ->UseRealTime();
-BENCHMARK_CAPTURE(BM_matmul_group, vision_qkv_q8_many, pg::DType::kI8, true, 256, 1152,
-                  {1152, 1152, 1152})
-    ->UseRealTime();
-BENCHMARK_CAPTURE(BM_matmul_group, vision_qkv_q8_each, pg::DType::kI8, false, 256, 1152,
-                  {1152, 1152, 1152})
-    ->UseRealTime();
-BENCHMARK_CAPTURE(BM_matmul_group, prefill_qkv_q8_many, pg::DType::kI8, true, 266, 2048,
-                  {2048, 256, 256})
-    ->UseRealTime();
-BENCHMARK_CAPTURE(BM_matmul_group, prefill_qkv_q8_each, pg::DType::kI8, false, 266, 2048,
-                  {2048, 256, 256})
-    ->UseRealTime();
+// (NAME_many and NAME_each: the one call, and one product after the other.)
+#define GROUP(NAME, DT, M, K, ...)                                                             \
+  BENCHMARK_CAPTURE(BM_matmul_group, NAME##_many, DT, true, M, K, __VA_ARGS__)->UseRealTime(); \
+  BENCHMARK_CAPTURE(BM_matmul_group, NAME##_each, DT, false, M, K, __VA_ARGS__)->UseRealTime()
+GROUP(vision_qkv_bf16, pg::DType::kBF16, 256, 1152, {1152, 1152, 1152});
+GROUP(prefill_qkv_bf16, pg::DType::kBF16, 266, 2048, {2048, 256, 256});
+GROUP(prefill_gate_up_bf16, pg::DType::kBF16, 266, 2048, {16384, 16384});
+GROUP(vision_qkv_q8, pg::DType::kI8, 256, 1152, {1152, 1152, 1152});
+GROUP(prefill_qkv_q8, pg::DType::kI8, 266, 2048, {2048, 256, 256});
+#undef GROUP
 // SigLIP in q8 (--dtype int8 and q4): attention projections, fc1, fc2.
 BENCHMARK_CAPTURE(BM_matmul, vision_q8_256x1152x1152, pg::DType::kI8, 256, 1152, 1152)
     ->UseRealTime();

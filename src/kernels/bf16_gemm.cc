@@ -162,14 +162,6 @@ bool gemm_bf16_avx512(const float* x, int64_t m, int64_t k, const MatmulOutput* 
     }
   });
 
-  // Each matrix's columns in groups of kTileCols; all the groups split evenly over the
-  // threads, and each thread walks its share of each matrix in panels.
-  std::vector<int64_t> groups(static_cast<size_t>(count));
-  int64_t total_groups = 0;
-  for (int i = 0; i < count; ++i) {
-    groups[static_cast<size_t>(i)] = (out[i].w.rows + kTileCols - 1) / kTileCols;
-    total_groups += groups[static_cast<size_t>(i)];
-  }
   const int64_t panel_groups = std::max<int64_t>(1, kPanelBytes / (chunk_pairs * 4 * kTileCols));
   const int64_t block_tiles = std::max<int64_t>(1, kBlockXBytes / (kTileRows * chunk_pairs * 4));
   // Groups [g0, g1) of W [n, k] into y [m, n].
@@ -208,11 +200,11 @@ bool gemm_bf16_avx512(const float* x, int64_t m, int64_t k, const MatmulOutput* 
       }
     }
   };
-  parallel_for(total_groups, 1, [&](int64_t i0, int64_t i1) {
-    for_each_segment(groups.data(), count, i0, i1, [&](int i, int64_t g0, int64_t g1) {
-      columns(static_cast<const uint16_t*>(out[i].w.data), out[i].w.rows, out[i].bias, out[i].y, g0,
-              g1);
-    });
+  // Each matrix's columns in groups of kTileCols, all of them split evenly over the
+  // threads; each thread walks its share of each matrix in panels.
+  parallel_column_groups(out, count, kTileCols, [&](int i, int64_t g0, int64_t g1) {
+    columns(static_cast<const uint16_t*>(out[i].w.data), out[i].w.rows, out[i].bias, out[i].y, g0,
+            g1);
   });
   return true;
 }

@@ -270,14 +270,6 @@ bool gemm_quantized_vnni(const float* x, int64_t m, int64_t K, const MatmulOutpu
     for (int64_t i = i0; i < i1; ++i) pack_group(x, m, K, (i / nb) * 16, i % nb, packed);
   });
 
-  // Each matrix's columns in groups of kTileCols; all the groups split evenly over the
-  // threads, and each thread walks its share of each matrix in panels.
-  std::vector<int64_t> groups(static_cast<size_t>(count));
-  int64_t total_groups = 0;
-  for (int i = 0; i < count; ++i) {
-    groups[static_cast<size_t>(i)] = (out[i].w.rows + kTileCols - 1) / kTileCols;
-    total_groups += groups[static_cast<size_t>(i)];
-  }
   const int64_t panel_groups = std::max<int64_t>(1, kPanelBytes / (kp * kTileCols));
   // Groups [g0, g1) of w into y.
   auto columns = [&](const MatrixView& w, const float* bias, float* y, int64_t g0, int64_t g1) {
@@ -316,10 +308,10 @@ bool gemm_quantized_vnni(const float* x, int64_t m, int64_t K, const MatmulOutpu
       }
     }
   };
-  parallel_for(total_groups, 1, [&](int64_t i0, int64_t i1) {
-    for_each_segment(groups.data(), count, i0, i1, [&](int i, int64_t g0, int64_t g1) {
-      columns(out[i].w, out[i].bias, out[i].y, g0, g1);
-    });
+  // Each matrix's columns in groups of kTileCols, all of them split evenly over the
+  // threads; each thread walks its share of each matrix in panels.
+  parallel_column_groups(out, count, kTileCols, [&](int i, int64_t g0, int64_t g1) {
+    columns(out[i].w, out[i].bias, out[i].y, g0, g1);
   });
   return true;
 }

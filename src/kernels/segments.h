@@ -1,9 +1,13 @@
-// Splitting one range of work items that runs over several matrices in turn (the products
-// of KernelTable::matmul_many) into each matrix's part.
+// Splitting the columns of several matrices that share one x (the products of
+// KernelTable::matmul_many) over the threads as one range.
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
+#include <vector>
+
+#include "base/parallel.h"
+#include "kernels/kernels.h"
 
 namespace pg::kernels {
 
@@ -17,6 +21,21 @@ void for_each_segment(const int64_t* sizes, int count, int64_t i0, int64_t i1, F
     if (a < b) f(s, a - base, b - base);
     base += sizes[s];
   }
+}
+
+// Each matrix's columns (out[i].w.rows) in groups of `group`, all the matrices' groups
+// split evenly over the threads: fn(i, g0, g1) for matrix i's groups [g0, g1) in a
+// thread's share.
+template <class F>
+void parallel_column_groups(const MatmulOutput* out, int count, int64_t group, F&& fn) {
+  std::vector<int64_t> groups(static_cast<size_t>(count));
+  int64_t total = 0;
+  for (int i = 0; i < count; ++i) {
+    groups[static_cast<size_t>(i)] = (out[i].w.rows + group - 1) / group;
+    total += groups[static_cast<size_t>(i)];
+  }
+  parallel_for(total, 1,
+               [&](int64_t i0, int64_t i1) { for_each_segment(groups.data(), count, i0, i1, fn); });
 }
 
 }  // namespace pg::kernels
