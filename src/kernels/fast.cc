@@ -1038,7 +1038,7 @@ void attention_rows(const AttentionParams& p, const float* q, const KV* k, const
 // and kQRows x D outputs; never T x S.
 
 constexpr int64_t kQRows = 4;
-constexpr int64_t kQBlock = 32;  // rows per work item: 8 tiles share each key chunk
+constexpr int64_t kQBlock = 64;  // rows per work item: 16 tiles share each key chunk
 constexpr int64_t kKeyBlock = 16;
 constexpr int64_t kKeyChunk = 128;
 // From this many queries the tiles pay for packing the keys.
@@ -1133,10 +1133,39 @@ inline void row_to_bf16(const float* x, int64_t n, uint16_t* out) {
   for (int64_t i = 0; i < n; ++i) out[i] = f32_to_bf16(x[i]);
 }
 
+// 16 lanes to bf16 at out, as row_to_bf16 gives them for normal numbers, zeros and NaNs
+// (vcvtneps2bf16 rounds to nearest even too, but treats subnormals as zeros: the flash
+// tiles' probabilities, e^x with x clamped at -87 or exactly 0, are never subnormal).
+inline void store_bf16(uint16_t* out, f32x16 v) {
+#if defined(__AVX512BF16__)
+  const __m256bh b = _mm512_cvtneps_pbh(static_cast<__m512>(v));
+  std::memcpy(out, &b, sizeof(b));
+#else
+  for (int i = 0; i < kLanes; ++i) out[i] = f32_to_bf16(v[i]);
+#endif
+}
+
+// The largest of v's lanes.
+inline float hmax(f32x16 v) {
+#if defined(__AVX512F__)
+  return _mm512_reduce_max_ps(static_cast<__m512>(v));
+#else
+  float m = v[0];
+  for (int i = 1; i < kLanes; ++i) m = std::max(m, v[i]);
+  return m;
+#endif
+}
+
 #if defined(__AVX512BF16__) && defined(__AVX512VL__) && defined(__AVX512BW__)
 constexpr bool kHaveBf16Dot = true;
 inline __m512bh as_bh(__m512i v) { return reinterpret_cast<__m512bh&>(v); }
 inline __m256bh as_bh(__m256i v) { return reinterpret_cast<__m256bh&>(v); }
+// The pair of bf16 at p in every lane, broadcast from memory (vpbroadcastd zmm, m32 is a
+// load alone; GCC made _mm512_set1_epi32 of a memcpy'd pair a move to a general register
+// and a broadcast from it, a vector-pipe uop beside every few vdpbf16ps).
+inline __m512i broadcast_pair(const uint16_t* p) {
+  return _mm512_broadcastd_epi32(_mm_loadu_si32(p));
+}
 
 // score_tile with q and k rounded to bf16 and vdpbf16ps (two products per lane and
 // instruction, f32 sums). kt: key blocks [D/2][16][2] bf16; q: kQRows rows of D bf16.
@@ -1217,13 +1246,9 @@ void pv_slab_bf16(const uint16_t* pb, const uint16_t* vt, int64_t npairs, int64_
           _mm256_loadu_si256(reinterpret_cast<const __m256i*>(vt + (jp * ld + d0 + 16 * NV) * 2)));
     }
     for (int64_t r = 0; r < kQRows; ++r) {
-      uint32_t w;
-      std::memcpy(&w, pb + r * kKeyChunk + 2 * jp, sizeof(w));
-      const __m512bh pr = as_bh(_mm512_set1_epi32(static_cast<int>(w)));
-      for (int c = 0; c < NV; ++c) a[r][c] = _mm512_dpbf16_ps(a[r][c], v[c], pr);
-      if (T > 0) {
-        t[r][0] = _mm256_dpbf16_ps(t[r][0], vt8, as_bh(_mm256_set1_epi32(static_cast<int>(w))));
-      }
+      const __m512i w = broadcast_pair(pb + r * kKeyChunk + 2 * jp);
+      for (int c = 0; c < NV; ++c) a[r][c] = _mm512_dpbf16_ps(a[r][c], v[c], as_bh(w));
+      if (T > 0) t[r][0] = _mm256_dpbf16_ps(t[r][0], vt8, as_bh(_mm512_castsi512_si256(w)));
     }
   }
   for (int64_t r = 0; r < kQRows; ++r) {
@@ -1243,11 +1268,7 @@ void pv_tile_bf16(const uint16_t* pb, const uint16_t* vt, int64_t npairs, int64_
   }
   int64_t d0 = 0;
   for (; d0 + 64 <= dd; d0 += 64) pv_slab_bf16<4, 0>(pb, vt, npairs, dd, d0, o);
-  auto pair_of = [&](int64_t r, int64_t jp) {
-    uint32_t w;
-    std::memcpy(&w, pb + r * kKeyChunk + 2 * jp, sizeof(w));
-    return static_cast<int>(w);
-  };
+  auto pair_of = [&](int64_t r, int64_t jp) { return broadcast_pair(pb + r * kKeyChunk + 2 * jp); };
   for (; d0 + 32 <= dd; d0 += 32) {
     __m512 a[kQRows], b[kQRows];
     for (int64_t r = 0; r < kQRows; ++r)
@@ -1256,7 +1277,7 @@ void pv_tile_bf16(const uint16_t* pb, const uint16_t* vt, int64_t npairs, int64_
       const __m512bh va = as_bh(_mm512_loadu_si512(vt + (jp * dd + d0) * 2));
       const __m512bh vb = as_bh(_mm512_loadu_si512(vt + (jp * dd + d0 + 16) * 2));
       for (int64_t r = 0; r < kQRows; ++r) {
-        const __m512bh pr = as_bh(_mm512_set1_epi32(pair_of(r, jp)));
+        const __m512bh pr = as_bh(pair_of(r, jp));
         a[r] = _mm512_dpbf16_ps(a[r], va, pr), b[r] = _mm512_dpbf16_ps(b[r], vb, pr);
       }
     }
@@ -1268,8 +1289,7 @@ void pv_tile_bf16(const uint16_t* pb, const uint16_t* vt, int64_t npairs, int64_
     for (int64_t r = 0; r < kQRows; ++r) a[r] = _mm512_loadu_ps(o + r * dd + d0);
     for (int64_t jp = 0; jp < npairs; ++jp) {
       const __m512bh va = as_bh(_mm512_loadu_si512(vt + (jp * dd + d0) * 2));
-      for (int64_t r = 0; r < kQRows; ++r)
-        a[r] = _mm512_dpbf16_ps(a[r], va, as_bh(_mm512_set1_epi32(pair_of(r, jp))));
+      for (int64_t r = 0; r < kQRows; ++r) a[r] = _mm512_dpbf16_ps(a[r], va, as_bh(pair_of(r, jp)));
     }
     for (int64_t r = 0; r < kQRows; ++r) _mm512_storeu_ps(o + r * dd + d0, a[r]);
   }
@@ -1280,7 +1300,7 @@ void pv_tile_bf16(const uint16_t* pb, const uint16_t* vt, int64_t npairs, int64_
       const __m256bh va =
           as_bh(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(vt + (jp * dd + d0) * 2)));
       for (int64_t r = 0; r < kQRows; ++r)
-        a[r] = _mm256_dpbf16_ps(a[r], va, as_bh(_mm256_set1_epi32(pair_of(r, jp))));
+        a[r] = _mm256_dpbf16_ps(a[r], va, as_bh(_mm512_castsi512_si256(pair_of(r, jp))));
     }
     for (int64_t r = 0; r < kQRows; ++r) _mm256_storeu_ps(o + r * dd + d0, a[r]);
   }
@@ -1416,8 +1436,14 @@ void attention_flash(const AttentionParams& p, const float* q, const void* k_any
             // Visible columns of this row in the chunk: [c0, c1).
             const int64_t c0 = std::clamp<int64_t>(lo[r] - j0, 0, keys),
                           c1 = std::clamp<int64_t>(hi[r] - j0, 0, keys);
+            // bf16: the row's probabilities, rounded (columns past the chunk's keys zeros).
+            uint16_t* pr = kBf16 ? pb.data() + (r - t0) * kKeyChunk : nullptr;
             if (c0 >= c1) {  // (every column: the bf16 products read keys in pairs)
-              std::fill(sr, sr + nblk * kKeyBlock, 0.0f);
+              if (kBf16) {
+                std::fill(pr, pr + kKeyChunk, uint16_t{0});
+              } else {
+                std::fill(sr, sr + nblk * kKeyBlock, 0.0f);
+              }
               continue;
             }
             // Scale (and cap) the chunk's scores, masking columns outside [c0, c1) to -inf.
@@ -1435,18 +1461,21 @@ void attention_flash(const AttentionParams& p, const float* q, const void* k_any
               store_f32(sr + c, x);
               vmax = vmax > x ? vmax : x;
             }
-            float cmax = ninf;
-            for (int z = 0; z < kLanes; ++z) cmax = std::max(cmax, vmax[z]);
-            const float m_new = std::max(m[r], cmax);
+            const float m_new = std::max(m[r], hmax(vmax));
             const float corr = std::exp(m[r] - m_new);  // 0 on the row's first visible chunk
             m[r] = m_new;
             f32x16 vsum = {};
             for (int64_t c = 0; c < nblk * kKeyBlock; c += kLanes) {
               const f32x16 x = load_f32(sr + c);
               const f32x16 e = x == splat(ninf) ? splat(0.0f) : exp16(x - m_new);
-              store_f32(sr + c, e);
+              if (kBf16) {
+                store_bf16(pr + c, e);
+              } else {
+                store_f32(sr + c, e);
+              }
               vsum += e;
             }
+            if (kBf16) std::fill(pr + nblk * kKeyBlock, pr + kKeyChunk, uint16_t{0});
             l[r] = l[r] * corr + hsum(vsum);
             if (corr != 1.0f) {
               float* orow = o.data() + r * dd;
@@ -1454,12 +1483,6 @@ void attention_flash(const AttentionParams& p, const float* q, const void* k_any
             }
           }
           if (kBf16) {
-            // Probabilities to bf16 in key order (columns past `keys` are zeros).
-            for (int64_t r = 0; r < kQRows; ++r) {
-              row_to_bf16(sc.data() + r * kKeyChunk, nblk * kKeyBlock, pb.data() + r * kKeyChunk);
-              std::fill(pb.begin() + r * kKeyChunk + nblk * kKeyBlock,
-                        pb.begin() + (r + 1) * kKeyChunk, 0);
-            }
             pv_tile_bf16(pb.data(), vt16 + g * per_head + (j0 / 2) * dd * 2, (keys + 1) / 2, dd,
                          o.data() + t0 * dd);
           } else {
