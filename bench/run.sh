@@ -10,6 +10,7 @@
 # did not warn about (the least disturbed ones), each with the roofline and fraction of
 # its own run. (Not the best fraction: a run whose probes were disturbed more than the run
 # itself shows a flattered one.)
+# Draws the runs as a picture (build/bench/bench_chart) beside the results file.
 # Build first (cmake --build build); run on an otherwise idle machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -59,3 +60,10 @@ for line in open(sys.argv[1]):
     for w in j.get("warnings", []):
         print(f"warning: {j['preset']} {j['dtype']}: {w}")
 PY
+# The same runs as a picture beside the results file (bench/results.png for the default;
+# the fastest unwarned runs, as the second table, with the speed issue's targets).
+if [[ -x build/bench/bench_chart ]]; then
+  rev=$(git rev-parse --short HEAD 2>/dev/null || echo "unknown revision")
+  build/bench/bench_chart "$out" "${out%.jsonl}.png" \
+    "PaliGemma at $rev, $threads threads, $repeat pass(es) of bench/run.sh on $(date -u +%F)" | tail -1
+fi
