@@ -107,7 +107,8 @@ void draw(cairo_t* c, const std::vector<ChartRow>& rows, const std::string& titl
   // Grid: every 25%, 100% darker.
   const double grid_top = l.first_row - 6;
   const double grid_bottom = l.first_row + static_cast<double>(rows.size()) * l.row_pitch;
-  for (int i = 0; i <= static_cast<int>(ChartLayout::kMaxFraction * 4 + 0.5); ++i) {
+  const auto lines = std::lround(ChartLayout::kMaxFraction * 4);
+  for (int i = 0; i <= lines; ++i) {
     const double f = i / 4.0, x = l.x0 + f * l.scale;
     set_rgb(c, i == 4 ? 0x888888 : 0xdddddd);
     cairo_rectangle(c, x - 0.5, grid_top, 1, grid_bottom - grid_top);
@@ -173,9 +174,10 @@ using Surface = std::unique_ptr<cairo_surface_t, SurfaceDeleter>;
 Result<Surface> drawn(const std::vector<ChartRow>& rows, const std::string& title,
                       cairo_format_t format, const ChartLayout& l) {
   Surface s(cairo_image_surface_create(format, l.width, l.height));
-  if (cairo_surface_status(s.get()) != CAIRO_STATUS_SUCCESS)
+  if (cairo_surface_status(s.get()) != CAIRO_STATUS_SUCCESS) {
     return internal_error(std::string("chart surface: ") +
                           cairo_status_to_string(cairo_surface_status(s.get())));
+  }
   {
     std::unique_ptr<cairo_t, ContextDeleter> c(cairo_create(s.get()));
     draw(c.get(), rows, title, l);
@@ -290,9 +292,10 @@ Result<std::vector<uint32_t>> render_chart(const std::vector<ChartRow>& rows,
   const unsigned char* data = cairo_image_surface_get_data(s.get());
   const int stride = cairo_image_surface_get_stride(s.get());
   std::vector<uint32_t> px(static_cast<size_t>(l.width) * l.height);
-  for (int y = 0; y < l.height; ++y)
+  for (int y = 0; y < l.height; ++y) {
     std::memcpy(&px[static_cast<size_t>(y) * l.width], data + static_cast<size_t>(y) * stride,
                 static_cast<size_t>(l.width) * 4);
+  }
   if (layout != nullptr) *layout = l;
   return px;
 }
@@ -311,6 +314,7 @@ Status write_chart_png(const std::vector<ChartRow>& rows, const std::string& tit
 
 // fontconfig (under cairo's text) keeps process-lifetime allocations that LeakSanitizer
 // reports at exit (tools/test.sh runs with detect_leaks=1); weak, as src/tasks/draw.cc's.
+// NOLINTNEXTLINE(bugprone-reserved-identifier,readability-identifier-naming): LSan's hook
 extern "C" __attribute__((weak)) const char* __lsan_default_suppressions() {
   return "leak:libfontconfig.so\n";
 }
