@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -217,6 +218,15 @@ Result<std::vector<BenchRun>> parse_runs(const std::string& jsonl, const std::st
   if (runs.empty())
     return invalid_argument(name + ": no runs (expected lines of paligemma bench --json)");
   return runs;
+}
+
+Result<std::vector<BenchRun>> read_runs(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return not_found(path + ": cannot open the results file");
+  std::stringstream text;
+  text << in.rdbuf();
+  if (in.bad()) return data_loss(path + ": cannot read the results file");
+  return parse_runs(text.str(), path);
 }
 
 double first_token_target(const std::string& dtype, int64_t image_tokens) {

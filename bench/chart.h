@@ -24,6 +24,8 @@ struct BenchRun {
 // jsonl: the text of a results file (one JSON object per line; blank lines skipped).
 // name: the file, for messages, which also give the line and the missing or bad field.
 Result<std::vector<BenchRun>> parse_runs(const std::string& jsonl, const std::string& name);
+// The same from the file at path.
+Result<std::vector<BenchRun>> read_runs(const std::string& path);
 
 // A figure and its fraction of the roofline (1 = at the roofline), with the issue's
 // target fraction (0: the issue sets none for this model and dtype).

@@ -1,8 +1,6 @@
 // bench_chart RESULTS.jsonl OUT.png [TITLE]: the picture of a bench/run.sh results file
 // (see chart.h); prints one line per model and dtype.
 #include <cstdio>
-#include <fstream>
-#include <sstream>
 #include <string>
 
 #include "bench/chart.h"
@@ -12,14 +10,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "usage: %s RESULTS.jsonl OUT.png [TITLE]\n", argv[0]);
     return 2;
   }
-  std::ifstream in(argv[1], std::ios::binary);
-  if (!in) {
-    std::fprintf(stderr, "error: %s: cannot open\n", argv[1]);
-    return 1;
-  }
-  std::stringstream text;
-  text << in.rdbuf();
-  auto runs = pg::bench::parse_runs(text.str(), argv[1]);
+  auto runs = pg::bench::read_runs(argv[1]);
   if (!runs.ok()) {
     std::fprintf(stderr, "error: %s\n", runs.status().message().c_str());
     return 1;

@@ -66,6 +66,28 @@ TEST(BenchChart, BadLinesNameTheFileLineAndField) {
             std::string::npos)
       << r.status().message();
 
+  r = parse_runs(R"({"preset": 3, "dtype": "bf16"})", "r.jsonl");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("r.jsonl:1: field \"preset\" is not a string"),
+            std::string::npos)
+      << r.status().message();
+
+  r = parse_runs(R"({"preset": "p", "dtype": "bf16", "image_tokens": 256, "ttft_s": 2,)"
+                 R"( "decode_tok_s": 3, "roofline": {"ttft_s": 1, "decode_tok_s": 4},)"
+                 R"( "warnings": "none"})",
+                 "r.jsonl");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("r.jsonl:1: field \"warnings\" is not an array"),
+            std::string::npos)
+      << r.status().message();
+
+  r = read_runs("/nonexistent-dir/results.jsonl");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(
+      r.status().message().find("/nonexistent-dir/results.jsonl: cannot open the results file"),
+      std::string::npos)
+      << r.status().message();
+
   r = parse_runs("\n \n", "empty.jsonl");
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("empty.jsonl: no runs"), std::string::npos);

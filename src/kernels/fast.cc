@@ -651,21 +651,15 @@ void matmul(const float* x, int64_t m, const MatrixView& w, const float* bias, f
 
 // Products sharing x: one packing of x where the product packs it (bf16 weights in the
 // low-precision modes, quantized weights on VNNI), else one product after the other.
+// (Both products check that every matrix has their format and x's k columns; the bf16
+// one runs only where matmul would run it, on low-precision views.)
 void matmul_many(const float* x, int64_t m, const MatmulOutput* out, int count) {
   if (count <= 0) return;
-  const MatrixView& w0 = out[0].w;
-  bool one_format = w0.cols > 0;
-  for (int i = 1; i < count; ++i) {
-    const MatrixView& w = out[i].w;
-    one_format = one_format && w.dtype == w0.dtype && w.cols == w0.cols &&
-                 w.low_precision == w0.low_precision;
-  }
-  if (one_format && m >= kOneDnnMinRows) {
-    if (w0.dtype == DType::kBF16 && w0.low_precision && gemm_bf16_avx512(x, m, w0.cols, out, count))
-      return;
-    if ((w0.dtype == DType::kI8 || w0.dtype == DType::kU8) &&
-        gemm_quantized_vnni(x, m, w0.cols, out, count))
-      return;
+  if (m >= kOneDnnMinRows) {
+    const bool low_precision =
+        std::all_of(out, out + count, [](const MatmulOutput& o) { return o.w.low_precision; });
+    if (low_precision && gemm_bf16_avx512(x, m, out[0].w.cols, out, count)) return;
+    if (gemm_quantized_vnni(x, m, out[0].w.cols, out, count)) return;
   }
   for (int i = 0; i < count; ++i) matmul(x, m, out[i].w, out[i].bias, out[i].y);
 }
@@ -1141,7 +1135,9 @@ inline void store_bf16(uint16_t* out, f32x16 v) {
   const __m256bh b = _mm512_cvtneps_pbh(static_cast<__m512>(v));
   std::memcpy(out, &b, sizeof(b));
 #else
-  for (int i = 0; i < kLanes; ++i) out[i] = f32_to_bf16(v[i]);
+  float lanes[kLanes];
+  std::memcpy(lanes, &v, sizeof(lanes));
+  row_to_bf16(lanes, kLanes, out);
 #endif
 }
 

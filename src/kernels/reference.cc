@@ -48,11 +48,12 @@ void matmul(const float* x, int64_t m, const MatrixView& w, const float* bias, f
   }
 }
 
-// x, y: [rows, dim]; gamma, beta: [dim]. Two-pass mean and biased variance.
+// The products one after the other.
 void matmul_many(const float* x, int64_t m, const MatmulOutput* out, int count) {
   for (int i = 0; i < count; ++i) matmul(x, m, out[i].w, out[i].bias, out[i].y);
 }
 
+// x, y: [rows, dim]; gamma, beta: [dim]. Two-pass mean and biased variance.
 void layer_norm(const float* x, int64_t rows, int64_t dim, const float* gamma, const float* beta,
                 float eps, float* y) {
   for (int64_t r = 0; r < rows; ++r) {
