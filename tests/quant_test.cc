@@ -35,6 +35,65 @@ std::vector<float> random_matrix(int64_t rows, int64_t cols, uint64_t seed) {
 
 class QuantFormat : public ::testing::TestWithParam<pg::DType> {};
 
+// Whether the quantized product of m rows of x takes the int8 x int8 prefill tiles.
+bool prefill_tiles(int64_t m) {
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+  return m > 8;
+#else
+  (void)m;
+  return false;
+#endif
+}
+
+// ceil(log2(t)) for t > 0, exactly (frexp: t = f 2^e, f in [0.5, 1)); very negative for 0.
+int ceil_log2(float t) {
+  if (!(t > 0)) return -1000;
+  int e = 0;
+  const float f = std::frexp(t, &e);
+  return f == 0.5f ? e - 1 : e;
+}
+
+// x [m, k] quantized to int8 per block of 32 as the products document it (quant_gemm.h,
+// README "Speed"): codes q (x ~= q * step) and each block's step, [m, nb]. The dot
+// products (m <= 8) take step = amax / 127; the prefill tiles take the row's unit (its
+// largest block's amax / 127, at least 2^-100, over 2^12) times 2^shift, shift the least
+// in [0, 12] with amax / step <= 127.
+struct QuantizedX {
+  std::vector<int> q;
+  std::vector<float> step;
+};
+QuantizedX quantize_x(const std::vector<float>& x, int64_t m, int64_t k) {
+  const int64_t nb = pg::quant_blocks(k);
+  QuantizedX out{std::vector<int>(static_cast<size_t>(m * k)),
+                 std::vector<float>(static_cast<size_t>(m * nb))};
+  for (int64_t i = 0; i < m; ++i) {
+    float row_max = 0;
+    for (int64_t c = 0; c < k; ++c) row_max = std::max(row_max, std::fabs(x[i * k + c]));
+    const float unit = std::max(row_max / 127.0f, 0x1p-100f) * (1.0f / 4096);
+    const float inv_unit = 1.0f / unit;
+    for (int64_t b = 0; b < nb; ++b) {
+      const int64_t c0 = b * 32, c1 = std::min(k, c0 + 32);
+      float amax = 0;
+      for (int64_t c = c0; c < c1; ++c) amax = std::max(amax, std::fabs(x[i * k + c]));
+      float step = 0, inv = 0;
+      if (prefill_tiles(m)) {
+        const int shift = std::clamp(ceil_log2(amax * inv_unit / 127.0f), 0, 12);
+        step = std::ldexp(unit, shift);
+        inv = inv_unit * std::ldexp(1.0f, -shift);
+      } else {
+        step = amax / 127.0f;
+        inv = step > 0 ? 1.0f / step : 0.0f;
+      }
+      out.step[static_cast<size_t>(i * nb + b)] = step;
+      for (int64_t c = c0; c < c1; ++c) {
+        out.q[static_cast<size_t>(i * k + c)] =
+            std::clamp(static_cast<int>(std::nearbyint(x[i * k + c] * inv)), -127, 127);
+      }
+    }
+  }
+  return out;
+}
+
 TEST_P(QuantFormat, RoundTripWithinHalfAStep) {
   for (int64_t cols : {1, 31, 32, 33, 100, 257}) {
     const int64_t rows = 5;
@@ -59,8 +118,8 @@ TEST_P(QuantFormat, RoundTripWithinHalfAStep) {
 
 TEST_P(QuantFormat, ProductMatchesTheDequantizedOne) {
   // The quantized product rounds the activations to int8 per block of 32 (error at most
-  // half a step, amax/254, per element), so |y - y_ref| <= sum_c |w_c| * step_x(c) / 2
-  // plus float rounding.
+  // half a step per element), so |y - y_ref| <= sum_c |w_c| * step_x(c) / 2 plus float
+  // rounding.
   // m > 8 takes the prefill product: on VNNI, for k a multiple of 32, int8 x int8 tiles of
   // 32 rows by 6 columns (m = 33, 48, 49 and 70 leave partial tiles; n = 37, 39, 40 and 41 a
   // last column group of 1, 3, 4 and 5, each thread's share of groups others); a last tile of
@@ -79,17 +138,16 @@ TEST_P(QuantFormat, ProductMatchesTheDequantizedOne) {
       std::vector<float> got(static_cast<size_t>(m * n)), want(static_cast<size_t>(m * n));
       pg::kernels::fast_kernels().matmul(x.data(), m, q.view(), nullptr, got.data());
       pg::kernels::reference_kernels().matmul(x.data(), m, q.view(), nullptr, want.data());
+      const QuantizedX qx = quantize_x(x, m, k);
       std::vector<float> wrow(static_cast<size_t>(k));
       for (int64_t j = 0; j < n; ++j) {
         pg::dequantize_row(q.view(), j, wrow.data());
         for (int64_t i = 0; i < m; ++i) {
           double bound = 0;
           for (int64_t b = 0; b < pg::quant_blocks(k); ++b) {
-            float amax = 0;
-            for (int64_t c = b * 32; c < std::min(k, (b + 1) * 32); ++c)
-              amax = std::max(amax, std::fabs(x[i * k + c]));
+            const double half_step = qx.step[i * pg::quant_blocks(k) + b] / 2.0;
             for (int64_t c = b * 32; c < std::min(k, (b + 1) * 32); ++c) {
-              bound += std::fabs(wrow[c]) * (amax / 127.0 / 2.0) +
+              bound += std::fabs(wrow[c]) * half_step +
                        4 * FLT_EPSILON * std::fabs(wrow[c] * x[i * k + c]);
             }
           }
@@ -110,20 +168,45 @@ TEST_P(QuantFormat, Int8ProductsMatchTheirExactIntegerSums) {
   // sum(q_x) that adds as a float term per block, so that term's size joins their rounding
   // bound; a second pass gives every block of x values in +- pairs (block sums of q_x
   // exactly 0), where that term vanishes and the bound is the plain one again, sharp enough
-  // for one unit off.
-  for (const bool paired : {false, true}) {
+  // for one unit off. A third pass spreads the blocks' magnitudes over 2^-30 to 1 and makes
+  // one row zero: the prefill tiles' shifts are clamped at 0 for blocks under 2^-12 of
+  // their row's largest, and the largest are shifted by 12 (sums near 2^31 for q8).
+  enum class Values { kRandom, kPaired, kSpread };
+  for (const Values values : {Values::kRandom, Values::kPaired, Values::kSpread}) {
+    const bool paired = values == Values::kPaired, spread = values == Values::kSpread;
     // (m = 16: a single tile of 16 rows; 49: a last tile of 17; 267: a rest of 11 rows in
     // tiles of 16 x 12 over 37 columns.)
     for (int64_t m : {1, 3, 9, 16, 33, 48, 49, 70, 267}) {
+      if (spread && m != 3 && m != 49 && m != 267) continue;
       // (q4 interleaves groups of 16 blocks: k = 590 ends in a group of 3 blocks, the last
       // partial, and 2304 in one of 8 after four whole groups.)
       for (int64_t k : {32, 33, 100, 160, 512, 590, 1000, 1024, 2304}) {
+        if (spread && k != 100 && k != 1024 && k != 2304) continue;
 #if !defined(__AVX512VNNI__) || !defined(__AVX512BW__)
         if (m > 8) continue;  // bf16 panels there
 #endif
         const int64_t n = 37, nb = pg::quant_blocks(k);
         auto w = random_matrix(n, k, 21);
         auto x = random_matrix(m, k, 22);
+        if (spread) {
+          // Block b of a row scaled by 2^-(7b mod 31); row 1 zero. Row 0 is the signs of
+          // weight row 0, whose values are +-1: their first block's sum of codes is 31 *
+          // 127 * 127, shifted by 12 (2.05e9 < 2^31). Row 2's first value is 2^16 and the
+          // weights' first column 0, so its other blocks (clamped to shift 0) alone make
+          // its products, and the bound is sharp for them.
+          for (int64_t c = 0; c < k; ++c) {
+            w[c] = w[c] < 0 ? -1.0f : 1.0f;
+            x[c] = w[c];
+          }
+          for (int64_t i = 0; i < m; ++i) {
+            for (int64_t c = 0; c < k; ++c) {
+              x[i * k + c] =
+                  i == 1 ? 0.0f : std::ldexp(x[i * k + c], -static_cast<int>(7 * (c / 32) % 31));
+            }
+          }
+          if (m > 2) x[2 * k] = 0x1p16f;
+          for (int64_t j = 0; j < n; ++j) w[j * k] = 0;
+        }
         if (paired) {  // within each block, value c + 1 = -value c (an odd last one is 0)
           for (int64_t i = 0; i < m; ++i) {
             for (int64_t c = 0; c < k; c += 2) {
@@ -141,20 +224,10 @@ TEST_P(QuantFormat, Int8ProductsMatchTheirExactIntegerSums) {
         const pg::MatrixView v = q.view();
         std::vector<float> got(static_cast<size_t>(m * n));
         pg::kernels::fast_kernels().matmul(x.data(), m, v, nullptr, got.data());
-        // x's codes and scales, as documented: scale = amax / 127, q = nearest-even(x / scale).
-        std::vector<int> qx(static_cast<size_t>(m * k));
-        std::vector<float> sx(static_cast<size_t>(m * nb));
-        for (int64_t i = 0; i < m; ++i) {
-          for (int64_t b = 0; b < nb; ++b) {
-            float amax = 0;
-            for (int64_t c = b * 32; c < std::min(k, (b + 1) * 32); ++c)
-              amax = std::max(amax, std::fabs(x[i * k + c]));
-            const float s = amax / 127.0f, inv = s > 0 ? 1.0f / s : 0.0f;
-            sx[i * nb + b] = s;
-            for (int64_t c = b * 32; c < std::min(k, (b + 1) * 32); ++c)
-              qx[i * k + c] = static_cast<int>(std::nearbyint(x[i * k + c] * inv));
-          }
-        }
+        // x's codes and steps, as documented.
+        const QuantizedX quantized = quantize_x(x, m, k);
+        const std::vector<int>& qx = quantized.q;
+        const std::vector<float>& sx = quantized.step;
         std::vector<float> wrow(static_cast<size_t>(k));
         for (int64_t j = 0; j < n; ++j) {
           pg::dequantize_row(v, j, wrow.data());
@@ -210,15 +283,9 @@ void check_prefill_panels(pg::DType dtype, int64_t k, bool panels) {
 #else
   const bool int8_path = false;
 #endif
-  std::vector<double> half_step(static_cast<size_t>(m * pg::quant_blocks(k)));
-  for (int64_t i = 0; i < m; ++i) {
-    for (int64_t b = 0; b < pg::quant_blocks(k); ++b) {
-      double amax = 0;
-      for (int64_t c = b * 32; c < std::min(k, (b + 1) * 32); ++c)
-        amax = std::max(amax, std::fabs(static_cast<double>(x[i * k + c])));
-      half_step[static_cast<size_t>(i * pg::quant_blocks(k) + b)] = amax / 254.0;
-    }
-  }
+  const QuantizedX qx = quantize_x(x, m, k);
+  std::vector<double> half_step(qx.step.begin(), qx.step.end());
+  for (double& h : half_step) h /= 2;
   std::vector<float> got(static_cast<size_t>(m * n), NAN);
   if (panels) {
     pg::kernels::matmul_quantized_panels(x.data(), m, v, bias.data(), got.data());

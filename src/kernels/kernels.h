@@ -56,8 +56,9 @@ struct KernelTable {
   // y[m, w.rows] = x[m, w.cols] W^T (+ bias[w.rows] if bias != nullptr). y must not alias x.
   // W in any MatrixView format (F32, BF16, F16, q8 I8, q4 U8). Float32 arithmetic except
   // where the weights allow lower precision: quantized weights (activations quantized to
-  // int8 per block of 32, scale amax / 127, and int8 x int8 block sums -- for prefill-sized
-  // m only on AVX512-VNNI, else activations rounded to bf16)
+  // int8 per block of 32 and int8 x int8 block sums: step amax / 127 for m <= 8, and for
+  // prefill-sized m on AVX512-VNNI steps a power of two apart within a row, at most twice
+  // amax / 127 (quant_gemm.h); without VNNI, prefill activations rounded to bf16)
   // and views marked low_precision (activations rounded to bf16 for prefill-sized m).
   void (*matmul)(const float* x, int64_t m, const MatrixView& w, const float* bias, float* y);
 
