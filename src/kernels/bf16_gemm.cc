@@ -167,15 +167,13 @@ bool gemm_bf16_avx512(const float* x, int64_t m, int64_t k, const MatmulOutput* 
   // Groups [g0, g1) of W [n, k] into y [m, n].
   auto columns = [&](const uint16_t* w, int64_t n, const float* bias, float* y, int64_t g0,
                      int64_t g1) {
-    // With K in one chunk, a tile's products with a panel are written into `stage`
-    // ([kTileRows][width], rows not 4 KiB apart) and copied into y's rows after the last:
-    // written straight into y, whose rows are often a multiple of 4 KiB apart, a tile's
-    // rows fell in one set of L1 and were evicted before the next tile's columns filled
-    // the rest of their lines (kernels_bench on one core, best of three: 266 x 2048 x 2048
-    // 362 -> 380 GFLOP/s, 266 x 16384 x 2048 367 -> 370). Chunks after the first add to y,
-    // which stays their target.
+    // A tile's products with a panel are made in `stage` ([kTileRows][width], rows not
+    // 4 KiB apart; after the first chunk of K starting from y's values) and copied into
+    // y's rows after the last: written straight into y, whose rows are often a multiple of
+    // 4 KiB apart, a tile's rows fell in one set of L1 and were evicted before the next
+    // tile's columns filled the rest of their lines (kernels_bench on one core, best of
+    // three: 266 x 2048 x 2048 362 -> 380 GFLOP/s, 266 x 2048 x 16384 358 -> 366).
     thread_local std::vector<float> stage;
-    const bool staged = chunks == 1;
     for (int64_t c = 0; c < chunks; ++c) {
       const int64_t p0 = c * chunk_pairs, cp = std::min(chunk_pairs, pairs - p0);
       const bool first = c == 0;
@@ -191,27 +189,30 @@ bool gemm_bf16_avx512(const float* x, int64_t m, int64_t k, const MatmulOutput* 
           const int64_t next1 = std::min(std::min(g1, pg0 + 2 * panel_groups) * kTileCols, n);
           const int64_t width = col1 - col0;
           const int64_t lds = width % 1024 == 0 ? width + 16 : width;
-          if (staged && stage.size() < static_cast<size_t>(kTileRows * lds))
+          if (stage.size() < static_cast<size_t>(kTileRows * lds))
             stage.resize(static_cast<size_t>(kTileRows * lds));
           for (int64_t t = b0; t < b1; ++t) {
             const int64_t r0 = tile_row0(t), vecs = tile_vecs(t);
             const int64_t rows = std::min(vecs * kVec, m - r0);
             const uint32_t* xt = xp + r0 * pairs + p0 * vecs * kVec;
+            if (!first) {
+              for (int64_t i = 0; i < rows; ++i) {
+                std::memcpy(stage.data() + i * lds, y + (r0 + i) * n + col0,
+                            static_cast<size_t>(width) * sizeof(float));
+              }
+            }
             for (int64_t j0 = col0; j0 < col1; j0 += kTileCols) {
               const int64_t nr = std::min(kTileCols, col1 - j0);
               const int64_t next_rows = std::clamp<int64_t>(next1 - (j0 + width), 0, nr);
               const int64_t pf_rows = next_rows > t - b0 ? (next_rows - (t - b0) + bt - 1) / bt : 0;
-              float* to = staged ? stage.data() + (j0 - col0) : y + r0 * n + j0;
-              kTiles[vecs - 1][nr](xt, cp, w + j0 * k + 2 * p0, k, to, staged ? lds : n, rows,
-                                   bias != nullptr ? bias + j0 : nullptr, first,
+              kTiles[vecs - 1][nr](xt, cp, w + j0 * k + 2 * p0, k, stage.data() + (j0 - col0), lds,
+                                   rows, bias != nullptr ? bias + j0 : nullptr, first,
                                    pf_rows > 0 ? w + (j0 + width + t - b0) * k + 2 * p0 : nullptr,
                                    pf_rows, bt * k);
             }
-            if (staged) {
-              for (int64_t i = 0; i < rows; ++i) {
-                std::memcpy(y + (r0 + i) * n + col0, stage.data() + i * lds,
-                            static_cast<size_t>(width) * sizeof(float));
-              }
+            for (int64_t i = 0; i < rows; ++i) {
+              std::memcpy(y + (r0 + i) * n + col0, stage.data() + i * lds,
+                          static_cast<size_t>(width) * sizeof(float));
             }
           }
         }
