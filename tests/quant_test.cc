@@ -191,7 +191,8 @@ TEST_P(QuantFormat, Int8ProductsMatchTheirExactIntegerSums) {
         if (spread) {
           // Block b of a row scaled by 2^-(7b mod 31); row 1 zero. Row 0 is the signs of
           // weight row 0, whose values are +-1: their first block's sum of codes is 31 *
-          // 127 * 127, shifted by 12 (2.05e9 < 2^31). Row 2's first value is 2^16 and the
+          // 127 * 127, shifted by 12 (2.05e9 < 2^31; block 31 of k = 1024, unscaled and without the
+          // zero column, 32 * 127 * 127 * 4096 = 2.11e9). Row 2's first value is 2^16 and the
           // weights' first column 0, so its other blocks (clamped to shift 0) alone make
           // its products, and the bound is sharp for them.
           for (int64_t c = 0; c < k; ++c) {
@@ -268,7 +269,7 @@ TEST_P(QuantFormat, Int8ProductsMatchTheirExactIntegerSums) {
 // are rounded to bf16, so each product is off by at most 2^-8 |x w| (plus float32
 // accumulation). The int8 x int8 path (kernels' matmul on VNNI): panels of 48 (K = 8192) or
 // 42 rows split over the threads, x quantized per block of 32 (each element off by at most
-// amax / 254, half a step), K = 8200's last block zero-padded.
+// half its block's step, quantize_x), K = 8200's last block zero-padded.
 void check_prefill_panels(pg::DType dtype, int64_t k, bool panels) {
   const int64_t m = 17, n = 1100;
   const auto w = random_matrix(n, k, 11), x = random_matrix(m, k, 12);

@@ -167,11 +167,11 @@ bool gemm_bf16_avx512(const float* x, int64_t m, int64_t k, const MatmulOutput* 
   // Groups [g0, g1) of W [n, k] into y [m, n].
   auto columns = [&](const uint16_t* w, int64_t n, const float* bias, float* y, int64_t g0,
                      int64_t g1) {
-    // A tile's products with a panel are made in `stage` ([kTileRows][width], rows not
-    // 4 KiB apart; after the first chunk of K starting from y's values) and copied into
-    // y's rows after the last: written straight into y, whose rows are often a multiple of
-    // 4 KiB apart, a tile's rows fell in one set of L1 and were evicted before the next
-    // tile's columns filled the rest of their lines (kernels_bench on one core, best of
+    // A tile's products with a panel are made in `stage` ([kTileRows][width], rows not a
+    // multiple of 2 KiB apart; after the first chunk of K starting from y's values) and
+    // copied into y's rows after the last: written straight into y, whose rows are often a
+    // multiple of 4 KiB apart, a tile's rows fell in one set of L1 and were evicted before
+    // the next tile's columns filled the rest of their lines (kernels_bench on one core, best of
     // three: 266 x 2048 x 2048 362 -> 380 GFLOP/s, 266 x 2048 x 16384 358 -> 366).
     thread_local std::vector<float> stage;
     for (int64_t c = 0; c < chunks; ++c) {
@@ -188,7 +188,7 @@ bool gemm_bf16_avx512(const float* x, int64_t m, int64_t k, const MatmulOutput* 
           // counterpart group there.
           const int64_t next1 = std::min(std::min(g1, pg0 + 2 * panel_groups) * kTileCols, n);
           const int64_t width = col1 - col0;
-          const int64_t lds = width % 1024 == 0 ? width + 16 : width;
+          const int64_t lds = width % 512 == 0 ? width + 16 : width;  // (not 2 KiB apart)
           if (stage.size() < static_cast<size_t>(kTileRows * lds))
             stage.resize(static_cast<size_t>(kTileRows * lds));
           for (int64_t t = b0; t < b1; ++t) {

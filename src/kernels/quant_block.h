@@ -1,6 +1,6 @@
-// The activations' int8 quantizer, one block of 32 at a time: shared by the decode dot
-// products (quant.cc) and the int8 x int8 GEMM's packing (quant_gemm.cc), so that both
-// quantize x by the one rule that the kernel tests recompute.
+// The activations' int8 quantizer of the decode dot products (quant.cc), one block of 32
+// at a time: step amax / 127, the rule the kernel tests recompute. (The prefill GEMM's
+// packing, quant_gemm.cc, takes steps a power of two apart within a row instead.)
 #pragma once
 
 #include <algorithm>

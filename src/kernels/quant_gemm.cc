@@ -1,5 +1,6 @@
 // Prefill product for q8 / q4 weights: int8 x int8 on AVX512-VNNI (vpdpbusd), with the
-// two scales of every block of 32 applied to its exact int32 sum.
+// scales of every block of 32 (x's shift, the weight's float) applied to its exact int32
+// sum.
 //
 // vpdpbusd multiplies unsigned by signed bytes, so the weights take the unsigned side:
 // each panel of weight rows is copied as u = q_w + 128 (q8: q ^ 0x80; q4: code + 120),
@@ -13,8 +14,8 @@
 // needs a float operation per block: one fused multiply-add, where a float scale per
 // block of x took a multiply and the fused multiply-add, both on the pipes vpdpbusd runs
 // on (measured alone: the tile 12-14% faster). The row's unit multiplies its sums once,
-// at the end. Steps are at most twice amax / 127 (the golden models' int8 logit errors
-// moved within their noise: README "Speed").
+// at the end. Steps are at most twice amax / 127 for blocks within 2^-12 of their row's
+// largest (the golden models' int8 logit errors moved within their noise: README "Speed").
 //
 // Register tile: 32 rows of x (two vectors of 16 lanes, one row per lane) by up to 6
 // weight rows (columns of y); per 4 columns of K, a lane holds 4 bytes of its row of x
@@ -237,11 +238,12 @@ void copy_panel(const MatrixView& w, int64_t r0, int64_t rows, uint8_t* out) {
 }
 
 // One tile: MV vectors of 16 packed rows of x times NR panel rows (u8, stride kp), whose
-// scales are ws[j * nb + b], into y's rows (stride N) from tile row 0 to `rows`, columns 0
-// to NR, plus bias (or null). 32 x 6 for the tiles of 32 rows; a rest of at most 16 rows
-// takes 16 x 12 (as many accumulators: a 16 x 6 tile's 6 chains of vpdpbusd could not
-// cover its latency; and a 48 x 4 tile joining the rest to a whole one had GCC 12 read x
-// from memory for every product, twice the loads the core can issue).
+// scales are ws[j * nb + b], into y's rows (stride N: the caller's staging buffer) from
+// tile row 0 to `rows`, columns 0 to NR, plus bias (or null). 32 x 6 for the tiles of 32
+// rows; a rest of at most 16 rows takes 16 x 12 (as many accumulators: a 16 x 6 tile's 6
+// chains of vpdpbusd could not cover its latency; and a 48 x 4 tile joining the rest to a
+// whole one had GCC 12 read x from memory for every product, twice the loads the core can
+// issue).
 template <int NR, int MV>
 void tile(const PackedX& p, int64_t t, const uint8_t* wp, int64_t kp, const float* ws, float* y,
           int64_t N, int64_t rows, const float* bias) {
@@ -363,7 +365,7 @@ bool gemm_quantized_vnni(const float* x, int64_t m, int64_t K, const MatmulOutpu
       const int64_t rows = std::min(std::min(g1, pg0 + panel_groups) * kTileCols, N) - r0;
       if (panel.size() < static_cast<size_t>(rows * kp))
         panel.resize(static_cast<size_t>(rows * kp));
-      const int64_t lds = rows % 1024 == 0 ? rows + 16 : rows;  // (rows not 4 KiB apart)
+      const int64_t lds = rows % 512 == 0 ? rows + 16 : rows;  // (rows not 2 KiB apart)
       if (stage.size() < static_cast<size_t>(kTileRows * lds))
         stage.resize(static_cast<size_t>(kTileRows * lds));
       copy_panel(w, r0, rows, panel.data());

@@ -13,9 +13,10 @@ namespace pg::kernels {
 // quantized format, x quantized once for all of them to int8 per block of 32 with steps
 // that differ by powers of two within a row: row i's unit u_i = max(max_k |x[i, k]| / 127,
 // 2^-100) / 2^12, block b's step u_i 2^s[i, b] with s[i, b] in [0, 12] the least for
-// which max_{k in b} |x[i, k]| * (1 / u_i) / 2^s / 127 <= 1 (its largest block takes 12,
-// so steps are at most twice amax / 127; blocks under 2^-12 of the row's largest
-// take 0), and q = round-to-nearest-even(x * (1 / u_i) / 2^s), clamped to +-127. Every
+// which max_{k in b} |x[i, k]| * (1 / u_i) / 2^s / 127 <= 1 (its largest block takes 12
+// and an exact step, unless the 2^-100 floor applies; a block within 2^-12 of its row's
+// largest has a step at most twice its amax / 127; smaller blocks take 0, the step u_i),
+// and q = round-to-nearest-even(x * (1 / u_i) / 2^s), clamped to +-127. Every
 // product of a block is summed exactly in int32 before its scales apply:
 //   y[i, n] = u_i * sum_b scale_w[n, b] * (2^s[i, b] * sum_{k in b} q_x[i, k] q_w[n, k]).
 // A partial last block (K not a multiple of 32) is zero-padded. Returns false, writing
