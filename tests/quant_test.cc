@@ -206,6 +206,9 @@ TEST_P(QuantFormat, Int8ProductsMatchTheirExactIntegerSums) {
             }
           }
           if (m > 2) x[2 * k] = 0x1p16f;
+          // Row 3 at 2^-96: its largest |x| / 127 is under the 2^-100 floor of the row's
+          // unit, so its largest block takes a shift of 9, not 12.
+          for (int64_t c = 0; m > 3 && c < k; ++c) x[3 * k + c] = std::ldexp(x[3 * k + c], -96);
           for (int64_t j = 0; j < n; ++j) w[j * k] = 0;
         }
         if (paired) {  // within each block, value c + 1 = -value c (an odd last one is 0)
