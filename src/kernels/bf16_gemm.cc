@@ -167,12 +167,10 @@ bool gemm_bf16_avx512(const float* x, int64_t m, int64_t k, const MatmulOutput* 
   // Groups [g0, g1) of W [n, k] into y [m, n].
   auto columns = [&](const uint16_t* w, int64_t n, const float* bias, float* y, int64_t g0,
                      int64_t g1) {
-    // A tile's products with a panel are made in `stage` ([kTileRows][width], rows not a
-    // multiple of 2 KiB apart; after the first chunk of K starting from y's values) and
-    // copied into y's rows after the last: written straight into y, whose rows are often a
-    // multiple of 4 KiB apart, a tile's rows fell in one set of L1 and were evicted before
-    // the next tile's columns filled the rest of their lines (kernels_bench on one core, best of
-    // three: 266 x 2048 x 2048 362 -> 380 GFLOP/s, 266 x 2048 x 16384 358 -> 366).
+    // A tile's products with a panel are made in `stage` ([kTileRows][width], after the
+    // first chunk of K starting from y's values) and copied into y's rows after the last
+    // (tile_store.h; kernels_bench on one core, best of three: 266 x 2048 x 2048 362 -> 380
+    // GFLOP/s, 266 x 2048 x 16384 358 -> 366).
     thread_local std::vector<float> stage;
     for (int64_t c = 0; c < chunks; ++c) {
       const int64_t p0 = c * chunk_pairs, cp = std::min(chunk_pairs, pairs - p0);
@@ -188,19 +186,14 @@ bool gemm_bf16_avx512(const float* x, int64_t m, int64_t k, const MatmulOutput* 
           // counterpart group there.
           const int64_t next1 = std::min(std::min(g1, pg0 + 2 * panel_groups) * kTileCols, n);
           const int64_t width = col1 - col0;
-          const int64_t lds = width % 512 == 0 ? width + 16 : width;  // (not 2 KiB apart)
+          const int64_t lds = stage_stride(width);
           if (stage.size() < static_cast<size_t>(kTileRows * lds))
             stage.resize(static_cast<size_t>(kTileRows * lds));
           for (int64_t t = b0; t < b1; ++t) {
             const int64_t r0 = tile_row0(t), vecs = tile_vecs(t);
             const int64_t rows = std::min(vecs * kVec, m - r0);
             const uint32_t* xt = xp + r0 * pairs + p0 * vecs * kVec;
-            if (!first) {
-              for (int64_t i = 0; i < rows; ++i) {
-                std::memcpy(stage.data() + i * lds, y + (r0 + i) * n + col0,
-                            static_cast<size_t>(width) * sizeof(float));
-              }
-            }
+            if (!first) copy_rows(stage.data(), lds, y + r0 * n + col0, n, rows, width);
             for (int64_t j0 = col0; j0 < col1; j0 += kTileCols) {
               const int64_t nr = std::min(kTileCols, col1 - j0);
               const int64_t next_rows = std::clamp<int64_t>(next1 - (j0 + width), 0, nr);
@@ -210,10 +203,7 @@ bool gemm_bf16_avx512(const float* x, int64_t m, int64_t k, const MatmulOutput* 
                                    pf_rows > 0 ? w + (j0 + width + t - b0) * k + 2 * p0 : nullptr,
                                    pf_rows, bt * k);
             }
-            for (int64_t i = 0; i < rows; ++i) {
-              std::memcpy(y + (r0 + i) * n + col0, stage.data() + i * lds,
-                          static_cast<size_t>(width) * sizeof(float));
-            }
+            copy_rows(y + r0 * n + col0, n, stage.data(), lds, rows, width);
           }
         }
       }

@@ -76,12 +76,22 @@ inline __m512 pow2(__m512i e) {
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(e, _mm512_set1_epi32(127)), 23));
 }
 
+// Load masks of block b's first and second 16 values (a partial last block: fewer).
+struct BlockMasks {
+  __mmask16 lo, hi;
+};
+inline BlockMasks block_masks(int64_t k, int64_t b) {
+  const int64_t n = std::min(B, k - b * B);  // valid values in this block
+  return {static_cast<__mmask16>(n >= 16 ? 0xffff : (1u << n) - 1),
+          static_cast<__mmask16>(n >= 32  ? 0xffff
+                                 : n > 16 ? (1u << (n - 16)) - 1
+                                          : 0)};
+}
+
 // Lane r: max |x| over block b of row r0 + r (rows at or past m count as zero), from a tree
 // of 128-bit and in-lane shuffles over the 16 rows' partial maxima.
 __m512 block_amax(const float* x, int64_t m, int64_t k, int64_t r0, int64_t b) {
-  const int64_t n = std::min(B, k - b * B);  // valid values in this block
-  const auto m0 = static_cast<__mmask16>(n >= 16 ? 0xffff : (1u << n) - 1);
-  const auto m1 = static_cast<__mmask16>(n >= 32 ? 0xffff : n > 16 ? (1u << (n - 16)) - 1 : 0);
+  const auto [m0, m1] = block_masks(k, b);
   const int64_t rows = std::min<int64_t>(16, m - r0);
   __m512 a[16];
   for (int64_t r = 0; r < 16; ++r) {
@@ -136,9 +146,7 @@ void row_units(const float* x, int64_t m, int64_t k, int64_t r0, PackedX& p) {
 // dword, as the tile reads them, transposed into lanes), and -128 times their sum (from
 // vpdpbusd against bytes of 1).
 void pack_group(const float* x, int64_t m, int64_t k, int64_t r0, int64_t b, PackedX& p) {
-  const int64_t n = std::min(B, k - b * B);  // valid values in this block
-  const auto m0 = static_cast<__mmask16>(n >= 16 ? 0xffff : (1u << n) - 1);
-  const auto m1 = static_cast<__mmask16>(n >= 32 ? 0xffff : n > 16 ? (1u << (n - 16)) - 1 : 0);
+  const auto [m0, m1] = block_masks(k, b);
   const int64_t rows = std::min<int64_t>(16, m - r0);
   const __m512 inv_unit = _mm512_loadu_ps(p.inv_unit.data() + r0);
   const __m512 amax = _mm512_loadu_ps(p.amax.data() + ((r0 / 16) * p.nb + b) * 16);
@@ -354,18 +362,15 @@ bool gemm_quantized_vnni(const float* x, int64_t m, int64_t K, const MatmulOutpu
     const int64_t N = w.rows, row_bytes = w.row_bytes();
     thread_local std::vector<uint8_t> panel;
     // A tile of x's products with the panel: [kTileRows][lds], copied into y's rows after
-    // the last of them. (Written straight into y, whose rows are often a multiple of 4 KiB
-    // apart, a tile's 32 rows fell in one set of L1 and were evicted before the next
-    // tile's columns filled the rest of their lines. kernels_bench on one core, best of
-    // three: q8 266 x 2048 x 2048 552 -> 574 GOP/s, q4 579 -> 592; with no stores at
-    // all 581 and 613.)
+    // the last of them (tile_store.h; kernels_bench on one core, best of three: q8 266 x
+    // 2048 x 2048 552 -> 574 GOP/s, q4 579 -> 592; with no stores at all 581 and 613).
     thread_local std::vector<float> stage;
     for (int64_t pg0 = g0; pg0 < g1; pg0 += panel_groups) {
       const int64_t r0 = pg0 * kTileCols;
       const int64_t rows = std::min(std::min(g1, pg0 + panel_groups) * kTileCols, N) - r0;
       if (panel.size() < static_cast<size_t>(rows * kp))
         panel.resize(static_cast<size_t>(rows * kp));
-      const int64_t lds = rows % 512 == 0 ? rows + 16 : rows;  // (rows not 2 KiB apart)
+      const int64_t lds = stage_stride(rows);
       if (stage.size() < static_cast<size_t>(kTileRows * lds))
         stage.resize(static_cast<size_t>(kTileRows * lds));
       copy_panel(w, r0, rows, panel.data());
@@ -392,10 +397,7 @@ bool gemm_quantized_vnni(const float* x, int64_t m, int64_t K, const MatmulOutpu
           row_fns[nr](packed, t, panel.data() + j0 * kp, kp, w.scales + (r0 + j0) * nb,
                       stage.data() + j0, lds, rows_t, bias != nullptr ? bias + r0 + j0 : nullptr);
         }
-        for (int64_t i = 0; i < rows_t; ++i) {
-          std::memcpy(y + (row0 + i) * N + r0, stage.data() + i * lds,
-                      static_cast<size_t>(rows) * sizeof(float));
-        }
+        copy_rows(y + row0 * N + r0, N, stage.data(), lds, rows_t, rows);
       }
     }
   };

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <type_traits>
 
 namespace pg::kernels {
@@ -66,5 +67,19 @@ inline void store_columns(const __m512 (&c)[NR], float* y, int64_t ldy, int64_t 
   store_quad(std::integral_constant<int, 3>{});
 }
 #endif
+
+// Tiles write into a staging buffer rather than straight into y, whose rows are often a
+// multiple of 4 KiB apart (Gemma: 2048 or 16384 columns): there a tile's 32 or 48 rows fell
+// in one set of L1 and were evicted before the next tiles' columns filled the rest of their
+// lines. The buffer's row stride for `width` columns: width, or 16 more where rows would be
+// a multiple of 2 KiB apart.
+inline int64_t stage_stride(int64_t width) { return width % 512 == 0 ? width + 16 : width; }
+
+// rows x width floats from src (rows lds apart) to dst (rows ldd apart).
+inline void copy_rows(float* dst, int64_t ldd, const float* src, int64_t lds, int64_t rows,
+                      int64_t width) {
+  for (int64_t i = 0; i < rows; ++i)
+    std::memcpy(dst + i * ldd, src + i * lds, static_cast<size_t>(width) * sizeof(float));
+}
 
 }  // namespace pg::kernels
