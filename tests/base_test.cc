@@ -5,8 +5,11 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <fstream>
+#include <string>
 #include <vector>
 
+#include "base/cpu.h"
 #include "base/memory.h"
 #include "base/parallel.h"
 #include "base/status.h"
@@ -146,3 +149,21 @@ TEST(Memory, LineAlignedVectorGrowsAcrossTheThreshold) {
 
 }  // namespace
 }  // namespace pg
+
+TEST(Cpu, FamilyAndVendorMatchTheKernelsReport) {
+  // /proc/cpuinfo's "vendor_id" and "cpu family" (decimal, extended family included) for
+  // the first processor, where Linux has them.
+  std::ifstream info("/proc/cpuinfo");
+  std::string line, vendor;
+  int family = -1;
+  while (std::getline(info, line) && (vendor.empty() || family < 0)) {
+    const auto colon = line.find(':');
+    if (colon == std::string::npos || colon + 2 > line.size()) continue;
+    const std::string value = line.substr(colon + 2);
+    if (line.rfind("vendor_id", 0) == 0) vendor = value;
+    if (line.rfind("cpu family", 0) == 0) family = std::stoi(value);
+  }
+  if (vendor.empty() || family < 0) GTEST_SKIP() << "no x86 /proc/cpuinfo";
+  EXPECT_EQ(pg::cpu_id().amd, vendor == "AuthenticAMD") << vendor;
+  EXPECT_EQ(pg::cpu_id().family, family);
+}

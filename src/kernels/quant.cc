@@ -3,9 +3,11 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 
+#include "base/cpu.h"
 #include "base/parallel.h"
 #include "kernels/in_register.h"
 #include "kernels/kernels.h"
@@ -91,12 +93,19 @@ void quantize_activations(const float* x, int64_t cols, QuantizedRow& out) {
 // this is the next row's start), and its scales 512 bytes ahead, once per group of 16
 // blocks (8 groups ahead in q4, as the codes are; the scales are a stream of their own,
 // a fifth of q4's bytes and a ninth of q8's). Measured on the decode products of
-// PaliGemma 2's layers (kernels_bench BM_decode_layers, 2 threads, 512 MiB): codes 1 KiB
-// ahead and scales left to the hardware read q8 at 38-43 GB/s and q4 at 35-47, against
-// 50-55 and 46-48 with both prefetched as here (three alternations; scales 256 or 1024
-// bytes ahead, codes 1.5 or 3 KiB, or a second prefetch into L2 gained less). Without any
-// prefetch, q8 read 39.7-42.7 and q4 39.7 against 45.7-48.6 and 44.7 with the codes' 1 KiB
-// ahead (session 7). The bf16 products (one instruction per line) read no faster with one.
+// PaliGemma 2's layers (kernels_bench BM_decode_layers, 2 threads, 512 MiB; the CPU was not
+// recorded): codes 1 KiB ahead and scales left to the hardware read q8 at 38-43 GB/s and
+// q4 at 35-47, against 50-55 and 46-48 with both prefetched as here (three alternations;
+// scales 256 or 1024 bytes ahead, codes 1.5 or 3 KiB, or a second prefetch into L2 gained
+// less). Without any prefetch, q8 read 39.7-42.7 and q4 39.7 against 45.7-48.6 and 44.7
+// with the codes' 1 KiB ahead (session 7). The bf16 products (one instruction per line)
+// read no faster with one.
+// On AMD family 0x19 (Zen 4; measured on an EPYC of model 0x11) the hardware prefetchers
+// do better alone: PaliGemma 2's and PaliGemma's layers (512 MiB, 2 threads), passes with
+// and without the prefetches interleaved in one process (ABBA, 32 passes, median ratio of
+// neighbouring passes), read q8 12-16% and q4 3-4% faster without them (q8 41.7 -> 48.3
+// GB/s, q4 38.0 -> 39.4; codes 1 or 4 KiB ahead, or an L2 prefetch 4 or 8 KiB ahead
+// instead, were slower than none). There the products run without them.
 // (Addresses are formed as integers: past a matrix's last rows they point beyond the
 // buffer, which a prefetch may do but pointer arithmetic may not.)
 constexpr uintptr_t kCodesAhead = 2048, kScalesAhead = 512;
@@ -119,7 +128,7 @@ inline void prefetch_at(const void* p, uintptr_t ahead) {
 //   q4 (Q4 = true): codes are unsigned (0..15); low nibbles (x runs 0-3) and high nibbles
 //     (x runs 4-7) of 4 runs; the sums start at -8 times x's block sums (the codes' offset).
 // Two sums per row (alternate runs) keep the vpdpbusd chains short.
-template <bool Q4, int NW>
+template <bool Q4, int NW, bool Prefetch>
 void dot_grouped(const uint8_t* const* w, const float* const* ws, const QuantizedRow& x, int64_t nb,
                  float* out) {
   constexpr int64_t kBlockBytes = Q4 ? B / 2 : B;
@@ -152,7 +161,9 @@ void dot_grouped(const uint8_t* const* w, const float* const* ws, const Quantize
 #pragma GCC unroll 8
     for (int64_t t = 0; t < kRuns; ++t) {
       const int64_t at = g0 * kBlockBytes + t * 4 * n;
-      for (int j = 0; j < NW; ++j) prefetch_at(w[j] + at, kCodesAhead);
+      if constexpr (Prefetch) {
+        for (int j = 0; j < NW; ++j) prefetch_at(w[j] + at, kCodesAhead);
+      }
       if constexpr (Q4) {
         const __m512i xl = x_run(t), xh = x_run(4 + t);
         for (int j = 0; j < NW; ++j) {
@@ -170,7 +181,9 @@ void dot_grouped(const uint8_t* const* w, const float* const* ws, const Quantize
         }
       }
     }
-    for (int j = 0; j < NW; ++j) prefetch_at(ws[j] + g0, kScalesAhead);
+    if constexpr (Prefetch) {
+      for (int j = 0; j < NW; ++j) prefetch_at(ws[j] + g0, kScalesAhead);
+    }
     const __m512 xs = _mm512_maskz_loadu_ps(lanes, x.scale.data() + g0);
     for (int j = 0; j < NW; ++j) {
       const __m512 cs = _mm512_mul_ps(_mm512_maskz_loadu_ps(lanes, ws[j] + g0), xs);
@@ -183,7 +196,7 @@ void dot_grouped(const uint8_t* const* w, const float* const* ws, const Quantize
   for (int j = 0; j < NW; ++j) out[j] = _mm512_reduce_add_ps(acc[j]);
 }
 #else
-template <bool Q4, int NW>
+template <bool Q4, int NW, bool Prefetch>
 void dot_grouped(const uint8_t* const* w, const float* const* ws, const QuantizedRow& x, int64_t nb,
                  float* out) {
   for (int j = 0; j < NW; ++j)
@@ -239,11 +252,30 @@ void dequantize_row_bf16(const MatrixView& w, int64_t r, uint16_t* out) {
   }
 }
 
+// [q4][prefetch][rows - 1]: dot_grouped for one weight row or two.
+using DotFn = void (*)(const uint8_t* const*, const float* const*, const QuantizedRow&, int64_t,
+                       float*);
+constexpr DotFn kDot[2][2][2] = {{{dot_grouped<false, 1, false>, dot_grouped<false, 2, false>},
+                                  {dot_grouped<false, 1, true>, dot_grouped<false, 2, true>}},
+                                 {{dot_grouped<true, 1, false>, dot_grouped<true, 2, false>},
+                                  {dot_grouped<true, 1, true>, dot_grouped<true, 2, true>}}};
+
+std::atomic<int> decode_prefetch_mode{-1};
+
 // Rows of x at or below this count use int8 dot products; above, dequantized panels.
 constexpr int64_t kDotRows = 8;
 constexpr int64_t kPanelRows = 64;
 
 }  // namespace
+
+void set_decode_prefetch(int mode) { decode_prefetch_mode.store(mode < 0 ? -1 : mode > 0 ? 1 : 0); }
+
+bool decode_prefetch() {
+  const int mode = decode_prefetch_mode.load(std::memory_order_relaxed);
+  if (mode >= 0) return mode == 1;
+  static const bool by_cpu = !(cpu_id().amd && cpu_id().family == 0x19);
+  return by_cpu;
+}
 
 QuantizedMatrix quantize_q8(const MatrixView& w) {
   QuantizedMatrix q;
@@ -354,6 +386,7 @@ void matmul_quantized(const float* x, int64_t m, const MatrixView& w, const floa
     for (int64_t i = 0; i < m; ++i) quantize_activations(x + i * K, K, xq[static_cast<size_t>(i)]);
     const QuantizedRow* xr = xq.data();  // (the pool's threads must use this thread's)
     const int64_t row_bytes = w.row_bytes();
+    const DotFn* dot = kDot[w.dtype == DType::kU8 ? 1 : 0][decode_prefetch() ? 1 : 0];
     // Two rows at a time, far apart (row_pairs.h), for every row of x in turn.
     for_row_pairs_small_m(m, N, K, bias, y,
                           [&](int64_t ra, int64_t rb, int64_t i0, int mr, float* out) {
@@ -367,14 +400,7 @@ void matmul_quantized(const float* x, int64_t m, const MatrixView& w, const floa
                             }
                             for (int i = 0; i < mr; ++i) {
                               float d[2] = {};
-                              const QuantizedRow& xi = xr[i0 + i];
-                              if (w.dtype == DType::kI8) {
-                                nw == 2 ? dot_grouped<false, 2>(data, scales, xi, nb, d)
-                                        : dot_grouped<false, 1>(data, scales, xi, nb, d);
-                              } else {
-                                nw == 2 ? dot_grouped<true, 2>(data, scales, xi, nb, d)
-                                        : dot_grouped<true, 1>(data, scales, xi, nb, d);
-                              }
+                              dot[nw - 1](data, scales, xr[i0 + i], nb, d);
                               out[i] = d[0];
                               out[4 + i] = d[1];
                             }
