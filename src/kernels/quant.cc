@@ -102,10 +102,11 @@ void quantize_activations(const float* x, int64_t cols, QuantizedRow& out) {
 // read no faster with one.
 // On AMD family 0x19 (Zen 4; measured on an EPYC of model 0x11) the hardware prefetchers
 // do better alone: PaliGemma 2's and PaliGemma's layers (512 MiB, 2 threads), passes with
-// and without the prefetches interleaved in one process (ABBA, 32 passes, median ratio of
-// neighbouring passes), read q8 12-16% and q4 3-4% faster without them (q8 41.7 -> 48.3
-// GB/s, q4 38.0 -> 39.4; codes 1 or 4 KiB ahead, or an L2 prefetch 4 or 8 KiB ahead
-// instead, were slower than none). There the products run without them.
+// and without the prefetches interleaved in one process (bench/decode_prefetch_ab: ABBA,
+// 32 passes, median ratio of neighbouring passes), read q8 12-16% faster without them and
+// q4 0-6% (q8 41.8 -> 48.5 GB/s and q4 38.5 -> 40.8 on PaliGemma 2's, best passes). Codes
+// 1 or 4 KiB ahead, or 2 KiB plus an L2 prefetch 8 KiB ahead, were slower than none; an
+// L2 prefetch 4 KiB ahead alone was equal to none. There the products run without them.
 // (Addresses are formed as integers: past a matrix's last rows they point beyond the
 // buffer, which a prefetch may do but pointer arithmetic may not.)
 constexpr uintptr_t kCodesAhead = 2048, kScalesAhead = 512;

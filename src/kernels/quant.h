@@ -38,10 +38,10 @@ LineAlignedVector<uint16_t> to_bf16(const MatrixView& w);
 // VNNI, larger m takes matmul_quantized_panels.
 void matmul_quantized(const float* x, int64_t m, const MatrixView& w, const float* bias, float* y);
 
-// Whether the decode products (m <= 8) prefetch their weights in software (quant.cc): mode
-// -1 (the default) chooses by CPU, not on AMD family 0x19 (Zen 4), where the hardware
-// prefetchers alone read faster, and on every other CPU; 0 never; 1 always. For
-// benchmarks (bench/decode_prefetch_ab) comparing the two in one process; the results are
+// Whether the decode products (m <= 8) prefetch their weights in software (quant.cc).
+// Mode -1 (the default) chooses by CPU: off on AMD family 0x19 (Zen 4), where the hardware
+// prefetchers alone read faster, on elsewhere; 0 never; 1 always. For benchmarks
+// (bench/decode_prefetch_ab) comparing the two in one process: the products' values are
 // the same either way.
 void set_decode_prefetch(int mode);
 bool decode_prefetch();
