@@ -4,7 +4,7 @@
 // changing memory bandwidth weighs on both alike. Prints JSON: each mode's best and median
 // GB/s and the median over neighbouring pairs of passes of (time with prefetch) / (time
 // without): above 1, the products are faster without.
-//   build/bench/decode_prefetch_ab [q8|q4] [gemma|gemma2] [passes]
+//   build/bench/decode_prefetch_ab [q8|q4] [gemma|gemma2] [passes >= 4]   (defaults q4 gemma2 32)
 // gemma2: PaliGemma 2 3B (width 2304, q 2048, k and v 1024, MLP 9216); gemma: PaliGemma 3B
 // (width 2048, k and v 256, MLP 16384).
 #include <algorithm>
@@ -22,9 +22,32 @@
 #include "kernels/quant.h"
 
 int main(int argc, char** argv) {
-  const bool q8 = argc > 1 && std::strcmp(argv[1], "q8") == 0;
-  const bool gemma2 = !(argc > 2 && std::strcmp(argv[2], "gemma") == 0);
-  const int passes = argc > 3 ? std::max(4, std::atoi(argv[3])) : 32;
+  // Arguments, each optional in order (defaults q4, gemma2, 32); anything else is an error
+  // that names the argument, before any memory is taken.
+  auto fail = [](const char* what, const char* got) {
+    std::fprintf(stderr,
+                 "decode_prefetch_ab: %s '%s'\nusage: decode_prefetch_ab [q8|q4] [gemma|gemma2] "
+                 "[passes >= 4]\n",
+                 what, got);
+    return 2;
+  };
+  if (argc > 4) return fail("too many arguments, starting at", argv[4]);
+  const char* dtype = argc > 1 ? argv[1] : "q4";
+  const char* layers = argc > 2 ? argv[2] : "gemma2";
+  if (std::strcmp(dtype, "q8") != 0 && std::strcmp(dtype, "q4") != 0)
+    return fail("unknown dtype (q8 or q4)", dtype);
+  if (std::strcmp(layers, "gemma") != 0 && std::strcmp(layers, "gemma2") != 0)
+    return fail("unknown layers (gemma or gemma2)", layers);
+  int passes = 32;
+  if (argc > 3) {
+    char* end = nullptr;
+    const long v = std::strtol(argv[3], &end, 10);
+    if (end == argv[3] || *end != '\0' || v < 4 || v > 100000)
+      return fail("passes must be a whole number from 4 to 100000, not", argv[3]);
+    passes = static_cast<int>(v);
+  }
+  const bool q8 = std::strcmp(dtype, "q8") == 0;
+  const bool gemma2 = std::strcmp(layers, "gemma2") == 0;
   pg::set_num_threads(0);
   const int64_t d = gemma2 ? 2304 : 2048, q = 2048, kv = gemma2 ? 1024 : 256,
                 f = gemma2 ? 9216 : 16384;

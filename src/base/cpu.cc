@@ -21,12 +21,8 @@ const CpuId& cpu_id() {
     c.amd = std::strcmp(vendor, "AuthenticAMD") == 0;
     if (__get_cpuid(1, &eax, &ebx, &ecx, &edx) == 0) return c;
     const int base_family = static_cast<int>((eax >> 8) & 0xf);
-    const int base_model = static_cast<int>((eax >> 4) & 0xf);
     c.family =
         base_family == 0xf ? base_family + static_cast<int>((eax >> 20) & 0xff) : base_family;
-    c.model = base_family == 0xf || base_family == 0x6
-                  ? base_model + (static_cast<int>((eax >> 16) & 0xf) << 4)
-                  : base_model;
 #endif
     return c;
   }();

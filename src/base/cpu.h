@@ -7,7 +7,6 @@ namespace pg {
 struct CpuId {
   bool amd = false;  // vendor "AuthenticAMD"
   int family = 0;    // base family plus extended family (AMD Zen 4: 0x19, Zen 5: 0x1a)
-  int model = 0;     // base model plus extended model << 4
 };
 
 // Read once, on first use.
