@@ -121,15 +121,17 @@ TEST_P(QuantFormat, ProductMatchesTheDequantizedOne) {
   // The quantized product rounds the activations to int8 per block of 32 (error at most
   // half a step per element), so |y - y_ref| <= sum_c |w_c| * step_x(c) / 2 plus float
   // rounding.
-  // m > 8 takes the prefill product: on VNNI, for k a multiple of 32, int8 x int8 tiles of
-  // 32 rows by 6 columns (m = 33, 48, 49 and 70 leave partial tiles; n = 37, 39, 40 and 41 a
-  // last column group of 1, 3, 4 and 5, each thread's share of groups others); a last tile of
-  // at most 16 rows (m = 9, 33, 48, 70) takes the 16-row tile.
+  // m > 8 takes the prefill product: on VNNI, int8 x int8 register tiles of 48 rows by 4
+  // columns, 32 by 6 and (m <= 16 only) 16 by 12, as many of 48 as leave a rest of whole
+  // tiles of 32 (m = 9: one of 16; 20: one of 32; 33, 48: one of 48; 49: two of 32; 70: 48 +
+  // 32; 96: two of 48; 100: 48 + 32 + 32; all but 48 and 96 with padded rows in the last).
+  // n = 37 to 41 leave a last tile of 1 to 5 columns (and 1 to 4 of the 48-row tiles' 4:
+  // 40 none); the threads share the columns in groups of 12.
   // (k, n):
   constexpr std::pair<int64_t, int64_t> kProductShapes[] = {
-      {32, 37},  {33, 40},  {96, 41},   {100, 37},  {160, 40},
-      {300, 41}, {512, 37}, {1000, 40}, {1000, 41}, {32, 39}};
-  for (int64_t m : {1, 3, 9, 20, 33, 48, 49, 70}) {
+      {32, 37},  {33, 40},   {96, 41},   {100, 37}, {160, 40}, {300, 41},
+      {512, 37}, {1000, 40}, {1000, 41}, {32, 39},  {160, 38}};
+  for (int64_t m : {1, 3, 9, 20, 33, 48, 49, 70, 96, 100}) {
     for (const auto& [k, n] : kProductShapes) {
       auto w = random_matrix(n, k, 7);
       auto x = random_matrix(m, k, 8);
@@ -175,9 +177,10 @@ TEST_P(QuantFormat, Int8ProductsMatchTheirExactIntegerSums) {
   enum class Values { kRandom, kPaired, kSpread };
   for (const Values values : {Values::kRandom, Values::kPaired, Values::kSpread}) {
     const bool paired = values == Values::kPaired, spread = values == Values::kSpread;
-    // (m = 16: a single tile of 16 rows; 49: a last tile of 17; 267: a rest of 11 rows in
-    // tiles of 16 x 12 over 37 columns.)
-    for (int64_t m : {1, 3, 9, 16, 33, 48, 49, 70, 267}) {
+    // (m = 16: a single tile of 16 rows by 12 columns; 33: one of 48 rows by 4, 15 of them
+    // padding; 49: two of 32 by 6, the last with 15; 70: 48 + 32; 100: 48 + 32 + 32; 267:
+    // five of 48 and one of 32 with 5 rows padding. 37 columns leave a last tile of one.)
+    for (int64_t m : {1, 3, 9, 16, 33, 48, 49, 70, 100, 267}) {
       if (spread && m != 3 && m != 49 && m != 267) continue;
       // (q4 interleaves groups of 16 blocks: k = 590 ends in a group of 3 blocks, the last
       // partial, and 2304 in one of 8 after four whole groups.)
@@ -250,10 +253,11 @@ TEST_P(QuantFormat, Int8ProductsMatchTheirExactIntegerSums) {
               }
               const double s = static_cast<double>(sx[i * nb + b]) * sw;
               want += s * static_cast<double>(sum);
-              // q4 sums unsigned codes (w / sw + 8) and subtracts 8 * sum(q_x) separately, and
-              // q8's dot products sum w + 128 and subtract 128 * sum(q_x): both parts are
-              // rounded, so both count towards the rounding bound.
-              const int64_t offset = GetParam() == pg::DType::kU8 ? 8 : m <= 8 ? 128 : 0;
+              // The dot products (m <= 8) sum unsigned weights, q4's codes (w / sw + 8) and
+              // q8's w + 128, and subtract 8 or 128 * sum(q_x) as a float term: both parts
+              // are rounded, so both count towards the rounding bound. The prefill tiles
+              // take x + 128 and subtract 128 * sum(q_w) from the int32 sum: exact.
+              const int64_t offset = m > 8 ? 0 : GetParam() == pg::DType::kU8 ? 8 : 128;
               mag += std::fabs(s * static_cast<double>(sum + offset * qsum)) +
                      std::fabs(s * static_cast<double>(offset * qsum));
             }

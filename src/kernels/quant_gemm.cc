@@ -2,10 +2,16 @@
 // scales of every block of 32 (x's shift, the weight's float) applied to its exact int32
 // sum.
 //
-// vpdpbusd multiplies unsigned by signed bytes, so the weights take the unsigned side:
-// each panel of weight rows is copied as u = q_w + 128 (q8: q ^ 0x80; q4: code + 120),
-// and the 128 * sum(q_x) it adds per block is subtracted by starting each block's sum at
-// -128 * sum_{k in b} q_x[i, k] (computed once, while packing the activations).
+// vpdpbusd multiplies unsigned by signed bytes. The activations take the unsigned side,
+// packed as u = q_x + 128, and the weights the signed one, so q8 weights are read where
+// they lie, in their stored layout (tensor.h: groups of 16 blocks, runs of 4 bytes of
+// each), with no copy; q4 panels are unpacked into the same layout as codes - 8. The
+// 128 * sum(q_w) that the offset adds per block is subtracted by starting each block's
+// sum at -128 * sum_{k in b} q_w[n, k], computed once per panel (8 vpdpbusd per row and
+// group of 16 blocks). (The weights took the unsigned side before, which needed a copy
+// of every panel as q + 128 in block order, 4.5% of a one-core q8 product in perf; read
+// in place, the product measured as fast: the panel's first touch costs the same where it
+// moved.)
 //
 // Within a row, the activations' steps differ by powers of two: row i's block b is
 // quantized with step u_i 2^s_ib, s_ib in [0, 12], u_i the row's unit (its largest
@@ -17,11 +23,16 @@
 // at the end. Steps are at most twice amax / 127 for blocks within 2^-12 of their row's
 // largest (the golden models' int8 logit errors moved within their noise: README "Speed").
 //
-// Register tile: 32 rows of x (two vectors of 16 lanes, one row per lane) by up to 6
-// weight rows (columns of y); per 4 columns of K, a lane holds 4 bytes of its row of x
-// and every weight row's 4 bytes are broadcast. Packed x, per tile of 32 rows:
-//   xq [nb][8 steps][32 lanes][4 bytes]   (s8; rows past m are zero)
-//   xs [nb][32]  s_ib           xc [nb][32]  -128 * sum of the block's q_x
+// Register tiles: 48 rows of x (three vectors of 16 lanes, one row per lane) by 4 weight
+// rows (columns of y), or 32 by 6, or 16 by 12: 12 accumulators each. Per 4 columns of
+// K, a lane holds 4 bytes of its row of x and every weight row's 4 bytes are broadcast.
+// The rows are split into as many tiles of 48 as leave a rest of whole tiles of 32, so
+// only the last tile holds padded rows (PaliGemma's 266 prompt rows: 5 x 48 + 32, where
+// 8 x 32 + a 16-row rest spent 9.5% of a one-core product on the rest's 10 rows: 3.0%
+// faster with 2 threads, measured by alternating in one process). Packed x, per vector of
+// 16 rows:
+//   xq [nb][8 steps][16 lanes][4 bytes]   (u8, q_x + 128; rows past m are 128)
+//   xs [nb][16]  s_ib
 // and per row: u_i and 1 / u_i.
 #include "kernels/quant_gemm.h"
 
@@ -42,9 +53,13 @@ namespace pg::kernels {
 namespace {
 
 constexpr int64_t B = kQuantBlock;
-constexpr int64_t kTileRows = 32;               // rows of x per register tile
-constexpr int64_t kTileCols = 6;                // weight rows per register tile
-constexpr int64_t kBlockBytes = B * kTileRows;  // one block of one packed tile
+constexpr int64_t kLanes = 16;               // rows of x per vector (one per lane)
+constexpr int64_t kBlockBytes = B * kLanes;  // one block of one packed vector of rows
+constexpr int kMaxTileVecs = 3;              // vectors of rows per register tile
+// Weight rows per register tile of 1, 2 or 3 vectors of rows (12 accumulators each), and
+// the columns that panels and the threads' shares come in: a multiple of all of them.
+constexpr int64_t kTileCols[kMaxTileVecs + 1] = {0, 12, 6, 4};
+constexpr int64_t kColGroup = 12;
 // Weight rows copied per panel: about this many bytes, so a panel stays in L2 while
 // every tile of x passes over it.
 constexpr int64_t kPanelBytes = 384 << 10;
@@ -54,13 +69,12 @@ constexpr int64_t kPanelBytes = 384 << 10;
 constexpr int kMaxShift = 12;
 
 struct PackedX {
-  int64_t tiles = 0, nb = 0;
-  std::vector<int8_t> q;        // [tiles][nb][8][32][4]
-  std::vector<int32_t> shift;   // [tiles][nb][32]
-  std::vector<int32_t> c;       // [tiles][nb][32]
-  std::vector<float> unit;      // [tiles * 32]: each row's
-  std::vector<float> inv_unit;  // [tiles * 32]: 1 / unit
-  std::vector<float> amax;      // [groups of 16 rows][nb][16]: each block's max |x|
+  int64_t vecs = 0, nb = 0;
+  std::vector<uint8_t> q;       // [vecs][nb][8][16][4]
+  std::vector<int32_t> shift;   // [vecs][nb][16]
+  std::vector<float> unit;      // [vecs * 16]: each row's
+  std::vector<float> inv_unit;  // [vecs * 16]: 1 / unit
+  std::vector<float> amax;      // [vecs][nb][16]: each block's max |x|
 };
 
 // ceil(log2(v)) for v >= 0 from its bits (0 gives -127, subnormals -126).
@@ -142,9 +156,8 @@ void row_units(const float* x, int64_t m, int64_t k, int64_t r0, PackedX& p) {
 
 // Rows [r0, r0 + 16) of x (r0 a multiple of 16; rows at or past m count as zero), block b,
 // into their vector of the packed tile: the shift s, the least in [0, kMaxShift] for which
-// amax / (unit 2^s) <= 127, the codes q = round-to-nearest-even(x (1 / unit) 2^-s) (4 to a
-// dword, as the tile reads them, transposed into lanes), and -128 times their sum (from
-// vpdpbusd against bytes of 1).
+// amax / (unit 2^s) <= 127, and the codes q = round-to-nearest-even(x (1 / unit) 2^-s) as
+// unsigned q + 128 (4 to a dword, as the tile reads them, transposed into lanes).
 void pack_group(const float* x, int64_t m, int64_t k, int64_t r0, int64_t b, PackedX& p) {
   const auto [m0, m1] = block_masks(k, b);
   const int64_t rows = std::min<int64_t>(16, m - r0);
@@ -175,115 +188,106 @@ void pack_group(const float* x, int64_t m, int64_t k, int64_t r0, int64_t b, Pac
     q[r] = _mm512_zextsi256_si512(bytes);
   }
   transpose16(q);
-  const int64_t blk = (r0 / kTileRows) * p.nb + b, half = (r0 % kTileRows) / 16;
-  int8_t* dst = p.q.data() + blk * kBlockBytes + half * 64;
-  __m512i sum = _mm512_setzero_si512();
-  const __m512i ones = _mm512_set1_epi8(1);
-  for (int64_t step = 0; step < B / 4; ++step) {
-    _mm512_storeu_si512(dst + step * kTileRows * 4, q[step]);
-    sum = _mm512_dpbusd_epi32(sum, ones, q[step]);
-  }
-  _mm512_storeu_si512(p.shift.data() + blk * kTileRows + half * 16, shift);
-  _mm512_storeu_si512(p.c.data() + blk * kTileRows + half * 16,
-                      _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(sum, 7)));
+  const int64_t blk = (r0 / kLanes) * p.nb + b;
+  uint8_t* dst = p.q.data() + blk * kBlockBytes;
+  const __m512i offset = _mm512_set1_epi8(static_cast<char>(0x80));  // q + 128, mod 256
+  for (int64_t step = 0; step < B / 4; ++step)
+    _mm512_storeu_si512(dst + step * 64, _mm512_xor_si512(q[step], offset));
+  _mm512_storeu_si512(p.shift.data() + blk * kLanes, shift);
 }
 
-// Weight rows [r0, r0 + rows) as unsigned bytes u = q + 128, [rows][nb * 32], each
-// block's 32 in order (a partial last block's padding, q8 0 or q4 code 8, becomes 128: a
-// zero weight). In each run of a group (tensor.h), lane j holds 4 bytes of block j: q8's
-// runs 0-7 are the blocks' bytes 0-31; q4's four runs hold codes 0-15 (low nibbles) and
-// 16-31 (high). Those eight vectors of a group, transposed, give each block its 32 bytes
-// in order: per 128-bit lane k, a 4 x 4 transpose of dwords (unpacks) of bytes 0-15 and of
-// bytes 16-31 makes block 4k + q's two halves, and one permutation pairs them.
-void copy_panel(const MatrixView& w, int64_t r0, int64_t rows, uint8_t* out) {
+// A panel: weight rows [r0, r0 + rows) as signed codes in the stored q8 layout (tensor.h)
+// with rows `ld` bytes apart, and per row and block -128 * the sum of its codes (cw
+// [rows][nb], the start of the block's sum in the tile). q8 rows are read in place; q4
+// rows are unpacked into `copy`: run t of a group (4 bytes of each of its n blocks) takes
+// the low nibbles of the q4 group's run t for t < 4, its high nibbles for t >= 4, less 8
+// (a partial last block's padding, code 8, becomes 0 as q8's padding is).
+struct Panel {
+  const int8_t* w = nullptr;
+  int64_t ld = 0;
+};
+Panel prepare_panel(const MatrixView& w, int64_t r0, int64_t rows, std::vector<int8_t>& copy,
+                    int32_t* cw) {
   const int64_t nb = quant_blocks(w.cols), kp = nb * B, row_bytes = w.row_bytes();
   const bool q4 = w.dtype == DType::kU8;
-  const int64_t block_bytes = q4 ? B / 2 : B;
-  const auto* base = static_cast<const uint8_t*>(w.data);
-  const __m512i nibble = _mm512_set1_epi8(0x0f), bias = _mm512_set1_epi8(120);
-  const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
-  const __m512i first = _mm512_set_epi64(11, 10, 3, 2, 9, 8, 1, 0);     // lanes 0, 1 of both
-  const __m512i second = _mm512_set_epi64(15, 14, 7, 6, 13, 12, 5, 4);  // lanes 2, 3
-  auto transpose = [](const __m512i* v, __m512i* t) {                   // t[q] lane k: block 4k + q
-    const __m512i a0 = _mm512_unpacklo_epi32(v[0], v[1]), a1 = _mm512_unpackhi_epi32(v[0], v[1]);
-    const __m512i a2 = _mm512_unpacklo_epi32(v[2], v[3]), a3 = _mm512_unpackhi_epi32(v[2], v[3]);
-    t[0] = _mm512_unpacklo_epi64(a0, a2);
-    t[1] = _mm512_unpackhi_epi64(a0, a2);
-    t[2] = _mm512_unpacklo_epi64(a1, a3);
-    t[3] = _mm512_unpackhi_epi64(a1, a3);
-  };
+  const auto* base = static_cast<const uint8_t*>(w.data) + r0 * row_bytes;
+  if (q4 && copy.size() < static_cast<size_t>(rows * kp))
+    copy.resize(static_cast<size_t>(rows * kp));
+  const Panel panel =
+      q4 ? Panel{copy.data(), kp} : Panel{reinterpret_cast<const int8_t*>(base), row_bytes};
+  const __m512i nibble = _mm512_set1_epi8(0x0f), eight = _mm512_set1_epi8(8);
+  const __m512i ones = _mm512_set1_epi8(1);
   for (int64_t r = 0; r < rows; ++r) {
-    const uint8_t* src = base + (r0 + r) * row_bytes;
-    uint8_t* dst = out + r * kp;
+    const uint8_t* src = base + r * row_bytes;
     for (int64_t g0 = 0; g0 < nb; g0 += kQuantGroup) {
       const int64_t n = std::min(kQuantGroup, nb - g0);
       const auto lanes = static_cast<__mmask16>(n == 16 ? 0xffff : (1u << n) - 1);
-      const uint8_t* group = src + g0 * block_bytes;
-      __m512i lo[4], hi[4], tl[4], th[4];  // bytes 0-15 and 16-31 of the blocks
-      for (int64_t t = 0; t < 4; ++t) {
-        const __m512i v = _mm512_maskz_loadu_epi32(lanes, group + t * 4 * n);
-        if (q4) {
-          lo[t] = _mm512_add_epi8(_mm512_and_si512(v, nibble), bias);
-          hi[t] = _mm512_add_epi8(_mm512_and_si512(_mm512_srli_epi16(v, 4), nibble), bias);
-        } else {
-          lo[t] = _mm512_xor_si512(v, flip);
-          hi[t] = _mm512_xor_si512(_mm512_maskz_loadu_epi32(lanes, group + (4 + t) * 4 * n), flip);
+      __m512i sum = _mm512_setzero_si512();  // lane j: block g0 + j's sum of codes
+      if (q4) {
+        const uint8_t* group = src + g0 * (B / 2);
+        int8_t* dst = copy.data() + r * kp + g0 * B;
+        for (int64_t t = 0; t < 4; ++t) {
+          const __m512i v = _mm512_maskz_loadu_epi32(lanes, group + t * 4 * n);
+          const __m512i lo = _mm512_sub_epi8(_mm512_and_si512(v, nibble), eight);
+          const __m512i hi =
+              _mm512_sub_epi8(_mm512_and_si512(_mm512_srli_epi16(v, 4), nibble), eight);
+          _mm512_mask_storeu_epi32(dst + t * 4 * n, lanes, lo);
+          _mm512_mask_storeu_epi32(dst + (4 + t) * 4 * n, lanes, hi);
+          sum = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(sum, ones, lo), ones, hi);
         }
+      } else {
+        const uint8_t* group = src + g0 * B;
+        for (int64_t t = 0; t < 8; ++t)
+          sum = _mm512_dpbusd_epi32(sum, ones, _mm512_maskz_loadu_epi32(lanes, group + t * 4 * n));
       }
-      transpose(lo, tl);
-      transpose(hi, th);
-      for (int64_t q = 0; q < 4; ++q) {
-        const __m512i d0 = _mm512_permutex2var_epi64(tl[q], first, th[q]);   // blocks q, 4 + q
-        const __m512i d1 = _mm512_permutex2var_epi64(tl[q], second, th[q]);  // 8 + q, 12 + q
-        const __m256i block[4] = {_mm512_castsi512_si256(d0), _mm512_extracti64x4_epi64(d0, 1),
-                                  _mm512_castsi512_si256(d1), _mm512_extracti64x4_epi64(d1, 1)};
-        for (int64_t k = 0; k < 4 && 4 * k + q < n; ++k) {
-          _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + (g0 + 4 * k + q) * B), block[k]);
-        }
-      }
+      _mm512_mask_storeu_epi32(cw + r * nb + g0, lanes,
+                               _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(sum, 7)));
     }
   }
+  return panel;
 }
 
-// One tile: MV vectors of 16 packed rows of x times NR panel rows (u8, stride kp), whose
-// scales are ws[j * nb + b], into y's rows (stride N: the caller's staging buffer) from
-// tile row 0 to `rows`, columns 0 to NR, plus bias (or null). 32 x 6 for the tiles of 32
-// rows; a rest of at most 16 rows takes 16 x 12 (as many accumulators: a 16 x 6 tile's 6
-// chains of vpdpbusd could not cover its latency; and a 48 x 4 tile joining the rest to a
-// whole one had GCC 12 read x from memory for every product, twice the loads the core can
-// issue).
+// One tile: MV vectors of 16 packed rows of x from vector t on times NR panel rows (rows
+// ldw bytes apart; their scales ws[j * nb + b], their blocks' starting sums
+// cw[j * nb + b]), into y's rows (stride N: the caller's staging buffer) from tile row 0
+// to `rows`, columns 0 to NR, plus bias (or null). NR * MV = 12 accumulators, as many as
+// cover vpdpbusd's latency. (While x took vpdpbusd's signed side, GCC 12 read it from
+// memory for every product of a 48 x 4 tile, twice the loads the core can issue; the
+// unsigned side must be a register.)
 template <int NR, int MV>
-void tile(const PackedX& p, int64_t t, const uint8_t* wp, int64_t kp, const float* ws, float* y,
-          int64_t N, int64_t rows, const float* bias) {
-  static_assert(MV == 1 || MV == 2);
+void tile(const PackedX& p, int64_t t, const int8_t* wp, int64_t ldw, const int32_t* cw,
+          const float* ws, float* y, int64_t N, int64_t rows, const float* bias) {
+  static_assert(MV >= 1 && MV <= kMaxTileVecs);
   const int64_t nb = p.nb;
-  const int8_t* xq = p.q.data() + t * nb * kBlockBytes;
-  const int32_t* xs = p.shift.data() + t * nb * kTileRows;
-  const int32_t* xc = p.c.data() + t * nb * kTileRows;
+  const uint8_t* xq = p.q.data() + t * nb * kBlockBytes;  // vector v: + v * nb * kBlockBytes
+  const int32_t* xs = p.shift.data() + t * nb * kLanes;
   __m512 f[NR][MV];
   for (int j = 0; j < NR; ++j)
     for (int v = 0; v < MV; ++v) f[j][v] = _mm512_setzero_ps();
-  for (int64_t b = 0; b < nb; ++b) {
-    __m512i c[MV];
-    for (int v = 0; v < MV; ++v) c[v] = _mm512_loadu_si512(xc + b * kTileRows + 16 * v);
+  // Block b, whose 4-byte steps lie `run` bytes apart from wb on in every weight row (64
+  // in a whole group, a constant; 4 n in a last group of n blocks).
+  auto block = [&]<int64_t Run>(int64_t b, const int8_t* wb, int64_t run) {
+    if constexpr (Run > 0) run = Run;
     __m512i a[NR][MV];
-    for (int j = 0; j < NR; ++j)
-      for (int v = 0; v < MV; ++v) a[j][v] = c[v];
-    const int8_t* xb = xq + b * kBlockBytes;
-    const uint8_t* wb = wp + b * B;
+    for (int j = 0; j < NR; ++j) {
+      const __m512i c = _mm512_set1_epi32(cw[j * nb + b]);
+      for (int v = 0; v < MV; ++v) a[j][v] = c;
+    }
+    const uint8_t* xb = xq + b * kBlockBytes;
 #pragma GCC unroll 8
     for (int64_t step = 0; step < B / 4; ++step) {
       __m512i xv[MV];
-      for (int v = 0; v < MV; ++v) xv[v] = _mm512_loadu_si512(xb + step * 128 + 64 * v);
+      for (int v = 0; v < MV; ++v)
+        xv[v] = _mm512_loadu_si512(xb + v * nb * kBlockBytes + step * 64);
       for (int j = 0; j < NR; ++j) {
         int32_t four;
-        std::memcpy(&four, wb + j * kp + step * 4, 4);
+        std::memcpy(&four, wb + j * ldw + step * run, 4);
         const __m512i wv = _mm512_set1_epi32(four);
-        for (int v = 0; v < MV; ++v) a[j][v] = _mm512_dpbusd_epi32(a[j][v], wv, xv[v]);
+        for (int v = 0; v < MV; ++v) a[j][v] = _mm512_dpbusd_epi32(a[j][v], xv[v], wv);
       }
     }
     __m512i shift[MV];
-    for (int v = 0; v < MV; ++v) shift[v] = _mm512_loadu_si512(xs + b * kTileRows + 16 * v);
+    for (int v = 0; v < MV; ++v) shift[v] = _mm512_loadu_si512(xs + (v * nb + b) * kLanes);
     for (int j = 0; j < NR; ++j) {
       const __m512 sw = _mm512_set1_ps(ws[j * nb + b]);
       for (int v = 0; v < MV; ++v) {
@@ -291,9 +295,19 @@ void tile(const PackedX& p, int64_t t, const uint8_t* wp, int64_t kp, const floa
         f[j][v] = _mm512_fmadd_ps(sum, sw, f[j][v]);
       }
     }
+  };
+  for (int64_t g0 = 0; g0 < nb; g0 += kQuantGroup) {
+    const int64_t n = std::min(kQuantGroup, nb - g0);
+    const int8_t* group = wp + g0 * B;
+    if (n == kQuantGroup) {
+      for (int64_t i = 0; i < n; ++i)
+        block.template operator()<4 * kQuantGroup>(g0 + i, group + 4 * i, 0);
+    } else {
+      for (int64_t i = 0; i < n; ++i) block.template operator()<0>(g0 + i, group + 4 * i, 4 * n);
+    }
   }
   for (int v = 0; v < MV; ++v) {  // each row's unit
-    const __m512 unit = _mm512_loadu_ps(p.unit.data() + t * kTileRows + 16 * v);
+    const __m512 unit = _mm512_loadu_ps(p.unit.data() + (t + v) * kLanes);
     for (int j = 0; j < NR; ++j) f[j][v] = _mm512_mul_ps(f[j][v], unit);
   }
   constexpr int kLo = NR > 8 ? NR / 2 : NR, kHi = NR - kLo;  // store_columns takes <= 8
@@ -311,15 +325,32 @@ void tile(const PackedX& p, int64_t t, const uint8_t* wp, int64_t kp, const floa
   }
 }
 
-using TileFn = void (*)(const PackedX&, int64_t, const uint8_t*, int64_t, const float*, float*,
-                        int64_t, int64_t, const float*);
-constexpr TileFn kRow2[kTileCols + 1] = {nullptr,    tile<1, 2>, tile<2, 2>, tile<3, 2>,
-                                         tile<4, 2>, tile<5, 2>, tile<6, 2>};
-// The columns of a tile of 16 rows.
-constexpr int64_t kNarrowTileCols = 12;
-constexpr TileFn kRow1[kNarrowTileCols + 1] = {
-    nullptr,    tile<1, 1>, tile<2, 1>, tile<3, 1>,  tile<4, 1>,  tile<5, 1>, tile<6, 1>,
-    tile<7, 1>, tile<8, 1>, tile<9, 1>, tile<10, 1>, tile<11, 1>, tile<12, 1>};
+using TileFn = void (*)(const PackedX&, int64_t, const int8_t*, int64_t, const int32_t*,
+                        const float*, float*, int64_t, int64_t, const float*);
+// kTiles[vecs][columns]
+constexpr TileFn kTiles[kMaxTileVecs + 1][13] = {
+    {},
+    {nullptr, tile<1, 1>, tile<2, 1>, tile<3, 1>, tile<4, 1>, tile<5, 1>, tile<6, 1>, tile<7, 1>,
+     tile<8, 1>, tile<9, 1>, tile<10, 1>, tile<11, 1>, tile<12, 1>},
+    {nullptr, tile<1, 2>, tile<2, 2>, tile<3, 2>, tile<4, 2>, tile<5, 2>, tile<6, 2>},
+    {nullptr, tile<1, 3>, tile<2, 3>, tile<3, 3>, tile<4, 3>}};
+
+// The register tiles covering `vecs` vectors of rows: as many of 3 vectors as leave a
+// rest that tiles of 2 cover (a single vector only when that is all there is), so no
+// tile but the last holds padded rows.
+struct TilePlan {
+  int64_t first_vec;
+  int vecs;
+};
+std::vector<TilePlan> plan_tiles(int64_t vecs) {
+  std::vector<TilePlan> plan;
+  int64_t v = 0;
+  if (vecs == 1) return {{0, 1}};
+  const int64_t threes = vecs % 3 == 0 ? vecs / 3 : vecs % 3 == 2 ? vecs / 3 : vecs / 3 - 1;
+  for (int64_t i = 0; i < threes; ++i, v += 3) plan.push_back({v, 3});
+  for (; v < vecs; v += 2) plan.push_back({v, 2});
+  return plan;
+}
 
 }  // namespace
 
@@ -330,80 +361,80 @@ bool gemm_quantized_vnni(const float* x, int64_t m, int64_t K, const MatmulOutpu
   }
   if (out[0].w.dtype != DType::kI8 && out[0].w.dtype != DType::kU8) return false;
   const int64_t nb = quant_blocks(K), kp = nb * B;
-  // x: [m, K] -> packed tiles (the calling thread's buffers; the pool's threads read them).
+  // x: [m, K] -> packed vectors of rows (the calling thread's buffers; the pool's threads
+  // read them).
   thread_local PackedX p;
   p.nb = nb;
-  p.tiles = (m + kTileRows - 1) / kTileRows;
-  const auto blocks = static_cast<size_t>(p.tiles * nb);
+  p.vecs = (m + kLanes - 1) / kLanes;
+  const auto blocks = static_cast<size_t>(p.vecs * nb);
   if (p.q.size() < blocks * kBlockBytes) p.q.resize(blocks * kBlockBytes);
-  if (p.shift.size() < blocks * kTileRows) {
-    p.shift.resize(blocks * kTileRows);
-    p.c.resize(blocks * kTileRows);
+  if (p.shift.size() < blocks * kLanes) p.shift.resize(blocks * kLanes);
+  if (p.unit.size() < static_cast<size_t>(p.vecs * kLanes)) {
+    p.unit.resize(static_cast<size_t>(p.vecs * kLanes));
+    p.inv_unit.resize(static_cast<size_t>(p.vecs * kLanes));
   }
-  const int64_t groups16 = (m + 15) / 16;
-  if (p.unit.size() < static_cast<size_t>(p.tiles * kTileRows)) {
-    p.unit.resize(static_cast<size_t>(p.tiles * kTileRows));
-    p.inv_unit.resize(static_cast<size_t>(p.tiles * kTileRows));
-  }
-  if (p.amax.size() < static_cast<size_t>(groups16 * nb * 16))
-    p.amax.resize(static_cast<size_t>(groups16 * nb * 16));
-  // (A last tile of at most 16 rows packs only its first 16 lanes, the only ones read.)
+  if (p.amax.size() < static_cast<size_t>(p.vecs * nb * 16))
+    p.amax.resize(static_cast<size_t>(p.vecs * nb * 16));
   PackedX& packed = p;
-  parallel_for(groups16, 1, [&](int64_t i0, int64_t i1) {
+  parallel_for(p.vecs, 1, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) row_units(x, m, K, i * 16, packed);
   });
-  parallel_for(groups16 * nb, 8, [&](int64_t i0, int64_t i1) {
+  parallel_for(p.vecs * nb, 8, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) pack_group(x, m, K, (i / nb) * 16, i % nb, packed);
   });
 
-  const int64_t panel_groups = std::max<int64_t>(1, kPanelBytes / (kp * kTileCols));
+  const std::vector<TilePlan> plan = plan_tiles(p.vecs);
+  const int64_t panel_groups = std::max<int64_t>(1, kPanelBytes / (kp * kColGroup));
   // Groups [g0, g1) of w into y.
   auto columns = [&](const MatrixView& w, const float* bias, float* y, int64_t g0, int64_t g1) {
     const int64_t N = w.rows, row_bytes = w.row_bytes();
-    thread_local std::vector<uint8_t> panel;
-    // A tile of x's products with the panel: [kTileRows][lds], copied into y's rows after
+    thread_local std::vector<int8_t> copy;  // q4 panels, unpacked
+    thread_local std::vector<int32_t> cw;   // the panel's blocks' starting sums
+    // A tile of x's products with the panel: [<= 48][lds], copied into y's rows after
     // the last of them (tile_store.h; kernels_bench on one core, best of three: q8 266 x
     // 2048 x 2048 552 -> 574 GOP/s, q4 579 -> 592; with no stores at all 581 and 613).
     thread_local std::vector<float> stage;
     for (int64_t pg0 = g0; pg0 < g1; pg0 += panel_groups) {
-      const int64_t r0 = pg0 * kTileCols;
-      const int64_t rows = std::min(std::min(g1, pg0 + panel_groups) * kTileCols, N) - r0;
-      if (panel.size() < static_cast<size_t>(rows * kp))
-        panel.resize(static_cast<size_t>(rows * kp));
+      const int64_t r0 = pg0 * kColGroup;
+      const int64_t rows = std::min(std::min(g1, pg0 + panel_groups) * kColGroup, N) - r0;
+      if (cw.size() < static_cast<size_t>(rows * nb)) cw.resize(static_cast<size_t>(rows * nb));
       const int64_t lds = stage_stride(rows);
-      if (stage.size() < static_cast<size_t>(kTileRows * lds))
-        stage.resize(static_cast<size_t>(kTileRows * lds));
-      copy_panel(w, r0, rows, panel.data());
+      if (stage.size() < static_cast<size_t>(kMaxTileVecs * kLanes * lds))
+        stage.resize(static_cast<size_t>(kMaxTileVecs * kLanes * lds));
+      const Panel panel = prepare_panel(w, r0, rows, copy, cw.data());
       // The next panel's weights, fetched into L2 a share per tile of x while this panel
       // is multiplied, so that its copy does not wait on memory.
       const int64_t next_r0 = r0 + rows;
       const int64_t next_rows =
           pg0 + panel_groups < g1
-              ? std::min(std::min(g1, pg0 + 2 * panel_groups) * kTileCols, N) - next_r0
+              ? std::min(std::min(g1, pg0 + 2 * panel_groups) * kColGroup, N) - next_r0
               : 0;
       const auto* next = static_cast<const char*>(w.data) + next_r0 * row_bytes;
       const int64_t next_lines = next_rows * row_bytes / 64;
-      const int64_t lines_per_tile = (next_lines + packed.tiles - 1) / packed.tiles;
-      for (int64_t t = 0; t < packed.tiles; ++t) {
+      const auto tiles = static_cast<int64_t>(plan.size());
+      const int64_t lines_per_tile = (next_lines + tiles - 1) / tiles;
+      for (int64_t t = 0; t < tiles; ++t) {
         for (int64_t l = t * lines_per_tile; l < std::min(next_lines, (t + 1) * lines_per_tile);
              ++l)
           _mm_prefetch(next + l * 64, _MM_HINT_T1);
-        const int64_t row0 = t * kTileRows, rows_t = std::min(kTileRows, m - row0);
-        const int64_t vecs = rows_t > 16 ? 2 : 1;
-        const int64_t cols = vecs == 2 ? kTileCols : kNarrowTileCols;
-        const TileFn* row_fns = vecs == 2 ? kRow2 : kRow1;
+        const int vecs = plan[t].vecs;
+        const int64_t row0 = plan[t].first_vec * kLanes;
+        const int64_t rows_t = std::min(vecs * kLanes, m - row0);
+        const int64_t cols = kTileCols[vecs];
+        const TileFn* row_fns = kTiles[vecs];
         for (int64_t j0 = 0; j0 < rows; j0 += cols) {
           const int64_t nr = std::min(cols, rows - j0);
-          row_fns[nr](packed, t, panel.data() + j0 * kp, kp, w.scales + (r0 + j0) * nb,
-                      stage.data() + j0, lds, rows_t, bias != nullptr ? bias + r0 + j0 : nullptr);
+          row_fns[nr](packed, plan[t].first_vec, panel.w + j0 * panel.ld, panel.ld,
+                      cw.data() + j0 * nb, w.scales + (r0 + j0) * nb, stage.data() + j0, lds,
+                      rows_t, bias != nullptr ? bias + r0 + j0 : nullptr);
         }
         copy_rows(y + row0 * N + r0, N, stage.data(), lds, rows_t, rows);
       }
     }
   };
-  // Each matrix's columns in groups of kTileCols, all of them split evenly over the
+  // Each matrix's columns in groups of kColGroup, all of them split evenly over the
   // threads; each thread walks its share of each matrix in panels.
-  parallel_column_groups(out, count, kTileCols, [&](int i, int64_t g0, int64_t g1) {
+  parallel_column_groups(out, count, kColGroup, [&](int i, int64_t g0, int64_t g1) {
     columns(out[i].w, out[i].bias, out[i].y, g0, g1);
   });
   return true;
