@@ -3,15 +3,14 @@
 // sum.
 //
 // vpdpbusd multiplies unsigned by signed bytes. The activations take the unsigned side,
-// packed as u = q_x + 128, and the weights the signed one, so q8 weights are read where
-// they lie, in their stored layout (tensor.h: groups of 16 blocks, runs of 4 bytes of
-// each), with no copy; q4 panels are unpacked into the same layout as codes - 8. The
-// 128 * sum(q_w) that the offset adds per block is subtracted by starting each block's
-// sum at -128 * sum_{k in b} q_w[n, k], computed once per panel (8 vpdpbusd per row and
-// group of 16 blocks). (The weights took the unsigned side before, which needed a copy
-// of every panel as q + 128 in block order, 4.5% of a one-core q8 product in perf; read
-// in place, the product measured as fast: the panel's first touch costs the same where it
-// moved.)
+// packed as u = q_x + 128, and the weights the signed one: each panel of weight rows is
+// copied as its codes (q8: as stored; q4: code - 8) in block order, and the 128 *
+// sum(q_w) that the offset adds per block is subtracted by starting each block's sum at
+// -128 * sum_{k in b} q_w[n, k], computed in the same pass over the panel (8 vpdpbusd
+// per row and group of 16 blocks). (The weights took the unsigned side before, copied as
+// q + 128, and the sum started at -128 * sum(q_x): then x was vpdpbusd's signed operand,
+// which it may read from memory, and GCC 12 did for every product of a 48-row tile; the
+// unsigned operand must be a register.)
 //
 // Within a row, the activations' steps differ by powers of two: row i's block b is
 // quantized with step u_i 2^s_ib, s_ib in [0, 12], u_i the row's unit (its largest
@@ -196,84 +195,94 @@ void pack_group(const float* x, int64_t m, int64_t k, int64_t r0, int64_t b, Pac
   _mm512_storeu_si512(p.shift.data() + blk * kLanes, shift);
 }
 
-// A panel: weight rows [r0, r0 + rows) as signed codes in the stored q8 layout (tensor.h)
-// with rows `ld` bytes apart, and per row and block -128 * the sum of its codes (cw
-// [rows][nb], the start of the block's sum in the tile). q8 rows are read in place; q4
-// rows are unpacked into `copy`: run t of a group (4 bytes of each of its n blocks) takes
-// the low nibbles of the q4 group's run t for t < 4, its high nibbles for t >= 4, less 8
-// (a partial last block's padding, code 8, becomes 0 as q8's padding is).
-struct Panel {
-  const int8_t* w = nullptr;
-  int64_t ld = 0;
-};
-Panel prepare_panel(const MatrixView& w, int64_t r0, int64_t rows, std::vector<int8_t>& copy,
-                    int32_t* cw) {
+// Weight rows [r0, r0 + rows) as signed codes, each block's 32 in order ([rows][nb * 32];
+// a partial last block's padding, q8 0 or q4 code 8, becomes 0), and per row and block
+// -128 * the sum of its codes (cw [rows][nb], the start of the block's sum in the tile).
+// In each run of a group (tensor.h), lane j holds 4 bytes of block j: q8's runs 0-7 are
+// the blocks' bytes 0-31; q4's four runs hold codes 0-15 (low nibbles) and 16-31 (high),
+// less 8. Summed against bytes of 1 they give the blocks' sums lane by lane; transposed,
+// each block its 32 bytes in order: per 128-bit lane k, a 4 x 4 transpose of dwords
+// (unpacks) of bytes 0-15 and of bytes 16-31 makes block 4k + q's two halves, and one
+// permutation pairs them. (Reading q8 rows in place, in their groups, instead: measured
+// by alternating in one process, the products with the copy were 0.8-2.3% faster at 256
+// to 266 rows of x and 6.7% at 1024, q4's 2.9%.)
+void copy_panel(const MatrixView& w, int64_t r0, int64_t rows, int8_t* out, int32_t* cw) {
   const int64_t nb = quant_blocks(w.cols), kp = nb * B, row_bytes = w.row_bytes();
   const bool q4 = w.dtype == DType::kU8;
-  const auto* base = static_cast<const uint8_t*>(w.data) + r0 * row_bytes;
-  if (q4 && copy.size() < static_cast<size_t>(rows * kp))
-    copy.resize(static_cast<size_t>(rows * kp));
-  const Panel panel =
-      q4 ? Panel{copy.data(), kp} : Panel{reinterpret_cast<const int8_t*>(base), row_bytes};
+  const int64_t block_bytes = q4 ? B / 2 : B;
+  const auto* base = static_cast<const uint8_t*>(w.data);
   const __m512i nibble = _mm512_set1_epi8(0x0f), eight = _mm512_set1_epi8(8);
   const __m512i ones = _mm512_set1_epi8(1);
+  const __m512i first = _mm512_set_epi64(11, 10, 3, 2, 9, 8, 1, 0);     // lanes 0, 1 of both
+  const __m512i second = _mm512_set_epi64(15, 14, 7, 6, 13, 12, 5, 4);  // lanes 2, 3
+  auto transpose = [](const __m512i* v, __m512i* t) {                   // t[q] lane k: block 4k + q
+    const __m512i a0 = _mm512_unpacklo_epi32(v[0], v[1]), a1 = _mm512_unpackhi_epi32(v[0], v[1]);
+    const __m512i a2 = _mm512_unpacklo_epi32(v[2], v[3]), a3 = _mm512_unpackhi_epi32(v[2], v[3]);
+    t[0] = _mm512_unpacklo_epi64(a0, a2);
+    t[1] = _mm512_unpackhi_epi64(a0, a2);
+    t[2] = _mm512_unpacklo_epi64(a1, a3);
+    t[3] = _mm512_unpackhi_epi64(a1, a3);
+  };
   for (int64_t r = 0; r < rows; ++r) {
-    const uint8_t* src = base + r * row_bytes;
+    const uint8_t* src = base + (r0 + r) * row_bytes;
+    int8_t* dst = out + r * kp;
     for (int64_t g0 = 0; g0 < nb; g0 += kQuantGroup) {
       const int64_t n = std::min(kQuantGroup, nb - g0);
       const auto lanes = static_cast<__mmask16>(n == 16 ? 0xffff : (1u << n) - 1);
+      const uint8_t* group = src + g0 * block_bytes;
+      __m512i lo[4], hi[4], tl[4], th[4];    // bytes 0-15 and 16-31 of the blocks
       __m512i sum = _mm512_setzero_si512();  // lane j: block g0 + j's sum of codes
-      if (q4) {
-        const uint8_t* group = src + g0 * (B / 2);
-        int8_t* dst = copy.data() + r * kp + g0 * B;
-        for (int64_t t = 0; t < 4; ++t) {
-          const __m512i v = _mm512_maskz_loadu_epi32(lanes, group + t * 4 * n);
-          const __m512i lo = _mm512_sub_epi8(_mm512_and_si512(v, nibble), eight);
-          const __m512i hi =
-              _mm512_sub_epi8(_mm512_and_si512(_mm512_srli_epi16(v, 4), nibble), eight);
-          _mm512_mask_storeu_epi32(dst + t * 4 * n, lanes, lo);
-          _mm512_mask_storeu_epi32(dst + (4 + t) * 4 * n, lanes, hi);
-          sum = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(sum, ones, lo), ones, hi);
+      for (int64_t t = 0; t < 4; ++t) {
+        const __m512i v = _mm512_maskz_loadu_epi32(lanes, group + t * 4 * n);
+        if (q4) {
+          lo[t] = _mm512_sub_epi8(_mm512_and_si512(v, nibble), eight);
+          hi[t] = _mm512_sub_epi8(_mm512_and_si512(_mm512_srli_epi16(v, 4), nibble), eight);
+        } else {
+          lo[t] = v;
+          hi[t] = _mm512_maskz_loadu_epi32(lanes, group + (4 + t) * 4 * n);
         }
-      } else {
-        const uint8_t* group = src + g0 * B;
-        for (int64_t t = 0; t < 8; ++t)
-          sum = _mm512_dpbusd_epi32(sum, ones, _mm512_maskz_loadu_epi32(lanes, group + t * 4 * n));
+        sum = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(sum, ones, lo[t]), ones, hi[t]);
       }
       _mm512_mask_storeu_epi32(cw + r * nb + g0, lanes,
                                _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(sum, 7)));
+      transpose(lo, tl);
+      transpose(hi, th);
+      for (int64_t q = 0; q < 4; ++q) {
+        const __m512i d0 = _mm512_permutex2var_epi64(tl[q], first, th[q]);   // blocks q, 4 + q
+        const __m512i d1 = _mm512_permutex2var_epi64(tl[q], second, th[q]);  // 8 + q, 12 + q
+        const __m256i block[4] = {_mm512_castsi512_si256(d0), _mm512_extracti64x4_epi64(d0, 1),
+                                  _mm512_castsi512_si256(d1), _mm512_extracti64x4_epi64(d1, 1)};
+        for (int64_t k = 0; k < 4 && 4 * k + q < n; ++k) {
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + (g0 + 4 * k + q) * B), block[k]);
+        }
+      }
     }
   }
-  return panel;
 }
 
 // One tile: MV vectors of 16 packed rows of x from vector t on times NR panel rows (rows
-// ldw bytes apart; their scales ws[j * nb + b], their blocks' starting sums
+// ldw bytes apart, blocks in order; their scales ws[j * nb + b], their blocks' starting sums
 // cw[j * nb + b]), into y's rows (stride N: the caller's staging buffer) from tile row 0
 // to `rows`, columns 0 to NR, plus bias (or null). NR * MV = 12 accumulators, as many as
-// cover vpdpbusd's latency. (While x took vpdpbusd's signed side, GCC 12 read it from
-// memory for every product of a 48 x 4 tile, twice the loads the core can issue; the
-// unsigned side must be a register.)
+// cover vpdpbusd's latency.
 template <int NR, int MV>
 void tile(const PackedX& p, int64_t t, const int8_t* wp, int64_t ldw, const int32_t* cw,
           const float* ws, float* y, int64_t N, int64_t rows, const float* bias) {
   static_assert(MV >= 1 && MV <= kMaxTileVecs);
   const int64_t nb = p.nb;
-  const uint8_t* xq = p.q.data() + t * nb * kBlockBytes;  // vector v: + v * nb * kBlockBytes
+  const uint8_t* xq = p.q.data() + t * nb * kBlockBytes;  // vector t + v: + v * nb * kBlockBytes
   const int32_t* xs = p.shift.data() + t * nb * kLanes;
   __m512 f[NR][MV];
   for (int j = 0; j < NR; ++j)
     for (int v = 0; v < MV; ++v) f[j][v] = _mm512_setzero_ps();
-  // Block b, whose 4-byte steps lie `run` bytes apart from wb on in every weight row (64
-  // in a whole group, a constant; 4 n in a last group of n blocks).
-  auto block = [&]<int64_t Run>(int64_t b, const int8_t* wb, int64_t run) {
-    if constexpr (Run > 0) run = Run;
+  for (int64_t b = 0; b < nb; ++b) {
     __m512i a[NR][MV];
     for (int j = 0; j < NR; ++j) {
       const __m512i c = _mm512_set1_epi32(cw[j * nb + b]);
       for (int v = 0; v < MV; ++v) a[j][v] = c;
     }
     const uint8_t* xb = xq + b * kBlockBytes;
+    const int8_t* wb = wp + b * B;
 #pragma GCC unroll 8
     for (int64_t step = 0; step < B / 4; ++step) {
       __m512i xv[MV];
@@ -281,7 +290,7 @@ void tile(const PackedX& p, int64_t t, const int8_t* wp, int64_t ldw, const int3
         xv[v] = _mm512_loadu_si512(xb + v * nb * kBlockBytes + step * 64);
       for (int j = 0; j < NR; ++j) {
         int32_t four;
-        std::memcpy(&four, wb + j * ldw + step * run, 4);
+        std::memcpy(&four, wb + j * ldw + step * 4, 4);
         const __m512i wv = _mm512_set1_epi32(four);
         for (int v = 0; v < MV; ++v) a[j][v] = _mm512_dpbusd_epi32(a[j][v], xv[v], wv);
       }
@@ -294,16 +303,6 @@ void tile(const PackedX& p, int64_t t, const int8_t* wp, int64_t ldw, const int3
         const __m512 sum = _mm512_cvtepi32_ps(_mm512_sllv_epi32(a[j][v], shift[v]));
         f[j][v] = _mm512_fmadd_ps(sum, sw, f[j][v]);
       }
-    }
-  };
-  for (int64_t g0 = 0; g0 < nb; g0 += kQuantGroup) {
-    const int64_t n = std::min(kQuantGroup, nb - g0);
-    const int8_t* group = wp + g0 * B;
-    if (n == kQuantGroup) {
-      for (int64_t i = 0; i < n; ++i)
-        block.template operator()<4 * kQuantGroup>(g0 + i, group + 4 * i, 0);
-    } else {
-      for (int64_t i = 0; i < n; ++i) block.template operator()<0>(g0 + i, group + 4 * i, 4 * n);
     }
   }
   for (int v = 0; v < MV; ++v) {  // each row's unit
@@ -388,8 +387,8 @@ bool gemm_quantized_vnni(const float* x, int64_t m, int64_t K, const MatmulOutpu
   // Groups [g0, g1) of w into y.
   auto columns = [&](const MatrixView& w, const float* bias, float* y, int64_t g0, int64_t g1) {
     const int64_t N = w.rows, row_bytes = w.row_bytes();
-    thread_local std::vector<int8_t> copy;  // q4 panels, unpacked
-    thread_local std::vector<int32_t> cw;   // the panel's blocks' starting sums
+    thread_local std::vector<int8_t> panel;  // the weight rows, blocks in order
+    thread_local std::vector<int32_t> cw;    // their blocks' starting sums
     // A tile of x's products with the panel: [<= 48][lds], copied into y's rows after
     // the last of them (tile_store.h; kernels_bench on one core, best of three: q8 266 x
     // 2048 x 2048 552 -> 574 GOP/s, q4 579 -> 592; with no stores at all 581 and 613).
@@ -397,11 +396,13 @@ bool gemm_quantized_vnni(const float* x, int64_t m, int64_t K, const MatmulOutpu
     for (int64_t pg0 = g0; pg0 < g1; pg0 += panel_groups) {
       const int64_t r0 = pg0 * kColGroup;
       const int64_t rows = std::min(std::min(g1, pg0 + panel_groups) * kColGroup, N) - r0;
+      if (panel.size() < static_cast<size_t>(rows * kp))
+        panel.resize(static_cast<size_t>(rows * kp));
       if (cw.size() < static_cast<size_t>(rows * nb)) cw.resize(static_cast<size_t>(rows * nb));
       const int64_t lds = stage_stride(rows);
       if (stage.size() < static_cast<size_t>(kMaxTileVecs * kLanes * lds))
         stage.resize(static_cast<size_t>(kMaxTileVecs * kLanes * lds));
-      const Panel panel = prepare_panel(w, r0, rows, copy, cw.data());
+      copy_panel(w, r0, rows, panel.data(), cw.data());
       // The next panel's weights, fetched into L2 a share per tile of x while this panel
       // is multiplied, so that its copy does not wait on memory.
       const int64_t next_r0 = r0 + rows;
@@ -424,9 +425,9 @@ bool gemm_quantized_vnni(const float* x, int64_t m, int64_t K, const MatmulOutpu
         const TileFn* row_fns = kTiles[vecs];
         for (int64_t j0 = 0; j0 < rows; j0 += cols) {
           const int64_t nr = std::min(cols, rows - j0);
-          row_fns[nr](packed, plan[t].first_vec, panel.w + j0 * panel.ld, panel.ld,
-                      cw.data() + j0 * nb, w.scales + (r0 + j0) * nb, stage.data() + j0, lds,
-                      rows_t, bias != nullptr ? bias + r0 + j0 : nullptr);
+          row_fns[nr](packed, plan[t].first_vec, panel.data() + j0 * kp, kp, cw.data() + j0 * nb,
+                      w.scales + (r0 + j0) * nb, stage.data() + j0, lds, rows_t,
+                      bias != nullptr ? bias + r0 + j0 : nullptr);
         }
         copy_rows(y + row0 * N + r0, N, stage.data(), lds, rows_t, rows);
       }
