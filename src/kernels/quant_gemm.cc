@@ -327,7 +327,7 @@ void tile(const PackedX& p, int64_t t, const int8_t* wp, int64_t ldw, const int3
 using TileFn = void (*)(const PackedX&, int64_t, const int8_t*, int64_t, const int32_t*,
                         const float*, float*, int64_t, int64_t, const float*);
 // kTiles[vecs][columns]
-constexpr TileFn kTiles[kMaxTileVecs + 1][13] = {
+constexpr TileFn kTiles[kMaxTileVecs + 1][kTileCols[1] + 1] = {
     {},
     {nullptr, tile<1, 1>, tile<2, 1>, tile<3, 1>, tile<4, 1>, tile<5, 1>, tile<6, 1>, tile<7, 1>,
      tile<8, 1>, tile<9, 1>, tile<10, 1>, tile<11, 1>, tile<12, 1>},
@@ -342,9 +342,9 @@ struct TilePlan {
   int vecs;
 };
 std::vector<TilePlan> plan_tiles(int64_t vecs) {
+  if (vecs == 1) return {{0, 1}};
   std::vector<TilePlan> plan;
   int64_t v = 0;
-  if (vecs == 1) return {{0, 1}};
   const int64_t threes = vecs % 3 == 0 ? vecs / 3 : vecs % 3 == 2 ? vecs / 3 : vecs / 3 - 1;
   for (int64_t i = 0; i < threes; ++i, v += 3) plan.push_back({v, 3});
   for (; v < vecs; v += 2) plan.push_back({v, 2});
