@@ -1,5 +1,5 @@
-// src/base: Status/Result, parallel_for and parallel_chunks, and the line-aligned (huge-page)
-// allocator.
+// src/base: Status/Result, parallel_for, parallel_chunks and parallel_claims, and the line-aligned
+// (huge-page) allocator.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <fstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "base/cpu.h"
@@ -96,6 +97,47 @@ TEST(Parallel, ChunksCoverEveryIndexOnce) {
         const int64_t want = threads == 1 ? 1 : std::clamp<int64_t>(chunks, 1, n);
         EXPECT_EQ(calls.load(), want) << "n " << n << ", chunks " << chunks;
         EXPECT_LE(largest.load() - smallest.load(), 1) << "n " << n << ", chunks " << chunks;
+      }
+    }
+  }
+  set_num_threads(0);
+}
+
+// Claims cover [0, n) once, each within [min_chunk, max_chunk] but for one that ends at n,
+// and a single thread makes one call.
+TEST(Parallel, ClaimsCoverEveryIndexOnce) {
+  for (int threads : {1, 2, 3}) {
+    set_num_threads(threads);
+    for (int64_t n : {0, 1, 7, 64, 1000, 4097}) {
+      for (auto [lo, hi] : {std::pair<int64_t, int64_t>{1, 1}, {1, 16}, {5, 60}, {0, 0}, {7, 3}}) {
+        std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
+        std::atomic<int64_t> calls{0};
+        const int64_t lo_eff = std::max<int64_t>(lo, 1), hi_eff = std::max(hi, lo_eff);
+        parallel_claims(n, lo, hi, [&](int64_t b, int64_t e) {
+          ASSERT_LE(0, b);
+          ASSERT_LT(b, e);
+          ASSERT_LE(e, n);
+          calls++;
+          if (threads > 1 && n > lo_eff) {
+            EXPECT_LE(e - b, hi_eff) << "n " << n << ", claim [" << b << ", " << e << ")";
+            if (e < n) {
+              EXPECT_GE(e - b, lo_eff) << "n " << n << ", claim [" << b << ", " << e << ")";
+            }
+          }
+          for (int64_t i = b; i < e; ++i) hits[static_cast<size_t>(i)]++;
+        });
+        for (int64_t i = 0; i < n; ++i) {
+          ASSERT_EQ(hits[static_cast<size_t>(i)].load(), 1)
+              << "index " << i << " of " << n << ", chunks " << lo << "-" << hi << ", threads "
+              << threads;
+        }
+        if (n > 0 && threads == 1) {
+          EXPECT_EQ(calls.load(), 1);
+        }
+        // Claims shrink towards the end: at least as many as n / max_chunk.
+        if (n > 0 && threads > 1 && n > lo_eff) {
+          EXPECT_GE(calls.load(), (n + hi_eff - 1) / hi_eff);
+        }
       }
     }
   }

@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 
 namespace pg {
 
@@ -44,6 +45,33 @@ void parallel_chunks(int64_t n, int64_t chunks, const std::function<void(int64_t
   for (int64_t c = 0; c < chunks; ++c) {
     const int64_t begin = n * c / chunks, end = n * (c + 1) / chunks;
     if (begin < end) fn(begin, end);
+  }
+}
+
+void parallel_claims(int64_t n, int64_t min_chunk, int64_t max_chunk,
+                     const std::function<void(int64_t, int64_t)>& fn) {
+  if (n <= 0) return;
+  min_chunk = std::max<int64_t>(min_chunk, 1);
+  max_chunk = std::max(max_chunk, min_chunk);
+  const int threads =
+      static_cast<int>(std::min<int64_t>(num_threads(), (n + min_chunk - 1) / min_chunk));
+  if (threads <= 1 || omp_in_parallel()) {
+    fn(0, n);
+    return;
+  }
+  std::atomic<int64_t> next{0};
+#pragma omp parallel num_threads(threads)
+  {
+    const int nt = omp_get_num_threads();
+    int64_t begin = next.load(std::memory_order_relaxed);
+    while (begin < n) {
+      const int64_t size = std::clamp<int64_t>((n - begin) / (2 * nt), min_chunk, max_chunk);
+      const int64_t end = std::min(n, begin + size);
+      if (next.compare_exchange_weak(begin, end, std::memory_order_relaxed)) {
+        fn(begin, end);
+        begin = next.load(std::memory_order_relaxed);
+      }
+    }
   }
 }
 
