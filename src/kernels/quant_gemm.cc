@@ -59,8 +59,8 @@ constexpr int kMaxTileVecs = 3;              // vectors of rows per register til
 // the columns that panels and the threads' shares come in: a multiple of all of them.
 constexpr int64_t kTileCols[kMaxTileVecs + 1] = {0, 12, 6, 4};
 constexpr int64_t kColGroup = 12;
-// Weight rows copied per panel: about this many bytes, so a panel stays in L2 while
-// every tile of x passes over it.
+// Weight rows copied per panel: about this many bytes, so that a panel (and the next,
+// being copied) stays in L2 while every tile of x passes over it.
 constexpr int64_t kPanelBytes = 384 << 10;
 
 // Shift of a block's sum at most: |sum_k q_w q_x| <= 32 * 128 * 127 < 2^19, so a sum
@@ -200,22 +200,21 @@ void pack_group(const float* x, int64_t m, int64_t k, int64_t r0, int64_t b, Pac
 // -128 * the sum of its codes (cw [rows][nb], the start of the block's sum in the tile).
 // In each run of a group (tensor.h), lane j holds 4 bytes of block j: q8's runs 0-7 are
 // the blocks' bytes 0-31; q4's four runs hold codes 0-15 (low nibbles) and 16-31 (high),
-// less 8. Summed against bytes of 1 they give the blocks' sums lane by lane; transposed,
-// each block its 32 bytes in order: per 128-bit lane k, a 4 x 4 transpose of dwords
-// (unpacks) of bytes 0-15 and of bytes 16-31 makes block 4k + q's two halves, and one
-// permutation pairs them. (Reading q8 rows in place, in their groups, instead: measured
-// by alternating in one process, the products with the copy were 0.8-2.3% faster at 256
-// to 266 rows of x and 6.7% at 1024, q4's 2.9%.)
-void copy_panel(const MatrixView& w, int64_t r0, int64_t rows, int8_t* out, int32_t* cw) {
-  const int64_t nb = quant_blocks(w.cols), kp = nb * B, row_bytes = w.row_bytes();
-  const bool q4 = w.dtype == DType::kU8;
-  const int64_t block_bytes = q4 ? B / 2 : B;
-  const auto* base = static_cast<const uint8_t*>(w.data);
+// less 8. Summed against bytes of 1 they give the blocks' sums lane by lane. Transposed:
+// per 128-bit lane k, a 4 x 4 transpose of dwords (unpacks) of bytes 0-15 makes lo[q]'s
+// lane k block 4k + q's first half, and of bytes 16-31 hi[q]'s its second; a 4 x 4
+// transpose of 128-bit lanes over (lo[q], hi[q], lo[q + 1], hi[q + 1]) then makes lane k's
+// blocks 4k + q and 4k + q + 1 one 64-byte store. (Reading q8 rows in place, in their
+// groups, instead: measured by alternating in one process, the products with the copy were
+// 0.8-2.3% faster at 256 to 266 rows of x and 6.7% at 1024, q4's 2.9%.)
+template <bool kQ4>
+void copy_rows_of_panel(const uint8_t* base, int64_t row_bytes, int64_t nb, int64_t rows,
+                        int8_t* out, int32_t* cw) {
+  const int64_t kp = nb * B;
+  constexpr int64_t kBlockBytesStored = kQ4 ? B / 2 : B;
   const __m512i nibble = _mm512_set1_epi8(0x0f), eight = _mm512_set1_epi8(8);
   const __m512i ones = _mm512_set1_epi8(1);
-  const __m512i first = _mm512_set_epi64(11, 10, 3, 2, 9, 8, 1, 0);     // lanes 0, 1 of both
-  const __m512i second = _mm512_set_epi64(15, 14, 7, 6, 13, 12, 5, 4);  // lanes 2, 3
-  auto transpose = [](const __m512i* v, __m512i* t) {                   // t[q] lane k: block 4k + q
+  auto transpose = [](const __m512i* v, __m512i* t) {  // t[q] lane k: 16 bytes of block 4k + q
     const __m512i a0 = _mm512_unpacklo_epi32(v[0], v[1]), a1 = _mm512_unpackhi_epi32(v[0], v[1]);
     const __m512i a2 = _mm512_unpacklo_epi32(v[2], v[3]), a3 = _mm512_unpackhi_epi32(v[2], v[3]);
     t[0] = _mm512_unpacklo_epi64(a0, a2);
@@ -224,39 +223,61 @@ void copy_panel(const MatrixView& w, int64_t r0, int64_t rows, int8_t* out, int3
     t[3] = _mm512_unpackhi_epi64(a1, a3);
   };
   for (int64_t r = 0; r < rows; ++r) {
-    const uint8_t* src = base + (r0 + r) * row_bytes;
+    const uint8_t* src = base + r * row_bytes;
     int8_t* dst = out + r * kp;
     for (int64_t g0 = 0; g0 < nb; g0 += kQuantGroup) {
-      const int64_t n = std::min(kQuantGroup, nb - g0);
+      const int64_t n = std::min(kQuantGroup, nb - g0);  // blocks in the group (runs of n dwords)
       const auto lanes = static_cast<__mmask16>(n == 16 ? 0xffff : (1u << n) - 1);
-      const uint8_t* group = src + g0 * block_bytes;
-      __m512i lo[4], hi[4], tl[4], th[4];    // bytes 0-15 and 16-31 of the blocks
-      __m512i sum = _mm512_setzero_si512();  // lane j: block g0 + j's sum of codes
+      const uint8_t* group = src + g0 * kBlockBytesStored;
+      __m512i lo[4], hi[4], tl[4], th[4];  // bytes 0-15 and 16-31 of the blocks
+      __m512i sum_lo = _mm512_setzero_si512(), sum_hi = _mm512_setzero_si512();
+#pragma GCC unroll 4
       for (int64_t t = 0; t < 4; ++t) {
         const __m512i v = _mm512_maskz_loadu_epi32(lanes, group + t * 4 * n);
-        if (q4) {
+        if constexpr (kQ4) {
           lo[t] = _mm512_sub_epi8(_mm512_and_si512(v, nibble), eight);
           hi[t] = _mm512_sub_epi8(_mm512_and_si512(_mm512_srli_epi16(v, 4), nibble), eight);
         } else {
           lo[t] = v;
           hi[t] = _mm512_maskz_loadu_epi32(lanes, group + (4 + t) * 4 * n);
         }
-        sum = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(sum, ones, lo[t]), ones, hi[t]);
+        sum_lo = _mm512_dpbusd_epi32(sum_lo, ones, lo[t]);
+        sum_hi = _mm512_dpbusd_epi32(sum_hi, ones, hi[t]);
       }
+      const __m512i sum = _mm512_add_epi32(sum_lo, sum_hi);  // lane j: block g0 + j's codes
       _mm512_mask_storeu_epi32(cw + r * nb + g0, lanes,
                                _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(sum, 7)));
       transpose(lo, tl);
       transpose(hi, th);
-      for (int64_t q = 0; q < 4; ++q) {
-        const __m512i d0 = _mm512_permutex2var_epi64(tl[q], first, th[q]);   // blocks q, 4 + q
-        const __m512i d1 = _mm512_permutex2var_epi64(tl[q], second, th[q]);  // 8 + q, 12 + q
-        const __m256i block[4] = {_mm512_castsi512_si256(d0), _mm512_extracti64x4_epi64(d0, 1),
-                                  _mm512_castsi512_si256(d1), _mm512_extracti64x4_epi64(d1, 1)};
-        for (int64_t k = 0; k < 4 && 4 * k + q < n; ++k) {
-          _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + (g0 + 4 * k + q) * B), block[k]);
+#pragma GCC unroll 2
+      for (int64_t q = 0; q < 4; q += 2) {
+        const __m512i a_lo = _mm512_shuffle_i64x2(tl[q], th[q], 0x44);  // lanes 0, 1 of each
+        const __m512i a_hi = _mm512_shuffle_i64x2(tl[q], th[q], 0xee);  // lanes 2, 3
+        const __m512i b_lo = _mm512_shuffle_i64x2(tl[q + 1], th[q + 1], 0x44);
+        const __m512i b_hi = _mm512_shuffle_i64x2(tl[q + 1], th[q + 1], 0xee);
+        const __m512i pair[4] = {_mm512_shuffle_i64x2(a_lo, b_lo, 0x88),   // blocks q, q + 1
+                                 _mm512_shuffle_i64x2(a_lo, b_lo, 0xdd),   // 4 + q, 5 + q
+                                 _mm512_shuffle_i64x2(a_hi, b_hi, 0x88),   // 8 + q, 9 + q
+                                 _mm512_shuffle_i64x2(a_hi, b_hi, 0xdd)};  // 12 + q, 13 + q
+#pragma GCC unroll 4
+        for (int64_t k = 0; k < 4; ++k) {
+          const int64_t first = 4 * k + q;  // of the group
+          const auto halves =
+              static_cast<__mmask8>((first < n ? 0x0f : 0) | (first + 1 < n ? 0xf0 : 0));
+          _mm512_mask_storeu_epi64(dst + (g0 + first) * B, halves, pair[k]);
         }
       }
     }
+  }
+}
+
+void copy_panel(const MatrixView& w, int64_t r0, int64_t rows, int8_t* out, int32_t* cw) {
+  const int64_t nb = quant_blocks(w.cols), row_bytes = w.row_bytes();
+  const auto* base = static_cast<const uint8_t*>(w.data) + r0 * row_bytes;
+  if (w.dtype == DType::kU8) {
+    copy_rows_of_panel<true>(base, row_bytes, nb, rows, out, cw);
+  } else {
+    copy_rows_of_panel<false>(base, row_bytes, nb, rows, out, cw);
   }
 }
 
@@ -384,53 +405,72 @@ bool gemm_quantized_vnni(const float* x, int64_t m, int64_t K, const MatmulOutpu
 
   const std::vector<TilePlan> plan = plan_tiles(p.vecs);
   const int64_t panel_groups = std::max<int64_t>(1, kPanelBytes / (kp * kColGroup));
-  // Groups [g0, g1) of w into y.
+  // Groups [g0, g1) of w into y, a panel of weight rows at a time. Every panel but a
+  // claim's first is copied (into the other buffer) while the one before it is multiplied:
+  // after each tile of x, a share of its rows, whose source lines were fetched into L2 a
+  // few at a time before each of that tile's calls. (Copying a whole panel before its
+  // tiles, its source fetched a share per tile of x before: the copy waited on memory,
+  // 4.5-5.5% of a product's time against 2.6-4.1%; two Gemma layers' products, alternating
+  // in one process, 1.7-2.0% faster this way, q8 and q4.)
   auto columns = [&](const MatrixView& w, const float* bias, float* y, int64_t g0, int64_t g1) {
     const int64_t N = w.rows, row_bytes = w.row_bytes();
-    thread_local std::vector<int8_t> panel;  // the weight rows, blocks in order
-    thread_local std::vector<int32_t> cw;    // their blocks' starting sums
+    const int64_t max_rows = panel_groups * kColGroup;
+    thread_local std::vector<int8_t> panel[2];  // weight rows, blocks in order: this, the next
+    thread_local std::vector<int32_t> cw[2];    // their blocks' starting sums
+    for (int b = 0; b < 2; ++b) {
+      if (panel[b].size() < static_cast<size_t>(max_rows * kp))
+        panel[b].resize(static_cast<size_t>(max_rows * kp));
+      if (cw[b].size() < static_cast<size_t>(max_rows * nb))
+        cw[b].resize(static_cast<size_t>(max_rows * nb));
+    }
     // A tile of x's products with the panel: [<= 48][lds], copied into y's rows after
     // the last of them (tile_store.h; kernels_bench on one core, best of three: q8 266 x
     // 2048 x 2048 552 -> 574 GOP/s, q4 579 -> 592; with no stores at all 581 and 613).
     thread_local std::vector<float> stage;
+    const auto tiles = static_cast<int64_t>(plan.size());
+    int cur = 0;
+    bool copied = false;  // panel[cur] holds the panel
     for (int64_t pg0 = g0; pg0 < g1; pg0 += panel_groups) {
       const int64_t r0 = pg0 * kColGroup;
       const int64_t rows = std::min(std::min(g1, pg0 + panel_groups) * kColGroup, N) - r0;
-      if (panel.size() < static_cast<size_t>(rows * kp))
-        panel.resize(static_cast<size_t>(rows * kp));
-      if (cw.size() < static_cast<size_t>(rows * nb)) cw.resize(static_cast<size_t>(rows * nb));
       const int64_t lds = stage_stride(rows);
       if (stage.size() < static_cast<size_t>(kMaxTileVecs * kLanes * lds))
         stage.resize(static_cast<size_t>(kMaxTileVecs * kLanes * lds));
-      copy_panel(w, r0, rows, panel.data(), cw.data());
-      // The next panel's weights, fetched into L2 a share per tile of x while this panel
-      // is multiplied, so that its copy does not wait on memory.
+      if (!copied) copy_panel(w, r0, rows, panel[cur].data(), cw[cur].data());
       const int64_t next_r0 = r0 + rows;
       const int64_t next_rows =
           pg0 + panel_groups < g1
               ? std::min(std::min(g1, pg0 + 2 * panel_groups) * kColGroup, N) - next_r0
               : 0;
-      const auto* next = static_cast<const char*>(w.data) + next_r0 * row_bytes;
-      const int64_t next_lines = next_rows * row_bytes / 64;
-      const auto tiles = static_cast<int64_t>(plan.size());
-      const int64_t lines_per_tile = (next_lines + tiles - 1) / tiles;
+      const int next = cur ^ 1;
+      const int64_t share = (next_rows + tiles - 1) / tiles;  // rows of the next per tile
       for (int64_t t = 0; t < tiles; ++t) {
-        for (int64_t l = t * lines_per_tile; l < std::min(next_lines, (t + 1) * lines_per_tile);
-             ++l)
-          _mm_prefetch(next + l * 64, _MM_HINT_T1);
         const int vecs = plan[t].vecs;
         const int64_t row0 = plan[t].first_vec * kLanes;
         const int64_t rows_t = std::min(vecs * kLanes, m - row0);
         const int64_t cols = kTileCols[vecs];
         const TileFn* row_fns = kTiles[vecs];
-        for (int64_t j0 = 0; j0 < rows; j0 += cols) {
+        // The next panel's share [s0, s1): its lines, spread over this tile's calls.
+        const int64_t s0 = std::min(next_rows, t * share), s1 = std::min(next_rows, s0 + share);
+        const char* src = static_cast<const char*>(w.data) + (next_r0 + s0) * row_bytes;
+        const int64_t lines = (s1 - s0) * row_bytes / 64, calls = (rows + cols - 1) / cols;
+        const int64_t lines_per_call = (lines + calls - 1) / calls;
+        for (int64_t j0 = 0, l = 0; j0 < rows; j0 += cols) {
+          for (const int64_t l1 = std::min(lines, l + lines_per_call); l < l1; ++l)
+            _mm_prefetch(src + l * 64, _MM_HINT_T1);
           const int64_t nr = std::min(cols, rows - j0);
-          row_fns[nr](packed, plan[t].first_vec, panel.data() + j0 * kp, kp, cw.data() + j0 * nb,
-                      w.scales + (r0 + j0) * nb, stage.data() + j0, lds, rows_t,
-                      bias != nullptr ? bias + r0 + j0 : nullptr);
+          row_fns[nr](packed, plan[t].first_vec, panel[cur].data() + j0 * kp, kp,
+                      cw[cur].data() + j0 * nb, w.scales + (r0 + j0) * nb, stage.data() + j0, lds,
+                      rows_t, bias != nullptr ? bias + r0 + j0 : nullptr);
         }
         copy_rows(y + row0 * N + r0, N, stage.data(), lds, rows_t, rows);
+        if (s1 > s0) {
+          copy_panel(w, next_r0 + s0, s1 - s0, panel[next].data() + s0 * kp,
+                     cw[next].data() + s0 * nb);
+        }
       }
+      copied = next_rows > 0;
+      cur = next;
     }
   };
   // Each matrix's columns in groups of kColGroup, claimed by the threads up to 4 panels at
