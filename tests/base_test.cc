@@ -103,40 +103,49 @@ TEST(Parallel, ChunksCoverEveryIndexOnce) {
   set_num_threads(0);
 }
 
-// Claims cover [0, n) once, each within [min_chunk, max_chunk] but for one that ends at n,
-// and a single thread makes one call.
+// Claims cover [0, n) once; the first n - tail are even shares (one per thread), the rest
+// within [min_chunk, max_chunk] but for one that ends at n; a single thread makes one call.
 TEST(Parallel, ClaimsCoverEveryIndexOnce) {
   for (int threads : {1, 2, 3}) {
     set_num_threads(threads);
     for (int64_t n : {0, 1, 7, 64, 1000, 4097}) {
-      for (auto [lo, hi] : {std::pair<int64_t, int64_t>{1, 1}, {1, 16}, {5, 60}, {0, 0}, {7, 3}}) {
-        std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
-        std::atomic<int64_t> calls{0};
-        const int64_t lo_eff = std::max<int64_t>(lo, 1), hi_eff = std::max(hi, lo_eff);
-        parallel_claims(n, lo, hi, [&](int64_t b, int64_t e) {
-          ASSERT_LE(0, b);
-          ASSERT_LT(b, e);
-          ASSERT_LE(e, n);
-          calls++;
-          if (threads > 1 && n > lo_eff) {
-            EXPECT_LE(e - b, hi_eff) << "n " << n << ", claim [" << b << ", " << e << ")";
-            if (e < n) {
-              EXPECT_GE(e - b, lo_eff) << "n " << n << ", claim [" << b << ", " << e << ")";
+      for (int64_t tail : {int64_t{0}, n / 16, n / 2, n}) {
+        for (auto [lo, hi] :
+             {std::pair<int64_t, int64_t>{1, 1}, {1, 16}, {5, 60}, {0, 0}, {7, 3}}) {
+          std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
+          std::atomic<int64_t> calls{0};
+          const int64_t lo_eff = std::max<int64_t>(lo, 1), hi_eff = std::max(hi, lo_eff);
+          const int64_t bulk = n - tail;
+          const int used = static_cast<int>(std::min<int64_t>(threads, (n + lo_eff - 1) / lo_eff));
+          const int64_t share = used > 0 ? (bulk + used - 1) / used : 0;
+          parallel_claims(n, tail, lo, hi, [&](int64_t b, int64_t e) {
+            ASSERT_LE(0, b);
+            ASSERT_LT(b, e);
+            ASSERT_LE(e, n);
+            calls++;
+            if (used > 1 && b < bulk) {
+              EXPECT_EQ(b % share, 0) << "n " << n << ", claim [" << b << ", " << e << ")";
+              EXPECT_EQ(e, std::min(bulk, b + share)) << "n " << n << ", claim [" << b << ")";
+            } else if (used > 1) {
+              EXPECT_LE(e - b, hi_eff) << "n " << n << ", claim [" << b << ", " << e << ")";
+              if (e < n) {
+                EXPECT_GE(e - b, lo_eff) << "n " << n << ", claim [" << b << ", " << e << ")";
+              }
             }
+            for (int64_t i = b; i < e; ++i) hits[static_cast<size_t>(i)]++;
+          });
+          for (int64_t i = 0; i < n; ++i) {
+            ASSERT_EQ(hits[static_cast<size_t>(i)].load(), 1)
+                << "index " << i << " of " << n << ", tail " << tail << ", chunks " << lo << "-"
+                << hi << ", threads " << threads;
           }
-          for (int64_t i = b; i < e; ++i) hits[static_cast<size_t>(i)]++;
-        });
-        for (int64_t i = 0; i < n; ++i) {
-          ASSERT_EQ(hits[static_cast<size_t>(i)].load(), 1)
-              << "index " << i << " of " << n << ", chunks " << lo << "-" << hi << ", threads "
-              << threads;
-        }
-        if (n > 0 && threads == 1) {
-          EXPECT_EQ(calls.load(), 1);
-        }
-        // Claims shrink towards the end: at least as many as n / max_chunk.
-        if (n > 0 && threads > 1 && n > lo_eff) {
-          EXPECT_GE(calls.load(), (n + hi_eff - 1) / hi_eff);
+          if (n > 0 && used == 1) {
+            EXPECT_EQ(calls.load(), 1);
+          }
+          // The tail's claims shrink towards its end: at least as many as tail / max_chunk.
+          if (used > 1) {
+            EXPECT_GE(calls.load(), (tail + hi_eff - 1) / hi_eff);
+          }
         }
       }
     }

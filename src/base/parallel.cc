@@ -48,9 +48,10 @@ void parallel_chunks(int64_t n, int64_t chunks, const std::function<void(int64_t
   }
 }
 
-void parallel_claims(int64_t n, int64_t min_chunk, int64_t max_chunk,
+void parallel_claims(int64_t n, int64_t tail, int64_t min_chunk, int64_t max_chunk,
                      const std::function<void(int64_t, int64_t)>& fn) {
   if (n <= 0) return;
+  tail = std::clamp<int64_t>(tail, 0, n);
   min_chunk = std::max<int64_t>(min_chunk, 1);
   max_chunk = std::max(max_chunk, min_chunk);
   const int threads =
@@ -59,14 +60,17 @@ void parallel_claims(int64_t n, int64_t min_chunk, int64_t max_chunk,
     fn(0, n);
     return;
   }
+  const int64_t bulk = n - tail, share = (bulk + threads - 1) / threads;
   std::atomic<int64_t> next{0};
 #pragma omp parallel num_threads(threads)
   {
     const int nt = omp_get_num_threads();
     int64_t begin = next.load(std::memory_order_relaxed);
     while (begin < n) {
-      const int64_t size = std::clamp<int64_t>((n - begin) / (2 * nt), min_chunk, max_chunk);
-      const int64_t end = std::min(n, begin + size);
+      const int64_t end = begin < bulk
+                              ? std::min(bulk, begin + share)
+                              : std::min(n, begin + std::clamp<int64_t>((n - begin) / (2 * nt),
+                                                                        min_chunk, max_chunk));
       if (next.compare_exchange_weak(begin, end, std::memory_order_relaxed)) {
         fn(begin, end);
         begin = next.load(std::memory_order_relaxed);

@@ -20,11 +20,11 @@ void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, in
 void parallel_chunks(int64_t n, int64_t chunks, const std::function<void(int64_t, int64_t)>& fn);
 
 // Calls fn(begin, end) on chunks covering [0, n) that the threads claim one after another
-// from the front of what is left, each at most `max_chunk` items and about
-// 1 / (2 x threads) of what is left (at least `min_chunk`): large claims while much is
-// left, small ones at the end, so threads slowed by others' work (or a busier core) end
-// together. fn must not throw.
-void parallel_claims(int64_t n, int64_t min_chunk, int64_t max_chunk,
+// from the front of what is left: the first n - tail items in one even share per thread
+// (a thread that is late may find its share taken), then chunks of about 1 / (2 x threads)
+// of what is left, at most max_chunk and at least min_chunk items, so that threads
+// slowed by others' work (or a busier core) end together. fn must not throw.
+void parallel_claims(int64_t n, int64_t tail, int64_t min_chunk, int64_t max_chunk,
                      const std::function<void(int64_t, int64_t)>& fn);
 
 }  // namespace pg
