@@ -26,14 +26,22 @@ void for_each_segment(const int64_t* sizes, int count, int64_t i0, int64_t i1, F
 // Each matrix's columns (out[i].w.rows) in groups of `group`, all the matrices' groups
 // split evenly over the threads: fn(i, g0, g1) for matrix i's groups [g0, g1) in a
 // thread's share.
-template <class F>
-void parallel_column_groups(const MatmulOutput* out, int count, int64_t group, F&& fn) {
+// Matrix i's groups of `group` columns (out[i].w.rows), and their sum.
+inline std::vector<int64_t> column_groups(const MatmulOutput* out, int count, int64_t group,
+                                          int64_t* total) {
   std::vector<int64_t> groups(static_cast<size_t>(count));
-  int64_t total = 0;
+  *total = 0;
   for (int i = 0; i < count; ++i) {
     groups[static_cast<size_t>(i)] = (out[i].w.rows + group - 1) / group;
-    total += groups[static_cast<size_t>(i)];
+    *total += groups[static_cast<size_t>(i)];
   }
+  return groups;
+}
+
+template <class F>
+void parallel_column_groups(const MatmulOutput* out, int count, int64_t group, F&& fn) {
+  int64_t total = 0;
+  const std::vector<int64_t> groups = column_groups(out, count, group, &total);
   parallel_for(total, 1,
                [&](int64_t i0, int64_t i1) { for_each_segment(groups.data(), count, i0, i1, fn); });
 }
@@ -50,12 +58,8 @@ void parallel_column_groups(const MatmulOutput* out, int count, int64_t group, F
 template <class F>
 void claim_column_groups(const MatmulOutput* out, int count, int64_t group, int64_t max_groups,
                          F&& fn) {
-  std::vector<int64_t> groups(static_cast<size_t>(count));
   int64_t total = 0;
-  for (int i = 0; i < count; ++i) {
-    groups[static_cast<size_t>(i)] = (out[i].w.rows + group - 1) / group;
-    total += groups[static_cast<size_t>(i)];
-  }
+  const std::vector<int64_t> groups = column_groups(out, count, group, &total);
   parallel_claims(total, total / 16, 1, max_groups, [&](int64_t i0, int64_t i1) {
     for_each_segment(groups.data(), count, i0, i1, fn);
   });
