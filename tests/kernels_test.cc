@@ -353,6 +353,64 @@ TEST_P(KernelsTest, MatmulManyGivesEachProductBitForBit) {
   EXPECT_EQ(std::memcmp(yb.data(), wb.data(), yb.size() * sizeof(float)), 0);
 }
 
+TEST_P(KernelsTest, MatmulGeluMulIsTheProductsThenTheGating) {
+  // matmul_gelu_mul (fused into the quantized product on VNNI: the gating applied to each
+  // tile's outputs of both matrices) must give matmul_many over gate and up followed by
+  // gelu_tanh_mul, bit for bit: partial tiles of rows (m = 9, 33, 267) and columns (n =
+  // 37), several panels walked side by side with the next ones copied in between (k =
+  // 2050, n = 300), a partial last block (k = 130, 2050), K in two chunks (bf16: not fused,
+  // k = 4200).
+  std::mt19937 rng(29);
+  enum class Format { kF32, kBf16Low, kQ8, kQ4 };
+  for (const Format f : {Format::kF32, Format::kBf16Low, Format::kQ8, Format::kQ4}) {
+    for (const int64_t m : {1, 9, 33, 50, 267}) {
+      for (const int64_t k : {64, 130, 2050, 4200}) {
+        if ((k > 2000 && m != 50) || (m == 267 && k != 64)) continue;
+        for (const int64_t n : {37, 300}) {
+          std::vector<Weights> dense;
+          std::vector<QuantizedMatrix> quant;
+          std::vector<MatrixView> w;
+          for (int i = 0; i < 2; ++i) {
+            // Gate values up to 4 in size: GELU's curved part and both tails.
+            const std::vector<float> values = uniform(n * k, i == 0 ? -4 : -1, i == 0 ? 4 : 1, rng);
+            dense.push_back(
+                make_weights(f == Format::kF32 ? DType::kF32 : DType::kBF16, n, k, values));
+            if (f == Format::kQ8 || f == Format::kQ4) {
+              const Weights w32 = make_weights(DType::kF32, n, k, values);
+              quant.push_back(f == Format::kQ8 ? quantize_q8(w32.view()) : quantize_q4(w32.view()));
+            }
+          }
+          for (int i = 0; i < 2; ++i) {
+            w.push_back(quant.empty() ? dense[static_cast<size_t>(i)].view()
+                                      : quant[static_cast<size_t>(i)].view());
+            w.back().low_precision = f != Format::kF32;
+          }
+          const std::vector<float> x = uniform(m * k, -1, 1, rng);
+          std::vector<float> got(m * n, NAN), scratch(m * n, NAN);
+          K().matmul_gelu_mul(x.data(), m, w[0], w[1], got.data(), scratch.data());
+          std::vector<float> gate(m * n), up(m * n);
+          const MatmulOutput out[2] = {{w[0], nullptr, gate.data()}, {w[1], nullptr, up.data()}};
+          K().matmul_many(x.data(), m, out, 2);
+          K().gelu_tanh_mul(gate.data(), up.data(), gate.data(), m * n);
+          int64_t differ = 0, first = -1;
+          for (size_t e = 0; e < gate.size(); ++e) {
+            if (std::memcmp(&gate[e], &got[e], sizeof(float)) != 0) {
+              if (first < 0) first = static_cast<int64_t>(e);
+              ++differ;
+            }
+          }
+          EXPECT_EQ(differ, 0) << "format " << static_cast<int>(f) << " "
+                               << dims({{"m", m}, {"k", k}, {"n", n}}) << "first differing index "
+                               << first
+                               << (first >= 0 ? ": want " + std::to_string(gate[first]) + ", got " +
+                                                    std::to_string(got[first])
+                                              : std::string());
+        }
+      }
+    }
+  }
+}
+
 // ------------------------------------------------------------------------------- norms
 
 TEST_P(KernelsTest, RmsNorm) {

@@ -17,4 +17,11 @@ namespace pg::kernels {
 // AVX512-BF16 in this build, an odd k, or a W_i not bf16 with k columns.
 bool gemm_bf16_avx512(const float* x, int64_t m, int64_t k, const MatmulOutput* out, int count);
 
+// y[m, n] = gelu_tanh(x gate^T) * (x up^T), gate and up bf16 [n, k]: the values of
+// gemm_bf16_avx512 over both followed by gelu_tanh_mul, bit for bit, without the two
+// [m, n] products in memory. Returns false, writing nothing, where gemm_bf16_avx512 would,
+// where up's shape differs from gate's, or where k needs more than one chunk (> 4096).
+bool gemm_bf16_avx512_gelu_mul(const float* x, int64_t m, const MatrixView& gate,
+                               const MatrixView& up, float* y);
+
 }  // namespace pg::kernels

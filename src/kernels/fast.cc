@@ -20,6 +20,7 @@
 
 #include "base/parallel.h"
 #include "kernels/bf16_gemm.h"
+#include "kernels/elementwise.h"
 #include "kernels/in_register.h"
 #include "kernels/kernels.h"
 #include "kernels/onednn.h"
@@ -664,6 +665,23 @@ void matmul_many(const float* x, int64_t m, const MatmulOutput* out, int count) 
   for (int i = 0; i < count; ++i) matmul(x, m, out[i].w, out[i].bias, out[i].y);
 }
 
+void gelu_tanh_mul(const float* gate, const float* up, float* y, int64_t n);
+
+// The MLP's gating: fused into the bf16 product (low-precision views) or the quantized
+// one on VNNI (bf16_gemm.h, quant_gemm.h), else the two products (sharing x's packing
+// where they pack it) and then gelu_tanh_mul.
+void matmul_gelu_mul(const float* x, int64_t m, const MatrixView& gate, const MatrixView& up,
+                     float* y, float* scratch) {
+  if (m >= kOneDnnMinRows) {
+    if (gate.low_precision && up.low_precision && gemm_bf16_avx512_gelu_mul(x, m, gate, up, y))
+      return;
+    if (gemm_quantized_vnni_gelu_mul(x, m, gate, up, y)) return;
+  }
+  const MatmulOutput out[2] = {{gate, nullptr, y}, {up, nullptr, scratch}};
+  matmul_many(x, m, out, 2);
+  gelu_tanh_mul(y, scratch, y, m * gate.rows);
+}
+
 // ---------------------------------------------------------------------------------------
 // Row-wise norms and elementwise ops.
 
@@ -720,11 +738,8 @@ void gelu_tanh(const float* x, float* y, int64_t n) {
 
 // gate, up, y: [n]; y may alias either input.
 void gelu_tanh_mul(const float* gate, const float* up, float* y, int64_t n) {
-  parallel_for(n, kGeluGrain, [&](int64_t b, int64_t e) {
-    map16(b, e, [&](int64_t i, int64_t c) {
-      store_part(y + i, gelu16(load_part(gate + i, c)) * load_part(up + i, c), c);
-    });
-  });
+  parallel_for(n, kGeluGrain,
+               [&](int64_t b, int64_t e) { gelu_tanh_mul_span(gate + b, up + b, y + b, e - b); });
 }
 
 // x: rows of `stride` floats holding num_heads heads of head_dim; positions: [rows].
@@ -1523,10 +1538,17 @@ void attention(const AttentionParams& p, const float* q, const void* k, const vo
 
 }  // namespace
 
+void gelu_tanh_mul_span(const float* gate, const float* up, float* y, int64_t n) {
+  map16(0, n, [&](int64_t i, int64_t c) {
+    store_part(y + i, gelu16(load_part(gate + i, c)) * load_part(up + i, c), c);
+  });
+}
+
 const KernelTable& fast_kernels() {
   static const KernelTable table = {
-      "fast", matmul,  matmul_many, layer_norm, rms_norm, gelu_tanh, gelu_tanh_mul,
-      rope,   softcap, add,         scale,      argmax,   attention,
+      "fast",    matmul,        matmul_many, matmul_gelu_mul, layer_norm, rms_norm,
+      gelu_tanh, gelu_tanh_mul, rope,        softcap,         add,        scale,
+      argmax,    attention,
   };
   return table;
 }

@@ -69,6 +69,14 @@ struct KernelTable {
   // together (attention's q, k and v; the MLP's gate and up).
   void (*matmul_many)(const float* x, int64_t m, const MatmulOutput* out, int count);
 
+  // y[m, n] = gelu_tanh(x gate^T) * (x up^T), gate and up [n, k] of one format (the Gemma
+  // MLP's gating): the values of matmul_many over both followed by gelu_tanh_mul, bit for
+  // bit. scratch: [m, n] floats the op may use for up's product; a product that applies
+  // the gating to its outputs while they are in cache (quantized weights on VNNI) leaves
+  // it untouched, and neither [m, n] product reaches memory.
+  void (*matmul_gelu_mul)(const float* x, int64_t m, const MatrixView& gate, const MatrixView& up,
+                          float* y, float* scratch);
+
   // LayerNorm over the last dim (biased variance): y = (x - mean) / sqrt(var + eps) * gamma + beta.
   void (*layer_norm)(const float* x, int64_t rows, int64_t dim, const float* gamma,
                      const float* beta, float eps, float* y);

@@ -42,6 +42,7 @@
 #include <vector>
 
 #include "base/parallel.h"
+#include "kernels/elementwise.h"
 #include "kernels/segments.h"
 #include "kernels/tile_store.h"
 #include "kernels/transpose.h"
@@ -372,14 +373,20 @@ std::vector<TilePlan> plan_tiles(int64_t vecs) {
   return plan;
 }
 
-}  // namespace
-
-bool gemm_quantized_vnni(const float* x, int64_t m, int64_t K, const MatmulOutput* out, int count) {
+// The products of x with out[0..count) (gelu_up null), or with out[0].w (the MLP's gate,
+// count 1) and *gelu_up side by side, out[0].y = gelu_tanh(gate) * up.
+bool run(const float* x, int64_t m, int64_t K, const MatmulOutput* out, int count,
+         const MatrixView* gelu_up) {
   if (m <= 0 || K <= 0 || count <= 0) return false;
   for (int i = 0; i < count; ++i) {
     if (out[i].w.dtype != out[0].w.dtype || out[i].w.cols != K) return false;
   }
   if (out[0].w.dtype != DType::kI8 && out[0].w.dtype != DType::kU8) return false;
+  if (gelu_up != nullptr &&
+      (count != 1 || out[0].bias != nullptr || gelu_up->dtype != out[0].w.dtype ||
+       gelu_up->cols != K || gelu_up->rows != out[0].w.rows)) {
+    return false;
+  }
   const int64_t nb = quant_blocks(K), kp = nb * B;
   // x: [m, K] -> packed vectors of rows (the calling thread's buffers; the pool's threads
   // read them).
@@ -404,29 +411,37 @@ bool gemm_quantized_vnni(const float* x, int64_t m, int64_t K, const MatmulOutpu
   });
 
   const std::vector<TilePlan> plan = plan_tiles(p.vecs);
-  const int64_t panel_groups = std::max<int64_t>(1, kPanelBytes / (kp * kColGroup));
-  // Groups [g0, g1) of w into y, a panel of weight rows at a time. Every panel but a
-  // claim's first is copied (into the other buffer) while the one before it is multiplied:
-  // after each tile of x, a share of its rows, whose source lines were fetched into L2 a
-  // few at a time before each of that tile's calls. (Copying a whole panel before its
-  // tiles, its source fetched a share per tile of x before: the copy waited on memory,
-  // 3.7-5.6% of a product's time against 3.2-4.1%; two Gemma layers' products, alternating
-  // in one process, 1.7-2.0% faster this way, q8 and q4.)
-  auto columns = [&](const MatrixView& w, const float* bias, float* y, int64_t g0, int64_t g1) {
-    const int64_t N = w.rows, row_bytes = w.row_bytes();
+  const int mats = gelu_up != nullptr ? 2 : 1;  // matrices walked side by side
+  // (Two side by side take half as many rows each, so that their panels fill the same L2.)
+  const int64_t panel_groups = std::max<int64_t>(1, kPanelBytes / (kp * kColGroup * mats));
+  // Groups [g0, g1) of the matrices ws[0..mats) into y, a panel of weight rows at a time.
+  // Every panel but a claim's first is copied (into the other buffer) while the one
+  // before it is multiplied: after each tile of x, a share of its rows, whose source
+  // lines were fetched into L2 a few at a time before each of that tile's calls.
+  // (Copying a whole panel before its tiles, its source fetched a share per tile of x
+  // before: the copy waited on memory, 3.7-5.6% of a product's time against 3.2-4.1%; two
+  // Gemma layers' products, alternating in one process, 1.7-2.0% faster this way, q8 and
+  // q4.) With two matrices (gate, up), a tile's outputs of both are in `stage` when they
+  // go into y as gelu_tanh(gate) * up: the two [m, n] products never reach memory.
+  auto columns = [&](const MatrixView* const* ws, const float* bias, float* y, int64_t g0,
+                     int64_t g1) {
+    const int64_t N = ws[0]->rows, row_bytes = ws[0]->row_bytes();
     const int64_t max_rows = panel_groups * kColGroup;
-    thread_local std::vector<int8_t> panel[2];  // weight rows, blocks in order: this, the next
-    thread_local std::vector<int32_t> cw[2];    // their blocks' starting sums
+    // Weight rows, blocks in order, [this, the next][matrix], and their blocks' starting sums.
+    thread_local std::vector<int8_t> panel[2][2];
+    thread_local std::vector<int32_t> cw[2][2];
     for (int b = 0; b < 2; ++b) {
-      if (panel[b].size() < static_cast<size_t>(max_rows * kp))
-        panel[b].resize(static_cast<size_t>(max_rows * kp));
-      if (cw[b].size() < static_cast<size_t>(max_rows * nb))
-        cw[b].resize(static_cast<size_t>(max_rows * nb));
+      for (int i = 0; i < mats; ++i) {
+        if (panel[b][i].size() < static_cast<size_t>(max_rows * kp))
+          panel[b][i].resize(static_cast<size_t>(max_rows * kp));
+        if (cw[b][i].size() < static_cast<size_t>(max_rows * nb))
+          cw[b][i].resize(static_cast<size_t>(max_rows * nb));
+      }
     }
-    // A tile of x's products with the panel: [<= 48][lds], copied into y's rows after
+    // A tile of x's products with a panel: [<= 48][lds] per matrix, into y's rows after
     // the last of them (tile_store.h; kernels_bench on one core, best of three: q8 266 x
     // 2048 x 2048 552 -> 574 GOP/s, q4 579 -> 592; with no stores at all 581 and 613).
-    thread_local std::vector<float> stage;
+    thread_local std::vector<float> stage[2];
     const auto tiles = static_cast<int64_t>(plan.size());
     int cur = 0;
     bool copied = false;  // panel[cur] holds the panel
@@ -434,9 +449,11 @@ bool gemm_quantized_vnni(const float* x, int64_t m, int64_t K, const MatmulOutpu
       const int64_t r0 = pg0 * kColGroup;
       const int64_t rows = std::min(std::min(g1, pg0 + panel_groups) * kColGroup, N) - r0;
       const int64_t lds = stage_stride(rows);
-      if (stage.size() < static_cast<size_t>(kMaxTileVecs * kLanes * lds))
-        stage.resize(static_cast<size_t>(kMaxTileVecs * kLanes * lds));
-      if (!copied) copy_panel(w, r0, rows, panel[cur].data(), cw[cur].data());
+      for (int i = 0; i < mats; ++i) {
+        if (stage[i].size() < static_cast<size_t>(kMaxTileVecs * kLanes * lds))
+          stage[i].resize(static_cast<size_t>(kMaxTileVecs * kLanes * lds));
+        if (!copied) copy_panel(*ws[i], r0, rows, panel[cur][i].data(), cw[cur][i].data());
+      }
       const int64_t next_r0 = r0 + rows;
       const int64_t next_rows =
           pg0 + panel_groups < g1
@@ -452,21 +469,33 @@ bool gemm_quantized_vnni(const float* x, int64_t m, int64_t K, const MatmulOutpu
         const TileFn* row_fns = kTiles[vecs];
         // The next panel's share [s0, s1): its lines, spread over this tile's calls.
         const int64_t s0 = std::min(next_rows, t * share), s1 = std::min(next_rows, s0 + share);
-        const char* src = static_cast<const char*>(w.data) + (next_r0 + s0) * row_bytes;
         const int64_t lines = (s1 - s0) * row_bytes / 64, calls = (rows + cols - 1) / cols;
         const int64_t lines_per_call = (lines + calls - 1) / calls;
-        for (int64_t j0 = 0, l = 0; j0 < rows; j0 += cols) {
-          for (const int64_t l1 = std::min(lines, l + lines_per_call); l < l1; ++l)
-            _mm_prefetch(src + l * 64, _MM_HINT_T1);
-          const int64_t nr = std::min(cols, rows - j0);
-          row_fns[nr](packed, plan[t].first_vec, panel[cur].data() + j0 * kp, kp,
-                      cw[cur].data() + j0 * nb, w.scales + (r0 + j0) * nb, stage.data() + j0, lds,
-                      rows_t, bias != nullptr ? bias + r0 + j0 : nullptr);
+        for (int i = 0; i < mats; ++i) {
+          const char* src = static_cast<const char*>(ws[i]->data) + (next_r0 + s0) * row_bytes;
+          for (int64_t j0 = 0, l = 0; j0 < rows; j0 += cols) {
+            for (const int64_t l1 = std::min(lines, l + lines_per_call); l < l1; ++l)
+              _mm_prefetch(src + l * 64, _MM_HINT_T1);
+            const int64_t nr = std::min(cols, rows - j0);
+            row_fns[nr](packed, plan[t].first_vec, panel[cur][i].data() + j0 * kp, kp,
+                        cw[cur][i].data() + j0 * nb, ws[i]->scales + (r0 + j0) * nb,
+                        stage[i].data() + j0, lds, rows_t,
+                        bias != nullptr ? bias + r0 + j0 : nullptr);
+          }
         }
-        copy_rows(y + row0 * N + r0, N, stage.data(), lds, rows_t, rows);
+        if (mats == 1) {
+          copy_rows(y + row0 * N + r0, N, stage[0].data(), lds, rows_t, rows);
+        } else {
+          for (int64_t r = 0; r < rows_t; ++r) {
+            gelu_tanh_mul_span(stage[0].data() + r * lds, stage[1].data() + r * lds,
+                               y + (row0 + r) * N + r0, rows);
+          }
+        }
         if (s1 > s0) {
-          copy_panel(w, next_r0 + s0, s1 - s0, panel[next].data() + s0 * kp,
-                     cw[next].data() + s0 * nb);
+          for (int i = 0; i < mats; ++i) {
+            copy_panel(*ws[i], next_r0 + s0, s1 - s0, panel[next][i].data() + s0 * kp,
+                       cw[next][i].data() + s0 * nb);
+          }
         }
       }
       copied = next_rows > 0;
@@ -479,13 +508,30 @@ bool gemm_quantized_vnni(const float* x, int64_t m, int64_t K, const MatmulOutpu
   // but 1-3% more time went to the tiles; claiming the last 1/16, two Gemma layers'
   // products were -0.3% to +1.2% as fast, alternating in one process.)
   claim_column_groups(out, count, kColGroup, 4 * panel_groups, [&](int i, int64_t g0, int64_t g1) {
-    columns(out[i].w, out[i].bias, out[i].y, g0, g1);
+    const MatrixView* ws[2] = {&out[i].w, gelu_up};
+    columns(ws, out[i].bias, out[i].y, g0, g1);
   });
   return true;
 }
 
+}  // namespace
+
+bool gemm_quantized_vnni(const float* x, int64_t m, int64_t K, const MatmulOutput* out, int count) {
+  return run(x, m, K, out, count, nullptr);
+}
+
+bool gemm_quantized_vnni_gelu_mul(const float* x, int64_t m, const MatrixView& gate,
+                                  const MatrixView& up, float* y) {
+  const MatmulOutput out{gate, nullptr, y};
+  return run(x, m, gate.cols, &out, 1, &up);
+}
+
 #else
 bool gemm_quantized_vnni(const float*, int64_t, int64_t, const MatmulOutput*, int) { return false; }
+bool gemm_quantized_vnni_gelu_mul(const float*, int64_t, const MatrixView&, const MatrixView&,
+                                  float*) {
+  return false;
+}
 #endif
 
 }  // namespace pg::kernels

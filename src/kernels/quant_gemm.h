@@ -24,4 +24,11 @@ namespace pg::kernels {
 // q4 with K columns.
 bool gemm_quantized_vnni(const float* x, int64_t m, int64_t K, const MatmulOutput* out, int count);
 
+// y[m, n] = gelu_tanh(x gate^T) * (x up^T), gate and up [n, K] of one quantized format: the
+// values of gemm_quantized_vnni over both followed by gelu_tanh_mul, bit for bit, without
+// the two [m, n] products in memory. Returns false, writing nothing, where
+// gemm_quantized_vnni would, or where up's shape differs from gate's.
+bool gemm_quantized_vnni_gelu_mul(const float* x, int64_t m, const MatrixView& gate,
+                                  const MatrixView& up, float* y);
+
 }  // namespace pg::kernels

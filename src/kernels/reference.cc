@@ -96,6 +96,14 @@ void gelu_tanh_mul(const float* gate, const float* up, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = gelu_tanh_scalar(gate[i]) * up[i];
 }
 
+// x: [m, k]; gate, up: [n, k]; y, scratch: [m, n].
+void matmul_gelu_mul(const float* x, int64_t m, const MatrixView& gate, const MatrixView& up,
+                     float* y, float* scratch) {
+  matmul(x, m, gate, nullptr, y);
+  matmul(x, m, up, nullptr, scratch);
+  gelu_tanh_mul(y, scratch, y, m * gate.rows);
+}
+
 // x: rows of `stride` floats, each holding num_heads heads of head_dim; positions: [rows].
 void rope(float* x, int64_t rows, int64_t stride, int64_t num_heads, int64_t head_dim,
           const int64_t* positions, float theta) {
@@ -206,8 +214,9 @@ void attention(const AttentionParams& p, const float* q, const void* k_any, cons
 
 const KernelTable& reference_kernels() {
   static const KernelTable table = {
-      "reference", matmul,  matmul_many, layer_norm, rms_norm, gelu_tanh, gelu_tanh_mul,
-      rope,        softcap, add,         scale,      argmax,   attention,
+      "reference", matmul,        matmul_many, matmul_gelu_mul, layer_norm, rms_norm,
+      gelu_tanh,   gelu_tanh_mul, rope,        softcap,         add,        scale,
+      argmax,      attention,
   };
   return table;
 }

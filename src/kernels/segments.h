@@ -23,9 +23,6 @@ void for_each_segment(const int64_t* sizes, int count, int64_t i0, int64_t i1, F
   }
 }
 
-// Each matrix's columns (out[i].w.rows) in groups of `group`, all the matrices' groups
-// split evenly over the threads: fn(i, g0, g1) for matrix i's groups [g0, g1) in a
-// thread's share.
 // Matrix i's groups of `group` columns (out[i].w.rows), and their sum.
 inline std::vector<int64_t> column_groups(const MatmulOutput* out, int count, int64_t group,
                                           int64_t* total) {
@@ -38,6 +35,9 @@ inline std::vector<int64_t> column_groups(const MatmulOutput* out, int count, in
   return groups;
 }
 
+// Each matrix's columns (out[i].w.rows) in groups of `group`, all the matrices' groups
+// split evenly over the threads: fn(i, g0, g1) for matrix i's groups [g0, g1) in a
+// thread's share.
 template <class F>
 void parallel_column_groups(const MatmulOutput* out, int count, int64_t group, F&& fn) {
   int64_t total = 0;

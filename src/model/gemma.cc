@@ -82,18 +82,17 @@ void self_attention(const GemmaLayerWeights& l, const io::TextConfig& cfg, int64
 }
 
 // h: [T, H] -> out: [T, H] = down(gelu(gate(h)) * up(h)), kMlpRows rows at a time.
-void mlp(const GemmaLayerWeights& l, const io::TextConfig& cfg, const Tensor& h,
-         LayerBuffers& buffers, Tensor& out) {
+void mlp(const GemmaLayerWeights& l, const Tensor& h, LayerBuffers& buffers, Tensor& out) {
   const kernels::KernelTable& k = kernels::kernels();
-  const int64_t T = h.dim(0), H = h.dim(1), F = cfg.intermediate_size;
-  Tensor &gate = buffers.gate, &up = buffers.up;  // gate, up: [R, F], R = min(T, kMlpRows)
+  const int64_t T = h.dim(0), H = h.dim(1);
+  // gate, up: [R, F] (F = intermediate_size), R = min(T, kMlpRows); up is the scratch of
+  // matmul_gelu_mul, which may leave it untouched.
+  Tensor &gate = buffers.gate, &up = buffers.up;
   const int64_t R = gate.dim(0);
   for (int64_t r0 = 0; r0 < T; r0 += R) {
     const int64_t rows = std::min(R, T - r0);
-    const kernels::MatmulOutput gate_up[2] = {{l.gate_proj, nullptr, gate.data()},
-                                              {l.up_proj, nullptr, up.data()}};
-    k.matmul_many(h.data() + r0 * H, rows, gate_up, 2);
-    k.gelu_tanh_mul(gate.data(), up.data(), gate.data(), rows * F);
+    // gate = gelu_tanh(gate_proj(h)) * up_proj(h): [rows, F]
+    k.matmul_gelu_mul(h.data() + r0 * H, rows, l.gate_proj, l.up_proj, gate.data(), up.data());
     k.matmul(gate.data(), rows, l.down_proj, nullptr, out.data() + r0 * H);
   }
 }
@@ -144,7 +143,7 @@ Tensor gemma_forward(const GemmaWeights& w, const io::TextConfig& cfg, Tensor x,
     const Tensor& pre_mlp =
         cfg.is_gemma2() ? l.pre_feedforward_layernorm : l.post_attention_layernorm;
     k.rms_norm(x.data(), T, H, pre_mlp.data(), cfg.rms_norm_eps, h.data());
-    mlp(l, cfg, h, buffers, out);
+    mlp(l, h, buffers, out);
     if (cfg.is_gemma2()) {
       k.rms_norm(out.data(), T, H, l.post_feedforward_layernorm.data(), cfg.rms_norm_eps,
                  out.data());
