@@ -403,12 +403,25 @@ bool run(const float* x, int64_t m, int64_t K, const MatmulOutput* out, int coun
   if (p.amax.size() < static_cast<size_t>(p.vecs * nb * 16))
     p.amax.resize(static_cast<size_t>(p.vecs * nb * 16));
   PackedX& packed = p;
-  parallel_for(p.vecs, 1, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) row_units(x, m, K, i * 16, packed);
-  });
-  parallel_for(p.vecs * nb, 8, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) pack_group(x, m, K, (i / nb) * 16, i % nb, packed);
-  });
+  if (p.vecs >= 4 * num_threads()) {
+    // A vector of rows at a time, its units and then its blocks, so that the second pass
+    // over its rows reads them from L2. (Two Gemma layers' products, alternating in one
+    // process: 0.2-1.0% faster than a pass over all the rows for the units, then one over
+    // all the blocks, which the rows of a short x still take, spread over the threads.)
+    parallel_for(p.vecs, 1, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) {
+        row_units(x, m, K, i * 16, packed);
+        for (int64_t b = 0; b < nb; ++b) pack_group(x, m, K, i * 16, b, packed);
+      }
+    });
+  } else {
+    parallel_for(p.vecs, 1, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) row_units(x, m, K, i * 16, packed);
+    });
+    parallel_for(p.vecs * nb, 8, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) pack_group(x, m, K, (i / nb) * 16, i % nb, packed);
+    });
+  }
 
   const std::vector<TilePlan> plan = plan_tiles(p.vecs);
   const int mats = gelu_up != nullptr ? 2 : 1;  // matrices walked side by side
