@@ -386,8 +386,8 @@ TEST_P(KernelsTest, MatmulGeluMulIsTheProductsThenTheGating) {
             w.back().low_precision = f != Format::kF32;
           }
           const std::vector<float> x = uniform(m * k, -1, 1, rng);
-          std::vector<float> got(m * n, NAN), scratch(m * n, NAN);
-          K().matmul_gelu_mul(x.data(), m, w[0], w[1], got.data(), scratch.data());
+          std::vector<float> got(m * n, NAN);
+          K().matmul_gelu_mul(x.data(), m, w[0], w[1], got.data());
           std::vector<float> gate(m * n), up(m * n);
           const MatmulOutput out[2] = {{w[0], nullptr, gate.data()}, {w[1], nullptr, up.data()}};
           K().matmul_many(x.data(), m, out, 2);

@@ -665,23 +665,6 @@ void matmul_many(const float* x, int64_t m, const MatmulOutput* out, int count) 
   for (int i = 0; i < count; ++i) matmul(x, m, out[i].w, out[i].bias, out[i].y);
 }
 
-void gelu_tanh_mul(const float* gate, const float* up, float* y, int64_t n);
-
-// The MLP's gating: fused into the bf16 product (low-precision views) or the quantized
-// one on VNNI (bf16_gemm.h, quant_gemm.h), else the two products (sharing x's packing
-// where they pack it) and then gelu_tanh_mul.
-void matmul_gelu_mul(const float* x, int64_t m, const MatrixView& gate, const MatrixView& up,
-                     float* y, float* scratch) {
-  if (m >= kOneDnnMinRows) {
-    if (gate.low_precision && up.low_precision && gemm_bf16_avx512_gelu_mul(x, m, gate, up, y))
-      return;
-    if (gemm_quantized_vnni_gelu_mul(x, m, gate, up, y)) return;
-  }
-  const MatmulOutput out[2] = {{gate, nullptr, y}, {up, nullptr, scratch}};
-  matmul_many(x, m, out, 2);
-  gelu_tanh_mul(y, scratch, y, m * gate.rows);
-}
-
 // ---------------------------------------------------------------------------------------
 // Row-wise norms and elementwise ops.
 
@@ -740,6 +723,23 @@ void gelu_tanh(const float* x, float* y, int64_t n) {
 void gelu_tanh_mul(const float* gate, const float* up, float* y, int64_t n) {
   parallel_for(n, kGeluGrain,
                [&](int64_t b, int64_t e) { gelu_tanh_mul_span(gate + b, up + b, y + b, e - b); });
+}
+
+// The MLP's gating: fused into the bf16 product (low-precision views) or the quantized
+// one on VNNI (bf16_gemm.h, quant_gemm.h), else the two products (sharing x's packing
+// where they pack it), up's into the calling thread's buffer, and then gelu_tanh_mul.
+void matmul_gelu_mul(const float* x, int64_t m, const MatrixView& gate, const MatrixView& up,
+                     float* y) {
+  if (m >= kOneDnnMinRows) {
+    if (gate.low_precision && up.low_precision && gemm_bf16_avx512_gelu_mul(x, m, gate, up, y))
+      return;
+    if (gemm_quantized_vnni_gelu_mul(x, m, gate, up, y)) return;
+  }
+  thread_local std::vector<float> up_y;
+  if (up_y.size() < static_cast<size_t>(m * up.rows)) up_y.resize(static_cast<size_t>(m * up.rows));
+  const MatmulOutput out[2] = {{gate, nullptr, y}, {up, nullptr, up_y.data()}};
+  matmul_many(x, m, out, 2);
+  gelu_tanh_mul(y, up_y.data(), y, m * gate.rows);
 }
 
 // x: rows of `stride` floats holding num_heads heads of head_dim; positions: [rows].

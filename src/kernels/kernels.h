@@ -71,11 +71,11 @@ struct KernelTable {
 
   // y[m, n] = gelu_tanh(x gate^T) * (x up^T), gate and up [n, k] of one format (the Gemma
   // MLP's gating): the values of matmul_many over both followed by gelu_tanh_mul, bit for
-  // bit. scratch: [m, n] floats the op may use for up's product; a product that applies
-  // the gating to its outputs while they are in cache (quantized weights on VNNI) leaves
-  // it untouched, and neither [m, n] product reaches memory.
+  // bit. Where a product applies the gating to its outputs while they are in cache (bf16
+  // low precision, quantized weights on VNNI, prefill sizes), neither [m, n] product
+  // reaches memory; elsewhere up's product goes to a buffer of the op's own.
   void (*matmul_gelu_mul)(const float* x, int64_t m, const MatrixView& gate, const MatrixView& up,
-                          float* y, float* scratch);
+                          float* y);
 
   // LayerNorm over the last dim (biased variance): y = (x - mean) / sqrt(var + eps) * gamma + beta.
   void (*layer_norm)(const float* x, int64_t rows, int64_t dim, const float* gamma,

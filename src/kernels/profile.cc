@@ -83,10 +83,10 @@ void matmul_many(const float* x, int64_t m, const MatmulOutput* out, int count) 
 }
 // Counted as its two products (where it is not fused, gelu_tanh_mul's time with them).
 void matmul_gelu_mul(const float* x, int64_t m, const MatrixView& gate, const MatrixView& up,
-                     float* y, float* scratch) {
+                     float* y) {
   const int d = std::clamp(static_cast<int>(gate.dtype), 0, kDTypes - 1);
   Timer t(kMatmul0 + 2 * d + (m > kDecodeRows ? 1 : 0), 2);
-  inner().matmul_gelu_mul(x, m, gate, up, y, scratch);
+  inner().matmul_gelu_mul(x, m, gate, up, y);
 }
 void layer_norm(const float* x, int64_t rows, int64_t dim, const float* gamma, const float* beta,
                 float eps, float* y) {

@@ -96,12 +96,13 @@ void gelu_tanh_mul(const float* gate, const float* up, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = gelu_tanh_scalar(gate[i]) * up[i];
 }
 
-// x: [m, k]; gate, up: [n, k]; y, scratch: [m, n].
+// x: [m, k]; gate, up: [n, k]; y: [m, n].
 void matmul_gelu_mul(const float* x, int64_t m, const MatrixView& gate, const MatrixView& up,
-                     float* y, float* scratch) {
+                     float* y) {
+  std::vector<float> up_y(static_cast<size_t>(m * up.rows));
   matmul(x, m, gate, nullptr, y);
-  matmul(x, m, up, nullptr, scratch);
-  gelu_tanh_mul(y, scratch, y, m * gate.rows);
+  matmul(x, m, up, nullptr, up_y.data());
+  gelu_tanh_mul(y, up_y.data(), y, m * gate.rows);
 }
 
 // x: rows of `stride` floats, each holding num_heads heads of head_dim; positions: [rows].

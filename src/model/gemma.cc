@@ -22,16 +22,15 @@ struct LayerBuffers {
   LayerBuffers(const io::TextConfig& cfg, int64_t T, bool staged_kv)
       : q({T, cfg.num_attention_heads * cfg.head_dim}),
         attn({T, cfg.num_attention_heads * cfg.head_dim}),
-        gate({std::min(T, kMlpRows), cfg.intermediate_size}),
-        up({std::min(T, kMlpRows), cfg.intermediate_size}) {
+        gate({std::min(T, kMlpRows), cfg.intermediate_size}) {
     if (staged_kv) {
       k = Tensor({T, cfg.num_key_value_heads * cfg.head_dim});
       v = Tensor({T, cfg.num_key_value_heads * cfg.head_dim});
     }
   }
-  Tensor q, attn;   // [T, Hq*D]
-  Tensor k, v;      // [T, Hkv*D] (a bf16 cache's new rows before rounding; else empty)
-  Tensor gate, up;  // [min(T, kMlpRows), F]
+  Tensor q, attn;  // [T, Hq*D]
+  Tensor k, v;     // [T, Hkv*D] (a bf16 cache's new rows before rounding; else empty)
+  Tensor gate;     // [min(T, kMlpRows), F]: the MLP's gated product
 };
 
 // x: [T, H] -> out: [T, H]. Writes this layer's keys/values at cache rows [start, start+T).
@@ -85,14 +84,12 @@ void self_attention(const GemmaLayerWeights& l, const io::TextConfig& cfg, int64
 void mlp(const GemmaLayerWeights& l, const Tensor& h, LayerBuffers& buffers, Tensor& out) {
   const kernels::KernelTable& k = kernels::kernels();
   const int64_t T = h.dim(0), H = h.dim(1);
-  // gate, up: [R, F] (F = intermediate_size), R = min(T, kMlpRows); up is the scratch of
-  // matmul_gelu_mul, which may leave it untouched.
-  Tensor &gate = buffers.gate, &up = buffers.up;
+  Tensor& gate = buffers.gate;  // [R, F] (F = intermediate_size), R = min(T, kMlpRows)
   const int64_t R = gate.dim(0);
   for (int64_t r0 = 0; r0 < T; r0 += R) {
     const int64_t rows = std::min(R, T - r0);
     // gate = gelu_tanh(gate_proj(h)) * up_proj(h): [rows, F]
-    k.matmul_gelu_mul(h.data() + r0 * H, rows, l.gate_proj, l.up_proj, gate.data(), up.data());
+    k.matmul_gelu_mul(h.data() + r0 * H, rows, l.gate_proj, l.up_proj, gate.data());
     k.matmul(gate.data(), rows, l.down_proj, nullptr, out.data() + r0 * H);
   }
 }
