@@ -15,6 +15,15 @@
 // 96 / (96 + 24) = 80% of the int8 peak, before any memory stall. On Zen 4 (2026-12-06,
 // EPYC family 0x19 model 0x11): the same, and vpsllvd costs about 0 too, so today's tile
 // (12 FMAs per 96 vpdpbusd) is bound at 96 / 108 = 89% (`tile_bound`).
+// Session 22 added vaddps, vscalefps (free on Zen 4: a float add and a scaling by a power
+// of two beside the products) and vpmulld (1.0 slot: an integer multiply is no way around
+// the float one), and the density of free instructions the pipes take: `free_9` (9
+// vpsllvd/vpaddd/vcvtdq2ps/vscalefps/vaddps per 12 vpdpbusd) cost nothing on Zen 4,
+// `free_12` (12 per 12) about 8% (0.08 slot each). So a tile that replaces the multiply-add
+// with free work has at most 9 free instructions per 12 products; a weight scale made of
+// two powers of two (2 shifts, an add, the conversion, a vscalefps and a vaddps per block
+// and accumulator: 9 per 12) measured 7-8% slower than today's in the real tile, where
+// loads, broadcasts and moves share the same dispatch.
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -70,6 +79,24 @@ CASE(fma_mul,
 CASE(shift,
      "vpsllvd %%zmm12, %%zmm13, %%zmm14\n\tvpsllvd %%zmm12, %%zmm13, %%zmm15\n\t"
      "vpsllvd %%zmm12, %%zmm13, %%zmm21\n\tvpsllvd %%zmm12, %%zmm13, %%zmm22\n\t")
+CASE(fadd,
+     "vaddps %%zmm12, %%zmm13, %%zmm14\n\tvaddps %%zmm12, %%zmm13, %%zmm15\n\t"
+     "vaddps %%zmm12, %%zmm13, %%zmm21\n\tvaddps %%zmm12, %%zmm13, %%zmm22\n\t")
+CASE(scalef,
+     "vscalefps %%zmm12, %%zmm13, %%zmm14\n\tvscalefps %%zmm12, %%zmm13, %%zmm15\n\t"
+     "vscalefps %%zmm12, %%zmm13, %%zmm21\n\tvscalefps %%zmm12, %%zmm13, %%zmm22\n\t")
+CASE(int_mul,
+     "vpmulld %%zmm12, %%zmm13, %%zmm14\n\tvpmulld %%zmm12, %%zmm13, %%zmm15\n\t"
+     "vpmulld %%zmm12, %%zmm13, %%zmm21\n\tvpmulld %%zmm12, %%zmm13, %%zmm22\n\t")
+// One accumulator's scaling by two powers of two: two shifts and their sum, converted,
+// scaled by a power of two and added to a float sum (6 free instructions).
+#define SCALE6(ACC)                                                            \
+  "vpsllvd %%zmm12, %%zmm13, %%zmm14\n\tvpsllvd %%zmm12, %%zmm13, %%zmm15\n\t" \
+  "vpaddd %%zmm14, %%zmm15, %%zmm14\n\tvcvtdq2ps %%zmm14, %%zmm15\n\t"         \
+  "vscalefps %%zmm12, %%zmm15, %%zmm15\n\tvaddps %%zmm15, " ACC ", " ACC "\n\t"
+CASE(free_9, SCALE6("%%zmm21") "vpsllvd %%zmm12, %%zmm13, %%zmm14\n\t"
+     "vpsllvd %%zmm12, %%zmm13, %%zmm15\n\tvpaddd %%zmm14, %%zmm15, %%zmm22\n\t")
+CASE(free_12, SCALE6("%%zmm21") SCALE6("%%zmm22"))
 CASE(int_add,
      "vpaddd %%zmm12, %%zmm13, %%zmm14\n\tvpaddd %%zmm12, %%zmm13, %%zmm15\n\t"
      "vpaddd %%zmm12, %%zmm13, %%zmm21\n\tvpaddd %%zmm12, %%zmm13, %%zmm22\n\t")
@@ -95,9 +122,17 @@ int main() {
     const char* name;
     void (*fn)(int64_t, char*);
     int added;
-  } cases[] = {
-      {"loads_and_broadcasts", loads, 8},     {"register_moves", moves, 4}, {"vcvtdq2ps", cvt, 4},
-      {"vfmadd231ps_and_vmulps", fma_mul, 4}, {"vpsllvd", shift, 4},        {"vpaddd", int_add, 4}};
+  } cases[] = {{"loads_and_broadcasts", loads, 8},
+               {"register_moves", moves, 4},
+               {"vcvtdq2ps", cvt, 4},
+               {"vfmadd231ps_and_vmulps", fma_mul, 4},
+               {"vpsllvd", shift, 4},
+               {"vpaddd", int_add, 4},
+               {"vaddps", fadd, 4},
+               {"vscalefps", scalef, 4},
+               {"vpmulld", int_mul, 4},
+               {"free_9", free_9, 9},
+               {"free_12", free_12, 12}};
   std::printf("{\"vpdpbusd_x12_ns\": %.4f", base);
   double fma_slots = 0, cvt_slots = 0, shift_slots = 0;
   for (const Case& c : cases) {
