@@ -748,10 +748,14 @@ TEST_P(KernelsTest, Attention) {
                         {37, 37, 0, 0, true, 20},
                         {4, 37, 33, 0, true, 20},
                         {2, 10, 20, 0, false, 3},
-                        // Several key chunks: the online softmax rescales its running sums.
+                        // Several key chunks (of 256 keys in the flash tiles): the online
+                        // softmax rescales its running sums; a partial last chunk.
                         {9, 150, 0, 0, false, 0},
                         {70, 150, 80, 100, true, 0},
                         {33, 130, 97, 0, true, 50},
+                        {5, 530, 0, 0, false, 0},
+                        {9, 600, 591, 300, true, 0},
+                        {17, 520, 503, 0, true, 300},
                         // Decode at a long cache: the keys split into chunks over the
                         // threads, merged after; with a window, leading chunks see nothing.
                         {1, 300, 299, 0, true, 0},

@@ -45,6 +45,8 @@ int run_bench(BenchFlags& f) {
   const std::vector<std::string> warnings = paligemma::roofline_warnings(*r);
   for (const auto& w : warnings) std::fprintf(stderr, "paligemma bench: warning: %s\n", w.c_str());
   const double ttft_frac = r->roofline_ttft_s > 0 ? r->roofline_ttft_s / r->ttft_s : 0;
+  const double ttft_compute_frac =
+      r->roofline_ttft_compute_s > 0 ? r->roofline_ttft_compute_s / r->ttft_s : 0;
   const double dec_frac =
       r->roofline_decode_tok_s > 0 ? r->decode_tok_s / r->roofline_decode_tok_s : 0;
   if (f.json) {
@@ -71,11 +73,13 @@ int run_bench(BenchFlags& f) {
               {"roofline",
                {{"ttft_s", r->roofline_ttft_s},
                 {"decode_tok_s", r->roofline_decode_tok_s},
+                {"ttft_compute_s", r->roofline_ttft_compute_s},
                 {"peak_f32_gflops", r->peak_f32_gflops},
                 {"peak_bf16_gflops", r->peak_bf16_gflops},
                 {"peak_int8_gops", r->peak_int8_gops},
                 {"bandwidth_gbs", r->bandwidth_gbs}}},
-              {"fraction_of_roofline", {{"ttft", ttft_frac}, {"decode", dec_frac}}},
+              {"fraction_of_roofline",
+               {{"ttft", ttft_frac}, {"decode", dec_frac}, {"ttft_compute", ttft_compute_frac}}},
               {"warnings", warnings}};
     if (f.options.profile) {
       auto ops = [](const std::vector<paligemma::BenchResult::Op>& v) {
@@ -97,6 +101,11 @@ int run_bench(BenchFlags& f) {
               r->ttft_s, static_cast<long long>(r->prompt_tokens),
               r->vision_gflop + r->prefill_gflop, r->roofline_ttft_s,
               fraction(r->ttft_s, r->roofline_ttft_s, false).c_str());
+  if (r->roofline_ttft_compute_s > 0) {
+    std::printf("                  every FLOP at the products' peak, no memory: %.3f s%s\n",
+                r->roofline_ttft_compute_s,
+                fraction(r->ttft_s, r->roofline_ttft_compute_s, false).c_str());
+  }
   if (f.options.warmup > 0) {
     std::printf(
         "  cold start      %8.3f s   (the first pass after load, vision %.3f s; %lld "

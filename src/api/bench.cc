@@ -54,6 +54,7 @@ Result<BenchResult> run_bench(const BenchOptions& options) {
   b.peak_int8_gops = r.peak_int8_gops;
   b.bandwidth_gbs = r.bandwidth_gbs;
   b.roofline_ttft_s = r.roofline_ttft_s;
+  b.roofline_ttft_compute_s = r.roofline_ttft_compute_s;
   b.roofline_decode_tok_s = r.roofline_decode_tok_s;
   for (const auto& p : r.profile_ttft) b.profile_ttft.push_back({p.op, p.calls, p.seconds});
   for (const auto& p : r.profile_decode) b.profile_decode.push_back({p.op, p.calls, p.seconds});

@@ -52,10 +52,9 @@ double vision_flops(const io::PaliGemmaConfig& c) {
   const double P =
       static_cast<double>(c.vision.patch_size * c.vision.patch_size * c.vision.num_channels);
   double f = 2 * N * P * W;
-  f += static_cast<double>(c.vision.num_hidden_layers) *
-       (2 * N * (4 * W * W + 2 * W * I) + 4 * N * N * W);
+  f += static_cast<double>(c.vision.num_hidden_layers) * 2 * N * (4 * W * W + 2 * W * I);
   f += 2 * N * W * static_cast<double>(c.text.hidden_size);
-  return f;
+  return f + vision_attention_flops(c);
 }
 
 // FLOPs of the decoder over T prompt tokens plus the LM head for the last one.
@@ -65,12 +64,75 @@ double prefill_flops(const io::PaliGemmaConfig& c, double T) {
   const double q = static_cast<double>(t.num_attention_heads) * D,
                kv = static_cast<double>(t.num_key_value_heads) * D;
   const double F = static_cast<double>(t.intermediate_size);
-  const double per_layer = 2 * T * (2 * H * q + 2 * H * kv + 3 * H * F) + 4 * T * T * q;
+  const double per_layer = 2 * T * (2 * H * q + 2 * H * kv + 3 * H * F);
   return static_cast<double>(t.num_hidden_layers) * per_layer +
-         2 * H * static_cast<double>(t.vocab_size);
+         2 * H * static_cast<double>(t.vocab_size) + prefill_attention_flops(c, T);
 }
 
 }  // namespace
+
+double vision_attention_flops(const io::PaliGemmaConfig& c) {
+  const double N = static_cast<double>(c.vision.num_patches()),
+               W = static_cast<double>(c.vision.hidden_size);
+  return static_cast<double>(c.vision.num_hidden_layers) * 4 * N * N * W;
+}
+
+double prefill_attention_flops(const io::PaliGemmaConfig& c, double T) {
+  const auto& t = c.text;
+  const double q = static_cast<double>(t.num_attention_heads * t.head_dim);
+  return static_cast<double>(t.num_hidden_layers) * 4 * T * T * q;
+}
+
+FirstTokenWork first_token_work(const io::PaliGemmaConfig& c, model::PaliGemmaWeights& w,
+                                int64_t prompt_tokens) {
+  const double T = static_cast<double>(prompt_tokens);
+  const double N = static_cast<double>(c.vision.num_patches());
+  FirstTokenWork work;
+  auto add = [&](double rows, const MatrixView& m) {
+    work.products.push_back({rows, static_cast<double>(m.rows), static_cast<double>(m.cols),
+                             static_cast<double>(m.total_bytes())});
+  };
+  model::for_each_matrix(c, w, [&](const std::string& name, MatrixView& m, bool vision) {
+    if (&m == &w.text.embed_tokens || &m == &w.text.lm_head) return;  // a lookup; below
+    const bool image_rows = vision || name.rfind("multi_modal_projector.", 0) == 0;
+    add(image_rows ? N : T, m);
+  });
+  add(1, w.text.lm_head);  // the last position's logits only
+  work.attention_flops = vision_attention_flops(c) + prefill_attention_flops(c, T);
+  work.flops = vision_flops(c) + prefill_flops(c, T);
+  return work;
+}
+
+FirstTokenRoofline first_token_roofline(const FirstTokenWork& work, model::WeightType type,
+                                        const kernels::Roofline& peaks) {
+  using model::WeightType;
+  const bool float32 = type == WeightType::kF32 || type == WeightType::kAsStored;
+  const bool low_bit = type == WeightType::kInt8 || type == WeightType::kQ4;
+  // Products run at the mode's peak (int8 and q4: every product as int8 x int8, the vision
+  // tower's q8 too); attention multiplies activations by activations: in float32 with f32
+  // and as-stored weights, with bf16 products otherwise.
+  const double product_peak = (float32   ? peaks.f32_gflops
+                               : low_bit ? peaks.int8_gops
+                                         : peaks.bf16_gflops) *
+                              1e9;
+  const double attention_peak =
+      (float32 || peaks.bf16_gflops <= 0 ? peaks.f32_gflops : peaks.bf16_gflops) * 1e9;
+  const double bandwidth = peaks.bandwidth_gbs * 1e9;
+  FirstTokenRoofline r;
+  if (product_peak <= 0 || attention_peak <= 0) return r;
+  r.compute_s = work.flops / product_peak;
+  // Each product: its arithmetic or its weights' bytes (read at least once from memory),
+  // whichever takes longer.
+  for (const FirstTokenWork::Product& p : work.products) {
+    const double arithmetic = 2 * p.rows * p.out * p.in / product_peak;
+    const double memory = bandwidth > 0 ? p.bytes / bandwidth : 0.0;
+    r.ops_s += std::max(arithmetic, memory);
+  }
+  r.ops_s += work.attention_flops / attention_peak;
+  return r;
+}
+
+namespace {}  // namespace
 
 Result<BenchReport> run_bench(const BenchOptions& o) {
   BenchReport r;
@@ -195,6 +257,7 @@ Result<BenchReport> run_bench(const BenchOptions& o) {
   r.decode_tok_s = o.decode_tokens > 0 ? static_cast<double>(o.decode_tokens) / decode_s : 0;
   r.decode_bytes_per_token = static_cast<double>(model::decoder_bytes_per_token(m->weights()));
   r.peak_rss_mb = peak_rss_mb();
+  const FirstTokenWork work = first_token_work(c, weights, T);
   // The probes run last, so that their buffer does not count in the peak RSS.
   m.reset();
   kernels::Roofline roof;
@@ -213,14 +276,9 @@ Result<BenchReport> run_bench(const BenchOptions& o) {
   r.peak_int8_gops = roof.int8_gops;
   r.bandwidth_gbs = roof.bandwidth_gbs;
   if (o.probe) {
-    const bool low_bit = o.type == model::WeightType::kInt8 || o.type == model::WeightType::kQ4;
-    const bool f32 = o.type == model::WeightType::kF32;
-    // int8 and q4 run every product as int8 x int8 (the vision tower's q8 too).
-    const double peak = f32 ? roof.f32_gflops : low_bit ? roof.int8_gops : roof.bf16_gflops;
-    const double vision_peak = peak, decoder_peak = peak;
-    if (vision_peak > 0 && decoder_peak > 0) {
-      r.roofline_ttft_s = r.vision_gflop / vision_peak + r.prefill_gflop / decoder_peak;
-    }
+    const FirstTokenRoofline ft_roof = first_token_roofline(work, o.type, roof);
+    r.roofline_ttft_s = ft_roof.ops_s;
+    r.roofline_ttft_compute_s = ft_roof.compute_s;
     if (roof.bandwidth_gbs > 0)
       r.roofline_decode_tok_s = roof.bandwidth_gbs * 1e9 / r.decode_bytes_per_token;
   }

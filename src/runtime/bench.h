@@ -10,6 +10,7 @@
 #include "base/status.h"
 #include "io/config.h"
 #include "kernels/profile.h"
+#include "kernels/roofline.h"
 #include "model/weights.h"
 
 namespace pg::runtime {
@@ -44,11 +45,47 @@ struct BenchReport {
   double vision_gflop = 0, prefill_gflop = 0, decode_bytes_per_token = 0;
   // Machine peaks and the limits they imply for this run.
   double peak_f32_gflops = 0, peak_bf16_gflops = 0, peak_int8_gops = 0, bandwidth_gbs = 0;
-  double roofline_ttft_s = 0, roofline_decode_tok_s = 0;
+  // roofline_ttft_s: first_token_roofline's ops_s; roofline_ttft_compute_s its compute_s.
+  double roofline_ttft_s = 0, roofline_decode_tok_s = 0, roofline_ttft_compute_s = 0;
   // With profile: time per op over the first token and over the decode.
   std::vector<kernels::OpProfile> profile_ttft, profile_decode;
 };
 
 Result<BenchReport> run_bench(const BenchOptions& options);
+
+// FLOPs of attention (QK^T and PV) in the image encoder's layers for one image, and in the
+// decoder's over a prompt of T tokens (full attention over the prefix).
+double vision_attention_flops(const io::PaliGemmaConfig& c);
+double prefill_attention_flops(const io::PaliGemmaConfig& c, double T);
+
+// What the first token computes: every weight product (rows of x by the matrix's out x in,
+// and the bytes of the matrix as held), the attention's FLOPs, and all FLOPs together
+// (products, attention and the LM head on the last position).
+struct FirstTokenWork {
+  struct Product {
+    double rows = 0, out = 0, in = 0, bytes = 0;
+  };
+  std::vector<Product> products;  // vision tower and projector, decoder layers, LM head
+  double attention_flops = 0;
+  double flops = 0;
+};
+FirstTokenWork first_token_work(const io::PaliGemmaConfig& c, model::PaliGemmaWeights& w,
+                                int64_t prompt_tokens);
+
+// The first token's roofline for weights of `type`:
+//   ops_s: op by op, each weight product at the larger of its arithmetic at the mode's
+//     product peak (f32, bf16, or int8 for int8 and q4) and its weights' bytes at the
+//     memory bandwidth (the LM head's single row is bound by memory), attention at the
+//     peak of the arithmetic it runs in (bf16 products in the bf16, int8 and q4 modes;
+//     f32 with f32 and as-stored weights);
+//   compute_s: every FLOP at the mode's product peak, no memory term (the definition
+//     before session 23; it undercounts what the machine must do, by 2.4% for PaliGemma
+//     3B int8 at 224 px).
+// Both 0 where a peak they need is 0 (the CPU lacks the instructions, or no probe ran).
+struct FirstTokenRoofline {
+  double ops_s = 0, compute_s = 0;
+};
+FirstTokenRoofline first_token_roofline(const FirstTokenWork& work, model::WeightType type,
+                                        const kernels::Roofline& peaks);
 
 }  // namespace pg::runtime
