@@ -51,6 +51,14 @@ TEST_P(FirstTokenRooflineTest, ProductsAndAttentionAreEveryFlop) {
                                                       7 * c.text.num_hidden_layers + 1));
   EXPECT_NEAR(product_flops(work) + work.attention_flops, work.flops, 1e-12 * work.flops);
   EXPECT_EQ(work.products.back().rows, 1.0);  // the LM head: the last position only
+  // The last decoder layer (q, k, v, o, gate, up, down): keys and values of every row, the
+  // rest for the last row alone (model::HiddenRows::kLast); the layer before it, all rows.
+  const double T_rows = static_cast<double>(T);
+  const double last[7] = {1, T_rows, T_rows, 1, 1, 1, 1};
+  for (int i = 0; i < 7; ++i) {
+    EXPECT_EQ(work.products[work.products.size() - 8 + i].rows, last[i]) << i;
+    EXPECT_EQ(work.products[work.products.size() - 15 + i].rows, T_rows) << i;
+  }
   EXPECT_EQ(work.products.back().out, static_cast<double>(c.text.vocab_size));
   for (const auto& p : work.products) EXPECT_GT(p.bytes, 0.0);
 }

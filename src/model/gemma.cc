@@ -33,33 +33,41 @@ struct LayerBuffers {
   Tensor gate;     // [min(T, kMlpRows), F]: the MLP's gated product
 };
 
-// x: [T, H] -> out: [T, H]. Writes this layer's keys/values at cache rows [start, start+T).
+// h: [T, H] -> out: [T - q0, H], the attention outputs of rows [q0, T) (all of them for
+// q0 = 0; the last layer of a prefill whose caller wants the last row alone skips the
+// queries no later layer reads). Writes this layer's keys/values of all T rows at cache
+// rows [start, start + T).
 void self_attention(const GemmaLayerWeights& l, const io::TextConfig& cfg, int64_t layer,
-                    const Tensor& h, KvCache& cache, int64_t prefix_len, LayerBuffers& buffers,
-                    Tensor& out) {
+                    const Tensor& h, int64_t q0, KvCache& cache, int64_t prefix_len,
+                    LayerBuffers& buffers, Tensor& out) {
   const kernels::KernelTable& k = kernels::kernels();
-  const int64_t T = h.dim(0), start = cache.length();
+  const int64_t T = h.dim(0), start = cache.length(), n = T - q0;
   const int64_t Hq = cfg.num_attention_heads, Hkv = cfg.num_key_value_heads, D = cfg.head_dim;
 
-  // q: [T, Hq*D]; keys and values: [T, Hkv*D], straight into a float32 cache's rows, or
-  // (a bf16 cache) into float32 buffers rounded into the cache after RoPE.
+  // q: [n, Hq*D] (rows q0..T-1); keys and values: [T, Hkv*D], straight into a float32
+  // cache's rows, or (a bf16 cache) into float32 buffers rounded into the cache after RoPE.
   Tensor& q = buffers.q;
   const bool bf16_cache = cache.dtype() == DType::kBF16;
   float* k_rows = bf16_cache ? buffers.k.data() : cache.k_rows(layer, start);
   float* v_rows = bf16_cache ? buffers.v.data() : cache.v_rows(layer, start);
   const kernels::MatmulOutput qkv[3] = {
       {l.q_proj, nullptr, q.data()}, {l.k_proj, nullptr, k_rows}, {l.v_proj, nullptr, v_rows}};
-  k.matmul_many(h.data(), T, qkv, 3);
+  if (q0 == 0) {
+    k.matmul_many(h.data(), T, qkv, 3);
+  } else {
+    k.matmul_many(h.data(), T, qkv + 1, 2);
+    k.matmul(h.row(q0), n, l.q_proj, nullptr, q.data());
+  }
 
   // Positions are 1-indexed: cache row j holds position j + 1.
   std::vector<int64_t> positions(static_cast<size_t>(T));
   for (int64_t t = 0; t < T; ++t) positions[static_cast<size_t>(t)] = start + t + 1;
-  k.rope(q.data(), T, Hq * D, Hq, D, positions.data(), cfg.rope_theta);
+  k.rope(q.data(), n, Hq * D, Hq, D, positions.data() + q0, cfg.rope_theta);
   k.rope(k_rows, T, Hkv * D, Hkv, D, positions.data(), cfg.rope_theta);
   if (bf16_cache) cache.store_bf16(layer, start, T, k_rows, v_rows);
 
   kernels::AttentionParams p;
-  p.num_queries = T;
+  p.num_queries = n;
   p.num_keys = start + T;
   p.num_heads = Hq;
   p.num_kv_heads = Hkv;
@@ -67,7 +75,7 @@ void self_attention(const GemmaLayerWeights& l, const io::TextConfig& cfg, int64
   p.q_stride = Hq * D;
   p.kv_stride = Hkv * D;
   p.out_stride = Hq * D;
-  p.query_offset = start;
+  p.query_offset = start + q0;
   p.prefix_len = prefix_len;
   p.causal = true;
   p.sliding_window = cfg.layer_is_sliding(layer) ? cfg.sliding_window : 0;
@@ -75,21 +83,21 @@ void self_attention(const GemmaLayerWeights& l, const io::TextConfig& cfg, int64
   p.softcap = cfg.attn_logit_softcapping;
   p.low_precision = l.q_proj.low_precision;  // bf16 products in the low-precision modes
   p.kv_bf16 = bf16_cache;
-  Tensor& attn = buffers.attn;  // [T, Hq*D]
+  Tensor& attn = buffers.attn;  // [n, Hq*D]
   k.attention(p, q.data(), cache.k(layer), cache.v(layer), attn.data());
-  k.matmul(attn.data(), T, l.o_proj, nullptr, out.data());
+  k.matmul(attn.data(), n, l.o_proj, nullptr, out.data());
 }
 
 // h: [T, H] -> out: [T, H] = down(gelu(gate(h)) * up(h)), kMlpRows rows at a time.
-void mlp(const GemmaLayerWeights& l, const Tensor& h, LayerBuffers& buffers, Tensor& out) {
+void mlp(const GemmaLayerWeights& l, const float* h, int64_t T, int64_t H, LayerBuffers& buffers,
+         Tensor& out) {
   const kernels::KernelTable& k = kernels::kernels();
-  const int64_t T = h.dim(0), H = h.dim(1);
   Tensor& gate = buffers.gate;  // [R, F] (F = intermediate_size), R = min(T, kMlpRows)
   const int64_t R = gate.dim(0);
   for (int64_t r0 = 0; r0 < T; r0 += R) {
     const int64_t rows = std::min(R, T - r0);
     // gate = gelu_tanh(gate_proj(h)) * up_proj(h): [rows, F]
-    k.matmul_gelu_mul(h.data() + r0 * H, rows, l.gate_proj, l.up_proj, gate.data());
+    k.matmul_gelu_mul(h + r0 * H, rows, l.gate_proj, l.up_proj, gate.data());
     k.matmul(gate.data(), rows, l.down_proj, nullptr, out.data() + r0 * H);
   }
 }
@@ -120,7 +128,7 @@ Tensor gemma_embed(const GemmaWeights& w, const io::TextConfig& cfg, const std::
 }
 
 Tensor gemma_forward(const GemmaWeights& w, const io::TextConfig& cfg, Tensor x, KvCache& cache,
-                     int64_t prefix_len) {
+                     int64_t prefix_len, HiddenRows rows) {
   const kernels::KernelTable& k = kernels::kernels();
   const int64_t T = x.dim(0), H = cfg.hidden_size;
   const std::string step = ".pos" + std::to_string(cache.length());
@@ -130,27 +138,44 @@ Tensor gemma_forward(const GemmaWeights& w, const io::TextConfig& cfg, Tensor x,
   LayerBuffers buffers(cfg, T, cache.dtype() != DType::kF32);
   for (int64_t i = 0; i < cfg.num_hidden_layers; ++i) {
     const GemmaLayerWeights& l = w.layers[static_cast<size_t>(i)];
+    // Rows [r0, T) go on past attention: all of them but in the last layer of a pass
+    // whose caller wants the last row alone (no later layer reads the others' outputs;
+    // every row's keys and values still go into the cache). A dump traces every row.
+    const bool last_only =
+        rows == HiddenRows::kLast && i + 1 == cfg.num_hidden_layers && !tracing();
+    const int64_t r0 = last_only ? T - 1 : 0, n = T - r0;
+    float* xr = x.row(r0);  // x's rows [r0, T): [n, H]
     k.rms_norm(x.data(), T, H, l.input_layernorm.data(), cfg.rms_norm_eps, h.data());
-    self_attention(l, cfg, i, h, cache, prefix_len, buffers, out);
+    self_attention(l, cfg, i, h, r0, cache, prefix_len, buffers, out);
     if (cfg.is_gemma2()) {
-      k.rms_norm(out.data(), T, H, l.post_attention_layernorm.data(), cfg.rms_norm_eps, out.data());
+      k.rms_norm(out.data(), n, H, l.post_attention_layernorm.data(), cfg.rms_norm_eps, out.data());
     }
-    k.add(x.data(), out.data(), T * H);
+    k.add(xr, out.data(), n * H);
 
     const Tensor& pre_mlp =
         cfg.is_gemma2() ? l.pre_feedforward_layernorm : l.post_attention_layernorm;
-    k.rms_norm(x.data(), T, H, pre_mlp.data(), cfg.rms_norm_eps, h.data());
-    mlp(l, h, buffers, out);
+    k.rms_norm(xr, n, H, pre_mlp.data(), cfg.rms_norm_eps, h.data());
+    mlp(l, h.data(), n, H, buffers, out);
     if (cfg.is_gemma2()) {
-      k.rms_norm(out.data(), T, H, l.post_feedforward_layernorm.data(), cfg.rms_norm_eps,
+      k.rms_norm(out.data(), n, H, l.post_feedforward_layernorm.data(), cfg.rms_norm_eps,
                  out.data());
     }
-    k.add(x.data(), out.data(), T * H);
+    k.add(xr, out.data(), n * H);
     trace("gemma.layers." + std::to_string(i) + step, x);
   }
   cache.advance(T);
+  if (rows == HiddenRows::kLast && !tracing()) {
+    Tensor last({1, H});
+    k.rms_norm(x.row(T - 1), 1, H, w.norm.data(), cfg.rms_norm_eps, last.data());
+    return last;
+  }
   k.rms_norm(x.data(), T, H, w.norm.data(), cfg.rms_norm_eps, x.data());
   trace("gemma.norm" + step, x);
+  if (rows == HiddenRows::kLast) {
+    Tensor last({1, H});
+    std::memcpy(last.data(), x.row(T - 1), static_cast<size_t>(H) * sizeof(float));
+    return last;
+  }
   return x;
 }
 

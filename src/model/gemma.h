@@ -23,12 +23,17 @@ namespace pg::model {
 Tensor gemma_embed(const GemmaWeights& w, const io::TextConfig& cfg, const std::vector<int>& ids,
                    int image_token, const Tensor* image_rows);
 
+// Which final hidden states a forward pass returns: every row's [T, H], or the last
+// row's [1, H] alone (what choosing the next token needs: the last layer then computes
+// its queries, attention outputs and MLP for that row only).
+enum class HiddenRows { kAll, kLast };
+
 // Runs every decoder layer over x [T, H] for the tokens at cache rows
 // [cache.length(), cache.length() + T), appends their keys and values, and returns the
-// final-normed hidden states [T, H]. Keys j < prefix_len are seen by every query
+// final-normed hidden states of `rows`. Keys j < prefix_len are seen by every query
 // (the bidirectional prefix); later keys only causally.
 Tensor gemma_forward(const GemmaWeights& w, const io::TextConfig& cfg, Tensor x, KvCache& cache,
-                     int64_t prefix_len);
+                     int64_t prefix_len, HiddenRows rows = HiddenRows::kAll);
 
 // logits [m, V] = hidden [m, H] lm_head^T, soft-capped by final_logit_softcapping (Gemma 2).
 Tensor gemma_logits(const GemmaWeights& w, const io::TextConfig& cfg, const float* hidden,

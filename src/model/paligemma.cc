@@ -73,10 +73,10 @@ KvCache PaliGemma::new_cache(int64_t capacity) const {
 }
 
 Tensor PaliGemma::forward(const std::vector<int>& ids, const Tensor* image_features, KvCache& cache,
-                          int64_t prefix_len) const {
+                          int64_t prefix_len, HiddenRows rows) const {
   Tensor x = gemma_embed(weights_.text, config_.text, ids,
                          static_cast<int>(config_.image_token_index), image_features);
-  return gemma_forward(weights_.text, config_.text, std::move(x), cache, prefix_len);
+  return gemma_forward(weights_.text, config_.text, std::move(x), cache, prefix_len, rows);
 }
 
 Tensor PaliGemma::logits(const float* hidden, int64_t m) const {

@@ -7,6 +7,7 @@
 
 #include "base/status.h"
 #include "io/config.h"
+#include "model/gemma.h"
 #include "model/kv_cache.h"
 #include "model/weights.h"
 #include "tensor/tensor.h"
@@ -35,10 +36,11 @@ class PaliGemma {
   KvCache new_cache(int64_t capacity) const;
 
   // Runs tokens `ids` (image placeholders filled from `image_features` in order) at
-  // cache rows [cache.length(), +T) and returns the final hidden states [T, H].
-  // Keys j < prefix_len are visible to all queries.
+  // cache rows [cache.length(), +T) and returns the final hidden states [T, H], or with
+  // HiddenRows::kLast the last one's [1, H] (the next token's; the last layer skips the
+  // other rows' work). Keys j < prefix_len are visible to all queries.
   Tensor forward(const std::vector<int>& ids, const Tensor* image_features, KvCache& cache,
-                 int64_t prefix_len) const;
+                 int64_t prefix_len, HiddenRows rows = HiddenRows::kAll) const;
 
   // Logits [m, V] of hidden-state rows.
   Tensor logits(const float* hidden, int64_t m) const;

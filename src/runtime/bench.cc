@@ -64,8 +64,12 @@ double prefill_flops(const io::PaliGemmaConfig& c, double T) {
   const double q = static_cast<double>(t.num_attention_heads) * D,
                kv = static_cast<double>(t.num_key_value_heads) * D;
   const double F = static_cast<double>(t.intermediate_size);
-  const double per_layer = 2 * T * (2 * H * q + 2 * H * kv + 3 * H * F);
-  return static_cast<double>(t.num_hidden_layers) * per_layer +
+  // Per layer over R rows: q and o (H x q each), k and v (H x kv each), gate, up, down.
+  auto rows_of = [&](double R) { return 2 * R * (2 * H * q + 3 * H * F); };
+  const double kv_rows = 2 * T * 2 * H * kv;
+  // The last layer's queries, attention outputs and MLP for the last row alone.
+  const double L = static_cast<double>(t.num_hidden_layers);
+  return (L - 1) * rows_of(T) + rows_of(1) + L * kv_rows +
          2 * H * static_cast<double>(t.vocab_size) + prefill_attention_flops(c, T);
 }
 
@@ -80,7 +84,9 @@ double vision_attention_flops(const io::PaliGemmaConfig& c) {
 double prefill_attention_flops(const io::PaliGemmaConfig& c, double T) {
   const auto& t = c.text;
   const double q = static_cast<double>(t.num_attention_heads * t.head_dim);
-  return static_cast<double>(t.num_hidden_layers) * 4 * T * T * q;
+  // Every layer's T queries against T keys but the last layer's, whose last query alone
+  // is needed.
+  return (static_cast<double>(t.num_hidden_layers) - 1) * 4 * T * T * q + 4 * T * q;
 }
 
 FirstTokenWork first_token_work(const io::PaliGemmaConfig& c, model::PaliGemmaWeights& w,
@@ -92,10 +98,15 @@ FirstTokenWork first_token_work(const io::PaliGemmaConfig& c, model::PaliGemmaWe
     work.products.push_back({rows, static_cast<double>(m.rows), static_cast<double>(m.cols),
                              static_cast<double>(m.total_bytes())});
   };
+  const model::GemmaLayerWeights* last = w.text.layers.empty() ? nullptr : &w.text.layers.back();
   model::for_each_matrix(c, w, [&](const std::string& name, MatrixView& m, bool vision) {
     if (&m == &w.text.embed_tokens || &m == &w.text.lm_head) return;  // a lookup; below
     const bool image_rows = vision || name.rfind("multi_modal_projector.", 0) == 0;
-    add(image_rows ? N : T, m);
+    // The last decoder layer: keys and values of every row, the rest for the last row.
+    const bool last_row =
+        last != nullptr && (&m == &last->q_proj || &m == &last->o_proj || &m == &last->gate_proj ||
+                            &m == &last->up_proj || &m == &last->down_proj);
+    add(image_rows ? N : last_row ? 1 : T, m);
   });
   add(1, w.text.lm_head);  // the last position's logits only
   work.attention_flops = vision_attention_flops(c) + prefill_attention_flops(c, T);
@@ -205,8 +216,8 @@ Result<BenchReport> run_bench(const BenchOptions& o) {
     Tensor features = m->image_features(images);
     ft.vision_s = since(t0);
     const auto t1 = Clock::now();
-    Tensor hidden = m->forward(ids, &features, cache, T);
-    Tensor logits = m->logits(hidden.row(T - 1), 1);
+    Tensor hidden = m->forward(ids, &features, cache, T, model::HiddenRows::kLast);
+    Tensor logits = m->logits(hidden.data(), 1);
     ft.id = argmax(logits.data(), text_vocab);
     ft.prefill_s = since(t1);
     ft.ttft_s = since(t0);

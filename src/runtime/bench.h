@@ -54,13 +54,15 @@ struct BenchReport {
 Result<BenchReport> run_bench(const BenchOptions& options);
 
 // FLOPs of attention (QK^T and PV) in the image encoder's layers for one image, and in the
-// decoder's over a prompt of T tokens (full attention over the prefix).
+// decoder's over a prompt of T tokens (full attention over the prefix; the last layer's
+// for the last query alone, all the first token needs: model::HiddenRows::kLast).
 double vision_attention_flops(const io::PaliGemmaConfig& c);
 double prefill_attention_flops(const io::PaliGemmaConfig& c, double T);
 
-// What the first token computes: every weight product (rows of x by the matrix's out x in,
-// and the bytes of the matrix as held), the attention's FLOPs, and all FLOPs together
-// (products, attention and the LM head on the last position).
+// What the first token needs computed: every weight product (rows of x by the matrix's
+// out x in, and the bytes of the matrix as held; the last decoder layer's keys and values
+// over every row, its other products over the last row), the attention's FLOPs, and all
+// FLOPs together (products, attention and the LM head on the last position).
 struct FirstTokenWork {
   struct Product {
     double rows = 0, out = 0, in = 0, bytes = 0;
@@ -78,9 +80,10 @@ FirstTokenWork first_token_work(const io::PaliGemmaConfig& c, model::PaliGemmaWe
 //     memory bandwidth (the LM head's single row is bound by memory), attention at the
 //     peak of the arithmetic it runs in (bf16 products in the bf16, int8 and q4 modes;
 //     f32 with f32 and as-stored weights);
-//   compute_s: every FLOP at the mode's product peak, no memory term (the definition
-//     before session 23; it undercounts what the machine must do, by 2.4% for PaliGemma
-//     3B int8 at 224 px).
+//   compute_s: every FLOP at the mode's product peak, no memory term (how the roofline
+//     was figured before session 23, now over the same work; it leaves out the LM head's
+//     memory time and charges bf16 attention at the int8 peak: 2.3% below ops_s for
+//     PaliGemma 3B int8 at 224 px).
 // Both 0 where a peak they need is 0 (the CPU lacks the instructions, or no probe ran).
 struct FirstTokenRoofline {
   double ops_s = 0, compute_s = 0;

@@ -79,9 +79,10 @@ Result<GenerateResult> Session::generate(const std::vector<Tensor>& pixel_values
   const int64_t capacity = std::min(T + options.max_tokens, context_length());
   model::KvCache cache = model_->new_cache(capacity);
   const auto t1 = std::chrono::steady_clock::now();
+  // The last prompt row's hidden state alone: it chooses the first token.
   Tensor hidden = model_->forward(prompt_ids.ids, pixel_values.empty() ? nullptr : &features, cache,
-                                  prompt_ids.prefix_len);
-  Tensor logits = model_->logits(hidden.row(T - 1), 1);
+                                  prompt_ids.prefix_len, model::HiddenRows::kLast);
+  Tensor logits = model_->logits(hidden.data(), 1);
   r.prefill_s = seconds_since(t1);
 
   Sampler sampler(options.sampling, tokenizer_.vocab_size());
