@@ -117,6 +117,16 @@ TEST(ForwardRows, DumpingRunsEveryRow) {
   }
 }
 
+// No tokens: no last row to return, an empty [0, H] as the full pass gives.
+TEST(ForwardRows, NoTokensGiveNoRows) {
+  auto m = PaliGemma::load(testdata("golden/tiny-pg1"), nullptr, WeightType::kInt8);
+  ASSERT_TRUE(m.ok()) << m.status().message();
+  KvCache cache = (*m)->new_cache(4);
+  const Tensor h = (*m)->forward({}, nullptr, cache, 0, HiddenRows::kLast);
+  EXPECT_EQ(h.dim(0), 0);
+  EXPECT_EQ(cache.length(), 0);
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Models, ForwardRowsTest,
     ::testing::Values(Case{"tiny-pg1", WeightType::kF32}, Case{"tiny-pg1", WeightType::kBF16},

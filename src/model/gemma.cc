@@ -131,6 +131,7 @@ Tensor gemma_forward(const GemmaWeights& w, const io::TextConfig& cfg, Tensor x,
                      int64_t prefix_len, HiddenRows rows) {
   const kernels::KernelTable& k = kernels::kernels();
   const int64_t T = x.dim(0), H = cfg.hidden_size;
+  if (T == 0) rows = HiddenRows::kAll;  // no last row: an empty [0, H]
   const std::string step = ".pos" + std::to_string(cache.length());
   trace("gemma.embeddings" + step, x);
 
