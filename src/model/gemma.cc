@@ -165,19 +165,14 @@ Tensor gemma_forward(const GemmaWeights& w, const io::TextConfig& cfg, Tensor x,
     trace("gemma.layers." + std::to_string(i) + step, x);
   }
   cache.advance(T);
-  if (rows == HiddenRows::kLast && !tracing()) {
-    Tensor last({1, H});
-    k.rms_norm(x.row(T - 1), 1, H, w.norm.data(), cfg.rms_norm_eps, last.data());
-    return last;
-  }
-  k.rms_norm(x.data(), T, H, w.norm.data(), cfg.rms_norm_eps, x.data());
+  // The final norm over the rows that are returned (every row while dumping).
+  const int64_t r_norm = rows == HiddenRows::kLast && !tracing() ? T - 1 : 0;
+  k.rms_norm(x.row(r_norm), T - r_norm, H, w.norm.data(), cfg.rms_norm_eps, x.row(r_norm));
   trace("gemma.norm" + step, x);
-  if (rows == HiddenRows::kLast) {
-    Tensor last({1, H});
-    std::memcpy(last.data(), x.row(T - 1), static_cast<size_t>(H) * sizeof(float));
-    return last;
-  }
-  return x;
+  if (rows == HiddenRows::kAll) return x;
+  Tensor last({1, H});
+  std::memcpy(last.data(), x.row(T - 1), static_cast<size_t>(H) * sizeof(float));
+  return last;
 }
 
 Tensor gemma_logits(const GemmaWeights& w, const io::TextConfig& cfg, const float* hidden,

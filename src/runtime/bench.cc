@@ -143,8 +143,6 @@ FirstTokenRoofline first_token_roofline(const FirstTokenWork& work, model::Weigh
   return r;
 }
 
-namespace {}  // namespace
-
 Result<BenchReport> run_bench(const BenchOptions& o) {
   BenchReport r;
   r.threads = num_threads();
