@@ -2,7 +2,8 @@
 # The speed issue's table: PaliGemma 3B and PaliGemma 2 3B at 224 px in every mode, and
 # PaliGemma 3B at 896 px in bf16, on random weights of the real size, 2 threads, 64
 # decode tokens, one untimed warm-up pass before the timed first token (its time is the
-# cold column). Writes one JSON line per run to bench/results.jsonl (or $1) and prints a
+# cold column); at 224 px three timed passes, the first token their median (REPEAT_TTFT=N
+# for another count; the 896 px row, a minute a pass, one). Writes one JSON line per run to bench/results.jsonl (or $1) and prints a
 # Markdown table with each figure's fraction of the roofline measured in the same run.
 # REPEAT=N runs the whole sequence N times (on a shared machine, other tenants' bursts
 # slow single runs by up to 3x): every run gets its row, and a second table gives, per
@@ -17,14 +18,15 @@ cd "$(dirname "$0")/.."
 out=${1:-bench/results.jsonl}
 threads=${THREADS:-2}
 repeat=${REPEAT:-1}
+ttft_passes=${REPEAT_TTFT:-3}
 : >"$out"
 run() {  # preset dtype [extra flags]
   build/paligemma bench --preset "$1" --random-weights --dtype "$2" --threads "$threads" --json "${@:3}" |
     python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)))' | tee -a "$out"
 }
 for ((pass = 0; pass < repeat; ++pass)); do
-  for dtype in f32 bf16 int8 q4; do run paligemma-3b-224 "$dtype"; done
-  for dtype in bf16 int8 q4; do run paligemma2-3b-224 "$dtype"; done
+  for dtype in f32 bf16 int8 q4; do run paligemma-3b-224 "$dtype" --repeat "$ttft_passes"; done
+  for dtype in bf16 int8 q4; do run paligemma2-3b-224 "$dtype" --repeat "$ttft_passes"; done
   run paligemma-3b-896 bf16 --decode-tokens 16
 done
 python3 - "$out" <<'PY'

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -400,10 +401,46 @@ TEST(Bench, RefusesBadCountsWithTheirNames) {
   r = paligemma::run_bench(o);
   ASSERT_FALSE(r.ok());
   EXPECT_THAT(r.status().message(), HasSubstr("token counts must be >= 0"));
-  o.decode_tokens = 2;  // and a good one runs, its cold figures the timed ones
+  o.decode_tokens = 2;
+  o.repeat = 0;
+  r = paligemma::run_bench(o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(r.status().message(), HasSubstr("--repeat must be >= 1"));
+  o.repeat = 1;  // and a good one runs, its cold figures the timed ones
   r = paligemma::run_bench(o);
   ASSERT_TRUE(r.ok()) << r.status().message();
   EXPECT_EQ(r->cold_ttft_s, r->ttft_s);
+  ASSERT_EQ(r->ttft_runs_s.size(), 1u);
+  EXPECT_EQ(r->ttft_runs_s[0], r->ttft_s);
+}
+
+TEST(Bench, ReportsTheMedianOfTheTimedPasses) {
+  paligemma::BenchOptions o;
+  o.preset = "tiny-pg1";
+  o.probe = false;
+  o.decode_tokens = 2;
+  for (const int64_t repeat : {3, 4}) {
+    o.repeat = repeat;
+    auto r = paligemma::run_bench(o);
+    ASSERT_TRUE(r.ok()) << r.status().message();
+    ASSERT_EQ(r->ttft_runs_s.size(), static_cast<size_t>(repeat));
+    ASSERT_EQ(r->vision_runs_s.size(), static_cast<size_t>(repeat));
+    for (size_t i = 0; i < r->ttft_runs_s.size(); ++i) {
+      EXPECT_GT(r->ttft_runs_s[i], 0);
+      EXPECT_GE(r->ttft_runs_s[i], r->vision_runs_s[i]);
+    }
+    // As many passes at or below the median as at or above it; an even count's the mean
+    // of the middle two.
+    std::vector<double> t = r->ttft_runs_s, v = r->vision_runs_s;
+    std::sort(t.begin(), t.end());
+    std::sort(v.begin(), v.end());
+    const size_t n = t.size();
+    const double tm = n % 2 == 1 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
+    const double vm = n % 2 == 1 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+    EXPECT_EQ(r->ttft_s, tm) << repeat;
+    EXPECT_EQ(r->vision_s, vm) << repeat;
+    EXPECT_GT(r->decode_tok_s, 0);
+  }
 }
 
 TEST(Bench, WarnsWhereTheFractionsCannotBeTrusted) {

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -160,7 +161,35 @@ TEST(Cli, BenchOnATinyPresetKeepsTheContract) {
         decode_matmuls += op["calls"].get<long long>();
     }
     EXPECT_EQ(decode_matmuls, 8 * (7 * 3 + 1)) << r.out;
+    // One timed pass by default, the figure itself.
+    EXPECT_EQ(j["repeat"], 1);
+    ASSERT_EQ(j["ttft_runs_s"].size(), 1u);
+    EXPECT_EQ(j["ttft_runs_s"][0].get<double>(), j["ttft_s"].get<double>());
+    EXPECT_EQ(j["vision_runs_s"][0].get<double>(), j["vision_s"].get<double>());
   }
+  // Three timed passes: every one in the JSON, the figure their median, the profile one
+  // pass's (the same calls as with one pass).
+  auto ttft_calls = [](const nlohmann::json& j) {
+    long long calls = 0;
+    for (const auto& op : j["profile"]["ttft"]) calls += op["calls"].get<long long>();
+    return calls;
+  };
+  const std::string args = "bench --preset tiny-pg2 --random-weights --no-probe --profile --json";
+  CliRun one = run_cli(args);
+  CliRun three = run_cli(args + " --repeat 3");
+  ASSERT_EQ(one.exit_code, 0) << one.err;
+  ASSERT_EQ(three.exit_code, 0) << three.err;
+  const auto j1 = nlohmann::json::parse(one.out), j3 = nlohmann::json::parse(three.out);
+  EXPECT_EQ(j3["repeat"], 3);
+  ASSERT_EQ(j3["ttft_runs_s"].size(), 3u);
+  std::vector<double> runs = j3["ttft_runs_s"].get<std::vector<double>>();
+  std::sort(runs.begin(), runs.end());
+  EXPECT_EQ(j3["ttft_s"].get<double>(), runs[1]);
+  EXPECT_GT(ttft_calls(j1), 0);
+  EXPECT_EQ(ttft_calls(j3), ttft_calls(j1));
+  CliRun zero = run_cli("bench --preset tiny-pg1 --random-weights --repeat 0");
+  EXPECT_NE(zero.exit_code, 0);
+  EXPECT_THAT(zero.err, HasSubstr("--repeat"));
   // Without warm-up the timed pass is the cold one.
   CliRun cold = run_cli("bench --preset tiny-pg1 --random-weights --warmup 0 --no-probe --json");
   ASSERT_EQ(cold.exit_code, 0) << cold.err;

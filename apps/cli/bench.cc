@@ -1,6 +1,7 @@
 // build/paligemma bench | quantize
 #include "paligemma/bench.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -61,6 +62,9 @@ int run_bench(BenchFlags& f) {
               {"prefill_s", r->prefill_s},
               {"ttft_s", r->ttft_s},
               {"warmup", f.options.warmup},
+              {"repeat", f.options.repeat},
+              {"vision_runs_s", r->vision_runs_s},
+              {"ttft_runs_s", r->ttft_runs_s},
               {"cold_vision_s", r->cold_vision_s},
               {"cold_ttft_s", r->cold_ttft_s},
               {"decode_tok_s", r->decode_tok_s},
@@ -101,6 +105,11 @@ int run_bench(BenchFlags& f) {
               r->ttft_s, static_cast<long long>(r->prompt_tokens),
               r->vision_gflop + r->prefill_gflop, r->roofline_ttft_s,
               fraction(r->ttft_s, r->roofline_ttft_s, false).c_str());
+  if (r->ttft_runs_s.size() > 1) {
+    const auto [lo, hi] = std::minmax_element(r->ttft_runs_s.begin(), r->ttft_runs_s.end());
+    std::printf("                  median of %zu timed passes (%.3f to %.3f s)\n",
+                r->ttft_runs_s.size(), *lo, *hi);
+  }
   if (r->roofline_ttft_compute_s > 0) {
     std::printf("                  every FLOP at the products' peak, no memory: %.3f s%s\n",
                 r->roofline_ttft_compute_s,
@@ -109,9 +118,9 @@ int run_bench(BenchFlags& f) {
   if (f.options.warmup > 0) {
     std::printf(
         "  cold start      %8.3f s   (the first pass after load, vision %.3f s; %lld "
-        "warm-up pass%s before the timed one)\n",
+        "warm-up pass%s before the timed one%s)\n",
         r->cold_ttft_s, r->cold_vision_s, static_cast<long long>(f.options.warmup),
-        f.options.warmup == 1 ? "" : "es");
+        f.options.warmup == 1 ? "" : "es", f.options.repeat == 1 ? "" : "s");
   }
   std::printf("  decode          %8.2f tok/s (%lld tokens, %.0f MB/token; roofline %.2f tok/s)%s\n",
               r->decode_tok_s, static_cast<long long>(r->decode_tokens),
@@ -173,6 +182,10 @@ void register_bench(CLI::App& app, Runners& runners) {
                   "Untimed vision + first-token passes before the timed one (default 1; the "
                   "first pass is reported as the cold start)")
       ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--repeat", f->options.repeat,
+                  "Timed vision + first-token passes after the warm-up (default 1); vision, "
+                  "prefill and first token are their medians, every pass is in the JSON")
+      ->check(CLI::PositiveNumber);
   cmd->add_flag("--no-probe", f->no_probe, "Skip the roofline probes");
   cmd->add_flag("--profile", f->options.profile,
                 "Time every kernel op (adds a per-op table / \"profile\" key)");

@@ -16,7 +16,8 @@ struct BenchOptions {
   int64_t image_size = 0;      // > 0: override the preset's image size
   int64_t text_tokens = 10;
   int64_t decode_tokens = 64;
-  int64_t warmup = 1;    // untimed first-token passes before the timed one
+  int64_t warmup = 1;    // untimed first-token passes before the timed ones
+  int64_t repeat = 1;    // timed first-token passes: vision_s, prefill_s, ttft_s are medians
   bool probe = true;     // measure the roofline
   bool profile = false;  // time every kernel call
 };
@@ -26,7 +27,8 @@ struct BenchResult {
   int threads = 0;
   int64_t image_tokens = 0, prompt_tokens = 0, decode_tokens = 0;
   double load_s = 0, vision_s = 0, prefill_s = 0, ttft_s = 0, decode_tok_s = 0;
-  double cold_vision_s = 0, cold_ttft_s = 0;  // the first pass after load
+  double cold_vision_s = 0, cold_ttft_s = 0;       // the first pass after load
+  std::vector<double> vision_runs_s, ttft_runs_s;  // every timed pass, in order
   double peak_rss_mb = 0, weights_mb = 0, kv_cache_mb = 0;
   double vision_gflop = 0, prefill_gflop = 0, decode_bytes_per_token = 0;
   double peak_f32_gflops = 0, peak_bf16_gflops = 0, peak_int8_gops = 0, bandwidth_gbs = 0;

@@ -23,6 +23,8 @@ Result<BenchResult> run_bench(const BenchOptions& options) {
   }
   if (options.warmup < 0) return pg::invalid_argument("--warmup must be >= 0");
   o.warmup = options.warmup;
+  if (options.repeat < 1) return pg::invalid_argument("--repeat must be >= 1");
+  o.repeat = options.repeat;
   o.image_size = options.image_size;
   o.text_tokens = options.text_tokens;
   o.decode_tokens = options.decode_tokens;
@@ -42,6 +44,8 @@ Result<BenchResult> run_bench(const BenchOptions& options) {
   b.ttft_s = r.ttft_s;
   b.cold_vision_s = r.cold_vision_s;
   b.cold_ttft_s = r.cold_ttft_s;
+  b.vision_runs_s = r.vision_runs_s;
+  b.ttft_runs_s = r.ttft_runs_s;
   b.decode_tok_s = r.decode_tok_s;
   b.peak_rss_mb = r.peak_rss_mb;
   b.weights_mb = r.weights_mb;

@@ -29,6 +29,9 @@ struct BenchOptions {
   // figures are a running engine's (buffers and huge pages already in place); the first
   // pass's time is reported as cold_ttft_s.
   int64_t warmup = 1;
+  // Timed passes after the warm-up (each with a cache of its own; the last one's feeds the
+  // decode): vision_s, prefill_s and ttft_s are their medians, every pass is kept.
+  int64_t repeat = 1;
   bool probe = true;     // measure the roofline
   bool profile = false;  // time every kernel call (kernels/profile.h)
   uint64_t seed = 1;
@@ -41,13 +44,15 @@ struct BenchReport {
   double load_s = 0, vision_s = 0, prefill_s = 0, ttft_s = 0, decode_tok_s = 0;
   // The first vision + first token after load (= the timed one when warmup is 0).
   double cold_vision_s = 0, cold_ttft_s = 0;
+  // Every timed pass, in order (repeat of them).
+  std::vector<double> vision_runs_s, ttft_runs_s;
   double peak_rss_mb = 0, weights_mb = 0, kv_cache_mb = 0;
   double vision_gflop = 0, prefill_gflop = 0, decode_bytes_per_token = 0;
   // Machine peaks and the limits they imply for this run.
   double peak_f32_gflops = 0, peak_bf16_gflops = 0, peak_int8_gops = 0, bandwidth_gbs = 0;
   // roofline_ttft_s: first_token_roofline's ops_s; roofline_ttft_compute_s its compute_s.
   double roofline_ttft_s = 0, roofline_decode_tok_s = 0, roofline_ttft_compute_s = 0;
-  // With profile: time per op over the first token and over the decode.
+  // With profile: time per op over the (last timed) first token and over the decode.
   std::vector<kernels::OpProfile> profile_ttft, profile_decode;
 };
 
