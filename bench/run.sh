@@ -3,8 +3,9 @@
 # PaliGemma 3B at 896 px in bf16, on random weights of the real size, 2 threads, 64
 # decode tokens, one untimed warm-up pass before the timed first token (its time is the
 # cold column); at 224 px three timed passes, the first token their median (REPEAT_TTFT=N
-# for another count; the 896 px row, a minute a pass, one). Writes one JSON line per run to bench/results.jsonl (or $1) and prints a
-# Markdown table with each figure's fraction of the roofline measured in the same run.
+# for another count; the 896 px row, a minute a pass, one). Writes one JSON line per run
+# to bench/results.jsonl (or $1) and prints a Markdown table with each figure's fraction
+# of the roofline measured in the same run.
 # REPEAT=N runs the whole sequence N times (on a shared machine, other tenants' bursts
 # slow single runs by up to 3x): every run gets its row, and a second table gives, per
 # model and dtype, the fastest first token and the fastest decode over the runs that bench
