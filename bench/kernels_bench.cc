@@ -113,6 +113,38 @@ void BM_matmul_group(benchmark::State& state, pg::DType dt, bool many, int64_t m
       benchmark::Counter(flop, benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// The Gemma MLP, down(gelu_tanh(gate x) * up x): one mlp call (`fused`: in bf16, the
+// gating hands its outputs to the down projection already packed), or matmul_gelu_mul
+// into a buffer and then the down projection.
+void BM_mlp(benchmark::State& state, pg::DType dt, bool fused, int64_t m, int64_t h, int64_t f) {
+  static std::vector<std::pair<std::pair<int64_t, int64_t>, std::vector<Weights>>> cache;
+  std::vector<Weights>* ws = nullptr;
+  for (auto& [key, value] : cache) {
+    if (key == std::make_pair(h, f)) ws = &value;
+  }
+  if (ws == nullptr) {
+    ws = &cache.emplace_back(std::make_pair(h, f), std::vector<Weights>{}).second;
+    ws->push_back(make(f, h, 1));
+    ws->push_back(make(f, h, 2));
+    ws->push_back(make(h, f, 3));
+  }
+  const pg::MatrixView gate = (*ws)[0].view(dt), up = (*ws)[1].view(dt), down = (*ws)[2].view(dt);
+  std::vector<float> x(static_cast<size_t>(m * h), 0.1f), hidden(static_cast<size_t>(m * f)),
+      y(static_cast<size_t>(m * h));
+  const pg::kernels::KernelTable& table = pg::kernels::fast_kernels();
+  for (auto _ : state) {
+    if (fused) {
+      table.mlp(x.data(), m, gate, up, down, hidden.data(), y.data());
+    } else {
+      table.matmul_gelu_mul(x.data(), m, gate, up, hidden.data());
+      table.matmul(hidden.data(), m, down, nullptr, y.data());
+    }
+    benchmark::ClobberMemory();
+  }
+  state.counters["FLOP/s"] =
+      benchmark::Counter(6.0 * m * h * f, benchmark::Counter::kIsIterationInvariantRate);
+}
+
 // The same bf16 product on oneDNN's GEMM (which the fast table used before its own
 // vdpbf16ps product), for comparison: its row-major weights are copied into its blocked
 // layout at every call.
@@ -368,6 +400,11 @@ GROUP(prefill_gate_up_bf16, pg::DType::kBF16, 266, 2048, {16384, 16384});
 GROUP(vision_qkv_q8, pg::DType::kI8, 256, 1152, {1152, 1152, 1152});
 GROUP(prefill_qkv_q8, pg::DType::kI8, 266, 2048, {2048, 256, 256});
 #undef GROUP
+// Gemma's MLP (PaliGemma 3B, 266 tokens) in one mlp call against its two steps.
+BENCHMARK_CAPTURE(BM_mlp, prefill_bf16_fused, pg::DType::kBF16, true, 266, 2048, 16384)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_mlp, prefill_bf16_steps, pg::DType::kBF16, false, 266, 2048, 16384)
+    ->UseRealTime();
 // SigLIP in q8 (--dtype int8 and q4): attention projections, fc1, fc2.
 BENCHMARK_CAPTURE(BM_matmul, vision_q8_256x1152x1152, pg::DType::kI8, 256, 1152, 1152)
     ->UseRealTime();

@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <string>
@@ -116,6 +117,47 @@ std::string dims(std::initializer_list<std::pair<const char*, double>> kv) {
   std::ostringstream s;
   for (const auto& [k, v] : kv) s << k << "=" << v << " ";
   return s.str();
+}
+
+// The weight formats of the products: float32; bf16 as stored, or as the low-precision
+// modes hold it (low_precision); q8 and q4, quantized from the same values.
+enum class Format { kF32, kBf16, kBf16Low, kQ8, kQ4 };
+
+// A [rows, cols] matrix of `values` in format f, with what its view points into.
+struct FormatMatrix {
+  Weights dense;
+  std::optional<QuantizedMatrix> quant;
+  MatrixView view() const {
+    MatrixView v = quant ? quant->view() : dense.view();
+    v.low_precision = f != Format::kF32 && f != Format::kBf16;
+    return v;
+  }
+  Format f;
+};
+FormatMatrix format_matrix(Format f, int64_t rows, int64_t cols, const std::vector<float>& values) {
+  FormatMatrix m{make_weights(f == Format::kF32 ? DType::kF32 : DType::kBF16, rows, cols, values),
+                 std::nullopt, f};
+  if (f == Format::kQ8 || f == Format::kQ4) {
+    const Weights w32 = make_weights(DType::kF32, rows, cols, values);
+    m.quant = f == Format::kQ8 ? quantize_q8(w32.view()) : quantize_q4(w32.view());
+  }
+  return m;
+}
+
+// Where got differs from want bit for bit: empty if nowhere, else how many values and the
+// first of them (its index and both values).
+std::string bit_differences(const std::vector<float>& want, const float* got) {
+  int64_t differ = 0, first = -1;
+  for (size_t e = 0; e < want.size(); ++e) {
+    if (std::memcmp(&want[e], &got[e], sizeof(float)) != 0) {
+      if (first < 0) first = static_cast<int64_t>(e);
+      ++differ;
+    }
+  }
+  if (differ == 0) return {};
+  return std::to_string(differ) + " values differ, the first at index " + std::to_string(first) +
+         ": want " + std::to_string(want[static_cast<size_t>(first)]) + ", got " +
+         std::to_string(got[first]);
 }
 
 class KernelsTest : public ::testing::TestWithParam<const KernelTable*> {
@@ -292,47 +334,29 @@ TEST_P(KernelsTest, MatmulManyGivesEachProductBitForBit) {
   // in partial tiles, K chunks: k = 4200, a last tile of 16 rows: m = 267), and a mix of
   // formats falls back to one product after the other.
   std::mt19937 rng(17);
-  enum class Format { kF32, kBf16, kBf16Low, kQ8, kQ4 };
   for (const Format f : {Format::kF32, Format::kBf16, Format::kBf16Low, Format::kQ8, Format::kQ4}) {
     for (const int64_t m : {1, 9, 16, 33, 50, 267}) {
       for (const int64_t k : {64, 130, 4200}) {
         if ((k == 4200 && m != 50) || (m == 267 && k != 64)) continue;
         const std::vector<int64_t> ns = {37, 8, 300};
-        std::vector<Weights> dense;
-        std::vector<QuantizedMatrix> quant;
+        std::vector<FormatMatrix> w;
         std::vector<MatmulOutput> out;
         std::vector<std::vector<float>> got, bias;
         for (const int64_t n : ns) {
-          const std::vector<float> values = uniform(n * k, -1, 1, rng);
-          dense.push_back(
-              make_weights(f == Format::kF32 ? DType::kF32 : DType::kBF16, n, k, values));
-          if (f == Format::kQ8 || f == Format::kQ4) {
-            const Weights w32 = make_weights(DType::kF32, n, k, values);
-            quant.push_back(f == Format::kQ8 ? quantize_q8(w32.view()) : quantize_q4(w32.view()));
-          }
+          w.push_back(format_matrix(f, n, k, uniform(n * k, -1, 1, rng)));
           bias.push_back(uniform(n, -1, 1, rng));
           got.emplace_back(m * n, NAN);
         }
-        for (size_t i = 0; i < ns.size(); ++i) {
-          MatrixView v = quant.empty() ? dense[i].view() : quant[i].view();
-          v.low_precision = f != Format::kF32 && f != Format::kBf16;
-          out.push_back({v, i == 1 ? nullptr : bias[i].data(), got[i].data()});
-        }
+        for (size_t i = 0; i < ns.size(); ++i)
+          out.push_back({w[i].view(), i == 1 ? nullptr : bias[i].data(), got[i].data()});
         const std::vector<float> x = uniform(m * k, -1, 1, rng);
         K().matmul_many(x.data(), m, out.data(), static_cast<int>(out.size()));
         for (size_t i = 0; i < out.size(); ++i) {
           std::vector<float> want(got[i].size());
           K().matmul(x.data(), m, out[i].w, out[i].bias, want.data());
-          int64_t differ = 0, first = -1;
-          for (size_t e = 0; e < want.size(); ++e) {
-            if (std::memcmp(&want[e], &got[i][e], sizeof(float)) != 0) {
-              if (first < 0) first = static_cast<int64_t>(e);
-              ++differ;
-            }
-          }
-          EXPECT_EQ(differ, 0) << "format " << static_cast<int>(f) << " output " << i << " "
-                               << dims({{"m", m}, {"k", k}, {"n", ns[i]}})
-                               << "first differing index " << first;
+          EXPECT_EQ(bit_differences(want, got[i].data()), "")
+              << "format " << static_cast<int>(f) << " output " << i << " "
+              << dims({{"m", m}, {"k", k}, {"n", ns[i]}});
         }
       }
     }
@@ -361,51 +385,54 @@ TEST_P(KernelsTest, MatmulGeluMulIsTheProductsThenTheGating) {
   // 2050, n = 300), a partial last block (k = 130, 2050), K in two chunks (bf16: not fused,
   // k = 4200).
   std::mt19937 rng(29);
-  enum class Format { kF32, kBf16Low, kQ8, kQ4 };
   for (const Format f : {Format::kF32, Format::kBf16Low, Format::kQ8, Format::kQ4}) {
     for (const int64_t m : {1, 9, 33, 50, 267}) {
       for (const int64_t k : {64, 130, 2050, 4200}) {
         if ((k > 2000 && m != 50) || (m == 267 && k != 64)) continue;
         for (const int64_t n : {37, 300}) {
-          std::vector<Weights> dense;
-          std::vector<QuantizedMatrix> quant;
-          std::vector<MatrixView> w;
-          for (int i = 0; i < 2; ++i) {
-            // Gate values up to 4 in size: GELU's curved part and both tails.
-            const std::vector<float> values = uniform(n * k, i == 0 ? -4 : -1, i == 0 ? 4 : 1, rng);
-            dense.push_back(
-                make_weights(f == Format::kF32 ? DType::kF32 : DType::kBF16, n, k, values));
-            if (f == Format::kQ8 || f == Format::kQ4) {
-              const Weights w32 = make_weights(DType::kF32, n, k, values);
-              quant.push_back(f == Format::kQ8 ? quantize_q8(w32.view()) : quantize_q4(w32.view()));
-            }
-          }
-          for (int i = 0; i < 2; ++i) {
-            w.push_back(quant.empty() ? dense[static_cast<size_t>(i)].view()
-                                      : quant[static_cast<size_t>(i)].view());
-            w.back().low_precision = f != Format::kF32;
-          }
+          // Gate values up to 4 in size: GELU's curved part and both tails.
+          const FormatMatrix gate_w = format_matrix(f, n, k, uniform(n * k, -4, 4, rng));
+          const FormatMatrix up_w = format_matrix(f, n, k, uniform(n * k, -1, 1, rng));
           const std::vector<float> x = uniform(m * k, -1, 1, rng);
           std::vector<float> got(m * n, NAN);
-          K().matmul_gelu_mul(x.data(), m, w[0], w[1], got.data());
+          K().matmul_gelu_mul(x.data(), m, gate_w.view(), up_w.view(), got.data());
           std::vector<float> gate(m * n), up(m * n);
-          const MatmulOutput out[2] = {{w[0], nullptr, gate.data()}, {w[1], nullptr, up.data()}};
+          const MatmulOutput out[2] = {{gate_w.view(), nullptr, gate.data()},
+                                       {up_w.view(), nullptr, up.data()}};
           K().matmul_many(x.data(), m, out, 2);
           K().gelu_tanh_mul(gate.data(), up.data(), gate.data(), m * n);
-          int64_t differ = 0, first = -1;
-          for (size_t e = 0; e < gate.size(); ++e) {
-            if (std::memcmp(&gate[e], &got[e], sizeof(float)) != 0) {
-              if (first < 0) first = static_cast<int64_t>(e);
-              ++differ;
-            }
-          }
-          EXPECT_EQ(differ, 0) << "format " << static_cast<int>(f) << " "
-                               << dims({{"m", m}, {"k", k}, {"n", n}}) << "first differing index "
-                               << first
-                               << (first >= 0 ? ": want " + std::to_string(gate[first]) + ", got " +
-                                                    std::to_string(got[first])
-                                              : std::string());
+          EXPECT_EQ(bit_differences(gate, got.data()), "")
+              << "format " << static_cast<int>(f) << " " << dims({{"m", m}, {"k", k}, {"n", n}});
         }
+      }
+    }
+  }
+}
+
+TEST_P(KernelsTest, MlpIsTheGatingThenTheDownProjection) {
+  // mlp (on bf16 low-precision views at prefill sizes: the gating's outputs handed to the
+  // down projection already packed) must give matmul_gelu_mul into a buffer followed by
+  // matmul with down, bit for bit: partial tiles of rows (m = 17, 33, 50, 267; 1 and 9
+  // below the prefill sizes), an odd n (37: not handed on packed), the down projection's
+  // K in two chunks (n = 4200), a partial last tile of its columns (h = 20).
+  std::mt19937 rng(31);
+  for (const Format f : {Format::kF32, Format::kBf16Low, Format::kQ8, Format::kQ4}) {
+    for (const int64_t m : {1, 9, 17, 33, 50, 267}) {
+      for (const int64_t n : {37, 300, 4200}) {
+        if (n == 4200 && m != 50) continue;
+        const int64_t k = 130, h = m == 267 ? 20 : 40;
+        const FormatMatrix gate_w = format_matrix(f, n, k, uniform(n * k, -4, 4, rng));
+        const FormatMatrix up_w = format_matrix(f, n, k, uniform(n * k, -1, 1, rng));
+        const FormatMatrix down_w = format_matrix(f, h, n, uniform(h * n, -1, 1, rng));
+        const std::vector<float> x = uniform(m * k, -1, 1, rng);
+        std::vector<float> hidden(m * n, NAN), got(m * h, NAN);
+        K().mlp(x.data(), m, gate_w.view(), up_w.view(), down_w.view(), hidden.data(), got.data());
+        std::vector<float> gated(m * n), want(m * h);
+        K().matmul_gelu_mul(x.data(), m, gate_w.view(), up_w.view(), gated.data());
+        K().matmul(gated.data(), m, down_w.view(), nullptr, want.data());
+        EXPECT_EQ(bit_differences(want, got.data()), "")
+            << "format " << static_cast<int>(f) << " "
+            << dims({{"m", m}, {"k", k}, {"n", n}, {"h", h}});
       }
     }
   }

@@ -15,11 +15,17 @@
 // L2), the tiles of x in blocks (a block stays in L3), the columns in panels (a panel of
 // weight rows stays in L2 while every tile of the block passes over it), the block's
 // tiles, then the panel's groups of 8 columns.
+//
+// The Gemma MLP (gemm_bf16_avx512_mlp): the gate and up product writes its gated outputs
+// straight into the down projection's packed x, a tile's rows and a panel's columns at a
+// time while they are in cache, so the [m, F] activations never reach memory as float32
+// and are never read back to be packed.
 #include "kernels/bf16_gemm.h"
 
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cassert>
 #include <cstring>
 #include <vector>
 
@@ -53,6 +59,34 @@ constexpr int64_t kBlockXBytes = 4 << 20;
 // 16384, x in L3, 2.1% faster; 266 x 16 x 16384, the packing alone almost, 29%; K of 1152
 // and 2048 unchanged).
 constexpr int64_t kPackAhead = 64;
+
+// The tiles of x's m rows: tiles of 48 rows; the rest in a tile of 16 v rows (v = 1, 2,
+// 3), except that a rest of one vector after a full tile makes, with it, two tiles of 32
+// rows: a tile of one vector has 8 accumulators, too few to cover vdpbf16ps's latency
+// (256 image tokens: 4 x 48 + 2 x 32 rows instead of 5 x 48 + 16). Packed x of k = 2
+// pairs columns: the tile from row r0 at r0 * pairs, its vectors one after the other for
+// each pair ([pairs][vecs][16]).
+struct RowTiles {
+  int64_t m, full, rest, tiles;
+  bool split;
+  explicit RowTiles(int64_t rows)
+      : m(rows),
+        full(rows / kTileRows),
+        rest(rows % kTileRows),
+        tiles(full + (rest > 0 ? 1 : 0)),
+        split(rest > 0 && rest <= kVec && full > 0) {}
+  int64_t row0(int64_t t) const {
+    return split && t == tiles - 1 ? (full - 1) * kTileRows + 2 * kVec : t * kTileRows;
+  }
+  int64_t vecs(int64_t t) const {
+    if (split && t >= tiles - 2) return 2;
+    return std::min<int64_t>(kTileVecs, (m - t * kTileRows + kVec - 1) / kVec);
+  }
+  // Rows of packed x: m rounded up to a whole vector.
+  int64_t padded_rows() const { return tiles == 0 ? 0 : row0(tiles - 1) + vecs(tiles - 1) * kVec; }
+  // uint32 words of packed x with `pairs` pairs per row.
+  int64_t words(int64_t pairs) const { return padded_rows() * pairs; }
+};
 
 // Rows [r0, r0 + 16) of x (rows at or past m read as zero), pairs [p0, p0 + 16) (pairs past
 // `pairs` not written; values past k zero), into vector `vec` of the tile at `dst` (a
@@ -130,9 +164,13 @@ constexpr TileFn kRow[kTileCols + 1] = {nullptr,     tile<MV, 1>, tile<MV, 2>,
 constexpr const TileFn* kTiles[kTileVecs] = {kRow<1>, kRow<2>, kRow<3>};
 
 // The products of x with out[0..count) (gelu_up null), or with out[0].w (the MLP's gate,
-// count 1) and *gelu_up side by side, out[0].y = gelu_tanh(gate) * up.
+// count 1) and *gelu_up side by side, out[0].y = gelu_tanh(gate) * up; then, where
+// gated_packed is not null, gelu_tanh(gate) * up goes there instead, packed as the x of
+// a product with k = gate's rows (RowTiles of m), and out[0].y is not written. With
+// x_packed not null, x is already packed there (x itself is not read).
 bool run(const float* x, int64_t m, int64_t k, const MatmulOutput* out, int count,
-         const MatrixView* gelu_up) {
+         const MatrixView* gelu_up, const uint32_t* x_packed = nullptr,
+         uint32_t* gated_packed = nullptr) {
   // (An odd K would read its last pair's high element past a row, the matrix's last row
   // past its end: left to the caller's other product.)
   if (m <= 0 || k <= 0 || k % 2 != 0 || count <= 0) return false;
@@ -147,39 +185,34 @@ bool run(const float* x, int64_t m, int64_t k, const MatmulOutput* out, int coun
        gelu_up->cols != k || gelu_up->rows != out[0].w.rows || chunks != 1)) {
     return false;
   }
+  if (gated_packed != nullptr && (gelu_up == nullptr || out[0].w.rows % 2 != 0)) return false;
   const int64_t chunk_pairs = (pairs + chunks - 1) / chunks;  // near-equal chunks
-  // Tiles of 48 rows; the rest in a tile of 16 v rows (v = 1, 2, 3), except that a rest of
-  // one vector after a full tile makes, with it, two tiles of 32 rows: a tile of one
-  // vector has 8 accumulators, too few to cover vdpbf16ps's latency (256 image tokens:
-  // 4 x 48 + 2 x 32 rows instead of 5 x 48 + 16).
-  const int64_t full = m / kTileRows, rest = m % kTileRows;
-  const bool split = rest > 0 && rest <= kVec && full > 0;
-  const int64_t tiles = full + (rest > 0 ? 1 : 0);
-  auto tile_row0 = [&](int64_t t) {
-    return split && t == tiles - 1 ? (full - 1) * kTileRows + 2 * kVec : t * kTileRows;
-  };
-  auto tile_vecs = [&](int64_t t) -> int64_t {
-    if (split && t >= tiles - 2) return 2;
-    return std::min<int64_t>(kTileVecs, (m - t * kTileRows + kVec - 1) / kVec);
-  };
+  const RowTiles row_tiles(m);
+  const int64_t tiles = row_tiles.tiles;
+  auto tile_row0 = [&](int64_t t) { return row_tiles.row0(t); };
+  auto tile_vecs = [&](int64_t t) { return row_tiles.vecs(t); };
   // x: [m, k] -> tiles of [pairs][16 vecs] (the calling thread's buffer; the pool's
   // threads read it). The tile from row r0 starts at r0 * pairs.
-  thread_local LineAlignedVector<uint32_t> packed;  // vectors on whole cache lines
-  const auto words = static_cast<size_t>(tiles * kTileRows * pairs);
-  if (packed.size() < words) packed.resize(words);
-  uint32_t* xp = packed.data();
-  // A tile's vectors one after the other for each 16 pairs, so that the lines they share
-  // (one pair of every vector) are written while in L1.
-  const int64_t pair_blocks = (pairs + 15) / 16;
-  parallel_for(tiles * pair_blocks, 8, [&](int64_t b0, int64_t b1) {
-    for (int64_t b = b0; b < b1; ++b) {
-      const int64_t t = b / pair_blocks, pb = b % pair_blocks, vecs = tile_vecs(t);
-      for (int64_t v = 0; v < vecs; ++v) {
-        pack_block(x, m, k, tile_row0(t) + v * kVec, pb * 16, pairs, xp + tile_row0(t) * pairs,
-                   vecs, v);
+  const uint32_t* xp = x_packed;
+  if (xp == nullptr) {
+    thread_local LineAlignedVector<uint32_t> packed;  // vectors on whole cache lines
+    const auto words = static_cast<size_t>(row_tiles.words(pairs));
+    if (packed.size() < words) packed.resize(words);
+    uint32_t* dst = packed.data();
+    // A tile's vectors one after the other for each 16 pairs, so that the lines they
+    // share (one pair of every vector) are written while in L1.
+    const int64_t pair_blocks = (pairs + 15) / 16;
+    parallel_for(tiles * pair_blocks, 8, [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b) {
+        const int64_t t = b / pair_blocks, pb = b % pair_blocks, vecs = tile_vecs(t);
+        for (int64_t v = 0; v < vecs; ++v) {
+          pack_block(x, m, k, tile_row0(t) + v * kVec, pb * 16, pairs, dst + tile_row0(t) * pairs,
+                     vecs, v);
+        }
       }
-    }
-  });
+    });
+    xp = dst;
+  }
 
   const int mats = gelu_up != nullptr ? 2 : 1;  // matrices walked side by side
   // (Each of two keeps a whole panel: two Gemma layers' products, alternating in one
@@ -235,10 +268,28 @@ bool run(const float* x, int64_t m, int64_t k, const MatmulOutput* out, int coun
             }
             if (mats == 1) {
               copy_rows(y + r0 * n + col0, n, stage[0].data(), lds, rows, width);
-            } else {
+            } else if (gated_packed == nullptr) {
               for (int64_t r = 0; r < rows; ++r) {
                 gelu_tanh_mul_span(stage[0].data() + r * lds, stage[1].data() + r * lds,
                                    y + (r0 + r) * n + col0, width);
+              }
+            } else {
+              // Pairs [col0 / 2, col1 / 2) of the next product's packed x, rows [r0, r0 +
+              // rows): each vector's gated rows (in L1) through pack_block, as that
+              // product would pack them from y.
+              thread_local std::vector<float> gated;  // [16][width]
+              if (gated.size() < static_cast<size_t>(kVec * width))
+                gated.resize(static_cast<size_t>(kVec * width));
+              uint32_t* dst = gated_packed + r0 * (n / 2) + (col0 / 2) * vecs * kVec;
+              for (int64_t v = 0; v < vecs; ++v) {
+                const int64_t vr = std::min(kVec, rows - v * kVec);  // its rows before m
+                for (int64_t r = 0; r < vr; ++r) {
+                  gelu_tanh_mul_span(stage[0].data() + (v * kVec + r) * lds,
+                                     stage[1].data() + (v * kVec + r) * lds,
+                                     gated.data() + r * width, width);
+                }
+                for (int64_t p0 = 0; p0 < width / 2; p0 += 16)
+                  pack_block(gated.data(), vr, width, 0, p0, width / 2, dst, vecs, v);
               }
             }
           }
@@ -269,10 +320,35 @@ bool gemm_bf16_avx512_gelu_mul(const float* x, int64_t m, const MatrixView& gate
   return run(x, m, gate.cols, &out, 1, &up);
 }
 
+bool gemm_bf16_avx512_mlp(const float* x, int64_t m, const MatrixView& gate, const MatrixView& up,
+                          const MatrixView& down, float* scratch, float* y) {
+  // The down projection's checks first (run's own, on a k that the gating's packing
+  // needs even): once the gating has run, its outputs exist only packed.
+  const int64_t n = gate.rows;
+  if (m <= 0 || n <= 0 || n % 2 != 0 || down.dtype != DType::kBF16 || down.cols != n ||
+      down.rows <= 0) {
+    return false;
+  }
+  // The packed gating in the scratch: its (at most m + 15) rows of n / 2 words fit the
+  // m rows of n floats from m = 15 on.
+  if (RowTiles(m).words(n / 2) > m * n) return false;
+  auto* gated = reinterpret_cast<uint32_t*>(scratch);
+  const MatmulOutput gating{gate, nullptr, nullptr};
+  if (!run(x, m, gate.cols, &gating, 1, &up, nullptr, gated)) return false;
+  const MatmulOutput projection{down, nullptr, y};
+  const bool ran = run(nullptr, m, n, &projection, 1, nullptr, gated);
+  assert(ran);  // checked above
+  return ran;
+}
+
 #else
 bool gemm_bf16_avx512(const float*, int64_t, int64_t, const MatmulOutput*, int) { return false; }
 bool gemm_bf16_avx512_gelu_mul(const float*, int64_t, const MatrixView&, const MatrixView&,
                                float*) {
+  return false;
+}
+bool gemm_bf16_avx512_mlp(const float*, int64_t, const MatrixView&, const MatrixView&,
+                          const MatrixView&, float*, float*) {
   return false;
 }
 #endif

@@ -24,4 +24,13 @@ bool gemm_bf16_avx512(const float* x, int64_t m, int64_t k, const MatmulOutput* 
 bool gemm_bf16_avx512_gelu_mul(const float* x, int64_t m, const MatrixView& gate,
                                const MatrixView& up, float* y);
 
+// y[m, h] = (gelu_tanh(x gate^T) * (x up^T)) down^T, gate and up bf16 [n, k], down bf16
+// [h, n]: the values of gemm_bf16_avx512_gelu_mul followed by gemm_bf16_avx512 over down,
+// bit for bit. The gated [m, n] activations go from the first product's tiles straight
+// into the second's packed x (in `scratch`, m * n floats, left holding no defined value),
+// never into memory as float32. Returns false, writing nothing, where either product
+// would, or where n is odd or m < 15.
+bool gemm_bf16_avx512_mlp(const float* x, int64_t m, const MatrixView& gate, const MatrixView& up,
+                          const MatrixView& down, float* scratch, float* y);
+
 }  // namespace pg::kernels

@@ -742,6 +742,19 @@ void matmul_gelu_mul(const float* x, int64_t m, const MatrixView& gate, const Ma
   gelu_tanh_mul(y, up_y.data(), y, m * gate.rows);
 }
 
+// The Gemma MLP: with bf16 low-precision views at prefill sizes, the gating hands its
+// outputs to the down projection already packed (bf16_gemm.h); else matmul_gelu_mul into
+// hidden and the down projection from it.
+void mlp(const float* x, int64_t m, const MatrixView& gate, const MatrixView& up,
+         const MatrixView& down, float* hidden, float* y) {
+  if (m >= kOneDnnMinRows && gate.low_precision && up.low_precision && down.low_precision &&
+      gemm_bf16_avx512_mlp(x, m, gate, up, down, hidden, y)) {
+    return;
+  }
+  matmul_gelu_mul(x, m, gate, up, hidden);
+  matmul(hidden, m, down, nullptr, y);
+}
+
 // x: rows of `stride` floats holding num_heads heads of head_dim; positions: [rows].
 void rope(float* x, int64_t rows, int64_t stride, int64_t num_heads, int64_t head_dim,
           const int64_t* positions, float theta) {
@@ -1550,9 +1563,9 @@ void gelu_tanh_mul_span(const float* gate, const float* up, float* y, int64_t n)
 
 const KernelTable& fast_kernels() {
   static const KernelTable table = {
-      "fast",    matmul,        matmul_many, matmul_gelu_mul, layer_norm, rms_norm,
-      gelu_tanh, gelu_tanh_mul, rope,        softcap,         add,        scale,
-      argmax,    attention,
+      "fast",     matmul,   matmul_many, matmul_gelu_mul, mlp,
+      layer_norm, rms_norm, gelu_tanh,   gelu_tanh_mul,   rope,
+      softcap,    add,      scale,       argmax,          attention,
   };
   return table;
 }

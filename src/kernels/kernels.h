@@ -77,6 +77,14 @@ struct KernelTable {
   void (*matmul_gelu_mul)(const float* x, int64_t m, const MatrixView& gate, const MatrixView& up,
                           float* y);
 
+  // y[m, down.rows] = (gelu_tanh(x gate^T) * (x up^T)) down^T (the Gemma MLP): the values
+  // of matmul_gelu_mul into `hidden` [m, gate.rows] followed by matmul of hidden with down,
+  // bit for bit. hidden is the op's scratch: where the gated activations go from one
+  // product to the next already packed (bf16 low precision, prefill sizes), it holds no
+  // defined value afterwards; elsewhere it holds them.
+  void (*mlp)(const float* x, int64_t m, const MatrixView& gate, const MatrixView& up,
+              const MatrixView& down, float* hidden, float* y);
+
   // LayerNorm over the last dim (biased variance): y = (x - mean) / sqrt(var + eps) * gamma + beta.
   void (*layer_norm)(const float* x, int64_t rows, int64_t dim, const float* gamma,
                      const float* beta, float eps, float* y);

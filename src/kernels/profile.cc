@@ -88,6 +88,13 @@ void matmul_gelu_mul(const float* x, int64_t m, const MatrixView& gate, const Ma
   Timer t(kMatmul0 + 2 * d + (m > kDecodeRows ? 1 : 0), 2);
   inner().matmul_gelu_mul(x, m, gate, up, y);
 }
+// Counted as its three products (with the gating where it is not fused).
+void mlp(const float* x, int64_t m, const MatrixView& gate, const MatrixView& up,
+         const MatrixView& down, float* hidden, float* y) {
+  const int d = std::clamp(static_cast<int>(gate.dtype), 0, kDTypes - 1);
+  Timer t(kMatmul0 + 2 * d + (m > kDecodeRows ? 1 : 0), 3);
+  inner().mlp(x, m, gate, up, down, hidden, y);
+}
 void layer_norm(const float* x, int64_t rows, int64_t dim, const float* gamma, const float* beta,
                 float eps, float* y) {
   Timer t(kLayerNorm);
@@ -135,10 +142,10 @@ void attention(const AttentionParams& p, const float* q, const void* k, const vo
 
 const KernelTable& profiling_kernels(const KernelTable& table) {
   g_inner.store(&table);
-  static const KernelTable profiled = {"profile",  matmul,   matmul_many, matmul_gelu_mul,
-                                       layer_norm, rms_norm, gelu_tanh,   gelu_tanh_mul,
-                                       rope,       softcap,  add,         scale,
-                                       argmax,     attention};
+  static const KernelTable profiled = {"profile",     matmul,     matmul_many, matmul_gelu_mul,
+                                       mlp,           layer_norm, rms_norm,    gelu_tanh,
+                                       gelu_tanh_mul, rope,       softcap,     add,
+                                       scale,         argmax,     attention};
   return profiled;
 }
 

@@ -105,6 +105,13 @@ void matmul_gelu_mul(const float* x, int64_t m, const MatrixView& gate, const Ma
   gelu_tanh_mul(y, up_y.data(), y, m * gate.rows);
 }
 
+// x: [m, k]; gate, up: [n, k]; down: [h, n]; hidden: [m, n]; y: [m, h].
+void mlp(const float* x, int64_t m, const MatrixView& gate, const MatrixView& up,
+         const MatrixView& down, float* hidden, float* y) {
+  matmul_gelu_mul(x, m, gate, up, hidden);
+  matmul(hidden, m, down, nullptr, y);
+}
+
 // x: rows of `stride` floats, each holding num_heads heads of head_dim; positions: [rows].
 void rope(float* x, int64_t rows, int64_t stride, int64_t num_heads, int64_t head_dim,
           const int64_t* positions, float theta) {
@@ -215,9 +222,9 @@ void attention(const AttentionParams& p, const float* q, const void* k_any, cons
 
 const KernelTable& reference_kernels() {
   static const KernelTable table = {
-      "reference", matmul,        matmul_many, matmul_gelu_mul, layer_norm, rms_norm,
-      gelu_tanh,   gelu_tanh_mul, rope,        softcap,         add,        scale,
-      argmax,      attention,
+      "reference", matmul,   matmul_many, matmul_gelu_mul, mlp,
+      layer_norm,  rms_norm, gelu_tanh,   gelu_tanh_mul,   rope,
+      softcap,     add,      scale,       argmax,          attention,
   };
   return table;
 }

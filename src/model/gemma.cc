@@ -96,9 +96,8 @@ void mlp(const GemmaLayerWeights& l, const float* h, int64_t T, int64_t H, Layer
   const int64_t R = gate.dim(0);
   for (int64_t r0 = 0; r0 < T; r0 += R) {
     const int64_t rows = std::min(R, T - r0);
-    // gate = gelu_tanh(gate_proj(h)) * up_proj(h): [rows, F]
-    k.matmul_gelu_mul(h + r0 * H, rows, l.gate_proj, l.up_proj, gate.data());
-    k.matmul(gate.data(), rows, l.down_proj, nullptr, out.data() + r0 * H);
+    // down_proj(gelu_tanh(gate_proj(h)) * up_proj(h)): [rows, H], through `gate` [rows, F]
+    k.mlp(h + r0 * H, rows, l.gate_proj, l.up_proj, l.down_proj, gate.data(), out.data() + r0 * H);
   }
 }
 
