@@ -25,7 +25,6 @@
 #include <immintrin.h>
 
 #include <algorithm>
-#include <cassert>
 #include <cstring>
 #include <vector>
 
@@ -163,34 +162,41 @@ constexpr TileFn kRow[kTileCols + 1] = {nullptr,     tile<MV, 1>, tile<MV, 2>,
 // [MV - 1][NR]
 constexpr const TileFn* kTiles[kTileVecs] = {kRow<1>, kRow<2>, kRow<3>};
 
-// The products of x with out[0..count) (gelu_up null), or with out[0].w (the MLP's gate,
-// count 1) and *gelu_up side by side, out[0].y = gelu_tanh(gate) * up; then, where
-// gated_packed is not null, gelu_tanh(gate) * up goes there instead, packed as the x of
-// a product with k = gate's rows (RowTiles of m), and out[0].y is not written. With
-// x_packed not null, x is already packed there (x itself is not read).
-bool run(const float* x, int64_t m, int64_t k, const MatmulOutput* out, int count,
-         const MatrixView* gelu_up, const uint32_t* x_packed = nullptr,
-         uint32_t* gated_packed = nullptr) {
-  // (An odd K would read its last pair's high element past a row, the matrix's last row
-  // past its end: left to the caller's other product.)
+// Whether run() takes these arguments: every matrix bf16 with x's k columns, k even (an
+// odd k would read its last pair's high element past a row, the matrix's last row past
+// its end: left to the caller's other product); with gelu_up, one output without bias,
+// up shaped as gate, and K in one chunk (the gating needs both products whole); packed
+// gating (`gated_packed`) also needs gate's rows even.
+bool runs(int64_t m, int64_t k, const MatmulOutput* out, int count, const MatrixView* gelu_up,
+          bool gated_packed) {
   if (m <= 0 || k <= 0 || k % 2 != 0 || count <= 0) return false;
   for (int i = 0; i < count; ++i) {
     if (out[i].w.dtype != DType::kBF16 || out[i].w.cols != k) return false;
   }
-  const int64_t pairs = k / 2;
-  const int64_t chunks = (pairs + kChunkPairs - 1) / kChunkPairs;
-  // The gating needs both products whole: K in one chunk.
+  const int64_t chunks = (k / 2 + kChunkPairs - 1) / kChunkPairs;
   if (gelu_up != nullptr &&
       (count != 1 || out[0].bias != nullptr || gelu_up->dtype != DType::kBF16 ||
        gelu_up->cols != k || gelu_up->rows != out[0].w.rows || chunks != 1)) {
     return false;
   }
-  if (gated_packed != nullptr && (gelu_up == nullptr || out[0].w.rows % 2 != 0)) return false;
+  return !gated_packed || (gelu_up != nullptr && out[0].w.rows % 2 == 0);
+}
+
+// The products of x with out[0..count) (gelu_up null), or with out[0].w (the MLP's gate,
+// count 1) and *gelu_up side by side, out[0].y = gelu_tanh(gate) * up; then, where
+// gated_packed is not null, gelu_tanh(gate) * up goes there instead, packed as the x of
+// a product with k = gate's rows (RowTiles of m), and out[0].y is not written. With
+// x_packed not null, x is already packed there (x itself is not read). Returns false,
+// doing nothing, where `runs` does.
+bool run(const float* x, int64_t m, int64_t k, const MatmulOutput* out, int count,
+         const MatrixView* gelu_up, const uint32_t* x_packed = nullptr,
+         uint32_t* gated_packed = nullptr) {
+  if (!runs(m, k, out, count, gelu_up, gated_packed != nullptr)) return false;
+  const int64_t pairs = k / 2;
+  const int64_t chunks = (pairs + kChunkPairs - 1) / kChunkPairs;
   const int64_t chunk_pairs = (pairs + chunks - 1) / chunks;  // near-equal chunks
   const RowTiles row_tiles(m);
   const int64_t tiles = row_tiles.tiles;
-  auto tile_row0 = [&](int64_t t) { return row_tiles.row0(t); };
-  auto tile_vecs = [&](int64_t t) { return row_tiles.vecs(t); };
   // x: [m, k] -> tiles of [pairs][16 vecs] (the calling thread's buffer; the pool's
   // threads read it). The tile from row r0 starts at r0 * pairs.
   const uint32_t* xp = x_packed;
@@ -204,10 +210,10 @@ bool run(const float* x, int64_t m, int64_t k, const MatmulOutput* out, int coun
     const int64_t pair_blocks = (pairs + 15) / 16;
     parallel_for(tiles * pair_blocks, 8, [&](int64_t b0, int64_t b1) {
       for (int64_t b = b0; b < b1; ++b) {
-        const int64_t t = b / pair_blocks, pb = b % pair_blocks, vecs = tile_vecs(t);
+        const int64_t t = b / pair_blocks, pb = b % pair_blocks, vecs = row_tiles.vecs(t);
         for (int64_t v = 0; v < vecs; ++v) {
-          pack_block(x, m, k, tile_row0(t) + v * kVec, pb * 16, pairs, dst + tile_row0(t) * pairs,
-                     vecs, v);
+          pack_block(x, m, k, row_tiles.row0(t) + v * kVec, pb * 16, pairs,
+                     dst + row_tiles.row0(t) * pairs, vecs, v);
         }
       }
     });
@@ -249,7 +255,7 @@ bool run(const float* x, int64_t m, int64_t k, const MatmulOutput* out, int coun
               stage[i].resize(static_cast<size_t>(kTileRows * lds));
           }
           for (int64_t t = b0; t < b1; ++t) {
-            const int64_t r0 = tile_row0(t), vecs = tile_vecs(t);
+            const int64_t r0 = row_tiles.row0(t), vecs = row_tiles.vecs(t);
             const int64_t rows = std::min(vecs * kVec, m - r0);
             const uint32_t* xt = xp + r0 * pairs + p0 * vecs * kVec;
             if (!first) copy_rows(stage[0].data(), lds, y + r0 * n + col0, n, rows, width);
@@ -322,23 +328,18 @@ bool gemm_bf16_avx512_gelu_mul(const float* x, int64_t m, const MatrixView& gate
 
 bool gemm_bf16_avx512_mlp(const float* x, int64_t m, const MatrixView& gate, const MatrixView& up,
                           const MatrixView& down, float* scratch, float* y) {
-  // The down projection's checks first (run's own, on a k that the gating's packing
-  // needs even): once the gating has run, its outputs exist only packed.
+  // Both products checked first: once the gating has run, its outputs exist only packed.
   const int64_t n = gate.rows;
-  if (m <= 0 || n <= 0 || n % 2 != 0 || down.dtype != DType::kBF16 || down.cols != n ||
-      down.rows <= 0) {
+  const MatmulOutput gating{gate, nullptr, nullptr}, projection{down, nullptr, y};
+  if (!runs(m, gate.cols, &gating, 1, &up, true) || !runs(m, n, &projection, 1, nullptr, false))
     return false;
-  }
   // The packed gating in the scratch: its (at most m + 15) rows of n / 2 words fit the
   // m rows of n floats from m = 15 on.
   if (RowTiles(m).words(n / 2) > m * n) return false;
   auto* gated = reinterpret_cast<uint32_t*>(scratch);
-  const MatmulOutput gating{gate, nullptr, nullptr};
-  if (!run(x, m, gate.cols, &gating, 1, &up, nullptr, gated)) return false;
-  const MatmulOutput projection{down, nullptr, y};
-  const bool ran = run(nullptr, m, n, &projection, 1, nullptr, gated);
-  assert(ran);  // checked above
-  return ran;
+  run(x, m, gate.cols, &gating, 1, &up, nullptr, gated);
+  run(nullptr, m, n, &projection, 1, nullptr, gated);
+  return true;
 }
 
 #else
