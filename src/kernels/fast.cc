@@ -1359,7 +1359,7 @@ void pv_tile_bf16(const uint16_t*, const uint16_t*, int64_t, int64_t, float*) {}
 // interleaved by one vpermt2w per 32 outputs. (The scalar loops before took 10.7% of
 // SigLIP's attention under perf; BM_attention/siglip_256x256_bf16, alternating in one
 // process, 12 rounds: 6.6% faster.)
-#if defined(__AVX512BF16__) && defined(__AVX512BW__)
+#if defined(__AVX512BF16__) && defined(__AVX512VL__) && defined(__AVX512BW__)
 inline __mmask32 first_n32(int64_t n) {
   return n >= 32 ? ~__mmask32{0} : n <= 0 ? __mmask32{0} : (__mmask32{1} << n) - 1;
 }
@@ -1404,20 +1404,9 @@ void pack_kv_block_bf16(const float* kf, const float* vf, const uint16_t* kh, co
   }
 }
 #else
-void pack_kv_block_bf16(const float* kf, const float* vf, const uint16_t* kh, const uint16_t* vh,
-                        int64_t stride, int64_t first, int64_t valid, int64_t dd, uint16_t* kd,
-                        uint16_t* vd) {
-  auto value = [&](const float* f, const uint16_t* h, int64_t j, int64_t d) -> uint16_t {
-    if (j >= valid) return 0;
-    return h != nullptr ? h[j * stride + d] : f32_to_bf16(f[j * stride + d]);
-  };
-  for (int64_t jj = 0; jj < kKeyBlock; ++jj) {
-    for (int64_t d = 0; d < dd; ++d) {
-      kd[((d / 2) * kKeyBlock + jj) * 2 + d % 2] = value(kf, kh, first + jj, d);
-      vd[(jj / 2) * dd * 2 + 2 * d + jj % 2] = value(vf, vh, first + jj, d);
-    }
-  }
-}
+// (Only the bf16 tiles call it, and they run where kHaveBf16Dot: as their stubs above.)
+void pack_kv_block_bf16(const float*, const float*, const uint16_t*, const uint16_t*, int64_t,
+                        int64_t, int64_t, int64_t, uint16_t*, uint16_t*) {}
 #endif
 
 // k, v: float32, or bf16 where p.kv_bf16 (bf16 tiles only: their packing copies bf16
