@@ -31,6 +31,7 @@
 #include "base/memory.h"
 #include "base/parallel.h"
 #include "kernels/elementwise.h"
+#include "kernels/lane_masks.h"
 #include "kernels/segments.h"
 #include "kernels/tile_store.h"
 #include "kernels/transpose.h"
@@ -94,8 +95,7 @@ void pack_block(const float* x, int64_t m, int64_t k, int64_t r0, int64_t p0, in
                 uint32_t* dst, int64_t vecs, int64_t vec) {
   __m512i v[16];
   const int64_t k0 = 2 * p0, kn = std::min<int64_t>(32, k - k0);
-  const auto lo = static_cast<__mmask16>(kn >= 16 ? 0xffff : (1u << kn) - 1);
-  const auto hi = static_cast<__mmask16>(kn >= 32 ? 0xffff : kn <= 16 ? 0 : (1u << (kn - 16)) - 1);
+  const __mmask16 lo = first_n16(kn), hi = first_n16(kn - 16);
   const bool ahead = k0 + kPackAhead + 32 <= k;  // the block kPackAhead on is in the row
   for (int r = 0; r < 16; ++r) {
     if (r0 + r < m) {
@@ -162,6 +162,9 @@ constexpr TileFn kRow[kTileCols + 1] = {nullptr,     tile<MV, 1>, tile<MV, 2>,
 // [MV - 1][NR]
 constexpr const TileFn* kTiles[kTileVecs] = {kRow<1>, kRow<2>, kRow<3>};
 
+// The chunks K's `pairs` pairs are walked in: as few as keep each within kChunkPairs.
+int64_t k_chunks(int64_t pairs) { return (pairs + kChunkPairs - 1) / kChunkPairs; }
+
 // Whether run() takes these arguments: every matrix bf16 with x's k columns, k even (an
 // odd k would read its last pair's high element past a row, the matrix's last row past
 // its end: left to the caller's other product); with gelu_up, one output without bias,
@@ -173,10 +176,9 @@ bool runs(int64_t m, int64_t k, const MatmulOutput* out, int count, const Matrix
   for (int i = 0; i < count; ++i) {
     if (out[i].w.dtype != DType::kBF16 || out[i].w.cols != k) return false;
   }
-  const int64_t chunks = (k / 2 + kChunkPairs - 1) / kChunkPairs;
   if (gelu_up != nullptr &&
       (count != 1 || out[0].bias != nullptr || gelu_up->dtype != DType::kBF16 ||
-       gelu_up->cols != k || gelu_up->rows != out[0].w.rows || chunks != 1)) {
+       gelu_up->cols != k || gelu_up->rows != out[0].w.rows || k_chunks(k / 2) != 1)) {
     return false;
   }
   return !gated_packed || (gelu_up != nullptr && out[0].w.rows % 2 == 0);
@@ -193,7 +195,7 @@ bool run(const float* x, int64_t m, int64_t k, const MatmulOutput* out, int coun
          uint32_t* gated_packed = nullptr) {
   if (!runs(m, k, out, count, gelu_up, gated_packed != nullptr)) return false;
   const int64_t pairs = k / 2;
-  const int64_t chunks = (pairs + kChunkPairs - 1) / kChunkPairs;
+  const int64_t chunks = k_chunks(pairs);
   const int64_t chunk_pairs = (pairs + chunks - 1) / chunks;  // near-equal chunks
   const RowTiles row_tiles(m);
   const int64_t tiles = row_tiles.tiles;

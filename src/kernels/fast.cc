@@ -23,6 +23,7 @@
 #include "kernels/elementwise.h"
 #include "kernels/in_register.h"
 #include "kernels/kernels.h"
+#include "kernels/lane_masks.h"
 #include "kernels/onednn.h"
 #include "kernels/quant.h"
 #include "kernels/quant_gemm.h"
@@ -1360,12 +1361,6 @@ void pv_tile_bf16(const uint16_t*, const uint16_t*, int64_t, int64_t, float*) {}
 // SigLIP's attention under perf; BM_attention/siglip_256x256_bf16, alternating in one
 // process, 12 rounds: 6.6% faster.)
 #if defined(__AVX512BF16__) && defined(__AVX512VL__) && defined(__AVX512BW__)
-inline __mmask32 first_n32(int64_t n) {
-  return n >= 32 ? ~__mmask32{0} : n <= 0 ? __mmask32{0} : (__mmask32{1} << n) - 1;
-}
-inline __mmask16 first_n16(int64_t n) {
-  return static_cast<__mmask16>(n >= 16 ? 0xffff : n <= 0 ? 0 : (1u << n) - 1);
-}
 // n <= 32 values of a row from its column c0 as 32 bf16 (zeros past n).
 inline __m512i bf16x32(const float* f, const uint16_t* h, int64_t n) {
   if (h != nullptr) return _mm512_maskz_loadu_epi16(first_n32(n), h);

@@ -11,6 +11,7 @@
 #include "base/parallel.h"
 #include "kernels/in_register.h"
 #include "kernels/kernels.h"
+#include "kernels/lane_masks.h"
 #include "kernels/onednn.h"
 #include "kernels/quant_block.h"
 #include "kernels/quant_gemm.h"
@@ -198,7 +199,7 @@ void dot_grouped(const uint8_t* const* w, const float* const* ws, const Quantize
   };
   int64_t g0 = 0;
   for (; g0 + kQuantGroup <= nb; g0 += kQuantGroup) group(g0, kQuantGroup, 0xffff);
-  if (g0 < nb) group(g0, nb - g0, static_cast<__mmask16>((1u << (nb - g0)) - 1));
+  if (g0 < nb) group(g0, nb - g0, first_n16(nb - g0));
   for (int j = 0; j < NW; ++j) out[j] = _mm512_reduce_add_ps(acc[j]);
 }
 #else

@@ -11,6 +11,7 @@
 #include <immintrin.h>
 #endif
 
+#include "kernels/lane_masks.h"
 #include "tensor/tensor.h"
 
 namespace pg::kernels {
@@ -20,8 +21,7 @@ namespace pg::kernels {
 // well-defined products); returns the scale, and the sum of q in *sum.
 #if defined(__AVX512F__) && defined(__AVX512BW__)
 inline float quantize_block(const float* x, int64_t n, int8_t* q, int32_t* sum) {
-  const __mmask16 m0 = static_cast<__mmask16>(n >= 16 ? 0xffff : (1u << n) - 1);
-  const __mmask16 m1 = static_cast<__mmask16>(n >= 32 ? 0xffff : n > 16 ? (1u << (n - 16)) - 1 : 0);
+  const __mmask16 m0 = first_n16(n), m1 = first_n16(n - 16);
   const __m512 x0 = _mm512_maskz_loadu_ps(m0, x), x1 = _mm512_maskz_loadu_ps(m1, x + 16);
   const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
   const float s = amax / 127.0f;

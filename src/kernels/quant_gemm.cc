@@ -43,6 +43,7 @@
 
 #include "base/parallel.h"
 #include "kernels/elementwise.h"
+#include "kernels/lane_masks.h"
 #include "kernels/segments.h"
 #include "kernels/tile_store.h"
 #include "kernels/transpose.h"
@@ -96,10 +97,7 @@ struct BlockMasks {
 };
 inline BlockMasks block_masks(int64_t k, int64_t b) {
   const int64_t n = std::min(B, k - b * B);  // valid values in this block
-  return {static_cast<__mmask16>(n >= 16 ? 0xffff : (1u << n) - 1),
-          static_cast<__mmask16>(n >= 32  ? 0xffff
-                                 : n > 16 ? (1u << (n - 16)) - 1
-                                          : 0)};
+  return {first_n16(n), first_n16(n - 16)};
 }
 
 // Lane r: max |x| over block b of row r0 + r (rows at or past m count as zero), from a tree
@@ -228,7 +226,7 @@ void copy_rows_of_panel(const uint8_t* base, int64_t row_bytes, int64_t nb, int6
     int8_t* dst = out + r * kp;
     for (int64_t g0 = 0; g0 < nb; g0 += kQuantGroup) {
       const int64_t n = std::min(kQuantGroup, nb - g0);  // blocks in the group (runs of n dwords)
-      const auto lanes = static_cast<__mmask16>(n == 16 ? 0xffff : (1u << n) - 1);
+      const __mmask16 lanes = first_n16(n);
       const uint8_t* group = src + g0 * kBlockBytesStored;
       __m512i lo[4], hi[4], tl[4], th[4];  // bytes 0-15 and 16-31 of the blocks
       __m512i sum_lo = _mm512_setzero_si512(), sum_hi = _mm512_setzero_si512();
