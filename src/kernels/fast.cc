@@ -371,17 +371,14 @@ void dot_rows_bf16(const uint16_t* x, int64_t kp, int64_t k, const uint16_t* con
       for (int j = 0; j < NW; ++j) acc[j][i][u] = _mm512_dpbf16_ps(acc[j][i][u], xv, wv[j]);
     }
   };
-  auto first = [](int64_t count) {  // mask of the first count (< 32) elements
-    return static_cast<__mmask32>((uint32_t{1} << count) - 1);
-  };
   const int64_t h = std::min<int64_t>(k, head_elements(w[0]));
-  if (h > 0) step(0, 1, first(h));
+  if (h > 0) step(0, 1, first_n32(h));
   int64_t p = h;
   for (; p + 64 <= k; p += 64) {
     step(p, 0, ~__mmask32{0});
     step(p + 32, 1, ~__mmask32{0});
   }
-  for (; p < k; p += 32) step(p, 0, k - p >= 32 ? ~__mmask32{0} : first(k - p));
+  for (; p < k; p += 32) step(p, 0, first_n32(k - p));
   for (int j = 0; j < NW; ++j) {
     for (int i = 0; i < MR; ++i) {
       out[4 * j + i] = _mm512_reduce_add_ps(_mm512_add_ps(acc[j][i][0], acc[j][i][1]));
