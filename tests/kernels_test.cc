@@ -21,7 +21,9 @@
 #include <thread>
 #include <vector>
 
+#include "base/cpu.h"
 #include "base/parallel.h"
+#include "kernels/amx_gemm.h"
 #include "kernels/quant.h"
 #include "tensor/dtype.h"
 
@@ -868,6 +870,57 @@ TEST_P(KernelsTest, Attention) {
 INSTANTIATE_TEST_SUITE_P(Tables, KernelsTest,
                          ::testing::Values(&reference_kernels(), &fast_kernels()),
                          [](const auto& info) { return std::string(info.param->name); });
+
+// The AMX tiles' product itself (amx_gemm.h), where it runs: each output within float32
+// summation error of the exact product of x rounded to bf16, over shapes that end in
+// partial tiles of x's rows (m = 1, 17, 50), of weight rows (n = 5, 37) and of K's steps
+// of 32 (k = 1, 31, 33, 130), weight rows at odd addresses (shift 1), several outputs at
+// once; and it declines matrices that are not bf16 and K that differs from x's.
+TEST(AmxGemm, MatchesTheExactProductOfRoundedX) {
+  if (!amx_products_run()) GTEST_SKIP() << "no AMX tiles in this build or process";
+  EXPECT_TRUE(amx_enabled());
+  std::mt19937 rng(43);
+  for (const int64_t m : {1, 17, 50}) {
+    for (const int64_t k : {1, 31, 32, 33, 130, 2048}) {
+      const std::vector<int64_t> ns = {5, 37, 64};
+      const std::vector<float> x = uniform(m * k, -1, 1, rng);
+      std::vector<float> xr(x.size());
+      for (size_t i = 0; i < x.size(); ++i) xr[i] = bf16_to_f32(f32_to_bf16(x[i]));
+      std::vector<Weights> w;
+      std::vector<std::vector<uint16_t>> shifted;
+      std::vector<std::vector<float>> bias, got;
+      std::vector<MatmulOutput> out;
+      for (const int64_t n : ns) {
+        w.push_back(make_weights(DType::kBF16, n, k, uniform(n * k, -1, 1, rng)));
+        shifted.emplace_back(1, 0);
+        shifted.back().insert(shifted.back().end(), w.back().u16.begin(), w.back().u16.end());
+        bias.push_back(uniform(n, -1, 1, rng));
+        got.emplace_back(m * n, NAN);
+      }
+      for (size_t i = 0; i < ns.size(); ++i) {
+        MatrixView v = w[i].view();
+        v.data = shifted[i].data() + 1;
+        out.push_back({v, i == 1 ? nullptr : bias[i].data(), got[i].data()});
+      }
+      ASSERT_TRUE(gemm_bf16_amx(x.data(), m, k, out.data(), static_cast<int>(out.size())));
+      for (size_t i = 0; i < ns.size(); ++i) {
+        std::vector<double> exact, tol;
+        matmul_oracle(xr, m, w[i], out[i].bias, exact, tol);
+        expect_close(exact, got[i], tol,
+                     "AMX bf16 product " + dims({{"m", m}, {"k", k}, {"n", ns[i]}}));
+      }
+    }
+  }
+  const Weights f32 = make_weights(DType::kF32, 4, 8, std::vector<float>(32, 1.0f));
+  const Weights b16 = make_weights(DType::kBF16, 4, 8, std::vector<float>(32, 1.0f));
+  const std::vector<float> x(16 * 8, 1.0f);
+  std::vector<float> y(16 * 4, NAN);
+  const MatmulOutput not_bf16{f32.view(), nullptr, y.data()};
+  const MatmulOutput other_k{b16.view(), nullptr, y.data()};
+  EXPECT_FALSE(gemm_bf16_amx(x.data(), 16, 8, &not_bf16, 1));
+  EXPECT_FALSE(gemm_bf16_amx(x.data(), 16, 7, &other_k, 1));
+  EXPECT_TRUE(std::all_of(y.begin(), y.end(), [](float v) { return std::isnan(v); }));
+}
 
 TEST(KernelSelection, DefaultAndOverride) {
   const char* env = std::getenv("PG_KERNELS");

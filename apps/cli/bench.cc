@@ -81,6 +81,8 @@ int run_bench(BenchFlags& f) {
                 {"peak_f32_gflops", r->peak_f32_gflops},
                 {"peak_bf16_gflops", r->peak_bf16_gflops},
                 {"peak_int8_gops", r->peak_int8_gops},
+                {"peak_amx_bf16_gflops", r->peak_amx_bf16_gflops},
+                {"peak_amx_int8_gops", r->peak_amx_int8_gops},
                 {"bandwidth_gbs", r->bandwidth_gbs}}},
               {"fraction_of_roofline",
                {{"ttft", ttft_frac}, {"decode", dec_frac}, {"ttft_compute", ttft_compute_frac}}},
@@ -132,6 +134,10 @@ int run_bench(BenchFlags& f) {
         "  machine         f32 %.0f GFLOP/s, bf16 %.0f GFLOP/s, int8 %.0f GOP/s, memory %.1f "
         "GB/s\n",
         r->peak_f32_gflops, r->peak_bf16_gflops, r->peak_int8_gops, r->bandwidth_gbs);
+    if (r->peak_amx_bf16_gflops > 0) {
+      std::printf("  AMX tiles       bf16 %.0f GFLOP/s, int8 %.0f GOP/s (the rooflines' peaks)\n",
+                  r->peak_amx_bf16_gflops, r->peak_amx_int8_gops);
+    }
   }
   if (f.options.profile) {
     auto table = [](const char* title, const std::vector<paligemma::BenchResult::Op>& v) {

@@ -32,6 +32,9 @@ struct BenchResult {
   double peak_rss_mb = 0, weights_mb = 0, kv_cache_mb = 0;
   double vision_gflop = 0, prefill_gflop = 0, decode_bytes_per_token = 0;
   double peak_f32_gflops = 0, peak_bf16_gflops = 0, peak_int8_gops = 0, bandwidth_gbs = 0;
+  // AMX tile products' peaks, 0 where AMX does not run (the CPU lacks it, or PG_AMX=0):
+  // where > 0 they, not the AVX-512 peaks above, bound the bf16 and int8 rooflines.
+  double peak_amx_bf16_gflops = 0, peak_amx_int8_gops = 0;
   // roofline_ttft_s: op by op, each weight product at the larger of its arithmetic at the
   // mode's peak and its weights' bytes at the memory bandwidth, attention at the peak of
   // the arithmetic it runs in; roofline_ttft_compute_s: every FLOP at the mode's product

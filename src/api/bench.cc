@@ -54,6 +54,8 @@ Result<BenchResult> run_bench(const BenchOptions& options) {
   b.peak_f32_gflops = r.peak_f32_gflops;
   b.peak_bf16_gflops = r.peak_bf16_gflops;
   b.peak_int8_gops = r.peak_int8_gops;
+  b.peak_amx_bf16_gflops = r.peak_amx_bf16_gflops;
+  b.peak_amx_int8_gops = r.peak_amx_int8_gops;
   b.bandwidth_gbs = r.bandwidth_gbs;
   b.roofline_ttft_s = r.roofline_ttft_s;
   b.roofline_ttft_compute_s = r.roofline_ttft_compute_s;

@@ -19,6 +19,7 @@
 #endif
 
 #include "base/parallel.h"
+#include "kernels/amx_gemm.h"
 #include "kernels/bf16_gemm.h"
 #include "kernels/elementwise.h"
 #include "kernels/in_register.h"
@@ -636,7 +637,8 @@ void matmul(const float* x, int64_t m, const MatrixView& w, const float* bias, f
     const auto* wb = static_cast<const uint16_t*>(w.data);
     const MatmulOutput out{w, bias, y};
     if (w.dtype == DType::kBF16 && w.low_precision &&
-        (gemm_bf16_avx512(x, m, k, &out, 1) || onednn_matmul_bf16(x, m, wb, n, k, bias, y)))
+        (gemm_bf16_amx(x, m, k, &out, 1) || gemm_bf16_avx512(x, m, k, &out, 1) ||
+         onednn_matmul_bf16(x, m, wb, n, k, bias, y)))
       return;
   }
   switch (w.dtype) {
@@ -658,7 +660,9 @@ void matmul_many(const float* x, int64_t m, const MatmulOutput* out, int count) 
   if (m >= kOneDnnMinRows) {
     const bool low_precision =
         std::all_of(out, out + count, [](const MatmulOutput& o) { return o.w.low_precision; });
-    if (low_precision && gemm_bf16_avx512(x, m, out[0].w.cols, out, count)) return;
+    if (low_precision && (gemm_bf16_amx(x, m, out[0].w.cols, out, count) ||
+                          gemm_bf16_avx512(x, m, out[0].w.cols, out, count)))
+      return;
     if (gemm_quantized_vnni(x, m, out[0].w.cols, out, count)) return;
   }
   for (int i = 0; i < count; ++i) matmul(x, m, out[i].w, out[i].bias, out[i].y);
@@ -730,7 +734,8 @@ void gelu_tanh_mul(const float* gate, const float* up, float* y, int64_t n) {
 void matmul_gelu_mul(const float* x, int64_t m, const MatrixView& gate, const MatrixView& up,
                      float* y) {
   if (m >= kOneDnnMinRows) {
-    if (gate.low_precision && up.low_precision && gemm_bf16_avx512_gelu_mul(x, m, gate, up, y))
+    if (gate.low_precision && up.low_precision &&
+        (gemm_bf16_amx_gelu_mul(x, m, gate, up, y) || gemm_bf16_avx512_gelu_mul(x, m, gate, up, y)))
       return;
     if (gemm_quantized_vnni_gelu_mul(x, m, gate, up, y)) return;
   }
@@ -746,8 +751,9 @@ void matmul_gelu_mul(const float* x, int64_t m, const MatrixView& gate, const Ma
 // hidden and the down projection from it.
 void mlp(const float* x, int64_t m, const MatrixView& gate, const MatrixView& up,
          const MatrixView& down, float* hidden, float* y) {
+  // (On AMX the two products below take the tiles, and the AVX-512 fusion is not used.)
   if (m >= kOneDnnMinRows && gate.low_precision && up.low_precision && down.low_precision &&
-      gemm_bf16_avx512_mlp(x, m, gate, up, down, hidden, y)) {
+      !amx_products_run() && gemm_bf16_avx512_mlp(x, m, gate, up, down, hidden, y)) {
     return;
   }
   matmul_gelu_mul(x, m, gate, up, hidden);

@@ -9,7 +9,9 @@
 #include <memory>
 #include <vector>
 
+#include "base/cpu.h"
 #include "base/parallel.h"
+#include "kernels/amx_gemm.h"
 
 namespace pg::kernels {
 namespace {
@@ -113,6 +115,13 @@ Roofline measure_roofline(double seconds_each, int64_t bandwidth_bytes) {
   r.int8_gops = rate(seconds_each, kChains * 128, int8_loop) / 1e9;
 #endif
 
+  if (amx_enabled()) {
+    // A round: four products of 16 x 16 outputs, 32 bf16 or 64 int8 multiply-adds each.
+    r.amx_bf16_gflops =
+        rate(seconds_each, 4.0 * 16 * 16 * 32 * 2, [](int64_t n) { amx_bf16_loop(n); }) / 1e9;
+    r.amx_int8_gops =
+        rate(seconds_each, 4.0 * 16 * 16 * 64 * 2, [](int64_t n) { amx_int8_loop(n); }) / 1e9;
+  }
   if (bandwidth_bytes <= 0) return r;
   // Bandwidth: read a buffer much larger than the caches, each thread its own part front
   // to back, a cache line per 512-bit load (four independent sums, so the adds never wait);

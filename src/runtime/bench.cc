@@ -128,13 +128,14 @@ FirstTokenRoofline first_token_roofline(const FirstTokenWork& work, model::Weigh
   const bool low_bit = type == WeightType::kInt8 || type == WeightType::kQ4;
   // Products run at the mode's peak (int8 and q4: every product as int8 x int8, the vision
   // tower's q8 too); attention multiplies activations by activations: in float32 with f32
-  // and as-stored weights, with bf16 products otherwise.
+  // and as-stored weights, with bf16 products otherwise. The bf16 and int8 peaks are the
+  // machine's fastest units': AMX tiles where they run (Roofline::bf16_peak, int8_peak).
   const double product_peak = (float32   ? peaks.f32_gflops
-                               : low_bit ? peaks.int8_gops
-                                         : peaks.bf16_gflops) *
+                               : low_bit ? peaks.int8_peak()
+                                         : peaks.bf16_peak()) *
                               1e9;
   const double attention_peak =
-      (float32 || peaks.bf16_gflops <= 0 ? peaks.f32_gflops : peaks.bf16_gflops) * 1e9;
+      (float32 || peaks.bf16_peak() <= 0 ? peaks.f32_gflops : peaks.bf16_peak()) * 1e9;
   const double bandwidth = peaks.bandwidth_gbs * 1e9;
   FirstTokenRoofline r;
   if (product_peak <= 0 || attention_peak <= 0) return r;
@@ -294,6 +295,8 @@ Result<BenchReport> run_bench(const BenchOptions& o) {
     roof.f32_gflops = std::max(roof.f32_gflops, before_run.f32_gflops);
     roof.bf16_gflops = std::max(roof.bf16_gflops, before_run.bf16_gflops);
     roof.int8_gops = std::max(roof.int8_gops, before_run.int8_gops);
+    roof.amx_bf16_gflops = std::max(roof.amx_bf16_gflops, before_run.amx_bf16_gflops);
+    roof.amx_int8_gops = std::max(roof.amx_int8_gops, before_run.amx_int8_gops);
   }
 
   // Rooflines: arithmetic at the mode's peak, decode at the memory bandwidth.
@@ -302,6 +305,8 @@ Result<BenchReport> run_bench(const BenchOptions& o) {
   r.peak_f32_gflops = roof.f32_gflops;
   r.peak_bf16_gflops = roof.bf16_gflops;
   r.peak_int8_gops = roof.int8_gops;
+  r.peak_amx_bf16_gflops = roof.amx_bf16_gflops;
+  r.peak_amx_int8_gops = roof.amx_int8_gops;
   r.bandwidth_gbs = roof.bandwidth_gbs;
   if (o.probe) {
     const FirstTokenRoofline ft_roof = first_token_roofline(work, o.type, roof);

@@ -50,6 +50,8 @@ struct BenchReport {
   double vision_gflop = 0, prefill_gflop = 0, decode_bytes_per_token = 0;
   // Machine peaks and the limits they imply for this run.
   double peak_f32_gflops = 0, peak_bf16_gflops = 0, peak_int8_gops = 0, bandwidth_gbs = 0;
+  // AMX tile products' peaks (0 where AMX does not run); the rooflines use them where > 0.
+  double peak_amx_bf16_gflops = 0, peak_amx_int8_gops = 0;
   // roofline_ttft_s: first_token_roofline's ops_s; roofline_ttft_compute_s its compute_s.
   double roofline_ttft_s = 0, roofline_decode_tok_s = 0, roofline_ttft_compute_s = 0;
   // With profile: time per op over the (last timed) first token and over the decode.

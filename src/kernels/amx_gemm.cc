@@ -1,0 +1,342 @@
+// Prefill product for bf16 weights on AMX tiles (tdpbf16ps).
+//
+// A tile product C[16, 16] += A[16, 32] B[16, 32] takes A as 16 rows of 32 bf16 (64
+// bytes each, any stride apart) and B in pairs: B's row p holds, for each of C's 16
+// columns, the pair of bf16 that meets A's columns 2p and 2p + 1. Here A is the weights
+// and B is x: 16 weight rows are loaded straight from the row-major matrix (stride k), so
+// the weights are never copied, and x is packed once per call into pairs. C holds 16
+// outputs (columns of y) by 16 rows of x, and is transposed on its way into y.
+//
+// Tiles: 0-3 accumulators (C[i][j] = tile 2i + j: weight block i, x block j), 4-5 weight
+// blocks, 6-7 x blocks: each step of 32 columns of K loads 2 + 2 tiles for 4 products.
+// Packed x, per block of 16 rows and step of 32 columns (512 uint32 words, 1 KiB):
+//   xp[block][step][pair 16][row 16] (pair p of row r: bf16 2p low, 2p + 1 high; rows past
+//   m and columns past k zero)
+// Work: the weight rows in blocks of 16 (a last, short block and the columns of K past the
+// last whole step copied zero-padded), jobs of two blocks claimed by the threads; a job
+// passes over every pair of x's blocks, its weight rows staying in L2 after the first.
+#include "kernels/amx_gemm.h"
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "base/cpu.h"
+#include "base/parallel.h"
+#include "kernels/elementwise.h"
+#include "kernels/lane_masks.h"
+#include "kernels/transpose.h"
+
+namespace pg::kernels {
+
+#if defined(__AMX_TILE__) && defined(__AMX_BF16__) && defined(__AMX_INT8__) && \
+    defined(__AVX512BF16__)
+namespace {
+
+constexpr int64_t kT = 16;       // rows of a tile: weight rows of A, pairs of B, rows of C
+constexpr int64_t kStep = 32;    // columns of K per tile product
+constexpr int64_t kWords = 512;  // uint32 words of packed x per block and step
+
+struct alignas(64) TileConfig {
+  uint8_t palette = 1;
+  uint8_t start_row = 0;
+  uint8_t reserved[14] = {};
+  uint16_t colsb[16] = {};  // bytes per row of each tile
+  uint8_t rows[16] = {};
+};
+
+// Eight tiles of 16 rows of 64 bytes, on the calling thread.
+void configure_tiles() {
+  TileConfig config;
+  for (int t = 0; t < 8; ++t) {
+    config.colsb[t] = 64;
+    config.rows[t] = kT;
+  }
+  // (Through asm with the config as its memory operand: GCC 12 treats _tile_loadconfig as
+  // not reading its argument and drops the stores that fill it, leaving every tile
+  // unconfigured, whose first load then faults.)
+  asm volatile("ldtilecfg %0" : : "m"(config));
+}
+
+// A 64-byte aligned view into a thread's growing buffer.
+template <class T>
+T* aligned_buffer(std::vector<unsigned char>& buffer, int64_t count) {
+  const size_t bytes = static_cast<size_t>(count) * sizeof(T) + 64;
+  if (buffer.size() < bytes) buffer.resize(bytes);
+  auto address = reinterpret_cast<uintptr_t>(buffer.data());
+  return reinterpret_cast<T*>((address + 63) & ~uintptr_t{63});
+}
+
+// xp (blocks x steps x kWords) from x [m, k]: block b, step s is rows 16b.., columns 32s...
+void pack_x(const float* x, int64_t m, int64_t k, int64_t blocks, int64_t steps, uint32_t* xp) {
+  parallel_for(blocks * steps, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t b = i / steps, s = i % steps, k0 = s * kStep;
+      const __mmask16 lo = first_n16(k - k0), hi = first_n16(k - k0 - 16);
+      __m512i v[16];
+      for (int r = 0; r < 16; ++r) {
+        const int64_t row = b * kT + r;
+        if (row < m) {
+          const float* p = x + row * k + k0;
+          const __m512 a = _mm512_maskz_loadu_ps(lo, p), c = _mm512_maskz_loadu_ps(hi, p + 16);
+          v[r] = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(c, a));
+        } else {
+          v[r] = _mm512_setzero_si512();
+        }
+      }
+      transpose16(v);  // v[p] lane r = row r's pair p
+      uint32_t* dst = xp + i * kWords;
+      for (int p = 0; p < 16; ++p) _mm512_store_si512(dst + p * 16, v[p]);
+    }
+  });
+}
+
+// 16 weight rows of one output: rows [n0, n0 + rows) of out[o].w.
+struct Block {
+  int o;
+  int64_t n0, rows;
+};
+
+// A block's rows as the tiles read them: `w` (stride ldw elements) for the whole steps,
+// `tail` (16 x 32, zero-padded) for a last partial step.
+struct BlockSource {
+  const uint16_t* w;
+  int64_t ldw;
+  const uint16_t* tail;
+};
+
+// Where a block is read from: in place where it has 16 rows, else copied zero-padded into
+// `pad` (16 x whole steps); its columns past the last whole step into `tail`.
+BlockSource source(const MatmulOutput* out, const Block& b, int64_t k, int64_t steps, uint16_t* pad,
+                   uint16_t* tail) {
+  const auto* w = static_cast<const uint16_t*>(out[b.o].w.data) + b.n0 * k;
+  const int64_t whole = k / kStep, rest = k - whole * kStep;
+  BlockSource s{w, k, nullptr};
+  if (b.rows < kT) {
+    const int64_t ld = std::max<int64_t>(whole, 1) * kStep;
+    std::memset(pad, 0, static_cast<size_t>(kT * ld) * 2);
+    for (int64_t r = 0; r < b.rows; ++r)
+      std::memcpy(pad + r * ld, w + r * k, static_cast<size_t>(whole * kStep) * 2);
+    s.w = pad;
+    s.ldw = ld;
+  }
+  if (rest > 0) {
+    std::memset(tail, 0, kT * kStep * 2);
+    for (int64_t r = 0; r < b.rows; ++r)
+      std::memcpy(tail + r * kStep, w + r * k + whole * kStep, static_cast<size_t>(rest) * 2);
+    s.tail = tail;
+  }
+  (void)steps;
+  return s;
+}
+
+// C tiles for weight blocks a0 (and a1 where kA1) by x blocks xb and xb + 1 (where kX1),
+// over K's whole steps and then the tail, stored to c[4][16][16] (c[2i + j]: weight
+// block i, x block j; row = weight row, column = row of x).
+template <bool kA1, bool kX1>
+void tiles(const BlockSource& a0, const BlockSource& a1, const uint32_t* xp, int64_t xb,
+           int64_t steps, float* c) {
+  _tile_zero(0);
+  _tile_zero(1);
+  _tile_zero(2);
+  _tile_zero(3);
+  const int64_t whole = a0.tail != nullptr ? steps - 1 : steps;
+  const uint32_t* x0 = xp + xb * steps * kWords;
+  const uint32_t* x1 = x0 + steps * kWords;
+  auto step = [&](const uint16_t* w0, int64_t ld0, const uint16_t* w1, int64_t ld1, int64_t s) {
+    _tile_loadd(4, w0, ld0 * 2);
+    if constexpr (kA1) _tile_loadd(5, w1, ld1 * 2);
+    _tile_loadd(6, x0 + s * kWords, 64);
+    if constexpr (kX1) _tile_loadd(7, x1 + s * kWords, 64);
+    _tile_dpbf16ps(0, 4, 6);
+    if constexpr (kX1) _tile_dpbf16ps(1, 4, 7);
+    if constexpr (kA1) _tile_dpbf16ps(2, 5, 6);
+    if constexpr (kA1 && kX1) _tile_dpbf16ps(3, 5, 7);
+  };
+  for (int64_t s = 0; s < whole; ++s)
+    step(a0.w + s * kStep, a0.ldw, kA1 ? a1.w + s * kStep : nullptr, a1.ldw, s);
+  if (whole < steps) step(a0.tail, kStep, a1.tail, kStep, whole);
+  _tile_stored(0, c, 64);
+  if constexpr (kX1) _tile_stored(1, c + 256, 64);
+  if constexpr (kA1) _tile_stored(2, c + 512, 64);
+  if constexpr (kA1 && kX1) _tile_stored(3, c + 768, 64);
+}
+
+// t[r] = row r of the transposed C tile: 16 outputs (columns of y) of row r of x.
+void transposed(const float* c, __m512 (&t)[16]) {
+  __m512i v[16];
+  for (int i = 0; i < 16; ++i) v[i] = _mm512_load_si512(c + i * 16);
+  transpose16(v);
+  for (int i = 0; i < 16; ++i) t[i] = _mm512_castsi512_ps(v[i]);
+}
+
+// y rows [r0, r0 + rows), columns [n0, n0 + cols) (stride ldy) = the C tile (+ bias).
+void store_tile(const float* c, float* y, int64_t ldy, int64_t r0, int64_t rows, int64_t n0,
+                int64_t cols, const float* bias) {
+  __m512 t[16];
+  transposed(c, t);
+  const __mmask16 mask = first_n16(cols);
+  const __m512 b = bias != nullptr ? _mm512_maskz_loadu_ps(mask, bias + n0) : _mm512_setzero_ps();
+  for (int64_t r = 0; r < rows; ++r)
+    _mm512_mask_storeu_ps(y + (r0 + r) * ldy + n0, mask, _mm512_add_ps(t[r], b));
+}
+
+// y rows [r0, r0 + rows), columns [n0, n0 + cols) = gelu_tanh(gate tile) * up tile.
+void store_gated(const float* gate, const float* up, float* y, int64_t ldy, int64_t r0,
+                 int64_t rows, int64_t n0, int64_t cols) {
+  __m512 g[16], u[16];
+  transposed(gate, g);
+  transposed(up, u);
+  alignas(64) float gr[16], ur[16];
+  for (int64_t r = 0; r < rows; ++r) {
+    _mm512_store_ps(gr, g[r]);
+    _mm512_store_ps(ur, u[r]);
+    gelu_tanh_mul_span(gr, ur, y + (r0 + r) * ldy + n0, cols);
+  }
+}
+
+bool all_bf16(const MatmulOutput* out, int count, int64_t k) {
+  for (int i = 0; i < count; ++i) {
+    if (out[i].w.dtype != DType::kBF16 || out[i].w.cols != k || out[i].w.data == nullptr)
+      return false;
+  }
+  return true;
+}
+
+// The product over out[0..count) (gated: out[0] = gate, out[1] = up, into gated_y).
+void run(const float* x, int64_t m, int64_t k, const MatmulOutput* out, int count, float* gated_y) {
+  const int64_t steps = (k + kStep - 1) / kStep, xblocks = (m + kT - 1) / kT;
+  thread_local std::vector<unsigned char> xp_buffer;
+  uint32_t* xp = aligned_buffer<uint32_t>(xp_buffer, xblocks * steps * kWords);
+  pack_x(x, m, k, xblocks, steps, xp);
+
+  // Jobs of two blocks: consecutive blocks of the outputs, or gate's and up's same rows.
+  std::vector<Block> blocks;
+  if (gated_y != nullptr) {
+    for (int64_t n0 = 0; n0 < out[0].w.rows; n0 += kT) {
+      const int64_t rows = std::min(kT, out[0].w.rows - n0);
+      blocks.push_back({0, n0, rows});
+      blocks.push_back({1, n0, rows});
+    }
+  } else {
+    for (int o = 0; o < count; ++o) {
+      for (int64_t n0 = 0; n0 < out[o].w.rows; n0 += kT)
+        blocks.push_back({o, n0, std::min(kT, out[o].w.rows - n0)});
+    }
+  }
+  const int64_t jobs = (static_cast<int64_t>(blocks.size()) + 1) / 2;
+  const int64_t chunks = std::min<int64_t>(jobs, 8 * num_threads());
+  parallel_chunks(jobs, chunks, [&](int64_t begin, int64_t end) {
+    configure_tiles();
+    thread_local std::vector<unsigned char> pad_buffer;
+    const int64_t pad_elems = kT * std::max<int64_t>(k / kStep, 1) * kStep;
+    uint16_t* pad = aligned_buffer<uint16_t>(pad_buffer, 2 * pad_elems + 2 * kT * kStep);
+    uint16_t* tail = pad + 2 * pad_elems;
+    alignas(64) float c[4 * 256];
+    for (int64_t j = begin; j < end; ++j) {
+      const Block& b0 = blocks[2 * j];
+      const bool has_b1 = 2 * j + 1 < static_cast<int64_t>(blocks.size());
+      const Block& b1 = has_b1 ? blocks[2 * j + 1] : b0;
+      const BlockSource a0 = source(out, b0, k, steps, pad, tail);
+      const BlockSource a1 =
+          has_b1 ? source(out, b1, k, steps, pad + pad_elems, tail + kT * kStep) : a0;
+      for (int64_t xb = 0; xb < xblocks; xb += 2) {
+        const bool two = xb + 1 < xblocks;
+        if (has_b1 && two)
+          tiles<true, true>(a0, a1, xp, xb, steps, c);
+        else if (has_b1)
+          tiles<true, false>(a0, a1, xp, xb, steps, c);
+        else if (two)
+          tiles<false, true>(a0, a1, xp, xb, steps, c);
+        else
+          tiles<false, false>(a0, a1, xp, xb, steps, c);
+        for (int j1 = 0; j1 < (two ? 2 : 1); ++j1) {
+          const int64_t r0 = (xb + j1) * kT, rows = std::min(kT, m - r0);
+          if (gated_y != nullptr) {
+            store_gated(c + j1 * 256, c + 512 + j1 * 256, gated_y, out[0].w.rows, r0, rows, b0.n0,
+                        b0.rows);
+            continue;
+          }
+          store_tile(c + j1 * 256, out[b0.o].y, out[b0.o].w.rows, r0, rows, b0.n0, b0.rows,
+                     out[b0.o].bias);
+          if (has_b1) {
+            store_tile(c + 512 + j1 * 256, out[b1.o].y, out[b1.o].w.rows, r0, rows, b1.n0, b1.rows,
+                       out[b1.o].bias);
+          }
+        }
+      }
+    }
+    _tile_release();
+  });
+}
+
+// n rounds of four tile products on four accumulators from register-resident tiles.
+template <bool kInt8>
+bool probe_loop(int64_t n) {
+  if (!amx_enabled()) return false;
+  configure_tiles();
+  alignas(64) static const uint16_t ones[kT * 32] = {};
+  _tile_loadd(4, ones, 64);
+  _tile_loadd(5, ones, 64);
+  _tile_loadd(6, ones, 64);
+  _tile_loadd(7, ones, 64);
+  _tile_zero(0);
+  _tile_zero(1);
+  _tile_zero(2);
+  _tile_zero(3);
+  for (int64_t i = 0; i < n; ++i) {
+    if constexpr (kInt8) {
+      _tile_dpbusd(0, 4, 6);
+      _tile_dpbusd(1, 4, 7);
+      _tile_dpbusd(2, 5, 6);
+      _tile_dpbusd(3, 5, 7);
+    } else {
+      _tile_dpbf16ps(0, 4, 6);
+      _tile_dpbf16ps(1, 4, 7);
+      _tile_dpbf16ps(2, 5, 6);
+      _tile_dpbf16ps(3, 5, 7);
+    }
+  }
+  _tile_release();
+  return true;
+}
+
+}  // namespace
+
+bool amx_products_run() { return amx_enabled(); }
+
+bool gemm_bf16_amx(const float* x, int64_t m, int64_t k, const MatmulOutput* out, int count) {
+  if (m <= 0 || k <= 0 || count <= 0 || !all_bf16(out, count, k) || !amx_enabled()) return false;
+  run(x, m, k, out, count, nullptr);
+  return true;
+}
+
+bool gemm_bf16_amx_gelu_mul(const float* x, int64_t m, const MatrixView& gate, const MatrixView& up,
+                            float* y) {
+  const MatmulOutput out[2] = {{gate, nullptr, nullptr}, {up, nullptr, nullptr}};
+  if (m <= 0 || gate.cols <= 0 || up.rows != gate.rows || !all_bf16(out, 2, gate.cols) ||
+      !amx_enabled()) {
+    return false;
+  }
+  run(x, m, gate.cols, out, 2, y);
+  return true;
+}
+
+bool amx_bf16_loop(int64_t n) { return probe_loop<false>(n); }
+bool amx_int8_loop(int64_t n) { return probe_loop<true>(n); }
+
+#else
+
+bool amx_products_run() { return false; }
+bool gemm_bf16_amx(const float*, int64_t, int64_t, const MatmulOutput*, int) { return false; }
+bool gemm_bf16_amx_gelu_mul(const float*, int64_t, const MatrixView&, const MatrixView&, float*) {
+  return false;
+}
+bool amx_bf16_loop(int64_t) { return false; }
+bool amx_int8_loop(int64_t) { return false; }
+
+#endif
+
+}  // namespace pg::kernels

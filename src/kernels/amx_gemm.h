@@ -1,0 +1,39 @@
+// The prefill product for bf16 weights on AMX tiles (Intel Sapphire Rapids and later):
+// activations rounded to bf16, products summed in float32 by tdpbf16ps, weights read where
+// they lie (row-major [n, k], as a checkpoint stores them). Internal to the kernels layer;
+// model code reaches it through KernelTable::matmul, matmul_many and matmul_gelu_mul,
+// which take it before the AVX-512 product (bf16_gemm.h) wherever pg::amx_enabled().
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/kernels.h"
+
+namespace pg::kernels {
+
+// Whether the products below run: this build has them (compiled for AMX) and the process
+// may use the tiles (pg::amx_enabled()).
+bool amx_products_run();
+
+// out[i].y[m, n_i] = bf16(x)[m, k] W_i^T (+ out[i].bias) for i < count, every W_i bf16
+// [n_i, k]; x packed once for all of them. x is rounded to nearest even; each output sums
+// its products in float32, 32 columns of K per tile product, in order of k, whatever the
+// other rows, columns and matrices. Returns false, writing nothing, where it cannot run:
+// no AMX in this build or process (pg::amx_enabled()), or a W_i not bf16 with k columns.
+bool gemm_bf16_amx(const float* x, int64_t m, int64_t k, const MatmulOutput* out, int count);
+
+// y[m, n] = gelu_tanh(x gate^T) * (x up^T), gate and up bf16 [n, k] of one shape: the
+// values of gemm_bf16_amx over both followed by gelu_tanh_mul, bit for bit, each tile of
+// gate's outputs gated by up's while both are in cache. Returns false, writing nothing,
+// where gemm_bf16_amx would or where up's shape differs from gate's.
+bool gemm_bf16_amx_gelu_mul(const float* x, int64_t m, const MatrixView& gate, const MatrixView& up,
+                            float* y);
+
+// For the roofline's probes (roofline.cc), on the calling thread: n rounds of four tile
+// products on four accumulators from tiles that never change (2 x 2 blocks, as the
+// product's), tdpbf16ps (a round: 4 x 16 x 16 x 32 multiply-adds) or tdpbusd (4 x 16 x 16 x
+// 64). Return false, doing nothing, where AMX cannot run (see gemm_bf16_amx).
+bool amx_bf16_loop(int64_t n);
+bool amx_int8_loop(int64_t n);
+
+}  // namespace pg::kernels
