@@ -1,20 +1,22 @@
 // Prefill product for bf16 weights on AMX tiles (tdpbf16ps).
 //
 // A tile product C[16, 16] += A[16, 32] B[16, 32] takes A as 16 rows of 32 bf16 (64
-// bytes each, any stride apart) and B in pairs: B's row p holds, for each of C's 16
-// columns, the pair of bf16 that meets A's columns 2p and 2p + 1. Here A is the weights
-// and B is x: 16 weight rows are loaded straight from the row-major matrix (stride k), so
-// the weights are never copied, and x is packed once per call into pairs. C holds 16
-// outputs (columns of y) by 16 rows of x, and is transposed on its way into y.
+// bytes each) and B in pairs: B's row p holds, for each of C's 16 columns, the pair of
+// bf16 that meets A's columns 2p and 2p + 1. Here A is the weights and B is x: 16 weight
+// rows as they are stored (row-major [n, k], no layout of our own on disk or in memory),
+// and x packed once per call into pairs. C holds 16 outputs (columns of y) by 16 rows of
+// x, and is transposed on its way into y.
 //
 // Tiles: 0-3 accumulators (C[i][j] = tile 2i + j: weight block i, x block j), 4-5 weight
 // blocks, 6-7 x blocks: each step of 32 columns of K loads 2 + 2 tiles for 4 products.
 // Packed x, per block of 16 rows and step of 32 columns (512 uint32 words, 1 KiB):
 //   xp[block][step][pair 16][row 16] (pair p of row r: bf16 2p low, 2p + 1 high; rows past
 //   m and columns past k zero)
-// Work: the weight rows in blocks of 16 (a last, short block and the columns of K past the
-// last whole step copied zero-padded), jobs of two blocks claimed by the threads; a job
-// passes over every pair of x's blocks, its weight rows staying in L2 after the first.
+// Work: the weight rows in blocks of 16, jobs of two blocks claimed by the threads. A job
+// copies its blocks' rows into tiles (1 KiB each, zero past the rows and K) while the
+// rows of the job after it are fetched into L2, then passes over every pair of x's blocks.
+// Long K goes in chunks and many rows of x in groups (passes), so that a pass's packed x
+// stays in L2 (run()).
 #include "kernels/amx_gemm.h"
 
 #include <immintrin.h>
@@ -99,65 +101,76 @@ struct Block {
   int64_t n0, rows;
 };
 
-// A block's rows as the tiles read them: `w` (stride ldw elements) for the whole steps,
-// `tail` (16 x 32, zero-padded) for a last partial step.
+// A block's rows as the tiles read them: step s at w + (s - first) * 512, 16 rows of 32.
 struct BlockSource {
   const uint16_t* w;
-  int64_t ldw;
-  const uint16_t* tail;
+  int64_t first;
 };
 
-// Where a block is read from: in place where it has 16 rows, else copied zero-padded into
-// `pad` (16 x whole steps); its columns past the last whole step into `tail`.
-BlockSource source(const MatmulOutput* out, const Block& b, int64_t k, int64_t steps, uint16_t* pad,
-                   uint16_t* tail) {
+// A block's steps [s0, s1) copied into tiles one after the other (1 KiB each: 16 rows of
+// 32, zero past its rows and past K), so that the tiles' loads are contiguous rather than
+// 16 rows k apart (a multiple of 4 KiB for Gemma's widths: one set of L1 for all 16).
+BlockSource packed(const MatmulOutput* out, const Block& b, int64_t k, int64_t s0, int64_t s1,
+                   uint16_t* dst) {
   const auto* w = static_cast<const uint16_t*>(out[b.o].w.data) + b.n0 * k;
-  const int64_t whole = k / kStep, rest = k - whole * kStep;
-  BlockSource s{w, k, nullptr};
-  if (b.rows < kT) {
-    const int64_t ld = std::max<int64_t>(whole, 1) * kStep;
-    std::memset(pad, 0, static_cast<size_t>(kT * ld) * 2);
-    for (int64_t r = 0; r < b.rows; ++r)
-      std::memcpy(pad + r * ld, w + r * k, static_cast<size_t>(whole * kStep) * 2);
-    s.w = pad;
-    s.ldw = ld;
+  for (int64_t r = 0; r < kT; ++r) {
+    for (int64_t s = s0; s < s1; ++s) {
+      __m512i v = _mm512_setzero_si512();
+      if (r < b.rows) v = _mm512_maskz_loadu_epi16(first_n32(k - s * kStep), w + r * k + s * kStep);
+      _mm512_store_si512(dst + ((s - s0) * kT + r) * kStep, v);
+    }
   }
-  if (rest > 0) {
-    std::memset(tail, 0, kT * kStep * 2);
-    for (int64_t r = 0; r < b.rows; ++r)
-      std::memcpy(tail + r * kStep, w + r * k + whole * kStep, static_cast<size_t>(rest) * 2);
-    s.tail = tail;
-  }
-  (void)steps;
-  return s;
+  return BlockSource{dst, s0};
 }
 
+// Fetches the next job's weight rows (its blocks' steps [s0, s1)) into L2 a few lines per
+// step of the job before it, so that its copy into tiles finds them there.
+struct Prefetcher {
+  const char* row0[2] = {};  // each block's first row, at column 32 s0
+  int64_t rows[2] = {};
+  int64_t row_bytes = 0, lines_per_row = 0;  // k * 2 bytes between rows; s1 - s0 lines each
+  int64_t next = 0, total = 0, per_step = 0;
+  void fetch() {
+    for (int64_t i = 0; i < per_step && next < total; ++i, ++next) {
+      const int b = next < rows[0] * lines_per_row ? 0 : 1;
+      const int64_t line = next - b * rows[0] * lines_per_row;
+      _mm_prefetch(row0[b] + line / lines_per_row * row_bytes + line % lines_per_row * 64,
+                   _MM_HINT_T1);
+    }
+  }
+};
+
 // C tiles for weight blocks a0 (and a1 where kA1) by x blocks xb and xb + 1 (where kX1),
-// over K's whole steps and then the tail, stored to c[4][16][16] (c[2i + j]: weight
-// block i, x block j; row = weight row, column = row of x).
+// over K's steps [s0, s1), into
+// c[4][16][16] (c[2i + j]: weight block i, x block j; row = weight row, column = row of
+// x), starting from zero or, with `resume`, from what c holds.
 template <bool kA1, bool kX1>
 void tiles(const BlockSource& a0, const BlockSource& a1, const uint32_t* xp, int64_t xb,
-           int64_t steps, float* c) {
-  _tile_zero(0);
-  _tile_zero(1);
-  _tile_zero(2);
-  _tile_zero(3);
-  const int64_t whole = a0.tail != nullptr ? steps - 1 : steps;
+           int64_t steps, int64_t s0, int64_t s1, bool resume, float* c, Prefetcher& pf) {
+  if (resume) {
+    _tile_loadd(0, c, 64);
+    if constexpr (kX1) _tile_loadd(1, c + 256, 64);
+    if constexpr (kA1) _tile_loadd(2, c + 512, 64);
+    if constexpr (kA1 && kX1) _tile_loadd(3, c + 768, 64);
+  } else {
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+  }
   const uint32_t* x0 = xp + xb * steps * kWords;
   const uint32_t* x1 = x0 + steps * kWords;
-  auto step = [&](const uint16_t* w0, int64_t ld0, const uint16_t* w1, int64_t ld1, int64_t s) {
-    _tile_loadd(4, w0, ld0 * 2);
-    if constexpr (kA1) _tile_loadd(5, w1, ld1 * 2);
+  for (int64_t s = s0; s < s1; ++s) {
+    _tile_loadd(4, a0.w + (s - a0.first) * kT * kStep, 64);
+    if constexpr (kA1) _tile_loadd(5, a1.w + (s - a1.first) * kT * kStep, 64);
     _tile_loadd(6, x0 + s * kWords, 64);
     if constexpr (kX1) _tile_loadd(7, x1 + s * kWords, 64);
     _tile_dpbf16ps(0, 4, 6);
     if constexpr (kX1) _tile_dpbf16ps(1, 4, 7);
     if constexpr (kA1) _tile_dpbf16ps(2, 5, 6);
     if constexpr (kA1 && kX1) _tile_dpbf16ps(3, 5, 7);
-  };
-  for (int64_t s = 0; s < whole; ++s)
-    step(a0.w + s * kStep, a0.ldw, kA1 ? a1.w + s * kStep : nullptr, a1.ldw, s);
-  if (whole < steps) step(a0.tail, kStep, a1.tail, kStep, whole);
+    pf.fetch();
+  }
   _tile_stored(0, c, 64);
   if constexpr (kX1) _tile_stored(1, c + 256, 64);
   if constexpr (kA1) _tile_stored(2, c + 512, 64);
@@ -183,6 +196,20 @@ void store_tile(const float* c, float* y, int64_t ldy, int64_t r0, int64_t rows,
     _mm512_mask_storeu_ps(y + (r0 + r) * ldy + n0, mask, _mm512_add_ps(t[r], b));
 }
 
+// The C tile back from y rows [r0, r0 + rows), columns [n0, n0 + cols) where a chunk of K
+// before this one left its sums (the inverse of store_tile without bias; the rest zero).
+void load_tile(float* c, const float* y, int64_t ldy, int64_t r0, int64_t rows, int64_t n0,
+               int64_t cols) {
+  __m512i v[16];
+  const __mmask16 mask = first_n16(cols);
+  for (int64_t r = 0; r < 16; ++r) {
+    v[r] =
+        r < rows ? _mm512_maskz_loadu_epi32(mask, y + (r0 + r) * ldy + n0) : _mm512_setzero_si512();
+  }
+  transpose16(v);
+  for (int i = 0; i < 16; ++i) _mm512_store_si512(c + i * 16, v[i]);
+}
+
 // y rows [r0, r0 + rows), columns [n0, n0 + cols) = gelu_tanh(gate tile) * up tile.
 void store_gated(const float* gate, const float* up, float* y, int64_t ldy, int64_t r0,
                  int64_t rows, int64_t n0, int64_t cols) {
@@ -205,7 +232,18 @@ bool all_bf16(const MatmulOutput* out, int count, int64_t k) {
   return true;
 }
 
+// Steps of K per chunk: a chunk of packed x for every row of a pass stays in L2 while the
+// jobs pass over it (the down projection's K = 16384 in 8 chunks; 2048 in one).
+constexpr int64_t kChunkSteps = 64;
+// Packed x per pass (rows x chunk), at most: 266 prompt rows of 2048 columns (1.04 MiB) in
+// one pass; 896 px's 4096 image tokens in passes of 384 rows.
+constexpr int64_t kPassXBytes = 1536 << 10;
+
 // The product over out[0..count) (gated: out[0] = gate, out[1] = up, into gated_y).
+// Passes: rows of x in groups (a group's packed chunk within kPassXBytes), then K in
+// chunks (the gating in one chunk), each pass the jobs' products over those rows and
+// steps; a later chunk resumes from the sums the earlier left in y, and the last adds the
+// bias, so the sums are those of one pass over K, bit for bit.
 void run(const float* x, int64_t m, int64_t k, const MatmulOutput* out, int count, float* gated_y) {
   const int64_t steps = (k + kStep - 1) / kStep, xblocks = (m + kT - 1) / kT;
   thread_local std::vector<unsigned char> xp_buffer;
@@ -227,49 +265,90 @@ void run(const float* x, int64_t m, int64_t k, const MatmulOutput* out, int coun
     }
   }
   const int64_t jobs = (static_cast<int64_t>(blocks.size()) + 1) / 2;
-  const int64_t chunks = std::min<int64_t>(jobs, 8 * num_threads());
-  parallel_chunks(jobs, chunks, [&](int64_t begin, int64_t end) {
-    configure_tiles();
-    thread_local std::vector<unsigned char> pad_buffer;
-    const int64_t pad_elems = kT * std::max<int64_t>(k / kStep, 1) * kStep;
-    uint16_t* pad = aligned_buffer<uint16_t>(pad_buffer, 2 * pad_elems + 2 * kT * kStep);
-    uint16_t* tail = pad + 2 * pad_elems;
-    alignas(64) float c[4 * 256];
-    for (int64_t j = begin; j < end; ++j) {
-      const Block& b0 = blocks[2 * j];
-      const bool has_b1 = 2 * j + 1 < static_cast<int64_t>(blocks.size());
-      const Block& b1 = has_b1 ? blocks[2 * j + 1] : b0;
-      const BlockSource a0 = source(out, b0, k, steps, pad, tail);
-      const BlockSource a1 =
-          has_b1 ? source(out, b1, k, steps, pad + pad_elems, tail + kT * kStep) : a0;
-      for (int64_t xb = 0; xb < xblocks; xb += 2) {
-        const bool two = xb + 1 < xblocks;
-        if (has_b1 && two)
-          tiles<true, true>(a0, a1, xp, xb, steps, c);
-        else if (has_b1)
-          tiles<true, false>(a0, a1, xp, xb, steps, c);
-        else if (two)
-          tiles<false, true>(a0, a1, xp, xb, steps, c);
-        else
-          tiles<false, false>(a0, a1, xp, xb, steps, c);
-        for (int j1 = 0; j1 < (two ? 2 : 1); ++j1) {
-          const int64_t r0 = (xb + j1) * kT, rows = std::min(kT, m - r0);
-          if (gated_y != nullptr) {
-            store_gated(c + j1 * 256, c + 512 + j1 * 256, gated_y, out[0].w.rows, r0, rows, b0.n0,
-                        b0.rows);
-            continue;
+  const int64_t chunks = gated_y != nullptr ? 1 : (steps + kChunkSteps - 1) / kChunkSteps;
+  const int64_t chunk_steps = (steps + chunks - 1) / chunks;
+  // x's blocks per pass: an even number (pairs), near-equal groups.
+  const int64_t pass_blocks_max =
+      std::max<int64_t>(2, kPassXBytes / (chunk_steps * kWords * 4) / 2 * 2);
+  const int64_t groups = (xblocks + pass_blocks_max - 1) / pass_blocks_max;
+  const int64_t pass_blocks = ((xblocks + groups - 1) / groups + 1) / 2 * 2;
+  const int64_t parallel = std::min<int64_t>(jobs, 8 * num_threads());
+  for (int64_t xb0 = 0; xb0 < xblocks; xb0 += pass_blocks) {
+    const int64_t xb1 = std::min(xblocks, xb0 + pass_blocks);
+    for (int64_t chunk = 0; chunk < chunks; ++chunk) {
+      const int64_t s0 = chunk * chunk_steps, s1 = std::min(steps, s0 + chunk_steps);
+      const bool resume = chunk > 0, last = chunk == chunks - 1;
+      parallel_chunks(jobs, parallel, [&](int64_t begin, int64_t end) {
+        configure_tiles();
+        thread_local std::vector<unsigned char> pack_buffer;
+        uint16_t* pack = aligned_buffer<uint16_t>(pack_buffer, 2 * (s1 - s0) * kT * kStep);
+        alignas(64) float c[4 * 256];
+        for (int64_t j = begin; j < end; ++j) {
+          const Block& b0 = blocks[2 * j];
+          const bool has_b1 = 2 * j + 1 < static_cast<int64_t>(blocks.size());
+          const Block& b1 = has_b1 ? blocks[2 * j + 1] : b0;
+          const BlockSource a0 = packed(out, b0, k, s0, s1, pack);
+          const BlockSource a1 =
+              has_b1 ? packed(out, b1, k, s0, s1, pack + (s1 - s0) * kT * kStep) : a0;
+          Prefetcher pf;
+          if (j + 1 < end) {
+            for (int i = 0; i < 2; ++i) {
+              const int64_t bi = 2 * (j + 1) + i;
+              if (bi >= static_cast<int64_t>(blocks.size())) break;
+              const Block& nb = blocks[bi];
+              pf.row0[i] = reinterpret_cast<const char*>(
+                  static_cast<const uint16_t*>(out[nb.o].w.data) + nb.n0 * k + s0 * kStep);
+              pf.rows[i] = nb.rows;
+            }
+            pf.row_bytes = k * 2;
+            pf.lines_per_row = s1 - s0;
+            pf.total = (pf.rows[0] + pf.rows[1]) * pf.lines_per_row;
+            const int64_t calls = (xb1 - xb0 + 1) / 2 * (s1 - s0);
+            pf.per_step = (pf.total + calls - 1) / calls;
           }
-          store_tile(c + j1 * 256, out[b0.o].y, out[b0.o].w.rows, r0, rows, b0.n0, b0.rows,
-                     out[b0.o].bias);
-          if (has_b1) {
-            store_tile(c + 512 + j1 * 256, out[b1.o].y, out[b1.o].w.rows, r0, rows, b1.n0, b1.rows,
-                       out[b1.o].bias);
+          for (int64_t xb = xb0; xb < xb1; xb += 2) {
+            const bool two = xb + 1 < xb1;
+            const int nx = two ? 2 : 1;
+            auto rows_of = [&](int j1) { return std::min(kT, m - (xb + j1) * kT); };
+            if (resume) {
+              for (int j1 = 0; j1 < nx; ++j1) {
+                const int64_t r0 = (xb + j1) * kT;
+                load_tile(c + j1 * 256, out[b0.o].y, out[b0.o].w.rows, r0, rows_of(j1), b0.n0,
+                          b0.rows);
+                if (has_b1) {
+                  load_tile(c + 512 + j1 * 256, out[b1.o].y, out[b1.o].w.rows, r0, rows_of(j1),
+                            b1.n0, b1.rows);
+                }
+              }
+            }
+            if (has_b1 && two)
+              tiles<true, true>(a0, a1, xp, xb, steps, s0, s1, resume, c, pf);
+            else if (has_b1)
+              tiles<true, false>(a0, a1, xp, xb, steps, s0, s1, resume, c, pf);
+            else if (two)
+              tiles<false, true>(a0, a1, xp, xb, steps, s0, s1, resume, c, pf);
+            else
+              tiles<false, false>(a0, a1, xp, xb, steps, s0, s1, resume, c, pf);
+            for (int j1 = 0; j1 < nx; ++j1) {
+              const int64_t r0 = (xb + j1) * kT, rows = rows_of(j1);
+              if (gated_y != nullptr) {
+                store_gated(c + j1 * 256, c + 512 + j1 * 256, gated_y, out[0].w.rows, r0, rows,
+                            b0.n0, b0.rows);
+                continue;
+              }
+              store_tile(c + j1 * 256, out[b0.o].y, out[b0.o].w.rows, r0, rows, b0.n0, b0.rows,
+                         last ? out[b0.o].bias : nullptr);
+              if (has_b1) {
+                store_tile(c + 512 + j1 * 256, out[b1.o].y, out[b1.o].w.rows, r0, rows, b1.n0,
+                           b1.rows, last ? out[b1.o].bias : nullptr);
+              }
+            }
           }
         }
-      }
+        _tile_release();
+      });
     }
-    _tile_release();
-  });
+  }
 }
 
 // n rounds of four tile products on four accumulators from register-resident tiles.

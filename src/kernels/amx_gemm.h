@@ -1,6 +1,7 @@
 // The prefill product for bf16 weights on AMX tiles (Intel Sapphire Rapids and later):
-// activations rounded to bf16, products summed in float32 by tdpbf16ps, weights read where
-// they lie (row-major [n, k], as a checkpoint stores them). Internal to the kernels layer;
+// activations rounded to bf16, products summed in float32 by tdpbf16ps, weights read as a
+// checkpoint stores them (row-major [n, k]; each call copies 32 rows at a time into tiles
+// on their way through L2, no other copy). Internal to the kernels layer;
 // model code reaches it through KernelTable::matmul, matmul_many and matmul_gelu_mul,
 // which take it before the AVX-512 product (bf16_gemm.h) wherever pg::amx_enabled().
 #pragma once
