@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <bit>
 #include <cfloat>
 #include <cmath>
@@ -18,6 +19,8 @@
 #include <utility>
 
 #include "io/safetensors.h"
+#include "kernels/amx_dequant.h"
+#include "kernels/amx_gemm.h"
 #include "kernels/kernels.h"
 #include "paligemma/paligemma.h"
 #include "test_util.h"
@@ -36,10 +39,14 @@ std::vector<float> random_matrix(int64_t rows, int64_t cols, uint64_t seed) {
 
 class QuantFormat : public ::testing::TestWithParam<pg::DType> {};
 
+// Whether the quantized product of m rows takes AMX tiles (amx_gemm.h): x rounded to bf16
+// times the weights dequantized to bf16, from 16 rows where the tiles run.
+bool amx_tiles(int64_t m) { return m >= 16 && pg::kernels::amx_products_run(); }
+
 // Whether the quantized product of m rows of x takes the int8 x int8 prefill tiles.
 bool prefill_tiles(int64_t m) {
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
-  return m > 8;
+  return m > 8 && !amx_tiles(m);
 #else
   (void)m;
   return false;
@@ -150,8 +157,10 @@ TEST_P(QuantFormat, ProductMatchesTheDequantizedOne) {
           for (int64_t b = 0; b < pg::quant_blocks(k); ++b) {
             const double half_step = qx.step[i * pg::quant_blocks(k) + b] / 2.0;
             for (int64_t c = b * 32; c < std::min(k, (b + 1) * 32); ++c) {
-              bound += std::fabs(wrow[c]) * half_step +
-                       4 * FLT_EPSILON * std::fabs(wrow[c] * x[i * k + c]);
+              const double wx = std::fabs(wrow[c] * x[i * k + c]);
+              // AMX tiles: x and w each rounded to bf16 (2^-9 relative), float32 sums.
+              bound += amx_tiles(m) ? wx * (0x1p-8 + (k + 2) * FLT_EPSILON)
+                                    : std::fabs(wrow[c]) * half_step + 4 * FLT_EPSILON * wx;
             }
           }
           EXPECT_LE(std::fabs(got[i * n + j] - want[i * n + j]), bound)
@@ -189,6 +198,7 @@ TEST_P(QuantFormat, Int8ProductsMatchTheirExactIntegerSums) {
 #if !defined(__AVX512VNNI__) || !defined(__AVX512BW__)
         if (m > 8) continue;  // bf16 panels there
 #endif
+        if (amx_tiles(m)) continue;  // bf16 tiles there: AmxTilesMatchTheBf16Product
         const int64_t n = 37, nb = pg::quant_blocks(k);
         auto w = random_matrix(n, k, 21);
         auto x = random_matrix(m, k, 22);
@@ -288,7 +298,7 @@ void check_prefill_panels(pg::DType dtype, int64_t k, bool panels) {
   std::vector<float> bias = random_matrix(1, n, 13);
   // Per row of x and block: half an int8 step of the activations.
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
-  const bool int8_path = !panels;
+  const bool int8_path = !panels && !amx_tiles(m);
 #else
   const bool int8_path = false;
 #endif
@@ -323,6 +333,90 @@ void check_prefill_panels(pg::DType dtype, int64_t k, bool panels) {
     }
   }
   EXPECT_EQ(bad, 0) << "k " << k << (panels ? " (bf16 panels)" : "");
+}
+
+TEST_P(QuantFormat, SlotsAreAPermutationOfTheColumns) {
+  // amx_dequant.h: slot u of a row is column quant_slot_column(nb, u), each column once;
+  // dequantize_slots_bf16 gives each slot its column's dequantized value rounded to bf16,
+  // bit for bit, over whole groups, a partial last group (k = 590: 3 blocks after one
+  // group; 1000: 16 then 16 with the last short; 2304: 8 after four) and a range of groups
+  // that starts past the row's first.
+  for (const int64_t k : {32, 33, 100, 590, 1000, 2304}) {
+    const int64_t n = 3, nb = pg::quant_blocks(k);
+    std::vector<int> seen(static_cast<size_t>(nb * 32), 0);
+    for (int64_t u = 0; u < nb * 32; ++u) {
+      const int64_t c = pg::kernels::quant_slot_column(nb, u);
+      ASSERT_TRUE(c >= 0 && c < nb * 32) << "k " << k << " slot " << u;
+      ++seen[static_cast<size_t>(c)];
+    }
+    EXPECT_TRUE(std::all_of(seen.begin(), seen.end(), [](int v) { return v == 1; })) << k;
+    const auto w = random_matrix(n, k, 31);
+    const pg::MatrixView src{pg::DType::kF32, w.data(), n, k, nullptr};
+    const auto q = GetParam() == pg::DType::kI8 ? pg::kernels::quantize_q8(src)
+                                                : pg::kernels::quantize_q4(src);
+    std::vector<float> dense(static_cast<size_t>(nb * 32), 0.0f);
+    for (int64_t r = 0; r < n; ++r) {
+      pg::dequantize_row(q.view(), r, dense.data());
+      for (const int64_t b0 : {int64_t{0}, int64_t{16}}) {
+        if (b0 >= nb) continue;
+        std::vector<uint16_t> got(static_cast<size_t>((nb - b0) * 32), 0xffff);
+        pg::kernels::dequantize_slots_bf16(q.view(), r, b0, nb, got.data());
+        for (int64_t u = b0 * 32; u < nb * 32; ++u) {
+          const int64_t column = pg::kernels::quant_slot_column(nb, u);
+          const uint16_t g = got[static_cast<size_t>(u - b0 * 32)];
+          if (column >= k) {  // a short last block's padding: zero (of either sign)
+            ASSERT_EQ(pg::bf16_to_f32(g), 0.0f) << "k " << k << " row " << r << " slot " << u;
+            continue;
+          }
+          ASSERT_EQ(g, pg::f32_to_bf16(dense[static_cast<size_t>(column)]))
+              << "k " << k << " row " << r << " slot " << u;
+        }
+      }
+    }
+  }
+}
+
+TEST_P(QuantFormat, AmxTilesMatchTheBf16Product) {
+  // Where AMX tiles run (m >= 16), the quantized product is x rounded to bf16 times the
+  // weights dequantized and rounded to bf16, summed in float32 (in the slots' order):
+  // each output within float32 summation error of that sum in double. Sharp enough for
+  // a slot of x paired with another's weight or a block's scale on the wrong codes: k
+  // ends in partial groups (590, 2304) and blocks (33, 8200, which also goes in chunks);
+  // n = 37 ends in a partial block of weight rows; m = 17, 50 in partial blocks of x.
+  if (!pg::kernels::amx_products_run()) GTEST_SKIP() << "no AMX tiles in this build or process";
+  for (const int64_t m : {16, 17, 50}) {
+    for (const int64_t k : {32, 33, 590, 2304, 8200}) {
+      if (k == 8200 && m != 17) continue;
+      const int64_t n = 37, nb = pg::quant_blocks(k);
+      const auto w = random_matrix(n, k, 41), x = random_matrix(m, k, 42);
+      const auto bias = random_matrix(1, n, 43);
+      const pg::MatrixView src{pg::DType::kF32, w.data(), n, k, nullptr};
+      const auto q = GetParam() == pg::DType::kI8 ? pg::kernels::quantize_q8(src)
+                                                  : pg::kernels::quantize_q4(src);
+      std::vector<float> got(static_cast<size_t>(m * n), NAN);
+      pg::kernels::fast_kernels().matmul(x.data(), m, q.view(), bias.data(), got.data());
+      std::vector<float> wrow(static_cast<size_t>(nb * 32));
+      auto bf16 = [](float v) { return pg::bf16_to_f32(pg::f32_to_bf16(v)); };
+      int bad = 0;
+      for (int64_t j = 0; j < n; ++j) {
+        pg::dequantize_row(q.view(), j, wrow.data());
+        for (int64_t i = 0; i < m; ++i) {
+          double want = bias[j], mag = std::fabs(bias[j]);
+          for (int64_t c = 0; c < k; ++c) {
+            const double p = static_cast<double>(bf16(x[i * k + c])) * bf16(wrow[c]);
+            want += p;
+            mag += std::fabs(p);
+          }
+          const double bound = 2 * (k + 2) * FLT_EPSILON * mag;
+          if (!(std::fabs(got[i * n + j] - want) <= bound) && bad++ < 5) {
+            ADD_FAILURE() << "m " << m << " k " << k << " i " << i << " j " << j << ": got "
+                          << got[i * n + j] << ", want " << want << " +- " << bound;
+          }
+        }
+      }
+      EXPECT_EQ(bad, 0) << "m " << m << " k " << k;
+    }
+  }
 }
 
 TEST_P(QuantFormat, PrefillPanelsCoverEveryColumn) {

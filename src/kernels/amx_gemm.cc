@@ -27,6 +27,7 @@
 
 #include "base/cpu.h"
 #include "base/parallel.h"
+#include "kernels/amx_dequant.h"
 #include "kernels/elementwise.h"
 #include "kernels/lane_masks.h"
 #include "kernels/transpose.h"
@@ -95,6 +96,46 @@ void pack_x(const float* x, int64_t m, int64_t k, int64_t blocks, int64_t steps,
   });
 }
 
+// The same for quantized weights, whose K the tiles take in their slots' order
+// (amx_dequant.h): step s, pair q of a row is x's columns quant_slot_column(32 s + 2q) and
+// the one after it (zero past k), gathered from the row rounded to bf16.
+void pack_x_slots(const float* x, int64_t m, int64_t k, int64_t blocks, int64_t steps,
+                  uint32_t* xp) {
+  const int64_t pairs = steps * kStep / 2;  // per row, K padded to whole blocks
+  thread_local std::vector<int32_t> column_pair;
+  thread_local std::vector<unsigned char> rounded_buffer;
+  column_pair.resize(static_cast<size_t>(pairs));
+  for (int64_t i = 0; i < pairs; ++i)
+    column_pair[static_cast<size_t>(i)] = static_cast<int32_t>(quant_slot_column(steps, 2 * i) / 2);
+  uint32_t* rounded = aligned_buffer<uint32_t>(rounded_buffer, m * pairs);
+  const int32_t* columns = column_pair.data();  // (the calling thread's, for every thread)
+  parallel_for(m, 4, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      for (int64_t c = 0; c < 2 * pairs; c += 32) {
+        const __m512 a = _mm512_maskz_loadu_ps(first_n16(k - c), x + r * k + c);
+        const __m512 b = _mm512_maskz_loadu_ps(first_n16(k - c - 16), x + r * k + c + 16);
+        _mm512_store_si512(rounded + r * pairs + c / 2,
+                           reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(b, a)));
+      }
+    }
+  });
+  parallel_for(blocks * steps, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t b = i / steps, s = i % steps;
+      const __m512i index = _mm512_loadu_si512(columns + s * 16);
+      __m512i v[16];
+      for (int r = 0; r < 16; ++r) {
+        const int64_t row = b * kT + r;
+        v[r] = row < m ? _mm512_i32gather_epi32(index, rounded + row * pairs, 4)
+                       : _mm512_setzero_si512();
+      }
+      transpose16(v);  // v[p] lane r = row r's pair p
+      uint32_t* dst = xp + i * kWords;
+      for (int p = 0; p < 16; ++p) _mm512_store_si512(dst + p * 16, v[p]);
+    }
+  });
+}
+
 // 16 weight rows of one output: rows [n0, n0 + rows) of out[o].w.
 struct Block {
   int o;
@@ -110,9 +151,24 @@ struct BlockSource {
 // A block's steps [s0, s1) copied into tiles one after the other (1 KiB each: 16 rows of
 // 32, zero past its rows and past K), so that the tiles' loads are contiguous rather than
 // 16 rows k apart (a multiple of 4 KiB for Gemma's widths: one set of L1 for all 16).
+// Quantized weights: each row's blocks [s0, s1) dequantized in their slots' order.
 BlockSource packed(const MatmulOutput* out, const Block& b, int64_t k, int64_t s0, int64_t s1,
                    uint16_t* dst) {
-  const auto* w = static_cast<const uint16_t*>(out[b.o].w.data) + b.n0 * k;
+  const MatrixView& view = out[b.o].w;
+  if (view.quantized()) {
+    thread_local std::vector<uint16_t> row;
+    row.resize(static_cast<size_t>((s1 - s0) * kStep));
+    for (int64_t r = 0; r < kT; ++r) {
+      if (r < b.rows) dequantize_slots_bf16(view, b.n0 + r, s0, s1, row.data());
+      for (int64_t s = s0; s < s1; ++s) {
+        const __m512i v =
+            r < b.rows ? _mm512_loadu_si512(row.data() + (s - s0) * kStep) : _mm512_setzero_si512();
+        _mm512_store_si512(dst + ((s - s0) * kT + r) * kStep, v);
+      }
+    }
+    return BlockSource{dst, s0};
+  }
+  const auto* w = static_cast<const uint16_t*>(view.data) + b.n0 * k;
   for (int64_t r = 0; r < kT; ++r) {
     for (int64_t s = s0; s < s1; ++s) {
       __m512i v = _mm512_setzero_si512();
@@ -126,9 +182,9 @@ BlockSource packed(const MatmulOutput* out, const Block& b, int64_t k, int64_t s
 // Fetches the next job's weight rows (its blocks' steps [s0, s1)) into L2 a few lines per
 // step of the job before it, so that its copy into tiles finds them there.
 struct Prefetcher {
-  const char* row0[2] = {};  // each block's first row, at column 32 s0
+  const char* row0[2] = {};  // each block's first row, at step s0
   int64_t rows[2] = {};
-  int64_t row_bytes = 0, lines_per_row = 0;  // k * 2 bytes between rows; s1 - s0 lines each
+  int64_t row_bytes = 0, lines_per_row = 0;  // bytes between rows; lines of steps [s0, s1)
   int64_t next = 0, total = 0, per_step = 0;
   void fetch() {
     for (int64_t i = 0; i < per_step && next < total; ++i, ++next) {
@@ -224,9 +280,14 @@ void store_gated(const float* gate, const float* up, float* y, int64_t ldy, int6
   }
 }
 
-bool all_bf16(const MatmulOutput* out, int count, int64_t k) {
+// Whether the tiles take these matrices: all bf16, all q8 or all q4, with k columns.
+bool tile_formats(const MatmulOutput* out, int count, int64_t k) {
+  const DType dtype = out[0].w.dtype;
+  if (dtype != DType::kBF16 && dtype != DType::kI8 && dtype != DType::kU8) return false;
   for (int i = 0; i < count; ++i) {
-    if (out[i].w.dtype != DType::kBF16 || out[i].w.cols != k || out[i].w.data == nullptr)
+    const MatrixView& w = out[i].w;
+    if (w.dtype != dtype || w.cols != k || w.data == nullptr ||
+        (w.quantized() && w.scales == nullptr))
       return false;
   }
   return true;
@@ -248,7 +309,16 @@ void run(const float* x, int64_t m, int64_t k, const MatmulOutput* out, int coun
   const int64_t steps = (k + kStep - 1) / kStep, xblocks = (m + kT - 1) / kT;
   thread_local std::vector<unsigned char> xp_buffer;
   uint32_t* xp = aligned_buffer<uint32_t>(xp_buffer, xblocks * steps * kWords);
-  pack_x(x, m, k, xblocks, steps, xp);
+  const bool quantized = out[0].w.quantized();
+  if (quantized) {
+    pack_x_slots(x, m, k, xblocks, steps, xp);
+  } else {
+    pack_x(x, m, k, xblocks, steps, xp);
+  }
+  // Bytes of a weight row per step of K (32 columns).
+  const int64_t step_bytes = out[0].w.dtype == DType::kU8   ? 16
+                             : out[0].w.dtype == DType::kI8 ? 32
+                                                            : 64;
 
   // Jobs of two blocks: consecutive blocks of the outputs, or gate's and up's same rows.
   std::vector<Block> blocks;
@@ -265,8 +335,11 @@ void run(const float* x, int64_t m, int64_t k, const MatmulOutput* out, int coun
     }
   }
   const int64_t jobs = (static_cast<int64_t>(blocks.size()) + 1) / 2;
-  const int64_t chunks = gated_y != nullptr ? 1 : (steps + kChunkSteps - 1) / kChunkSteps;
-  const int64_t chunk_steps = (steps + chunks - 1) / chunks;
+  // Near-equal chunks of whole groups of 16 steps (quantized rows are dequantized a group
+  // at a time).
+  const int64_t most = gated_y != nullptr ? 1 : (steps + kChunkSteps - 1) / kChunkSteps;
+  const int64_t chunk_steps = ((steps + most - 1) / most + 15) / 16 * 16;
+  const int64_t chunks = (steps + chunk_steps - 1) / chunk_steps;
   // x's blocks per pass: an even number (pairs), near-equal groups.
   const int64_t pass_blocks_max =
       std::max<int64_t>(2, kPassXBytes / (chunk_steps * kWords * 4) / 2 * 2);
@@ -296,12 +369,13 @@ void run(const float* x, int64_t m, int64_t k, const MatmulOutput* out, int coun
               const int64_t bi = 2 * (j + 1) + i;
               if (bi >= static_cast<int64_t>(blocks.size())) break;
               const Block& nb = blocks[bi];
-              pf.row0[i] = reinterpret_cast<const char*>(
-                  static_cast<const uint16_t*>(out[nb.o].w.data) + nb.n0 * k + s0 * kStep);
+              const MatrixView& v = out[nb.o].w;
+              pf.row0[i] =
+                  static_cast<const char*>(v.data) + nb.n0 * v.row_bytes() + s0 * step_bytes;
               pf.rows[i] = nb.rows;
+              pf.row_bytes = v.row_bytes();
             }
-            pf.row_bytes = k * 2;
-            pf.lines_per_row = s1 - s0;
+            pf.lines_per_row = ((s1 - s0) * step_bytes + 63) / 64;
             pf.total = (pf.rows[0] + pf.rows[1]) * pf.lines_per_row;
             const int64_t calls = (xb1 - xb0 + 1) / 2 * (s1 - s0);
             pf.per_step = (pf.total + calls - 1) / calls;
@@ -387,7 +461,8 @@ bool probe_loop(int64_t n) {
 bool amx_products_run() { return amx_enabled(); }
 
 bool gemm_bf16_amx(const float* x, int64_t m, int64_t k, const MatmulOutput* out, int count) {
-  if (m <= 0 || k <= 0 || count <= 0 || !all_bf16(out, count, k) || !amx_enabled()) return false;
+  if (m <= 0 || k <= 0 || count <= 0 || !tile_formats(out, count, k) || !amx_enabled())
+    return false;
   run(x, m, k, out, count, nullptr);
   return true;
 }
@@ -395,7 +470,7 @@ bool gemm_bf16_amx(const float* x, int64_t m, int64_t k, const MatmulOutput* out
 bool gemm_bf16_amx_gelu_mul(const float* x, int64_t m, const MatrixView& gate, const MatrixView& up,
                             float* y) {
   const MatmulOutput out[2] = {{gate, nullptr, nullptr}, {up, nullptr, nullptr}};
-  if (m <= 0 || gate.cols <= 0 || up.rows != gate.rows || !all_bf16(out, 2, gate.cols) ||
+  if (m <= 0 || gate.cols <= 0 || up.rows != gate.rows || !tile_formats(out, 2, gate.cols) ||
       !amx_enabled()) {
     return false;
   }

@@ -633,9 +633,12 @@ void matmul(const float* x, int64_t m, const MatrixView& w, const float* bias, f
     if (w.dtype == DType::kF32 &&
         onednn_matmul_f32(x, m, static_cast<const float*>(w.data), n, k, bias, y))
       return;
-    // bf16 weights in the low-precision modes: the own vdpbf16ps product, else oneDNN's.
+    // Quantized weights on AMX tiles (dequantized to bf16), where they run.
     const auto* wb = static_cast<const uint16_t*>(w.data);
     const MatmulOutput out{w, bias, y};
+    if (w.quantized() && gemm_bf16_amx(x, m, k, &out, 1)) return;
+    // bf16 weights in the low-precision modes: AMX tiles, the own vdpbf16ps product, else
+    // oneDNN's.
     if (w.dtype == DType::kBF16 && w.low_precision &&
         (gemm_bf16_amx(x, m, k, &out, 1) || gemm_bf16_avx512(x, m, k, &out, 1) ||
          onednn_matmul_bf16(x, m, wb, n, k, bias, y)))
@@ -660,9 +663,9 @@ void matmul_many(const float* x, int64_t m, const MatmulOutput* out, int count) 
   if (m >= kOneDnnMinRows) {
     const bool low_precision =
         std::all_of(out, out + count, [](const MatmulOutput& o) { return o.w.low_precision; });
-    if (low_precision && (gemm_bf16_amx(x, m, out[0].w.cols, out, count) ||
-                          gemm_bf16_avx512(x, m, out[0].w.cols, out, count)))
-      return;
+    const int64_t k = out[0].w.cols;
+    if ((low_precision || out[0].w.quantized()) && gemm_bf16_amx(x, m, k, out, count)) return;
+    if (low_precision && gemm_bf16_avx512(x, m, k, out, count)) return;
     if (gemm_quantized_vnni(x, m, out[0].w.cols, out, count)) return;
   }
   for (int i = 0; i < count; ++i) matmul(x, m, out[i].w, out[i].bias, out[i].y);
@@ -734,8 +737,10 @@ void gelu_tanh_mul(const float* gate, const float* up, float* y, int64_t n) {
 void matmul_gelu_mul(const float* x, int64_t m, const MatrixView& gate, const MatrixView& up,
                      float* y) {
   if (m >= kOneDnnMinRows) {
-    if (gate.low_precision && up.low_precision &&
-        (gemm_bf16_amx_gelu_mul(x, m, gate, up, y) || gemm_bf16_avx512_gelu_mul(x, m, gate, up, y)))
+    if ((gate.quantized() || (gate.low_precision && up.low_precision)) &&
+        gemm_bf16_amx_gelu_mul(x, m, gate, up, y))
+      return;
+    if (gate.low_precision && up.low_precision && gemm_bf16_avx512_gelu_mul(x, m, gate, up, y))
       return;
     if (gemm_quantized_vnni_gelu_mul(x, m, gate, up, y)) return;
   }
