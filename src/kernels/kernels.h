@@ -59,7 +59,8 @@ struct KernelTable {
   // int8 per block of 32 and int8 x int8 block sums: step amax / 127 for m <= 8, and for
   // prefill-sized m on AVX512-VNNI steps a power of two apart within a row, at most twice
   // amax / 127 for blocks within 2^-12 of the row's largest (quant_gemm.h); without VNNI,
-  // prefill activations rounded to bf16)
+  // prefill activations rounded to bf16; on AMX tiles (m >= 16, amx_gemm.h) activations
+  // rounded to bf16 times the weights dequantized to bf16)
   // and views marked low_precision (activations rounded to bf16 for prefill-sized m).
   void (*matmul)(const float* x, int64_t m, const MatrixView& w, const float* bias, float* y);
 

@@ -38,7 +38,8 @@ LineAlignedVector<uint16_t> to_bf16(const MatrixView& w);
 // VNNI, larger m takes matmul_quantized_panels.
 void matmul_quantized(const float* x, int64_t m, const MatrixView& w, const float* bias, float* y);
 
-// Whether the decode products (m <= 8) prefetch their weights in software (quant.cc).
+// Whether the decode products (m <= 8; q8, q4 and the bf16 mode's bf16 rows) prefetch
+// their weights in software (quant.cc, fast.cc).
 // Mode -1 (the default) chooses by CPU: off on AMD family 0x19 (Zen 4), where the hardware
 // prefetchers alone read faster, on elsewhere; 0 never; 1 always. For benchmarks
 // (bench/decode_prefetch_ab) comparing the two in one process: the products' values are
