@@ -478,6 +478,73 @@ bool gemm_bf16_amx_gelu_mul(const float* x, int64_t m, const MatrixView& gate, c
   return true;
 }
 
+void amx_attention_scores(const uint16_t* q, int64_t ldq, const uint16_t* kt, int64_t dd,
+                          int64_t blocks, float* s, int64_t lds) {
+  configure_tiles();
+  const int64_t whole = dd / kStep, rest_pairs = dd % kStep / 2;
+  const int64_t block = dd * kT;             // elements per key block
+  alignas(64) uint16_t tail[2][kT * kStep];  // a partial step's pairs, zero-padded
+  for (int64_t b = 0; b < blocks; b += 2) {
+    const bool two = b + 1 < blocks;
+    const uint16_t* k0 = kt + b * block;
+    const uint16_t* k1 = two ? k0 + block : k0;
+    _tile_zero(0);
+    _tile_zero(1);
+    for (int64_t st = 0; st <= whole; ++st) {
+      const uint16_t *b0 = k0 + st * kT * kStep, *b1 = k1 + st * kT * kStep;
+      if (st == whole) {  // the dims past the last whole step of 32
+        if (rest_pairs == 0) break;
+        std::memset(tail, 0, sizeof(tail));
+        std::memcpy(tail[0], b0, static_cast<size_t>(rest_pairs * kT * 2) * 2);
+        if (two) std::memcpy(tail[1], b1, static_cast<size_t>(rest_pairs * kT * 2) * 2);
+        b0 = tail[0], b1 = tail[1];
+      }
+      _tile_loadd(4, q + st * kStep, ldq * 2);
+      _tile_loadd(6, b0, 64);
+      _tile_dpbf16ps(0, 4, 6);
+      if (two) {
+        _tile_loadd(7, b1, 64);
+        _tile_dpbf16ps(1, 4, 7);
+      }
+    }
+    _tile_stored(0, s + b * kT, lds * 4);
+    if (two) _tile_stored(1, s + (b + 1) * kT, lds * 4);
+  }
+  _tile_release();
+}
+
+void amx_attention_pv(const uint16_t* p, int64_t ldp, const uint16_t* vt, int64_t dd, int64_t keys,
+                      float* o, int64_t ldo) {
+  configure_tiles();
+  const int64_t steps = (keys + kStep - 1) / kStep;
+  alignas(64) float part[kT * kT];  // a partial last tile of dims, through a buffer
+  for (int64_t d0 = 0; d0 < dd; d0 += kT) {
+    const int64_t cols = std::min(kT, dd - d0);
+    if (cols == kT) {
+      _tile_loadd(0, o + d0, ldo * 4);
+    } else {
+      for (int64_t r = 0; r < kT; ++r) {
+        _mm512_store_ps(part + r * kT, _mm512_maskz_loadu_ps(first_n16(cols), o + r * ldo + d0));
+      }
+      _tile_loadd(0, part, 64);
+    }
+    for (int64_t st = 0; st < steps; ++st) {
+      _tile_loadd(4, p + st * kStep, ldp * 2);
+      _tile_loadd(6, vt + st * kT * dd * 2 + d0 * 2, dd * 4);
+      _tile_dpbf16ps(0, 4, 6);
+    }
+    if (cols == kT) {
+      _tile_stored(0, o + d0, ldo * 4);
+    } else {
+      _tile_stored(0, part, 64);
+      for (int64_t r = 0; r < kT; ++r) {
+        _mm512_mask_storeu_ps(o + r * ldo + d0, first_n16(cols), _mm512_load_ps(part + r * kT));
+      }
+    }
+  }
+  _tile_release();
+}
+
 bool amx_bf16_loop(int64_t n) { return probe_loop<false>(n); }
 bool amx_int8_loop(int64_t n) { return probe_loop<true>(n); }
 
@@ -488,6 +555,10 @@ bool gemm_bf16_amx(const float*, int64_t, int64_t, const MatmulOutput*, int) { r
 bool gemm_bf16_amx_gelu_mul(const float*, int64_t, const MatrixView&, const MatrixView&, float*) {
   return false;
 }
+void amx_attention_scores(const uint16_t*, int64_t, const uint16_t*, int64_t, int64_t, float*,
+                          int64_t) {}
+void amx_attention_pv(const uint16_t*, int64_t, const uint16_t*, int64_t, int64_t, float*,
+                      int64_t) {}
 bool amx_bf16_loop(int64_t) { return false; }
 bool amx_int8_loop(int64_t) { return false; }
 

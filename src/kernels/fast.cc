@@ -1096,6 +1096,7 @@ void attention_rows(const AttentionParams& p, const float* q, const KV* k, const
 // and kQRows x D outputs; never T x S.
 
 constexpr int64_t kQRows = 4;
+constexpr int64_t kT16 = 16;     // query rows per tile on AMX (amx_gemm.h)
 constexpr int64_t kQBlock = 64;  // rows per work item: 16 tiles share each key chunk
 constexpr int64_t kKeyBlock = 16;
 // Keys per chunk: 256 takes SigLIP's 224 px keys and the 267 of PaliGemma's prefix in one
@@ -1450,25 +1451,30 @@ void attention_flash(const AttentionParams& p, const float* q, const void* k_any
   const int64_t dd = p.head_dim, s_len = p.num_keys, hkv = p.num_kv_heads;
   const int64_t group = p.num_heads / hkv, rows = p.num_queries * group;
   const int64_t blocks = (s_len + kKeyBlock - 1) / kKeyBlock;
+  // AMX tiles take the bf16 products 16 rows at a time (amx_gemm.h) and read keys in steps
+  // of 32: each head's blocks run two past its last (zeros), and the buffer 32 elements on.
+  const bool amx = kBf16 && amx_products_run();
+  const int64_t hblocks = blocks + (amx ? 2 : 0);  // blocks per kv head
+  const int64_t rt = amx ? kT16 : kQRows;          // query rows per tile
 
-  // f32: kt [hkv][blocks][D][16]. bf16: kt16 [hkv][blocks][D/2][16][2] and values vt16
-  // [hkv][blocks * 8 pairs][D][2]. Keys past S as zeros.
+  // f32: kt [hkv][blocks][D][16]. bf16: kt16 [hkv][hblocks][D/2][16][2] and values vt16
+  // [hkv][hblocks * 8 pairs][D][2]. Keys past S as zeros.
   thread_local std::vector<float> packed;
   thread_local std::vector<uint16_t> packed16;
-  const int64_t per_head = blocks * dd * kKeyBlock;
+  const int64_t per_head = hblocks * dd * kKeyBlock;
   float* kt = nullptr;
   uint16_t *kt16 = nullptr, *vt16 = nullptr;
   if (kBf16) {
-    packed16.resize(static_cast<size_t>(2 * hkv * per_head));
+    packed16.resize(static_cast<size_t>(2 * hkv * per_head + 32));
     kt16 = packed16.data();
     vt16 = kt16 + hkv * per_head;
   } else {
     packed.resize(static_cast<size_t>(hkv * per_head));
     kt = packed.data();
   }
-  parallel_for(hkv * blocks, 8, [&](int64_t b0, int64_t b1) {
+  parallel_for(hkv * hblocks, 8, [&](int64_t b0, int64_t b1) {
     for (int64_t item = b0; item < b1; ++item) {
-      const int64_t g = item / blocks, blk = item % blocks;
+      const int64_t g = item / hblocks, blk = item % hblocks;
       if (kBf16) {
         const bool h = p.kv_bf16;
         pack_kv_block_bf16(h ? nullptr : k + g * dd, h ? nullptr : v + g * dd,
@@ -1491,10 +1497,12 @@ void attention_flash(const AttentionParams& p, const float* q, const void* k_any
   // kQRows rows while it sits in L1/L2.
   const int64_t blocks_per_head = (rows + kQBlock - 1) / kQBlock;
   parallel_for(hkv * blocks_per_head, 1, [&](int64_t i0, int64_t i1) {
+    // (q rounded to bf16, rows ldq apart: zeros past D up to the tiles' steps of 32.)
+    const int64_t ldq = amx ? (dd + 31) / 32 * 32 : dd;
     std::vector<float> o(static_cast<size_t>(kQBlock * dd)),
-        sc(static_cast<size_t>(kQRows * kKeyChunk));
-    std::vector<uint16_t> qb(kBf16 ? static_cast<size_t>(kQBlock * dd) : 0),
-        pb(kBf16 ? kQRows * kKeyChunk : 0);
+        sc(static_cast<size_t>(rt * kKeyChunk));
+    std::vector<uint16_t> qb(kBf16 ? static_cast<size_t>(kQBlock * ldq) : 0),
+        pb(kBf16 ? static_cast<size_t>(rt * kKeyChunk) : 0);
     const uint16_t* qbr[kQBlock];
     const float* qr[kQBlock];
     float* outr[kQBlock];
@@ -1517,7 +1525,7 @@ void attention_flash(const AttentionParams& p, const float* q, const void* k_any
         if (lo[r] < hi[r]) lo_all = std::min(lo_all, lo[r]), hi_all = std::max(hi_all, hi[r]);
         m[r] = ninf, l[r] = 0.0f;
         if (kBf16) {
-          uint16_t* dst = qb.data() + r * dd;
+          uint16_t* dst = qb.data() + r * ldq;
           row_to_bf16(qr[r], dd, dst);
           qbr[r] = dst;
         }
@@ -1526,19 +1534,25 @@ void attention_flash(const AttentionParams& p, const float* q, const void* k_any
       for (int64_t j0 = lo_all / kKeyBlock * kKeyBlock; j0 < hi_all; j0 += kKeyChunk) {
         const int64_t keys = std::min(kKeyChunk, hi_all - j0);
         const int64_t nblk = (keys + kKeyBlock - 1) / kKeyBlock;
-        for (int64_t t0 = 0; t0 < kQBlock; t0 += kQRows) {
+        // (Zeros in the probabilities up to the tiles' next step of 32 keys.)
+        const int64_t pcols = amx ? (nblk * kKeyBlock + 31) / 32 * 32 : nblk * kKeyBlock;
+        for (int64_t t0 = 0; t0 < kQBlock; t0 += rt) {
           bool any = false;
-          for (int64_t r = t0; r < t0 + kQRows; ++r)
+          for (int64_t r = t0; r < t0 + rt; ++r)
             any |= lo[r] < std::min(hi[r], j0 + keys) && hi[r] > j0;
           if (!any) continue;
-          if (kBf16) {
-            score_tile_bf16(qbr + t0, kt16 + (g * blocks + j0 / kKeyBlock) * dd * kKeyBlock, dd,
+          if (amx) {
+            amx_attention_scores(qbr[t0], ldq,
+                                 kt16 + (g * hblocks + j0 / kKeyBlock) * dd * kKeyBlock, dd, nblk,
+                                 sc.data(), kKeyChunk);
+          } else if (kBf16) {
+            score_tile_bf16(qbr + t0, kt16 + (g * hblocks + j0 / kKeyBlock) * dd * kKeyBlock, dd,
                             nblk, sc.data());
           } else {
             score_tile(qr + t0, kt + (g * blocks + j0 / kKeyBlock) * dd * kKeyBlock, dd, nblk,
                        sc.data());
           }
-          for (int64_t r = t0; r < t0 + kQRows; ++r) {
+          for (int64_t r = t0; r < t0 + rt; ++r) {
             float* sr = sc.data() + (r - t0) * kKeyChunk;
             // Visible columns of this row in the chunk: [c0, c1).
             const int64_t c0 = std::clamp<int64_t>(lo[r] - j0, 0, keys),
@@ -1548,7 +1562,7 @@ void attention_flash(const AttentionParams& p, const float* q, const void* k_any
             uint16_t* pr = kBf16 ? pb.data() + (r - t0) * kKeyChunk : nullptr;
             if (c0 >= c1) {  // (every column: the bf16 products read keys in pairs)
               if (kBf16) {
-                std::fill(pr, pr + nblk * kKeyBlock, uint16_t{0});
+                std::fill(pr, pr + pcols, uint16_t{0});
               } else {
                 std::fill(sr, sr + nblk * kKeyBlock, 0.0f);
               }
@@ -1596,13 +1610,17 @@ void attention_flash(const AttentionParams& p, const float* q, const void* k_any
               }
               vsum += e;
             }
+            if (kBf16) std::fill(pr + nblk * kKeyBlock, pr + pcols, uint16_t{0});
             l[r] = l[r] * corr + hsum(vsum);
             if (corr != 1.0f) {
               float* orow = o.data() + r * dd;
               for (int64_t d = 0; d < dd; ++d) orow[d] *= corr;
             }
           }
-          if (kBf16) {
+          if (amx) {
+            amx_attention_pv(pb.data(), kKeyChunk, vt16 + g * per_head + (j0 / 2) * dd * 2, dd,
+                             keys, o.data() + t0 * dd, dd);
+          } else if (kBf16) {
             pv_tile_bf16(pb.data(), vt16 + g * per_head + (j0 / 2) * dd * 2, (keys + 1) / 2, dd,
                          o.data() + t0 * dd);
           } else {
