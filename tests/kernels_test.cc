@@ -875,13 +875,20 @@ INSTANTIATE_TEST_SUITE_P(Tables, KernelsTest,
 // summation error of the exact product of x rounded to bf16, over shapes that end in
 // partial tiles of x's rows (m = 1, 17, 50), of weight rows (n = 5, 37) and of K's steps
 // of 32 (k = 1, 31, 33, 130), weight rows at odd addresses (shift 1), several outputs at
-// once; and it declines matrices that are not bf16 and K that differs from x's.
+// once, K in two chunks resumed from y (k = 4200) and x's rows in two passes (m = 400,
+// k = 2048); and it declines f32 matrices and K that differs from x's.
 TEST(AmxGemm, MatchesTheExactProductOfRoundedX) {
   if (!amx_products_run()) GTEST_SKIP() << "no AMX tiles in this build or process";
   EXPECT_TRUE(amx_enabled());
   std::mt19937 rng(43);
+  std::vector<std::pair<int64_t, int64_t>> shapes;  // m, k
   for (const int64_t m : {1, 17, 50}) {
-    for (const int64_t k : {1, 31, 32, 33, 130, 2048}) {
+    for (const int64_t k : {1, 31, 32, 33, 130, 2048}) shapes.push_back({m, k});
+  }
+  shapes.push_back({17, 4200});
+  shapes.push_back({400, 2048});
+  for (const auto& [m, k] : shapes) {
+    {
       const std::vector<int64_t> ns = {5, 37, 64};
       const std::vector<float> x = uniform(m * k, -1, 1, rng);
       std::vector<float> xr(x.size());

@@ -3,13 +3,14 @@
 // A tile product C[16, 16] += A[16, 32] B[16, 32] takes A as 16 rows of 32 bf16 (64
 // bytes each) and B in pairs: B's row p holds, for each of C's 16 columns, the pair of
 // bf16 that meets A's columns 2p and 2p + 1. Here A is the weights and B is x: 16 weight
-// rows as they are stored (row-major [n, k], no layout of our own on disk or in memory),
-// and x packed once per call into pairs. C holds 16 outputs (columns of y) by 16 rows of
+// rows (row-major [n, k] as stored; no layout of our own on disk or held in memory, each
+// job copies or dequantizes its rows into tiles on the way), and x packed once per call
+// into pairs. C holds 16 outputs (columns of y) by 16 rows of
 // x, and is transposed on its way into y.
 //
 // Tiles: 0-3 accumulators (C[i][j] = tile 2i + j: weight block i, x block j), 4-5 weight
 // blocks, 6-7 x blocks: each step of 32 columns of K loads 2 + 2 tiles for 4 products.
-// Packed x, per block of 16 rows and step of 32 columns (512 uint32 words, 1 KiB):
+// Packed x, per block of 16 rows and step of 32 columns (256 uint32 words, 1 KiB):
 //   xp[block][step][pair 16][row 16] (pair p of row r: bf16 2p low, 2p + 1 high; rows past
 //   m and columns past k zero)
 // Work: the weight rows in blocks of 16, jobs of two blocks claimed by the threads. A job
@@ -40,7 +41,7 @@ namespace {
 
 constexpr int64_t kT = 16;       // rows of a tile: weight rows of A, pairs of B, rows of C
 constexpr int64_t kStep = 32;    // columns of K per tile product
-constexpr int64_t kWords = 512;  // uint32 words of packed x per block and step
+constexpr int64_t kWords = 256;  // uint32 words of packed x per block and step (a tile)
 
 struct alignas(64) TileConfig {
   uint8_t palette = 1;
@@ -430,11 +431,11 @@ template <bool kInt8>
 bool probe_loop(int64_t n) {
   if (!amx_enabled()) return false;
   configure_tiles();
-  alignas(64) static const uint16_t ones[kT * 32] = {};
-  _tile_loadd(4, ones, 64);
-  _tile_loadd(5, ones, 64);
-  _tile_loadd(6, ones, 64);
-  _tile_loadd(7, ones, 64);
+  alignas(64) static const uint16_t zeros[kT * 32] = {};  // (the timing is the values')
+  _tile_loadd(4, zeros, 64);
+  _tile_loadd(5, zeros, 64);
+  _tile_loadd(6, zeros, 64);
+  _tile_loadd(7, zeros, 64);
   _tile_zero(0);
   _tile_zero(1);
   _tile_zero(2);

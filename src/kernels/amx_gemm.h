@@ -1,9 +1,10 @@
-// The prefill product for bf16 weights on AMX tiles (Intel Sapphire Rapids and later):
-// activations rounded to bf16, products summed in float32 by tdpbf16ps, weights read as a
-// checkpoint stores them (row-major [n, k]; each call copies 32 rows at a time into tiles
-// on their way through L2, no other copy). Internal to the kernels layer;
-// model code reaches it through KernelTable::matmul, matmul_many and matmul_gelu_mul,
-// which take it before the AVX-512 product (bf16_gemm.h) wherever pg::amx_enabled().
+// The prefill products on AMX tiles (Intel Sapphire Rapids and later): activations rounded
+// to bf16, products summed in float32 by tdpbf16ps; bf16 weights read as a checkpoint
+// stores them (row-major [n, k]; each call copies 32 rows at a time into tiles on their
+// way through L2, no other copy), q8 and q4 weights dequantized to bf16 the same way
+// (amx_dequant.h). Internal to the kernels layer; model code reaches it through
+// KernelTable::matmul, matmul_many, matmul_gelu_mul and attention, which take it before the
+// AVX-512 products (bf16_gemm.h, quant_gemm.h) wherever amx_products_run().
 #pragma once
 
 #include <cstdint>
@@ -16,14 +17,17 @@ namespace pg::kernels {
 // may use the tiles (pg::amx_enabled()).
 bool amx_products_run();
 
-// out[i].y[m, n_i] = bf16(x)[m, k] W_i^T (+ out[i].bias) for i < count, every W_i bf16
-// [n_i, k]; x packed once for all of them. x is rounded to nearest even; each output sums
-// its products in float32, 32 columns of K per tile product, in order of k, whatever the
-// other rows, columns and matrices. Returns false, writing nothing, where it cannot run:
-// no AMX in this build or process (pg::amx_enabled()), or a W_i not bf16 with k columns.
+// out[i].y[m, n_i] = bf16(x)[m, k] W_i^T (+ out[i].bias) for i < count, every W_i [n_i, k]
+// of one format: bf16, or q8 / q4 dequantized to bf16 (code times scale in float32, rounded
+// to nearest even); x packed once for all of them. x is rounded to nearest even; each
+// output sums its products in float32, 32 columns of K per tile product, in order of k
+// (quantized: in the order of their slots, amx_dequant.h), whatever the other rows,
+// columns and matrices. Returns false, writing nothing, where it cannot run: no AMX in this
+// build or process (amx_products_run()), or matrices not all of one of those formats with
+// k columns.
 bool gemm_bf16_amx(const float* x, int64_t m, int64_t k, const MatmulOutput* out, int count);
 
-// y[m, n] = gelu_tanh(x gate^T) * (x up^T), gate and up bf16 [n, k] of one shape: the
+// y[m, n] = gelu_tanh(x gate^T) * (x up^T), gate and up [n, k] of one shape and format: the
 // values of gemm_bf16_amx over both followed by gelu_tanh_mul, bit for bit, each tile of
 // gate's outputs gated by up's while both are in cache. Returns false, writing nothing,
 // where gemm_bf16_amx would or where up's shape differs from gate's.

@@ -680,10 +680,11 @@ void matmul(const float* x, int64_t m, const MatrixView& w, const float* bias, f
   }
 }
 
-// Products sharing x: one packing of x where the product packs it (bf16 weights in the
-// low-precision modes, quantized weights on VNNI), else one product after the other.
-// (Both products check that every matrix has their format and x's k columns; the bf16
-// one runs only where matmul would run it, on low-precision views.)
+// Products sharing x: one packing of x where the product packs it (AMX tiles: bf16 weights
+// in the low-precision modes and quantized weights; else bf16 weights in the low-precision
+// modes, quantized weights on VNNI), else one product after the other. (Each product
+// checks that every matrix has its format and x's k columns; the bf16 ones run only where
+// matmul would run them, on low-precision views.)
 void matmul_many(const float* x, int64_t m, const MatmulOutput* out, int count) {
   if (count <= 0) return;
   if (m >= kOneDnnMinRows) {
@@ -757,9 +758,10 @@ void gelu_tanh_mul(const float* gate, const float* up, float* y, int64_t n) {
                [&](int64_t b, int64_t e) { gelu_tanh_mul_span(gate + b, up + b, y + b, e - b); });
 }
 
-// The MLP's gating: fused into the bf16 product (low-precision views) or the quantized
-// one on VNNI (bf16_gemm.h, quant_gemm.h), else the two products (sharing x's packing
-// where they pack it), up's into the calling thread's buffer, and then gelu_tanh_mul.
+// The MLP's gating: fused into the AMX tiles' product (amx_gemm.h: quantized weights or
+// low-precision bf16 views), the bf16 product (low-precision views) or the quantized one
+// on VNNI (bf16_gemm.h, quant_gemm.h), else the two products (sharing x's packing where
+// they pack it), up's into the calling thread's buffer, and then gelu_tanh_mul.
 void matmul_gelu_mul(const float* x, int64_t m, const MatrixView& gate, const MatrixView& up,
                      float* y) {
   if (m >= kOneDnnMinRows) {
@@ -1558,7 +1560,8 @@ void attention_flash(const AttentionParams& p, const float* q, const void* k_any
             const int64_t c0 = std::clamp<int64_t>(lo[r] - j0, 0, keys),
                           c1 = std::clamp<int64_t>(hi[r] - j0, 0, keys);
             // bf16: the row's probabilities, rounded (columns past the chunk's keys, up to
-            // its last block of 16, zeros; the products read no further).
+            // its last block of 16, or on AMX to its next step of 32 keys, zeros; the
+            // products read no further).
             uint16_t* pr = kBf16 ? pb.data() + (r - t0) * kKeyChunk : nullptr;
             if (c0 >= c1) {  // (every column: the bf16 products read keys in pairs)
               if (kBf16) {

@@ -115,7 +115,7 @@ Roofline measure_roofline(double seconds_each, int64_t bandwidth_bytes) {
   r.int8_gops = rate(seconds_each, kChains * 128, int8_loop) / 1e9;
 #endif
 
-  if (amx_enabled()) {
+  if (amx_products_run()) {
     // A round: four products of 16 x 16 outputs, 32 bf16 or 64 int8 multiply-adds each.
     r.amx_bf16_gflops =
         rate(seconds_each, 4.0 * 16 * 16 * 32 * 2, [](int64_t n) { amx_bf16_loop(n); }) / 1e9;

@@ -130,6 +130,9 @@ FirstTokenRoofline first_token_roofline(const FirstTokenWork& work, model::Weigh
   // tower's q8 too); attention multiplies activations by activations: in float32 with f32
   // and as-stored weights, with bf16 products otherwise. The bf16 and int8 peaks are the
   // machine's fastest units': AMX tiles where they run (Roofline::bf16_peak, int8_peak).
+  // There int8 and q4 keep the int8 tiles' peak (tdpbusd, twice tdpbf16ps's) although
+  // their prefill runs as bf16 tiles on dequantized weights: the machine's limit for the
+  // work, and the stricter bound.
   const double product_peak = (float32   ? peaks.f32_gflops
                                : low_bit ? peaks.int8_peak()
                                          : peaks.bf16_peak()) *
