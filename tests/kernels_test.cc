@@ -888,34 +888,32 @@ TEST(AmxGemm, MatchesTheExactProductOfRoundedX) {
   shapes.push_back({17, 4200});
   shapes.push_back({400, 2048});
   for (const auto& [m, k] : shapes) {
-    {
-      const std::vector<int64_t> ns = {5, 37, 64};
-      const std::vector<float> x = uniform(m * k, -1, 1, rng);
-      std::vector<float> xr(x.size());
-      for (size_t i = 0; i < x.size(); ++i) xr[i] = bf16_to_f32(f32_to_bf16(x[i]));
-      std::vector<Weights> w;
-      std::vector<std::vector<uint16_t>> shifted;
-      std::vector<std::vector<float>> bias, got;
-      std::vector<MatmulOutput> out;
-      for (const int64_t n : ns) {
-        w.push_back(make_weights(DType::kBF16, n, k, uniform(n * k, -1, 1, rng)));
-        shifted.emplace_back(1, 0);
-        shifted.back().insert(shifted.back().end(), w.back().u16.begin(), w.back().u16.end());
-        bias.push_back(uniform(n, -1, 1, rng));
-        got.emplace_back(m * n, NAN);
-      }
-      for (size_t i = 0; i < ns.size(); ++i) {
-        MatrixView v = w[i].view();
-        v.data = shifted[i].data() + 1;
-        out.push_back({v, i == 1 ? nullptr : bias[i].data(), got[i].data()});
-      }
-      ASSERT_TRUE(gemm_bf16_amx(x.data(), m, k, out.data(), static_cast<int>(out.size())));
-      for (size_t i = 0; i < ns.size(); ++i) {
-        std::vector<double> exact, tol;
-        matmul_oracle(xr, m, w[i], out[i].bias, exact, tol);
-        expect_close(exact, got[i], tol,
-                     "AMX bf16 product " + dims({{"m", m}, {"k", k}, {"n", ns[i]}}));
-      }
+    const std::vector<int64_t> ns = {5, 37, 64};
+    const std::vector<float> x = uniform(m * k, -1, 1, rng);
+    std::vector<float> xr(x.size());
+    for (size_t i = 0; i < x.size(); ++i) xr[i] = bf16_to_f32(f32_to_bf16(x[i]));
+    std::vector<Weights> w;
+    std::vector<std::vector<uint16_t>> shifted;
+    std::vector<std::vector<float>> bias, got;
+    std::vector<MatmulOutput> out;
+    for (const int64_t n : ns) {
+      w.push_back(make_weights(DType::kBF16, n, k, uniform(n * k, -1, 1, rng)));
+      shifted.emplace_back(1, 0);
+      shifted.back().insert(shifted.back().end(), w.back().u16.begin(), w.back().u16.end());
+      bias.push_back(uniform(n, -1, 1, rng));
+      got.emplace_back(m * n, NAN);
+    }
+    for (size_t i = 0; i < ns.size(); ++i) {
+      MatrixView v = w[i].view();
+      v.data = shifted[i].data() + 1;
+      out.push_back({v, i == 1 ? nullptr : bias[i].data(), got[i].data()});
+    }
+    ASSERT_TRUE(gemm_bf16_amx(x.data(), m, k, out.data(), static_cast<int>(out.size())));
+    for (size_t i = 0; i < ns.size(); ++i) {
+      std::vector<double> exact, tol;
+      matmul_oracle(xr, m, w[i], out[i].bias, exact, tol);
+      expect_close(exact, got[i], tol,
+                   "AMX bf16 product " + dims({{"m", m}, {"k", k}, {"n", ns[i]}}));
     }
   }
   const Weights f32 = make_weights(DType::kF32, 4, 8, std::vector<float>(32, 1.0f));

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "base/cpu.h"
+#include "base/memory.h"
 #include "base/parallel.h"
 #include "kernels/amx_dequant.h"
 #include "kernels/elementwise.h"
@@ -64,13 +65,12 @@ void configure_tiles() {
   asm volatile("ldtilecfg %0" : : "m"(config));
 }
 
-// A 64-byte aligned view into a thread's growing buffer.
+// A thread's growing buffer (on whole cache lines, as tiles and vector stores want it),
+// holding at least `count` elements.
 template <class T>
-T* aligned_buffer(std::vector<unsigned char>& buffer, int64_t count) {
-  const size_t bytes = static_cast<size_t>(count) * sizeof(T) + 64;
-  if (buffer.size() < bytes) buffer.resize(bytes);
-  auto address = reinterpret_cast<uintptr_t>(buffer.data());
-  return reinterpret_cast<T*>((address + 63) & ~uintptr_t{63});
+T* at_least(LineAlignedVector<T>& buffer, int64_t count) {
+  if (buffer.size() < static_cast<size_t>(count)) buffer.resize(static_cast<size_t>(count));
+  return buffer.data();
 }
 
 // xp (blocks x steps x kWords) from x [m, k]: block b, step s is rows 16b.., columns 32s...
@@ -103,12 +103,16 @@ void pack_x(const float* x, int64_t m, int64_t k, int64_t blocks, int64_t steps,
 void pack_x_slots(const float* x, int64_t m, int64_t k, int64_t blocks, int64_t steps,
                   uint32_t* xp) {
   const int64_t pairs = steps * kStep / 2;  // per row, K padded to whole blocks
+  // (The table depends on K alone, whose padded width its size gives: made once per K.)
   thread_local std::vector<int32_t> column_pair;
-  thread_local std::vector<unsigned char> rounded_buffer;
-  column_pair.resize(static_cast<size_t>(pairs));
-  for (int64_t i = 0; i < pairs; ++i)
-    column_pair[static_cast<size_t>(i)] = static_cast<int32_t>(quant_slot_column(steps, 2 * i) / 2);
-  uint32_t* rounded = aligned_buffer<uint32_t>(rounded_buffer, m * pairs);
+  thread_local LineAlignedVector<uint32_t> rounded_buffer;
+  if (column_pair.size() != static_cast<size_t>(pairs)) {
+    column_pair.resize(static_cast<size_t>(pairs));
+    for (int64_t i = 0; i < pairs; ++i)
+      column_pair[static_cast<size_t>(i)] =
+          static_cast<int32_t>(quant_slot_column(steps, 2 * i) / 2);
+  }
+  uint32_t* rounded = at_least(rounded_buffer, m * pairs);
   const int32_t* columns = column_pair.data();  // (the calling thread's, for every thread)
   parallel_for(m, 4, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
@@ -308,8 +312,8 @@ constexpr int64_t kPassXBytes = 1536 << 10;
 // bias, so the sums are those of one pass over K, bit for bit.
 void run(const float* x, int64_t m, int64_t k, const MatmulOutput* out, int count, float* gated_y) {
   const int64_t steps = (k + kStep - 1) / kStep, xblocks = (m + kT - 1) / kT;
-  thread_local std::vector<unsigned char> xp_buffer;
-  uint32_t* xp = aligned_buffer<uint32_t>(xp_buffer, xblocks * steps * kWords);
+  thread_local LineAlignedVector<uint32_t> xp_buffer;
+  uint32_t* xp = at_least(xp_buffer, xblocks * steps * kWords);
   const bool quantized = out[0].w.quantized();
   if (quantized) {
     pack_x_slots(x, m, k, xblocks, steps, xp);
@@ -354,8 +358,8 @@ void run(const float* x, int64_t m, int64_t k, const MatmulOutput* out, int coun
       const bool resume = chunk > 0, last = chunk == chunks - 1;
       parallel_chunks(jobs, parallel, [&](int64_t begin, int64_t end) {
         configure_tiles();
-        thread_local std::vector<unsigned char> pack_buffer;
-        uint16_t* pack = aligned_buffer<uint16_t>(pack_buffer, 2 * (s1 - s0) * kT * kStep);
+        thread_local LineAlignedVector<uint16_t> pack_buffer;
+        uint16_t* pack = at_least(pack_buffer, 2 * (s1 - s0) * kT * kStep);
         alignas(64) float c[4 * 256];
         for (int64_t j = begin; j < end; ++j) {
           const Block& b0 = blocks[2 * j];

@@ -404,6 +404,18 @@ void dot_rows_bf16(const uint16_t* x, int64_t kp, int64_t k, const uint16_t* con
   }
 }
 
+// dot_rows_bf16 for mr (1 to 4) rows of x, chosen at run time.
+template <int NW, bool Prefetch>
+void dot_rows_bf16_mr(int mr, const uint16_t* x, int64_t kp, int64_t k, const uint16_t* const* w,
+                      float* out) {
+  switch (mr) {
+    case 1: return dot_rows_bf16<1, NW, Prefetch>(x, kp, k, w, out);
+    case 2: return dot_rows_bf16<2, NW, Prefetch>(x, kp, k, w, out);
+    case 3: return dot_rows_bf16<3, NW, Prefetch>(x, kp, k, w, out);
+    default: return dot_rows_bf16<4, NW, Prefetch>(x, kp, k, w, out);
+  }
+}
+
 // x: [m, k], w: [n, k] bf16 (low_precision), bias: [n] or null, y: [m, n]; for small m.
 void matmul_small_m_bf16_products(const float* x, int64_t m, const MatrixView& w, const float* bias,
                                   float* y) {
@@ -425,28 +437,12 @@ void matmul_small_m_bf16_products(const float* x, int64_t m, const MatrixView& w
     const uint16_t* rows[2] = {wd + ra * k, rb >= 0 ? wd + rb * k : nullptr};
     const uint16_t* xi = xr + i0 * kp;
     if (rb >= 0 && head_elements(rows[0]) == head_elements(rows[1])) {
-      if (prefetch) {
-        switch (mr) {
-          case 1: return dot_rows_bf16<1, 2, true>(xi, kp, k, rows, out);
-          case 2: return dot_rows_bf16<2, 2, true>(xi, kp, k, rows, out);
-          case 3: return dot_rows_bf16<3, 2, true>(xi, kp, k, rows, out);
-          default: return dot_rows_bf16<4, 2, true>(xi, kp, k, rows, out);
-        }
-      }
-      switch (mr) {
-        case 1: return dot_rows_bf16<1, 2, false>(xi, kp, k, rows, out);
-        case 2: return dot_rows_bf16<2, 2, false>(xi, kp, k, rows, out);
-        case 3: return dot_rows_bf16<3, 2, false>(xi, kp, k, rows, out);
-        default: return dot_rows_bf16<4, 2, false>(xi, kp, k, rows, out);
-      }
+      return (prefetch ? dot_rows_bf16_mr<2, true> : dot_rows_bf16_mr<2, false>)(mr, xi, kp, k,
+                                                                                 rows, out);
     }
     for (int j = 0; j < (rb >= 0 ? 2 : 1); ++j) {
-      switch (mr) {
-        case 1: dot_rows_bf16<1, 1, false>(xi, kp, k, rows + j, out + 4 * j); break;
-        case 2: dot_rows_bf16<2, 1, false>(xi, kp, k, rows + j, out + 4 * j); break;
-        case 3: dot_rows_bf16<3, 1, false>(xi, kp, k, rows + j, out + 4 * j); break;
-        default: dot_rows_bf16<4, 1, false>(xi, kp, k, rows + j, out + 4 * j); break;
-      }
+      (prefetch ? dot_rows_bf16_mr<1, true> : dot_rows_bf16_mr<1, false>)(mr, xi, kp, k, rows + j,
+                                                                          out + 4 * j);
     }
   };
   for_row_pairs_small_m(m, n, k, bias, y, dot2);
