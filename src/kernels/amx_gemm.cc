@@ -13,9 +13,10 @@
 // Packed x, per block of 16 rows and step of 32 columns (256 uint32 words, 1 KiB):
 //   xp[block][step][pair 16][row 16] (pair p of row r: bf16 2p low, 2p + 1 high; rows past
 //   m and columns past k zero)
-// Work: the weight rows in blocks of 16, jobs of two blocks claimed by the threads. A job
-// copies its blocks' rows into tiles (1 KiB each, zero past the rows and K) while the
-// rows of the job after it are fetched into L2, then passes over every pair of x's blocks.
+// Work: the weight rows in blocks of 16, jobs of two blocks claimed by the threads. A job's
+// blocks are copied into tiles (1 KiB each, zero past the rows and K) a row at a time
+// between the tile products of the job before it, whose steps also fetch the rows of the
+// job after it into L2; its products pass over every pair of x's blocks.
 // Long K goes in chunks and many rows of x in groups (passes), so that a pass's packed x
 // stays in L2 (run()).
 #include "kernels/amx_gemm.h"
@@ -153,39 +154,62 @@ struct BlockSource {
   int64_t first;
 };
 
-// A block's steps [s0, s1) copied into tiles one after the other (1 KiB each: 16 rows of
-// 32, zero past its rows and past K), so that the tiles' loads are contiguous rather than
-// 16 rows k apart (a multiple of 4 KiB for Gemma's widths: one set of L1 for all 16).
-// Quantized weights: each row's blocks [s0, s1) dequantized in their slots' order.
-BlockSource packed(const MatmulOutput* out, const Block& b, int64_t k, int64_t s0, int64_t s1,
-                   uint16_t* dst) {
+// Row r of block b, steps [s0, s1), into its place in the block's tiles at dst (step s's
+// tile at dst + (s - s0) * 512, 1 KiB each: 16 rows of 32, zero past the block's rows and
+// past K), so that the tiles' loads are contiguous rather than 16 rows k apart (a multiple
+// of 4 KiB for Gemma's widths: one set of L1 for all 16). Quantized weights: the row's
+// blocks dequantized in their slots' order.
+void pack_row(const MatmulOutput* out, const Block& b, int64_t r, int64_t k, int64_t s0, int64_t s1,
+              uint16_t* dst) {
   const MatrixView& view = out[b.o].w;
+  uint16_t* to = dst + r * kStep;
+  if (r >= b.rows) {
+    for (int64_t s = s0; s < s1; ++s)
+      _mm512_store_si512(to + (s - s0) * kT * kStep, _mm512_setzero_si512());
+    return;
+  }
   if (view.quantized()) {
-    thread_local std::vector<uint16_t> row;
-    row.resize(static_cast<size_t>((s1 - s0) * kStep));
-    for (int64_t r = 0; r < kT; ++r) {
-      if (r < b.rows) dequantize_slots_bf16(view, b.n0 + r, s0, s1, row.data());
-      for (int64_t s = s0; s < s1; ++s) {
-        const __m512i v =
-            r < b.rows ? _mm512_loadu_si512(row.data() + (s - s0) * kStep) : _mm512_setzero_si512();
-        _mm512_store_si512(dst + ((s - s0) * kT + r) * kStep, v);
-      }
-    }
-    return BlockSource{dst, s0};
+    thread_local LineAlignedVector<uint16_t> row_buffer;
+    uint16_t* row = at_least(row_buffer, (s1 - s0) * kStep);
+    dequantize_slots_bf16(view, b.n0 + r, s0, s1, row);
+    for (int64_t s = s0; s < s1; ++s)
+      _mm512_store_si512(to + (s - s0) * kT * kStep, _mm512_load_si512(row + (s - s0) * kStep));
+    return;
   }
-  const auto* w = static_cast<const uint16_t*>(view.data) + b.n0 * k;
-  for (int64_t r = 0; r < kT; ++r) {
-    for (int64_t s = s0; s < s1; ++s) {
-      __m512i v = _mm512_setzero_si512();
-      if (r < b.rows) v = _mm512_maskz_loadu_epi16(first_n32(k - s * kStep), w + r * k + s * kStep);
-      _mm512_store_si512(dst + ((s - s0) * kT + r) * kStep, v);
-    }
+  const uint16_t* w = static_cast<const uint16_t*>(view.data) + (b.n0 + r) * k;
+  for (int64_t s = s0; s < s1; ++s) {
+    _mm512_store_si512(to + (s - s0) * kT * kStep,
+                       _mm512_maskz_loadu_epi16(first_n32(k - s * kStep), w + s * kStep));
   }
-  return BlockSource{dst, s0};
 }
 
-// Fetches the next job's weight rows (its blocks' steps [s0, s1)) into L2 a few lines per
-// step of the job before it, so that its copy into tiles finds them there.
+// The next job's blocks packed a row at a time between the tile products of the job before
+// it (pack_row every `interval` steps), so that the copy or dequantization runs beside the
+// tiles rather than between jobs; finish() packs what is left.
+struct RowPacker {
+  const MatmulOutput* out = nullptr;
+  const Block* block[2] = {};
+  uint16_t* dst[2] = {};
+  int64_t k = 0, s0 = 0, s1 = 0;
+  int64_t next = 0, total = 0;  // rows packed so far, of the job's blocks' 16 each
+  int64_t interval = 1, countdown = 1;
+  void pack_next() {
+    const int i = next < kT ? 0 : 1;
+    pack_row(out, *block[i], next - i * kT, k, s0, s1, dst[i]);
+    ++next;
+  }
+  void step() {
+    if (--countdown > 0 || next >= total) return;
+    countdown = interval;
+    pack_next();
+  }
+  void finish() {
+    while (next < total) pack_next();
+  }
+};
+
+// Fetches a later job's weight rows (its blocks' steps [s0, s1)) into L2 a few lines per
+// step of the job before, so that its packing finds them there.
 struct Prefetcher {
   const char* row0[2] = {};  // each block's first row, at step s0
   int64_t rows[2] = {};
@@ -201,13 +225,24 @@ struct Prefetcher {
   }
 };
 
+// The work beside a job's tile products, a little at each step: packing the next job's
+// rows, fetching the one after it.
+struct SideWork {
+  RowPacker packer;
+  Prefetcher prefetcher;
+  void step() {
+    packer.step();
+    prefetcher.fetch();
+  }
+};
+
 // C tiles for weight blocks a0 (and a1 where kA1) by x blocks xb and xb + 1 (where kX1),
 // over K's steps [s0, s1), into
 // c[4][16][16] (c[2i + j]: weight block i, x block j; row = weight row, column = row of
 // x), starting from zero or, with `resume`, from what c holds.
 template <bool kA1, bool kX1>
 void tiles(const BlockSource& a0, const BlockSource& a1, const uint32_t* xp, int64_t xb,
-           int64_t steps, int64_t s0, int64_t s1, bool resume, float* c, Prefetcher& pf) {
+           int64_t steps, int64_t s0, int64_t s1, bool resume, float* c, SideWork& side) {
   if (resume) {
     _tile_loadd(0, c, 64);
     if constexpr (kX1) _tile_loadd(1, c + 256, 64);
@@ -230,7 +265,7 @@ void tiles(const BlockSource& a0, const BlockSource& a1, const uint32_t* xp, int
     if constexpr (kX1) _tile_dpbf16ps(1, 4, 7);
     if constexpr (kA1) _tile_dpbf16ps(2, 5, 6);
     if constexpr (kA1 && kX1) _tile_dpbf16ps(3, 5, 7);
-    pf.fetch();
+    side.step();
   }
   _tile_stored(0, c, 64);
   if constexpr (kX1) _tile_stored(1, c + 256, 64);
@@ -358,21 +393,43 @@ void run(const float* x, int64_t m, int64_t k, const MatmulOutput* out, int coun
       const bool resume = chunk > 0, last = chunk == chunks - 1;
       parallel_chunks(jobs, parallel, [&](int64_t begin, int64_t end) {
         configure_tiles();
+        // Two jobs' tiles: the one whose products run and the next, packed beside them.
         thread_local LineAlignedVector<uint16_t> pack_buffer;
-        uint16_t* pack = at_least(pack_buffer, 2 * (s1 - s0) * kT * kStep);
+        const int64_t block_elems = (s1 - s0) * kT * kStep;
+        uint16_t* pack = at_least(pack_buffer, 4 * block_elems);
+        auto tiles_of = [&](int64_t j) { return pack + (j - begin) % 2 * 2 * block_elems; };
+        const auto nblocks = static_cast<int64_t>(blocks.size());
+        auto packer_for = [&](int64_t j) {
+          RowPacker packer;
+          packer.out = out;
+          for (int i = 0; i < 2 && 2 * j + i < nblocks; ++i) {
+            packer.block[i] = &blocks[2 * j + i];
+            packer.dst[i] = tiles_of(j) + i * block_elems;
+            packer.total += kT;
+          }
+          packer.k = k, packer.s0 = s0, packer.s1 = s1;
+          return packer;
+        };
+        const int64_t job_steps = (xb1 - xb0 + 1) / 2 * (s1 - s0);  // tile steps per job
+        packer_for(begin).finish();
         alignas(64) float c[4 * 256];
         for (int64_t j = begin; j < end; ++j) {
           const Block& b0 = blocks[2 * j];
-          const bool has_b1 = 2 * j + 1 < static_cast<int64_t>(blocks.size());
+          const bool has_b1 = 2 * j + 1 < nblocks;
           const Block& b1 = has_b1 ? blocks[2 * j + 1] : b0;
-          const BlockSource a0 = packed(out, b0, k, s0, s1, pack);
-          const BlockSource a1 =
-              has_b1 ? packed(out, b1, k, s0, s1, pack + (s1 - s0) * kT * kStep) : a0;
-          Prefetcher pf;
+          const BlockSource a0{tiles_of(j), s0};
+          const BlockSource a1{has_b1 ? tiles_of(j) + block_elems : tiles_of(j), s0};
+          SideWork side;
           if (j + 1 < end) {
+            side.packer = packer_for(j + 1);
+            side.packer.interval = side.packer.countdown =
+                std::max<int64_t>(1, job_steps / side.packer.total);
+          }
+          Prefetcher& pf = side.prefetcher;
+          if (j + 2 < end) {
             for (int i = 0; i < 2; ++i) {
-              const int64_t bi = 2 * (j + 1) + i;
-              if (bi >= static_cast<int64_t>(blocks.size())) break;
+              const int64_t bi = 2 * (j + 2) + i;
+              if (bi >= nblocks) break;
               const Block& nb = blocks[bi];
               const MatrixView& v = out[nb.o].w;
               pf.row0[i] =
@@ -382,8 +439,7 @@ void run(const float* x, int64_t m, int64_t k, const MatmulOutput* out, int coun
             }
             pf.lines_per_row = ((s1 - s0) * step_bytes + 63) / 64;
             pf.total = (pf.rows[0] + pf.rows[1]) * pf.lines_per_row;
-            const int64_t calls = (xb1 - xb0 + 1) / 2 * (s1 - s0);
-            pf.per_step = (pf.total + calls - 1) / calls;
+            pf.per_step = (pf.total + job_steps - 1) / job_steps;
           }
           for (int64_t xb = xb0; xb < xb1; xb += 2) {
             const bool two = xb + 1 < xb1;
@@ -401,13 +457,13 @@ void run(const float* x, int64_t m, int64_t k, const MatmulOutput* out, int coun
               }
             }
             if (has_b1 && two)
-              tiles<true, true>(a0, a1, xp, xb, steps, s0, s1, resume, c, pf);
+              tiles<true, true>(a0, a1, xp, xb, steps, s0, s1, resume, c, side);
             else if (has_b1)
-              tiles<true, false>(a0, a1, xp, xb, steps, s0, s1, resume, c, pf);
+              tiles<true, false>(a0, a1, xp, xb, steps, s0, s1, resume, c, side);
             else if (two)
-              tiles<false, true>(a0, a1, xp, xb, steps, s0, s1, resume, c, pf);
+              tiles<false, true>(a0, a1, xp, xb, steps, s0, s1, resume, c, side);
             else
-              tiles<false, false>(a0, a1, xp, xb, steps, s0, s1, resume, c, pf);
+              tiles<false, false>(a0, a1, xp, xb, steps, s0, s1, resume, c, side);
             for (int j1 = 0; j1 < nx; ++j1) {
               const int64_t r0 = (xb + j1) * kT, rows = rows_of(j1);
               if (gated_y != nullptr) {
@@ -423,6 +479,7 @@ void run(const float* x, int64_t m, int64_t k, const MatmulOutput* out, int coun
               }
             }
           }
+          side.packer.finish();
         }
         _tile_release();
       });
@@ -485,65 +542,125 @@ bool gemm_bf16_amx_gelu_mul(const float* x, int64_t m, const MatrixView& gate, c
 
 void amx_attention_scores(const uint16_t* q, int64_t ldq, const uint16_t* kt, int64_t dd,
                           int64_t blocks, float* s, int64_t lds) {
+  // Tiles: 0-3 accumulators (C[i][j] = tile 2i + j: query rows 16i.., key block b + j),
+  // 4-5 the two tiles of query rows, 6-7 two key blocks: four independent sums, as a tile
+  // product's latency is several times its issue interval.
   configure_tiles();
-  const int64_t whole = dd / kStep, rest_pairs = dd % kStep / 2;
-  const int64_t block = dd * kT;             // elements per key block
-  alignas(64) uint16_t tail[2][kT * kStep];  // a partial step's pairs, zero-padded
+  const int64_t steps = dd / kStep, block = dd * kT;  // block: elements per key block
+  const uint16_t* q1 = q + kT * ldq;
   for (int64_t b = 0; b < blocks; b += 2) {
     const bool two = b + 1 < blocks;
     const uint16_t* k0 = kt + b * block;
-    const uint16_t* k1 = two ? k0 + block : k0;
+    const uint16_t* k1 = k0 + block;
     _tile_zero(0);
     _tile_zero(1);
-    for (int64_t st = 0; st <= whole; ++st) {
-      const uint16_t *b0 = k0 + st * kT * kStep, *b1 = k1 + st * kT * kStep;
-      if (st == whole) {  // the dims past the last whole step of 32
-        if (rest_pairs == 0) break;
-        std::memset(tail, 0, sizeof(tail));
-        std::memcpy(tail[0], b0, static_cast<size_t>(rest_pairs * kT * 2) * 2);
-        if (two) std::memcpy(tail[1], b1, static_cast<size_t>(rest_pairs * kT * 2) * 2);
-        b0 = tail[0], b1 = tail[1];
-      }
+    _tile_zero(2);
+    _tile_zero(3);
+    for (int64_t st = 0; st < steps; ++st) {
       _tile_loadd(4, q + st * kStep, ldq * 2);
-      _tile_loadd(6, b0, 64);
+      _tile_loadd(5, q1 + st * kStep, ldq * 2);
+      _tile_loadd(6, k0 + st * kT * kStep, 64);
       _tile_dpbf16ps(0, 4, 6);
+      _tile_dpbf16ps(2, 5, 6);
       if (two) {
-        _tile_loadd(7, b1, 64);
+        _tile_loadd(7, k1 + st * kT * kStep, 64);
         _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(3, 5, 7);
       }
     }
     _tile_stored(0, s + b * kT, lds * 4);
-    if (two) _tile_stored(1, s + (b + 1) * kT, lds * 4);
+    _tile_stored(2, s + kT * lds + b * kT, lds * 4);
+    if (two) {
+      _tile_stored(1, s + (b + 1) * kT, lds * 4);
+      _tile_stored(3, s + kT * lds + (b + 1) * kT, lds * 4);
+    }
   }
   _tile_release();
 }
 
+namespace {
+// Accumulator tile `tile` (0-3) from rows of `at`, ldo floats apart, or where `partial`
+// (fewer than 16 columns there) from its copy in `part` (16 x 16). (The tile's number is
+// part of the instruction: one case each.)
+void load_acc(int tile, const float* at, int64_t ldo, const float* part, bool partial) {
+  const float* src = partial ? part : at;
+  const int64_t stride = partial ? 64 : ldo * 4;
+  switch (tile) {
+    case 0: _tile_loadd(0, src, stride); break;
+    case 1: _tile_loadd(1, src, stride); break;
+    case 2: _tile_loadd(2, src, stride); break;
+    default: _tile_loadd(3, src, stride); break;
+  }
+}
+// The inverse: into `at`'s rows, or where `partial` into `part`.
+void store_acc(int tile, float* at, int64_t ldo, float* part, bool partial) {
+  float* dst = partial ? part : at;
+  const int64_t stride = partial ? 64 : ldo * 4;
+  switch (tile) {
+    case 0: _tile_stored(0, dst, stride); break;
+    case 1: _tile_stored(1, dst, stride); break;
+    case 2: _tile_stored(2, dst, stride); break;
+    default: _tile_stored(3, dst, stride); break;
+  }
+}
+}  // namespace
+
 void amx_attention_pv(const uint16_t* p, int64_t ldp, const uint16_t* vt, int64_t dd, int64_t keys,
                       float* o, int64_t ldo) {
+  // Tiles: 0-3 accumulators (C[i][j] = tile 2i + j: rows 16i.., dims d0 + 16j..), 4-5 the
+  // probabilities' two tiles of rows, 6-7 two tiles of dims of the values.
   configure_tiles();
   const int64_t steps = (keys + kStep - 1) / kStep;
-  alignas(64) float part[kT * kT];  // a partial last tile of dims, through a buffer
-  for (int64_t d0 = 0; d0 < dd; d0 += kT) {
-    const int64_t cols = std::min(kT, dd - d0);
-    if (cols == kT) {
-      _tile_loadd(0, o + d0, ldo * 4);
-    } else {
-      for (int64_t r = 0; r < kT; ++r) {
-        _mm512_store_ps(part + r * kT, _mm512_maskz_loadu_ps(first_n16(cols), o + r * ldo + d0));
+  alignas(64) float part[4][kT * kT];  // partial tiles of dims, through buffers
+  const uint16_t* p1 = p + kT * ldp;
+  for (int64_t d0 = 0; d0 < dd; d0 += 2 * kT) {
+    const bool two = d0 + kT < dd;
+    const int64_t cols[2] = {std::min(kT, dd - d0), two ? std::min(kT, dd - d0 - kT) : 0};
+    // Accumulator t = 2i + j: o's rows 16i.., dims d0 + 16j.. (a partial one via part[t]).
+    auto at = [&](int i, int j) { return o + i * kT * ldo + d0 + j * kT; };
+    for (int i = 0; i < 2; ++i) {
+      for (int j = 0; j < (two ? 2 : 1); ++j) {
+        const int t = 2 * i + j;
+        if (cols[j] < kT) {
+          for (int64_t r = 0; r < kT; ++r)
+            _mm512_store_ps(part[t] + r * kT,
+                            _mm512_maskz_loadu_ps(first_n16(cols[j]), at(i, j) + r * ldo));
+        }
       }
-      _tile_loadd(0, part, 64);
+    }
+    load_acc(0, at(0, 0), ldo, part[0], cols[0] < kT);
+    load_acc(2, at(1, 0), ldo, part[2], cols[0] < kT);
+    if (two) {
+      load_acc(1, at(0, 1), ldo, part[1], cols[1] < kT);
+      load_acc(3, at(1, 1), ldo, part[3], cols[1] < kT);
     }
     for (int64_t st = 0; st < steps; ++st) {
+      const uint16_t* v = vt + st * kT * dd * 2 + d0 * 2;
       _tile_loadd(4, p + st * kStep, ldp * 2);
-      _tile_loadd(6, vt + st * kT * dd * 2 + d0 * 2, dd * 4);
+      _tile_loadd(5, p1 + st * kStep, ldp * 2);
+      _tile_loadd(6, v, dd * 4);
       _tile_dpbf16ps(0, 4, 6);
+      _tile_dpbf16ps(2, 5, 6);
+      if (two) {
+        _tile_loadd(7, v + 2 * kT, dd * 4);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(3, 5, 7);
+      }
     }
-    if (cols == kT) {
-      _tile_stored(0, o + d0, ldo * 4);
-    } else {
-      _tile_stored(0, part, 64);
-      for (int64_t r = 0; r < kT; ++r) {
-        _mm512_mask_storeu_ps(o + r * ldo + d0, first_n16(cols), _mm512_load_ps(part + r * kT));
+    store_acc(0, at(0, 0), ldo, part[0], cols[0] < kT);
+    store_acc(2, at(1, 0), ldo, part[2], cols[0] < kT);
+    if (two) {
+      store_acc(1, at(0, 1), ldo, part[1], cols[1] < kT);
+      store_acc(3, at(1, 1), ldo, part[3], cols[1] < kT);
+    }
+    for (int i = 0; i < 2; ++i) {
+      for (int j = 0; j < (two ? 2 : 1); ++j) {
+        const int t = 2 * i + j;
+        if (cols[j] < kT) {
+          for (int64_t r = 0; r < kT; ++r)
+            _mm512_mask_storeu_ps(at(i, j) + r * ldo, first_n16(cols[j]),
+                                  _mm512_load_ps(part[t] + r * kT));
+        }
       }
     }
   }

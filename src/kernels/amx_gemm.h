@@ -34,13 +34,14 @@ bool gemm_bf16_amx(const float* x, int64_t m, int64_t k, const MatmulOutput* out
 bool gemm_bf16_amx_gelu_mul(const float* x, int64_t m, const MatrixView& gate, const MatrixView& up,
                             float* y);
 
-// Flash attention's two products (fast.cc, bf16 products) on tiles, 16 query rows at a
-// time, float32 sums. Scores: s[r * lds + 16 b + j] = sum_d q[r * ldq + d] k_bj[d] for
-// r < 16, b < blocks, j < 16; q bf16 with zeros from dd to ldq (a multiple of 32); kt the
-// key blocks one after another, each [dd / 2 pairs][16 keys][2] (dd even).
+// Flash attention's two products (fast.cc, bf16 products) on tiles, 32 query rows at a
+// time (two tiles of 16, so that four sums run side by side), float32 sums. Scores:
+// s[r * lds + 16 b + j] = sum_d q[r * ldq + d] k_bj[d] for r < 32, b < blocks, j < 16; dd
+// a multiple of 32 (the keys' dims zero-padded to it), q bf16 with zeros past the real dims
+// up to dd <= ldq; kt the key blocks one after another, each [dd / 2 pairs][16 keys][2].
 void amx_attention_scores(const uint16_t* q, int64_t ldq, const uint16_t* kt, int64_t dd,
                           int64_t blocks, float* s, int64_t lds);
-// Outputs: o[r * ldo + d] += sum_j p[r * ldp + j] v_j[d] for r < 16, d < dd, j < keys; p
+// Outputs: o[r * ldo + d] += sum_j p[r * ldp + j] v_j[d] for r < 32, d < dd, j < keys; p
 // bf16 with zeros from `keys` to the next multiple of 32; vt [pairs][dd][2] from key 0
 // (pair i: keys 2i and 2i + 1 side by side per dim), finite for every pair those 32-key
 // steps reach and for 16 elements past the last.
