@@ -24,6 +24,7 @@
 #include "base/cpu.h"
 #include "base/parallel.h"
 #include "kernels/amx_gemm.h"
+#include "kernels/elementwise.h"
 #include "kernels/quant.h"
 #include "tensor/dtype.h"
 
@@ -541,6 +542,35 @@ TEST_P(KernelsTest, GeluTanh) {
     K().gelu_tanh(xs.data(), got.data(), n);
     R().gelu_tanh(xs.data(), ref.data(), n);
     expect_close(ref, got, ulps_tol(ref), "gelu_tanh " + dims({{"n", n}}));
+  }
+}
+
+// The bf16 flash attention's e^(x s - m) against exp in double: within the polynomial's
+// 3.4e-6, its evaluation's roundings (a few float32 ulps) and the rounding of t = x s log2(e) - m
+// log2(e) in float32 (a few half ulps of |x s| + |m| in log2 units, each 2^-24 relative, times ln 2
+// in e^t), over n of every remainder of 16, arguments from -110 (below the clamp at -125 ln 2 =
+// -86.6) to 5.
+TEST(ExpForBf16, WithinItsBoundOfExp) {
+  std::mt19937 rng(5);
+  for (int64_t n : {1, 15, 16, 17, 100, 1000}) {
+    for (auto [s, m] : {std::pair<float, float>{1.0f, 0.0f},
+                        {0.125f, 3.5f},
+                        {0.1178511f, -2.25f},
+                        {1.0f, 30.0f}}) {
+      std::uniform_real_distribution<float> arg(-110.0f, 5.0f);
+      std::vector<float> x(n), got(n, -1.0f);
+      for (auto& v : x) v = (arg(rng) + m) / s;  // x s - m spread over [-110, 5]
+      exp_for_bf16_span(x.data(), s, m, got.data(), n);
+      std::vector<double> want(n), tol(n);
+      for (int64_t i = 0; i < n; ++i) {
+        const double t = std::max(double{x[i]} * s - m, -125.0 * std::log(2.0));
+        want[i] = std::exp(t);
+        const double rounding = 4.0 * (std::fabs(double{x[i]} * s) + std::fabs(m)) *
+                                1.4426950408889634 * std::ldexp(1.0, -24) * std::log(2.0);
+        tol[i] = want[i] * (3.4e-6 + rounding + std::ldexp(1.0, -21));
+      }
+      expect_close(want, got, tol, "exp_for_bf16 " + dims({{"n", n}}));
+    }
   }
 }
 
