@@ -572,6 +572,41 @@ TEST(ExpForBf16, WithinItsBoundOfExp) {
       expect_close(want, got, tol, "exp_for_bf16 " + dims({{"n", n}}));
     }
   }
+  // A NaN score stays NaN (the attention row it belongs to must come out NaN, not a mean
+  // of the values), in any lane.
+  std::vector<float> x(17, 1.0f), got(17);
+  x[3] = x[16] = NAN;
+  exp_for_bf16_span(x.data(), 1.0f, 0.0f, got.data(), 17);
+  EXPECT_TRUE(std::isnan(got[3]) && std::isnan(got[16])) << got[3] << " " << got[16];
+  EXPECT_NEAR(got[0], std::exp(1.0), 1e-5);
+}
+
+// The bf16 flash tiles (D a multiple of 8, low precision; AMX where it runs) keep a NaN
+// query's row NaN, as the float32 paths do, and the other rows finite.
+TEST(FlashAttention, NanQueryRowStaysNan) {
+  const int64_t T = 40, H = 2, D = 72;
+  AttentionParams p{.num_queries = T,
+                    .num_keys = T,
+                    .num_heads = H,
+                    .num_kv_heads = H,
+                    .head_dim = D,
+                    .q_stride = H * D,
+                    .kv_stride = H * D,
+                    .out_stride = H * D,
+                    .scale = 0.125f,
+                    .low_precision = true};
+  std::mt19937 rng(3);
+  std::normal_distribution<float> normal;
+  std::vector<float> q(T * H * D), kv(T * H * D), out(T * H * D, 7.0f);
+  for (auto& e : q) e = normal(rng);
+  for (auto& e : kv) e = normal(rng);
+  q[5 * H * D + 3] = NAN;  // row 5, head 0
+  fast_kernels().attention(p, q.data(), kv.data(), kv.data(), out.data());
+  for (int64_t d = 0; d < D; ++d) {
+    EXPECT_TRUE(std::isnan(out[5 * H * D + d])) << "dim " << d << ": " << out[5 * H * D + d];
+    EXPECT_TRUE(std::isfinite(out[5 * H * D + D + d])) << "head 1, dim " << d;
+    EXPECT_TRUE(std::isfinite(out[6 * H * D + d])) << "row 6, dim " << d;
+  }
 }
 
 TEST_P(KernelsTest, GeluTanhMul) {

@@ -1228,7 +1228,8 @@ inline f32x16 exp_for_bf16(f32x16 x, float s, float m) {
   constexpr float kLog2e = 1.44269504088896341f;
   __m512 t = _mm512_fmadd_ps(static_cast<__m512>(x), _mm512_set1_ps(s * kLog2e),
                              _mm512_set1_ps(-m * kLog2e));
-  t = _mm512_max_ps(t, _mm512_set1_ps(-125.0f));
+  // (NaN as the second operand: vmaxps returns it where either is NaN, so NaN stays NaN.)
+  t = _mm512_max_ps(_mm512_set1_ps(-125.0f), t);
   const __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   const __m512 f = _mm512_sub_ps(t, n);
   // ln(2)^i / i!
