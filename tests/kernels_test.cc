@@ -607,6 +607,16 @@ TEST(FlashAttention, NanQueryRowStaysNan) {
     EXPECT_TRUE(std::isfinite(out[5 * H * D + D + d])) << "head 1, dim " << d;
     EXPECT_TRUE(std::isfinite(out[6 * H * D + d])) << "row 6, dim " << d;
   }
+  // A NaN in a key: every row of that head sees it (no mask), so every row is NaN there;
+  // the other head's are finite.
+  q[5 * H * D + 3] = 0.5f;
+  kv[7 * H * D + D + 10] = NAN;  // key 7, head 1
+  std::fill(out.begin(), out.end(), 7.0f);
+  fast_kernels().attention(p, q.data(), kv.data(), kv.data(), out.data());
+  for (int64_t t = 0; t < T; ++t) {
+    EXPECT_TRUE(std::isnan(out[t * H * D + D])) << "row " << t << ", head 1";
+    EXPECT_TRUE(std::isfinite(out[t * H * D])) << "row " << t << ", head 0";
+  }
 }
 
 TEST_P(KernelsTest, GeluTanhMul) {
@@ -952,8 +962,21 @@ TEST(AmxGemm, MatchesTheExactProductOfRoundedX) {
   }
   shapes.push_back({17, 4200});
   shapes.push_back({400, 2048});
-  for (const auto& [m, k] : shapes) {
-    const std::vector<int64_t> ns = {5, 37, 64};
+  // Many jobs per thread (41 jobs of two blocks here, against 8 per thread claimed at
+  // once): each job's rows packed between the products of the one before it, and those
+  // of the job after that prefetched; an odd number of blocks leaves a job of one. Also at
+  // one thread, whose single claim holds them all.
+  const size_t many_from = shapes.size();
+  shapes.push_back({50, 130});
+  shapes.push_back({17, 4200});
+  shapes.push_back({50, 130});
+  const size_t one_thread = shapes.size() - 1;
+  const int threads = num_threads();
+  for (size_t si = 0; si < shapes.size(); ++si) {
+    const auto& [m, k] = shapes[si];
+    const std::vector<int64_t> ns =
+        si >= many_from ? std::vector<int64_t>{1000, 250, 37} : std::vector<int64_t>{5, 37, 64};
+    set_num_threads(si == one_thread ? 1 : threads);
     const std::vector<float> x = uniform(m * k, -1, 1, rng);
     std::vector<float> xr(x.size());
     for (size_t i = 0; i < x.size(); ++i) xr[i] = bf16_to_f32(f32_to_bf16(x[i]));
@@ -978,9 +1001,11 @@ TEST(AmxGemm, MatchesTheExactProductOfRoundedX) {
       std::vector<double> exact, tol;
       matmul_oracle(xr, m, w[i], out[i].bias, exact, tol);
       expect_close(exact, got[i], tol,
-                   "AMX bf16 product " + dims({{"m", m}, {"k", k}, {"n", ns[i]}}));
+                   "AMX bf16 product " + dims({{"m", m}, {"k", k}, {"n", ns[i]}}) +
+                       (si == one_thread ? " (one thread)" : ""));
     }
   }
+  set_num_threads(threads);
   const Weights f32 = make_weights(DType::kF32, 4, 8, std::vector<float>(32, 1.0f));
   const Weights b16 = make_weights(DType::kBF16, 4, 8, std::vector<float>(32, 1.0f));
   const std::vector<float> x(16 * 8, 1.0f);

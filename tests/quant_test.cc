@@ -382,12 +382,14 @@ TEST_P(QuantFormat, AmxTilesMatchTheBf16Product) {
   // each output within float32 summation error of that sum in double. Sharp enough for
   // a slot of x paired with another's weight or a block's scale on the wrong codes: k
   // ends in partial groups (590, 2304) and blocks (33, 8200, which also goes in chunks);
-  // n = 37 ends in a partial block of weight rows; m = 17, 50 in partial blocks of x.
+  // n = 37 ends in a partial block of weight rows; m = 17, 50 in partial blocks of x;
+  // n = 600 (19 jobs of two blocks) gives a thread several jobs in turn, each dequantized
+  // between the products of the one before it.
   if (!pg::kernels::amx_products_run()) GTEST_SKIP() << "no AMX tiles in this build or process";
   for (const int64_t m : {16, 17, 50}) {
     for (const int64_t k : {32, 33, 590, 2304, 8200}) {
       if (k == 8200 && m != 17) continue;
-      const int64_t n = 37, nb = pg::quant_blocks(k);
+      const int64_t n = m == 50 && k == 590 ? 600 : 37, nb = pg::quant_blocks(k);
       const auto w = random_matrix(n, k, 41), x = random_matrix(m, k, 42);
       const auto bias = random_matrix(1, n, 43);
       const pg::MatrixView src{pg::DType::kF32, w.data(), n, k, nullptr};

@@ -24,6 +24,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cassert>
 #include <cstring>
 #include <vector>
 
@@ -545,6 +546,7 @@ void amx_attention_scores(const uint16_t* q, int64_t ldq, const uint16_t* kt, in
   // Tiles: 0-3 accumulators (C[i][j] = tile 2i + j: query rows 16i.., key block b + j),
   // 4-5 the two tiles of query rows, 6-7 two key blocks: four independent sums, as a tile
   // product's latency is several times its issue interval.
+  assert(dd % kStep == 0);  // (dims past the last whole step would be left out)
   configure_tiles();
   const int64_t steps = dd / kStep, block = dd * kT;  // block: elements per key block
   const uint16_t* q1 = q + kT * ldq;

@@ -14,7 +14,8 @@ void gelu_tanh_mul_span(const float* gate, const float* up, float* y, int64_t n)
 // y[i] = e^(x[i] s - m) for i < n, as the bf16 flash attention computes its probabilities
 // before rounding them to bf16 (fast.cc's exp_for_bf16): relative error at most 3.4e-6
 // plus float32 rounding of the exponent's argument, x s - m held at >= -125 ln 2 (so never
-// subnormal). For its test.
+// subnormal). Without AVX-512F, exp16 of the same clamped argument (within 2 ulp). For its
+// test.
 void exp_for_bf16_span(const float* x, float s, float m, float* y, int64_t n);
 
 }  // namespace pg::kernels
