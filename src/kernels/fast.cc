@@ -1095,7 +1095,7 @@ void attention_rows(const AttentionParams& p, const float* q, const KV* k, const
 
 constexpr int64_t kQRows = 4;
 constexpr int64_t kAmxRows = 32;  // query rows per tile on AMX (amx_gemm.h: two tiles of 16)
-constexpr int64_t kQBlock = 64;   // rows per work item: 16 tiles share each key chunk
+constexpr int64_t kQBlock = 64;   // rows per work item: its tiles share each key chunk
 constexpr int64_t kKeyBlock = 16;
 // Keys per chunk: 256 takes SigLIP's 224 px keys and the 267 of PaliGemma's prefix in one
 // or two chunks, so that few rows pay the rescaling and its passes over the outputs (896 px
@@ -1532,8 +1532,8 @@ void attention_flash(const AttentionParams& p, const float* q, const void* k_any
   // kQRows rows while it sits in L1/L2.
   const int64_t blocks_per_head = (rows + kQBlock - 1) / kQBlock;
   parallel_for(hkv * blocks_per_head, 1, [&](int64_t i0, int64_t i1) {
-    // (q rounded to bf16, rows ldq apart: zeros past D up to the tiles' steps of 32.)
-    const int64_t ldq = amx ? (dd + 31) / 32 * 32 : dd;
+    // (q rounded to bf16, rows as wide as a packed key: zeros past D up to dk.)
+    const int64_t ldq = dk;
     std::vector<float> o(static_cast<size_t>(kQBlock * dd)),
         sc(static_cast<size_t>(rt * kKeyChunk));
     std::vector<uint16_t> qb(kBf16 ? static_cast<size_t>(kQBlock * ldq) : 0),
@@ -1581,7 +1581,7 @@ void attention_flash(const AttentionParams& p, const float* q, const void* k_any
                                  kt16 + (g * hblocks + j0 / kKeyBlock) * dk * kKeyBlock, dk, nblk,
                                  sc.data(), kKeyChunk);
           } else if (kBf16) {
-            score_tile_bf16(qbr + t0, kt16 + (g * hblocks + j0 / kKeyBlock) * dd * kKeyBlock, dd,
+            score_tile_bf16(qbr + t0, kt16 + (g * hblocks + j0 / kKeyBlock) * dk * kKeyBlock, dd,
                             nblk, sc.data());
           } else {
             score_tile(qr + t0, kt + (g * blocks + j0 / kKeyBlock) * dd * kKeyBlock, dd, nblk,
