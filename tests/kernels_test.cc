@@ -950,8 +950,9 @@ INSTANTIATE_TEST_SUITE_P(Tables, KernelsTest,
 // summation error of the exact product of x rounded to bf16, over shapes that end in
 // partial tiles of x's rows (m = 1, 17, 50), of weight rows (n = 5, 37) and of K's steps
 // of 32 (k = 1, 31, 33, 130), weight rows at odd addresses (shift 1), several outputs at
-// once, K in two chunks resumed from y (k = 4200) and x's rows in two passes (m = 400,
-// k = 2048); and it declines f32 matrices and K that differs from x's.
+// once, K in three chunks, each resuming from the sums the one before left (k = 4200), x's
+// rows in two passes (m = 400, k = 2048) and both (m = 800, k = 4200); and it declines f32 matrices
+// and K that differs from x's.
 TEST(AmxGemm, MatchesTheExactProductOfRoundedX) {
   if (!amx_products_run()) GTEST_SKIP() << "no AMX tiles in this build or process";
   EXPECT_TRUE(amx_enabled());
@@ -962,6 +963,7 @@ TEST(AmxGemm, MatchesTheExactProductOfRoundedX) {
   }
   shapes.push_back({17, 4200});
   shapes.push_back({400, 2048});
+  shapes.push_back({800, 4200});
   // Many jobs per thread (41 jobs of two blocks here, against 8 per thread claimed at
   // once): each job's rows packed between the products of the one before it, and those
   // of the job after that prefetched; an odd number of blocks leaves a job of one. Also at

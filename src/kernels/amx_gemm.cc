@@ -13,10 +13,12 @@
 // Packed x, per block of 16 rows and step of 32 columns (256 uint32 words, 1 KiB):
 //   xp[block][step][pair 16][row 16] (pair p of row r: bf16 2p low, 2p + 1 high; rows past
 //   m and columns past k zero)
-// Work: the weight rows in blocks of 16, jobs of two blocks claimed by the threads. A job's
-// blocks are copied into tiles (1 KiB each, zero past the rows and K) a row at a time
-// between the tile products of the job before it, whose steps also fetch the rows of the
-// job after it into L2; its products pass over every pair of x's blocks.
+// Work: the weight rows in blocks of 16, jobs of two blocks claimed by the threads in
+// shrinking runs (so that they end together when one runs slower). A job's blocks are
+// copied into tiles (1 KiB each, zero past the rows and K) a row at a time between the tile
+// products of the job before it, whose steps also fetch the rows of the job after it into
+// L2; its products pass over every pair of x's blocks, each pair's stores into y
+// (transposes, bias, gating) running between the products of the pair after it.
 // Long K goes in chunks and many rows of x in groups (passes), so that a pass's packed x
 // stays in L2 (run()).
 #include "kernels/amx_gemm.h"
@@ -142,6 +144,39 @@ void pack_x_slots(const float* x, int64_t m, int64_t k, int64_t blocks, int64_t 
   });
 }
 
+// t[r] = row r of the transposed C tile: 16 outputs (columns of y) of row r of x.
+void transposed(const float* c, __m512 (&t)[16]) {
+  __m512i v[16];
+  for (int i = 0; i < 16; ++i) v[i] = _mm512_load_si512(c + i * 16);
+  transpose16(v);
+  for (int i = 0; i < 16; ++i) t[i] = _mm512_castsi512_ps(v[i]);
+}
+
+// y rows [r0, r0 + rows), columns [n0, n0 + cols) (stride ldy) = the C tile (+ bias).
+void store_tile(const float* c, float* y, int64_t ldy, int64_t r0, int64_t rows, int64_t n0,
+                int64_t cols, const float* bias) {
+  __m512 t[16];
+  transposed(c, t);
+  const __mmask16 mask = first_n16(cols);
+  const __m512 b = bias != nullptr ? _mm512_maskz_loadu_ps(mask, bias + n0) : _mm512_setzero_ps();
+  for (int64_t r = 0; r < rows; ++r)
+    _mm512_mask_storeu_ps(y + (r0 + r) * ldy + n0, mask, _mm512_add_ps(t[r], b));
+}
+
+// y rows [r0, r0 + rows), columns [n0, n0 + cols) = gelu_tanh(gate tile) * up tile.
+void store_gated(const float* gate, const float* up, float* y, int64_t ldy, int64_t r0,
+                 int64_t rows, int64_t n0, int64_t cols) {
+  __m512 g[16], u[16];
+  transposed(gate, g);
+  transposed(up, u);
+  alignas(64) float gr[16], ur[16];
+  for (int64_t r = 0; r < rows; ++r) {
+    _mm512_store_ps(gr, g[r]);
+    _mm512_store_ps(ur, u[r]);
+    gelu_tanh_mul_span(gr, ur, y + (r0 + r) * ldy + n0, cols);
+  }
+}
+
 // 16 weight rows of one output: rows [n0, n0 + rows) of out[o].w.
 struct Block {
   int o;
@@ -225,29 +260,80 @@ struct Prefetcher {
   }
 };
 
+// A pair of x's blocks' stores into y (transposing the C tiles, adding the bias or gating),
+// a tile at a time between the tile products of the pair after it, whose sums go to the
+// other slot: the stores' vector work and cache misses run beside the tiles rather than
+// between them.
+struct PendingStores {
+  const MatmulOutput* out = nullptr;
+  float* gated_y = nullptr;  // the gated product's output, or null
+  int64_t m = 0;
+  bool last = false;         // the last chunk of K: add the bias
+  const float* c = nullptr;  // c[2i + j]: weight block i, x block j (16 x 16 each)
+  Block b[2] = {};
+  bool has_b1 = false;
+  int64_t r0 = 0;  // x's first row
+  int nx = 0;      // x's blocks: 1 or 2
+  int units = 0, next = 0;
+  int64_t interval = 1, countdown = 1;
+
+  // The stores of tiles c (x's rows r0.., nx blocks), spread over the next `steps` tile steps.
+  void begin(const float* tiles, const Block& b0, const Block& b1, bool two_blocks, int64_t row0,
+             int x_blocks, int64_t steps) {
+    finish();
+    c = tiles, b[0] = b0, b[1] = b1, has_b1 = two_blocks, r0 = row0, nx = x_blocks;
+    units = gated_y != nullptr ? nx : nx * (has_b1 ? 2 : 1);
+    next = 0;
+    interval = countdown = std::max<int64_t>(1, steps / (units + 1));
+  }
+  void run(int u) {
+    const int j1 = u % nx, i = u / nx;  // x block, weight block
+    const int64_t row = r0 + j1 * kT, rows = std::min(kT, m - row);
+    if (gated_y != nullptr) {
+      store_gated(c + j1 * 256, c + 512 + j1 * 256, gated_y, out[0].w.rows, row, rows, b[0].n0,
+                  b[0].rows);
+      return;
+    }
+    const Block& blk = b[i];
+    store_tile(c + i * 512 + j1 * 256, out[blk.o].y, out[blk.o].w.rows, row, rows, blk.n0, blk.rows,
+               last ? out[blk.o].bias : nullptr);
+  }
+  void step() {
+    if (next >= units || --countdown > 0) return;
+    countdown = interval;
+    run(next++);
+  }
+  void finish() {
+    while (next < units) run(next++);
+  }
+};
+
 // The work beside a job's tile products, a little at each step: packing the next job's
 // rows, fetching the one after it.
 struct SideWork {
   RowPacker packer;
   Prefetcher prefetcher;
+  PendingStores* stores = nullptr;
   void step() {
     packer.step();
     prefetcher.fetch();
+    stores->step();
   }
 };
 
 // C tiles for weight blocks a0 (and a1 where kA1) by x blocks xb and xb + 1 (where kX1),
 // over K's steps [s0, s1), into
 // c[4][16][16] (c[2i + j]: weight block i, x block j; row = weight row, column = row of
-// x), starting from zero or, with `resume`, from what c holds.
+// x), starting from zero or, where `from` is not null, from the sums it holds (the same
+// layout; it may be c).
 template <bool kA1, bool kX1>
 void tiles(const BlockSource& a0, const BlockSource& a1, const uint32_t* xp, int64_t xb,
-           int64_t steps, int64_t s0, int64_t s1, bool resume, float* c, SideWork& side) {
-  if (resume) {
-    _tile_loadd(0, c, 64);
-    if constexpr (kX1) _tile_loadd(1, c + 256, 64);
-    if constexpr (kA1) _tile_loadd(2, c + 512, 64);
-    if constexpr (kA1 && kX1) _tile_loadd(3, c + 768, 64);
+           int64_t steps, int64_t s0, int64_t s1, const float* from, float* c, SideWork& side) {
+  if (from != nullptr) {
+    _tile_loadd(0, from, 64);
+    if constexpr (kX1) _tile_loadd(1, from + 256, 64);
+    if constexpr (kA1) _tile_loadd(2, from + 512, 64);
+    if constexpr (kA1 && kX1) _tile_loadd(3, from + 768, 64);
   } else {
     _tile_zero(0);
     _tile_zero(1);
@@ -273,53 +359,6 @@ void tiles(const BlockSource& a0, const BlockSource& a1, const uint32_t* xp, int
   if constexpr (kA1 && kX1) _tile_stored(3, c + 768, 64);
 }
 
-// t[r] = row r of the transposed C tile: 16 outputs (columns of y) of row r of x.
-void transposed(const float* c, __m512 (&t)[16]) {
-  __m512i v[16];
-  for (int i = 0; i < 16; ++i) v[i] = _mm512_load_si512(c + i * 16);
-  transpose16(v);
-  for (int i = 0; i < 16; ++i) t[i] = _mm512_castsi512_ps(v[i]);
-}
-
-// y rows [r0, r0 + rows), columns [n0, n0 + cols) (stride ldy) = the C tile (+ bias).
-void store_tile(const float* c, float* y, int64_t ldy, int64_t r0, int64_t rows, int64_t n0,
-                int64_t cols, const float* bias) {
-  __m512 t[16];
-  transposed(c, t);
-  const __mmask16 mask = first_n16(cols);
-  const __m512 b = bias != nullptr ? _mm512_maskz_loadu_ps(mask, bias + n0) : _mm512_setzero_ps();
-  for (int64_t r = 0; r < rows; ++r)
-    _mm512_mask_storeu_ps(y + (r0 + r) * ldy + n0, mask, _mm512_add_ps(t[r], b));
-}
-
-// The C tile back from y rows [r0, r0 + rows), columns [n0, n0 + cols) where a chunk of K
-// before this one left its sums (the inverse of store_tile without bias; the rest zero).
-void load_tile(float* c, const float* y, int64_t ldy, int64_t r0, int64_t rows, int64_t n0,
-               int64_t cols) {
-  __m512i v[16];
-  const __mmask16 mask = first_n16(cols);
-  for (int64_t r = 0; r < 16; ++r) {
-    v[r] =
-        r < rows ? _mm512_maskz_loadu_epi32(mask, y + (r0 + r) * ldy + n0) : _mm512_setzero_si512();
-  }
-  transpose16(v);
-  for (int i = 0; i < 16; ++i) _mm512_store_si512(c + i * 16, v[i]);
-}
-
-// y rows [r0, r0 + rows), columns [n0, n0 + cols) = gelu_tanh(gate tile) * up tile.
-void store_gated(const float* gate, const float* up, float* y, int64_t ldy, int64_t r0,
-                 int64_t rows, int64_t n0, int64_t cols) {
-  __m512 g[16], u[16];
-  transposed(gate, g);
-  transposed(up, u);
-  alignas(64) float gr[16], ur[16];
-  for (int64_t r = 0; r < rows; ++r) {
-    _mm512_store_ps(gr, g[r]);
-    _mm512_store_ps(ur, u[r]);
-    gelu_tanh_mul_span(gr, ur, y + (r0 + r) * ldy + n0, cols);
-  }
-}
-
 // Whether the tiles take these matrices: all bf16, all q8 or all q4, with k columns.
 bool tile_formats(const MatmulOutput* out, int count, int64_t k) {
   const DType dtype = out[0].w.dtype;
@@ -343,8 +382,9 @@ constexpr int64_t kPassXBytes = 1536 << 10;
 // The product over out[0..count) (gated: out[0] = gate, out[1] = up, into gated_y).
 // Passes: rows of x in groups (a group's packed chunk within kPassXBytes), then K in
 // chunks (the gating in one chunk), each pass the jobs' products over those rows and
-// steps; a later chunk resumes from the sums the earlier left in y, and the last adds the
-// bias, so the sums are those of one pass over K, bit for bit.
+// steps; a later chunk resumes from the sums the earlier left in `sums` (as the tiles hold
+// them: no transposes between chunks), and the last stores into y and adds the bias, so
+// the sums are those of one pass over K, bit for bit.
 void run(const float* x, int64_t m, int64_t k, const MatmulOutput* out, int count, float* gated_y) {
   const int64_t steps = (k + kStep - 1) / kStep, xblocks = (m + kT - 1) / kT;
   thread_local LineAlignedVector<uint32_t> xp_buffer;
@@ -385,13 +425,16 @@ void run(const float* x, int64_t m, int64_t k, const MatmulOutput* out, int coun
       std::max<int64_t>(2, kPassXBytes / (chunk_steps * kWords * 4) / 2 * 2);
   const int64_t groups = (xblocks + pass_blocks_max - 1) / pass_blocks_max;
   const int64_t pass_blocks = ((xblocks + groups - 1) / groups + 1) / 2 * 2;
-  const int64_t parallel = std::min<int64_t>(jobs, 8 * num_threads());
+  // Sums between chunks of K: per job and pair of x's blocks of a pass, four C tiles.
+  const int64_t pass_pairs = pass_blocks / 2;
+  thread_local LineAlignedVector<float> sums_buffer;
+  float* sums = chunks > 1 ? at_least(sums_buffer, jobs * pass_pairs * 1024) : nullptr;
   for (int64_t xb0 = 0; xb0 < xblocks; xb0 += pass_blocks) {
     const int64_t xb1 = std::min(xblocks, xb0 + pass_blocks);
     for (int64_t chunk = 0; chunk < chunks; ++chunk) {
       const int64_t s0 = chunk * chunk_steps, s1 = std::min(steps, s0 + chunk_steps);
       const bool resume = chunk > 0, last = chunk == chunks - 1;
-      parallel_chunks(jobs, parallel, [&](int64_t begin, int64_t end) {
+      auto job_fn = [&](int64_t begin, int64_t end) {
         configure_tiles();
         // Two jobs' tiles: the one whose products run and the next, packed beside them.
         thread_local LineAlignedVector<uint16_t> pack_buffer;
@@ -412,7 +455,10 @@ void run(const float* x, int64_t m, int64_t k, const MatmulOutput* out, int coun
         };
         const int64_t job_steps = (xb1 - xb0 + 1) / 2 * (s1 - s0);  // tile steps per job
         packer_for(begin).finish();
-        alignas(64) float c[4 * 256];
+        alignas(64) float c_slots[2 * 1024];
+        PendingStores pending;
+        int64_t pair_count = 0;  // the pairs run so far: their slots alternate
+        pending.out = out, pending.gated_y = gated_y, pending.m = m, pending.last = last;
         for (int64_t j = begin; j < end; ++j) {
           const Block& b0 = blocks[2 * j];
           const bool has_b1 = 2 * j + 1 < nblocks;
@@ -420,6 +466,7 @@ void run(const float* x, int64_t m, int64_t k, const MatmulOutput* out, int coun
           const BlockSource a0{tiles_of(j), s0};
           const BlockSource a1{has_b1 ? tiles_of(j) + block_elems : tiles_of(j), s0};
           SideWork side;
+          side.stores = &pending;
           if (j + 1 < end) {
             side.packer = packer_for(j + 1);
             side.packer.interval = side.packer.countdown =
@@ -442,47 +489,34 @@ void run(const float* x, int64_t m, int64_t k, const MatmulOutput* out, int coun
             pf.per_step = (pf.total + job_steps - 1) / job_steps;
           }
           for (int64_t xb = xb0; xb < xb1; xb += 2) {
+            // The last chunk's sums go to slot `pair_count % 2` of c_slots, while the stores
+            // of the pair before it, in the other slot, run beside its products; the chunks
+            // before it leave theirs in `sums`, as the tiles hold them.
             const bool two = xb + 1 < xb1;
             const int nx = two ? 2 : 1;
-            auto rows_of = [&](int j1) { return std::min(kT, m - (xb + j1) * kT); };
-            if (resume) {
-              for (int j1 = 0; j1 < nx; ++j1) {
-                const int64_t r0 = (xb + j1) * kT;
-                load_tile(c + j1 * 256, out[b0.o].y, out[b0.o].w.rows, r0, rows_of(j1), b0.n0,
-                          b0.rows);
-                if (has_b1) {
-                  load_tile(c + 512 + j1 * 256, out[b1.o].y, out[b1.o].w.rows, r0, rows_of(j1),
-                            b1.n0, b1.rows);
-                }
-              }
-            }
+            float* pair_sums =
+                sums != nullptr ? sums + (j * pass_pairs + (xb - xb0) / 2) * 1024 : nullptr;
+            const float* from = resume ? pair_sums : nullptr;
+            float* c = last ? c_slots + pair_count++ % 2 * 1024 : pair_sums;
             if (has_b1 && two)
-              tiles<true, true>(a0, a1, xp, xb, steps, s0, s1, resume, c, side);
+              tiles<true, true>(a0, a1, xp, xb, steps, s0, s1, from, c, side);
             else if (has_b1)
-              tiles<true, false>(a0, a1, xp, xb, steps, s0, s1, resume, c, side);
+              tiles<true, false>(a0, a1, xp, xb, steps, s0, s1, from, c, side);
             else if (two)
-              tiles<false, true>(a0, a1, xp, xb, steps, s0, s1, resume, c, side);
+              tiles<false, true>(a0, a1, xp, xb, steps, s0, s1, from, c, side);
             else
-              tiles<false, false>(a0, a1, xp, xb, steps, s0, s1, resume, c, side);
-            for (int j1 = 0; j1 < nx; ++j1) {
-              const int64_t r0 = (xb + j1) * kT, rows = rows_of(j1);
-              if (gated_y != nullptr) {
-                store_gated(c + j1 * 256, c + 512 + j1 * 256, gated_y, out[0].w.rows, r0, rows,
-                            b0.n0, b0.rows);
-                continue;
-              }
-              store_tile(c + j1 * 256, out[b0.o].y, out[b0.o].w.rows, r0, rows, b0.n0, b0.rows,
-                         last ? out[b0.o].bias : nullptr);
-              if (has_b1) {
-                store_tile(c + 512 + j1 * 256, out[b1.o].y, out[b1.o].w.rows, r0, rows, b1.n0,
-                           b1.rows, last ? out[b1.o].bias : nullptr);
-              }
-            }
+              tiles<false, false>(a0, a1, xp, xb, steps, s0, s1, from, c, side);
+            if (!last) continue;
+            // (begin() first finishes the stores of the pair before, in the slot that the
+            // pair after this one takes.)
+            pending.begin(c, b0, b1, has_b1, xb * kT, nx, s1 - s0);
           }
           side.packer.finish();
         }
+        pending.finish();
         _tile_release();
-      });
+      };
+      parallel_claims(jobs, jobs, 2, jobs, job_fn);
     }
   }
 }
