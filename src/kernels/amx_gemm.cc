@@ -613,90 +613,43 @@ void amx_attention_scores(const uint16_t* q, int64_t ldq, const uint16_t* kt, in
   _tile_release();
 }
 
-namespace {
-// Accumulator tile `tile` (0-3) from rows of `at`, ldo floats apart, or where `partial`
-// (fewer than 16 columns there) from its copy in `part` (16 x 16). (The tile's number is
-// part of the instruction: one case each.)
-void load_acc(int tile, const float* at, int64_t ldo, const float* part, bool partial) {
-  const float* src = partial ? part : at;
-  const int64_t stride = partial ? 64 : ldo * 4;
-  switch (tile) {
-    case 0: _tile_loadd(0, src, stride); break;
-    case 1: _tile_loadd(1, src, stride); break;
-    case 2: _tile_loadd(2, src, stride); break;
-    default: _tile_loadd(3, src, stride); break;
-  }
-}
-// The inverse: into `at`'s rows, or where `partial` into `part`.
-void store_acc(int tile, float* at, int64_t ldo, float* part, bool partial) {
-  float* dst = partial ? part : at;
-  const int64_t stride = partial ? 64 : ldo * 4;
-  switch (tile) {
-    case 0: _tile_stored(0, dst, stride); break;
-    case 1: _tile_stored(1, dst, stride); break;
-    case 2: _tile_stored(2, dst, stride); break;
-    default: _tile_stored(3, dst, stride); break;
-  }
-}
-}  // namespace
-
-void amx_attention_pv(const uint16_t* p, int64_t ldp, const uint16_t* vt, int64_t dd, int64_t keys,
-                      float* o, int64_t ldo) {
+void amx_attention_pv(const uint16_t* p, int64_t ldp, const uint16_t* vt, int64_t ldv, int64_t dd,
+                      int64_t keys, float* o, int64_t ldo) {
   // Tiles: 0-3 accumulators (C[i][j] = tile 2i + j: rows 16i.., dims d0 + 16j..), 4-5 the
-  // probabilities' two tiles of rows, 6-7 two tiles of dims of the values.
+  // probabilities' two tiles of rows, 6-7 two tiles of dims of the values. (A last partial
+  // tile of dims runs whole: o's and vt's rows reach the next multiple of 16.)
+  assert(ldv >= (dd + kT - 1) / kT * kT && ldo >= (dd + kT - 1) / kT * kT);
   configure_tiles();
   const int64_t steps = (keys + kStep - 1) / kStep;
-  alignas(64) float part[4][kT * kT];  // partial tiles of dims, through buffers
   const uint16_t* p1 = p + kT * ldp;
   for (int64_t d0 = 0; d0 < dd; d0 += 2 * kT) {
     const bool two = d0 + kT < dd;
-    const int64_t cols[2] = {std::min(kT, dd - d0), two ? std::min(kT, dd - d0 - kT) : 0};
-    // Accumulator t = 2i + j: o's rows 16i.., dims d0 + 16j.. (a partial one via part[t]).
-    auto at = [&](int i, int j) { return o + i * kT * ldo + d0 + j * kT; };
-    for (int i = 0; i < 2; ++i) {
-      for (int j = 0; j < (two ? 2 : 1); ++j) {
-        const int t = 2 * i + j;
-        if (cols[j] < kT) {
-          for (int64_t r = 0; r < kT; ++r)
-            _mm512_store_ps(part[t] + r * kT,
-                            _mm512_maskz_loadu_ps(first_n16(cols[j]), at(i, j) + r * ldo));
-        }
-      }
-    }
-    load_acc(0, at(0, 0), ldo, part[0], cols[0] < kT);
-    load_acc(2, at(1, 0), ldo, part[2], cols[0] < kT);
+    float* o0 = o + d0;         // rows 0..15, dims d0..
+    float* o1 = o0 + kT * ldo;  // rows 16..31
+    _tile_loadd(0, o0, ldo * 4);
+    _tile_loadd(2, o1, ldo * 4);
     if (two) {
-      load_acc(1, at(0, 1), ldo, part[1], cols[1] < kT);
-      load_acc(3, at(1, 1), ldo, part[3], cols[1] < kT);
+      _tile_loadd(1, o0 + kT, ldo * 4);
+      _tile_loadd(3, o1 + kT, ldo * 4);
     }
     for (int64_t st = 0; st < steps; ++st) {
-      const uint16_t* v = vt + st * kT * dd * 2 + d0 * 2;
+      const uint16_t* v = vt + st * kT * ldv * 2 + d0 * 2;
       _tile_loadd(4, p + st * kStep, ldp * 2);
       _tile_loadd(5, p1 + st * kStep, ldp * 2);
-      _tile_loadd(6, v, dd * 4);
+      _tile_loadd(6, v, ldv * 4);
       _tile_dpbf16ps(0, 4, 6);
       _tile_dpbf16ps(2, 5, 6);
       if (two) {
-        _tile_loadd(7, v + 2 * kT, dd * 4);
+        _tile_loadd(7, v + 2 * kT, ldv * 4);
         _tile_dpbf16ps(1, 4, 7);
         _tile_dpbf16ps(3, 5, 7);
       }
     }
-    store_acc(0, at(0, 0), ldo, part[0], cols[0] < kT);
-    store_acc(2, at(1, 0), ldo, part[2], cols[0] < kT);
+    _tile_stored(0, o0, ldo * 4);
+    _tile_stored(2, o1, ldo * 4);
     if (two) {
-      store_acc(1, at(0, 1), ldo, part[1], cols[1] < kT);
-      store_acc(3, at(1, 1), ldo, part[3], cols[1] < kT);
-    }
-    for (int i = 0; i < 2; ++i) {
-      for (int j = 0; j < (two ? 2 : 1); ++j) {
-        const int t = 2 * i + j;
-        if (cols[j] < kT) {
-          for (int64_t r = 0; r < kT; ++r)
-            _mm512_mask_storeu_ps(at(i, j) + r * ldo, first_n16(cols[j]),
-                                  _mm512_load_ps(part[t] + r * kT));
-        }
-      }
+      _tile_stored(1, o0 + kT, ldo * 4);
+      _tile_stored(3, o1 + kT, ldo * 4);
     }
   }
   _tile_release();
@@ -714,7 +667,7 @@ bool gemm_bf16_amx_gelu_mul(const float*, int64_t, const MatrixView&, const Matr
 }
 void amx_attention_scores(const uint16_t*, int64_t, const uint16_t*, int64_t, int64_t, float*,
                           int64_t) {}
-void amx_attention_pv(const uint16_t*, int64_t, const uint16_t*, int64_t, int64_t, float*,
+void amx_attention_pv(const uint16_t*, int64_t, const uint16_t*, int64_t, int64_t, int64_t, float*,
                       int64_t) {}
 bool amx_bf16_loop(int64_t) { return false; }
 bool amx_int8_loop(int64_t) { return false; }

@@ -42,11 +42,13 @@ bool gemm_bf16_amx_gelu_mul(const float* x, int64_t m, const MatrixView& gate, c
 void amx_attention_scores(const uint16_t* q, int64_t ldq, const uint16_t* kt, int64_t dd,
                           int64_t blocks, float* s, int64_t lds);
 // Outputs: o[r * ldo + d] += sum_j p[r * ldp + j] v_j[d] for r < 32, d < dd, j < keys; p
-// bf16 with zeros from `keys` to the next multiple of 32; vt [pairs][dd][2] from key 0
-// (pair i: keys 2i and 2i + 1 side by side per dim), finite for every pair those 32-key
-// steps reach and for 16 elements past the last.
-void amx_attention_pv(const uint16_t* p, int64_t ldp, const uint16_t* vt, int64_t dd, int64_t keys,
-                      float* o, int64_t ldo);
+// bf16 with zeros from `keys` to the next multiple of 32; vt [pairs][ldv][2] from key 0
+// (pair i: keys 2i and 2i + 1 side by side per dim), ldv >= dd rounded up to 16 (a multiple
+// of 16 keeps the tiles' rows on whole cache lines), finite for every pair those 32-key
+// steps reach. ldo >= dd rounded up to 16 too (o's columns there are read and written
+// back).
+void amx_attention_pv(const uint16_t* p, int64_t ldp, const uint16_t* vt, int64_t ldv, int64_t dd,
+                      int64_t keys, float* o, int64_t ldo);
 
 // For the roofline's probes (roofline.cc), on the calling thread: n rounds of four tile
 // products on four accumulators from tiles that never change (2 x 2 blocks, as the

@@ -1436,7 +1436,7 @@ inline __m512i bf16x32(const float* f, const uint16_t* h, int64_t n) {
 }
 void pack_kv_block_bf16(const float* kf, const float* vf, const uint16_t* kh, const uint16_t* vh,
                         int64_t stride, int64_t first, int64_t valid, int64_t dd, int64_t dk,
-                        uint16_t* kd, uint16_t* vd) {
+                        int64_t dv, uint16_t* kd, uint16_t* vd) {
   auto row = [&](const float* f, const uint16_t* h, int64_t j, int64_t c0, int64_t n) {
     if (j >= valid) return _mm512_setzero_si512();
     return bf16x32(f != nullptr ? f + j * stride + c0 : nullptr,
@@ -1450,6 +1450,7 @@ void pack_kv_block_bf16(const float* kf, const float* vf, const uint16_t* kh, co
   const __m512i hi_idx = _mm512_add_epi16(lo_idx, _mm512_set1_epi16(16));
   for (int64_t c0 = 0; c0 < dd; c0 += 32) {
     const int64_t n = std::min<int64_t>(32, dd - c0);
+    const int64_t nv = std::min<int64_t>(32, dv - c0);  // (value dims D..dv: zeros)
     __m512i r[16];
     for (int64_t jj = 0; jj < kKeyBlock; ++jj) r[jj] = row(kf, kh, first + jj, c0, n);
     ::pg::kernels::transpose16(r);  // r[i] lane jj: key jj's pair of dims c0 / 2 + i
@@ -1457,9 +1458,9 @@ void pack_kv_block_bf16(const float* kf, const float* vf, const uint16_t* kh, co
       _mm512_storeu_si512(kd + (c0 / 2 + i) * kKeyBlock * 2, r[i]);
     for (int64_t jj = 0; jj < kKeyBlock; jj += 2) {
       const __m512i a = row(vf, vh, first + jj, c0, n), b = row(vf, vh, first + jj + 1, c0, n);
-      uint16_t* out = vd + (jj / 2) * dd * 2 + 2 * c0;
-      _mm512_mask_storeu_epi16(out, first_n32(2 * n), _mm512_permutex2var_epi16(a, lo_idx, b));
-      _mm512_mask_storeu_epi16(out + 32, first_n32(2 * n - 32),
+      uint16_t* out = vd + (jj / 2) * dv * 2 + 2 * c0;
+      _mm512_mask_storeu_epi16(out, first_n32(2 * nv), _mm512_permutex2var_epi16(a, lo_idx, b));
+      _mm512_mask_storeu_epi16(out + 32, first_n32(2 * nv - 32),
                                _mm512_permutex2var_epi16(a, hi_idx, b));
     }
   }
@@ -1469,7 +1470,7 @@ void pack_kv_block_bf16(const float* kf, const float* vf, const uint16_t* kh, co
 #else
 // (Only the bf16 tiles call it, and they run where kHaveBf16Dot: as their stubs above.)
 void pack_kv_block_bf16(const float*, const float*, const uint16_t*, const uint16_t*, int64_t,
-                        int64_t, int64_t, int64_t, int64_t, uint16_t*, uint16_t*) {}
+                        int64_t, int64_t, int64_t, int64_t, int64_t, uint16_t*, uint16_t*) {}
 #endif
 
 // k, v: float32, or bf16 where p.kv_bf16 (bf16 tiles only: their packing copies bf16
@@ -1491,16 +1492,21 @@ void attention_flash(const AttentionParams& p, const float* q, const void* k_any
   const int64_t hblocks = blocks + (amx ? 2 : 0);     // blocks per kv head
   const int64_t rt = amx ? kAmxRows : kQRows;         // query rows per tile
   const int64_t dk = amx ? (dd + 31) / 32 * 32 : dd;  // dims per packed key
+  // Dims per packed value and per row of the outputs' sums: for the tiles, whole cache
+  // lines (a value tile's rows and an accumulator's 64 bytes apart times 16 dims' pairs or
+  // floats, not straddling lines as SigLIP's 72 dims would; the padding zero).
+  const int64_t dv = amx ? (dd + 15) / 16 * 16 : dd;
 
   // f32: kt [hkv][blocks][D][16]. bf16: kt16 [hkv][hblocks][dk/2][16][2] and values vt16
-  // [hkv][hblocks * 8 pairs][D][2]. Keys past S as zeros.
+  // [hkv][hblocks * 8 pairs][dv][2]. Keys past S as zeros.
   thread_local std::vector<float> packed;
   thread_local std::vector<uint16_t> packed16;
-  const int64_t per_head = hblocks * dd * kKeyBlock, per_head_k = hblocks * dk * kKeyBlock;
+  const int64_t per_head = hblocks * dd * kKeyBlock, per_head_k = hblocks * dk * kKeyBlock,
+                per_head_v = hblocks * dv * kKeyBlock;
   float* kt = nullptr;
   uint16_t *kt16 = nullptr, *vt16 = nullptr;
   if (kBf16) {
-    packed16.resize(static_cast<size_t>(hkv * (per_head_k + per_head) + 32));
+    packed16.resize(static_cast<size_t>(hkv * (per_head_k + per_head_v) + 32));
     kt16 = packed16.data();
     vt16 = kt16 + hkv * per_head_k;
   } else {
@@ -1514,8 +1520,8 @@ void attention_flash(const AttentionParams& p, const float* q, const void* k_any
         const bool h = p.kv_bf16;
         pack_kv_block_bf16(h ? nullptr : k + g * dd, h ? nullptr : v + g * dd,
                            h ? k16 + g * dd : nullptr, h ? v16 + g * dd : nullptr, p.kv_stride,
-                           blk * kKeyBlock, s_len, dd, dk, kt16 + item * dk * kKeyBlock,
-                           vt16 + g * per_head + (blk * kKeyBlock / 2) * dd * 2);
+                           blk * kKeyBlock, s_len, dd, dk, dv, kt16 + item * dk * kKeyBlock,
+                           vt16 + g * per_head_v + (blk * kKeyBlock / 2) * dv * 2);
         continue;
       }
       float* kd = kt + item * dd * kKeyBlock;
@@ -1534,7 +1540,7 @@ void attention_flash(const AttentionParams& p, const float* q, const void* k_any
   parallel_for(hkv * blocks_per_head, 1, [&](int64_t i0, int64_t i1) {
     // (q rounded to bf16, rows as wide as a packed key: zeros past D up to dk.)
     const int64_t ldq = dk;
-    std::vector<float> o(static_cast<size_t>(kQBlock * dd)),
+    std::vector<float> o(static_cast<size_t>(kQBlock * dv)),
         sc(static_cast<size_t>(rt * kKeyChunk));
     std::vector<uint16_t> qb(kBf16 ? static_cast<size_t>(kQBlock * ldq) : 0),
         pb(kBf16 ? static_cast<size_t>(rt * kKeyChunk) : 0);
@@ -1659,15 +1665,15 @@ void attention_flash(const AttentionParams& p, const float* q, const void* k_any
             if (kBf16) std::fill(pr + nblk * kKeyBlock, pr + pcols, uint16_t{0});
             l[r] = l[r] * corr + hsum(vsum);
             if (corr != 1.0f) {
-              float* orow = o.data() + r * dd;
+              float* orow = o.data() + r * dv;
               for (int64_t d = 0; d < dd; ++d) orow[d] *= corr;
             }
           }
           if (amx) {
-            amx_attention_pv(pb.data(), kKeyChunk, vt16 + g * per_head + (j0 / 2) * dd * 2, dd,
-                             keys, o.data() + t0 * dd, dd);
+            amx_attention_pv(pb.data(), kKeyChunk, vt16 + g * per_head_v + (j0 / 2) * dv * 2, dv,
+                             dd, keys, o.data() + t0 * dv, dv);
           } else if (kBf16) {
-            pv_tile_bf16(pb.data(), vt16 + g * per_head + (j0 / 2) * dd * 2, (keys + 1) / 2, dd,
+            pv_tile_bf16(pb.data(), vt16 + g * per_head_v + (j0 / 2) * dd * 2, (keys + 1) / 2, dd,
                          o.data() + t0 * dd);
           } else {
             pv_tile(sc.data(), v + j0 * p.kv_stride + g * dd, p.kv_stride, keys, dd,
@@ -1678,7 +1684,7 @@ void attention_flash(const AttentionParams& p, const float* q, const void* k_any
       for (int64_t r = 0; r < kQBlock; ++r) {
         if (outr[r] == nullptr) continue;
         const float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
-        for (int64_t d = 0; d < dd; ++d) outr[r][d] = o[static_cast<size_t>(r * dd + d)] * inv;
+        for (int64_t d = 0; d < dd; ++d) outr[r][d] = o[static_cast<size_t>(r * dv + d)] * inv;
       }
     }
   });
