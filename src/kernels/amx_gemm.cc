@@ -177,6 +177,29 @@ void store_gated(const float* gate, const float* up, float* y, int64_t ldy, int6
   }
 }
 
+// The gated tile of gate's and up's C tiles (16 outputs n0.. by 16 rows of x, as the tiles
+// hold them: the gating is elementwise) straight into the next product's packed x
+// (pack_x's layout, `steps` steps of K): x block `block`, step n0 / 32, its pairs from
+// n0 % 32 / 2, rounded to bf16 as pack_x rounds them, so that the next product sees the
+// values that pack_x would have made of gelu_tanh_mul's, bit for bit.
+void store_gated_packed(const float* gate, const float* up, uint32_t* xp, int64_t steps,
+                        int64_t block, int64_t n0) {
+  alignas(64) float g[256];  // g[16 i + r]: output n0 + i of x's row r
+  gelu_tanh_mul_span(gate, up, g, 256);
+  // Word r of a pair: row r's two outputs, the even one low.
+  alignas(64) static constexpr uint16_t kInterleave[32] = {
+      0, 16, 1, 17, 2,  18, 3,  19, 4,  20, 5,  21, 6,  22, 7,  23,
+      8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+  const __m512i index = _mm512_load_si512(kInterleave);
+  uint32_t* dst = xp + (block * steps + n0 / kStep) * kWords + n0 % kStep / 2 * kT;
+  for (int q = 0; q < 8; ++q) {
+    const __m512bh pair =
+        _mm512_cvtne2ps_pbh(_mm512_load_ps(g + (2 * q + 1) * kT), _mm512_load_ps(g + 2 * q * kT));
+    _mm512_store_si512(dst + q * kT,
+                       _mm512_permutexvar_epi16(index, reinterpret_cast<__m512i>(pair)));
+  }
+}
+
 // 16 weight rows of one output: rows [n0, n0 + rows) of out[o].w.
 struct Block {
   int o;
@@ -266,7 +289,9 @@ struct Prefetcher {
 // between them.
 struct PendingStores {
   const MatmulOutput* out = nullptr;
-  float* gated_y = nullptr;  // the gated product's output, or null
+  float* gated_y = nullptr;     // the gated product's output, or null
+  uint32_t* handoff = nullptr;  // or its packed form for the next product (`steps` of K)
+  int64_t handoff_steps = 0;
   int64_t m = 0;
   bool last = false;         // the last chunk of K: add the bias
   const float* c = nullptr;  // c[2i + j]: weight block i, x block j (16 x 16 each)
@@ -282,13 +307,18 @@ struct PendingStores {
              int x_blocks, int64_t steps) {
     finish();
     c = tiles, b[0] = b0, b[1] = b1, has_b1 = two_blocks, r0 = row0, nx = x_blocks;
-    units = gated_y != nullptr ? nx : nx * (has_b1 ? 2 : 1);
+    units = gated_y != nullptr || handoff != nullptr ? nx : nx * (has_b1 ? 2 : 1);
     next = 0;
     interval = countdown = std::max<int64_t>(1, steps / (units + 1));
   }
   void run(int u) {
     const int j1 = u % nx, i = u / nx;  // x block, weight block
     const int64_t row = r0 + j1 * kT, rows = std::min(kT, m - row);
+    if (handoff != nullptr) {
+      store_gated_packed(c + j1 * 256, c + 512 + j1 * 256, handoff, handoff_steps, row / kT,
+                         b[0].n0);
+      return;
+    }
     if (gated_y != nullptr) {
       store_gated(c + j1 * 256, c + 512 + j1 * 256, gated_y, out[0].w.rows, row, rows, b[0].n0,
                   b[0].rows);
@@ -385,15 +415,27 @@ constexpr int64_t kPassXBytes = 1536 << 10;
 // steps; a later chunk resumes from the sums the earlier left in `sums` (as the tiles hold
 // them: no transposes between chunks), and the last stores into y and adds the bias, so
 // the sums are those of one pass over K, bit for bit.
-void run(const float* x, int64_t m, int64_t k, const MatmulOutput* out, int count, float* gated_y) {
+void run(const float* x, int64_t m, int64_t k, const MatmulOutput* out, int count, float* gated_y,
+         const uint32_t* packed_x = nullptr, uint32_t* handoff = nullptr) {
   const int64_t steps = (k + kStep - 1) / kStep, xblocks = (m + kT - 1) / kT;
-  thread_local LineAlignedVector<uint32_t> xp_buffer;
-  uint32_t* xp = at_least(xp_buffer, xblocks * steps * kWords);
   const bool quantized = out[0].w.quantized();
-  if (quantized) {
-    pack_x_slots(x, m, k, xblocks, steps, xp);
-  } else {
-    pack_x(x, m, k, xblocks, steps, xp);
+  const uint32_t* xp = packed_x;
+  if (xp == nullptr) {
+    thread_local LineAlignedVector<uint32_t> xp_buffer;
+    uint32_t* buffer = at_least(xp_buffer, xblocks * steps * kWords);
+    if (quantized) {
+      pack_x_slots(x, m, k, xblocks, steps, buffer);
+    } else {
+      pack_x(x, m, k, xblocks, steps, buffer);
+    }
+    xp = buffer;
+  }
+  // The gated product's packed outputs: a last step that its tiles fill only in part (n
+  // not a multiple of 32) starts as zeros.
+  const int64_t handoff_steps = (out[0].w.rows + kStep - 1) / kStep;
+  if (handoff != nullptr && out[0].w.rows % kStep != 0) {
+    for (int64_t b = 0; b < xblocks; ++b)
+      std::fill_n(handoff + (b * handoff_steps + handoff_steps - 1) * kWords, kWords, 0u);
   }
   // Bytes of a weight row per step of K (32 columns).
   const int64_t step_bytes = out[0].w.dtype == DType::kU8   ? 16
@@ -402,7 +444,7 @@ void run(const float* x, int64_t m, int64_t k, const MatmulOutput* out, int coun
 
   // Jobs of two blocks: consecutive blocks of the outputs, or gate's and up's same rows.
   std::vector<Block> blocks;
-  if (gated_y != nullptr) {
+  if (gated_y != nullptr || handoff != nullptr) {
     for (int64_t n0 = 0; n0 < out[0].w.rows; n0 += kT) {
       const int64_t rows = std::min(kT, out[0].w.rows - n0);
       blocks.push_back({0, n0, rows});
@@ -417,7 +459,8 @@ void run(const float* x, int64_t m, int64_t k, const MatmulOutput* out, int coun
   const int64_t jobs = (static_cast<int64_t>(blocks.size()) + 1) / 2;
   // Near-equal chunks of whole groups of 16 steps (quantized rows are dequantized a group
   // at a time).
-  const int64_t most = gated_y != nullptr ? 1 : (steps + kChunkSteps - 1) / kChunkSteps;
+  const int64_t most =
+      gated_y != nullptr || handoff != nullptr ? 1 : (steps + kChunkSteps - 1) / kChunkSteps;
   const int64_t chunk_steps = ((steps + most - 1) / most + 15) / 16 * 16;
   const int64_t chunks = (steps + chunk_steps - 1) / chunk_steps;
   // x's blocks per pass: an even number (pairs), near-equal groups.
@@ -459,6 +502,7 @@ void run(const float* x, int64_t m, int64_t k, const MatmulOutput* out, int coun
         PendingStores pending;
         int64_t pair_count = 0;  // the pairs run so far: their slots alternate
         pending.out = out, pending.gated_y = gated_y, pending.m = m, pending.last = last;
+        pending.handoff = handoff, pending.handoff_steps = handoff_steps;
         for (int64_t j = begin; j < end; ++j) {
           const Block& b0 = blocks[2 * j];
           const bool has_b1 = 2 * j + 1 < nblocks;
@@ -574,6 +618,24 @@ bool gemm_bf16_amx_gelu_mul(const float* x, int64_t m, const MatrixView& gate, c
   return true;
 }
 
+bool gemm_bf16_amx_mlp(const float* x, int64_t m, const MatrixView& gate, const MatrixView& up,
+                       const MatrixView& down, float* y) {
+  const MatmulOutput gated[2] = {{gate, nullptr, nullptr}, {up, nullptr, nullptr}};
+  const MatmulOutput projected{down, nullptr, y};
+  if (m <= 0 || gate.cols <= 0 || up.rows != gate.rows || gate.quantized() || down.quantized() ||
+      !tile_formats(gated, 2, gate.cols) || !tile_formats(&projected, 1, gate.rows) ||
+      !amx_enabled()) {
+    return false;
+  }
+  // The gated activations, packed as pack_x packs the down projection's x.
+  const int64_t xblocks = (m + kT - 1) / kT, steps = (gate.rows + kStep - 1) / kStep;
+  thread_local LineAlignedVector<uint32_t> handoff_buffer;
+  uint32_t* handoff = at_least(handoff_buffer, xblocks * steps * kWords);
+  run(x, m, gate.cols, gated, 2, nullptr, nullptr, handoff);
+  run(nullptr, m, gate.rows, &projected, 1, nullptr, handoff);
+  return true;
+}
+
 void amx_attention_scores(const uint16_t* q, int64_t ldq, const uint16_t* kt, int64_t dd,
                           int64_t blocks, float* s, int64_t lds) {
   // Tiles: 0-3 accumulators (C[i][j] = tile 2i + j: query rows 16i.., key block b + j),
@@ -663,6 +725,10 @@ bool amx_int8_loop(int64_t n) { return probe_loop<true>(n); }
 bool amx_products_run() { return false; }
 bool gemm_bf16_amx(const float*, int64_t, int64_t, const MatmulOutput*, int) { return false; }
 bool gemm_bf16_amx_gelu_mul(const float*, int64_t, const MatrixView&, const MatrixView&, float*) {
+  return false;
+}
+bool gemm_bf16_amx_mlp(const float*, int64_t, const MatrixView&, const MatrixView&,
+                       const MatrixView&, float*) {
   return false;
 }
 void amx_attention_scores(const uint16_t*, int64_t, const uint16_t*, int64_t, int64_t, float*,

@@ -34,6 +34,14 @@ bool gemm_bf16_amx(const float* x, int64_t m, int64_t k, const MatmulOutput* out
 bool gemm_bf16_amx_gelu_mul(const float* x, int64_t m, const MatrixView& gate, const MatrixView& up,
                             float* y);
 
+// y[m, down.rows] = (gelu_tanh(x gate^T) * (x up^T)) down^T for bf16 gate, up and down: the
+// values of gemm_bf16_amx_gelu_mul followed by gemm_bf16_amx with down, bit for bit, the
+// gated activations going from one product to the next already rounded and packed (never
+// to memory as float32). Returns false, writing nothing, where those would or where the
+// weights are quantized (q8 / q4 pack x in their slots' order).
+bool gemm_bf16_amx_mlp(const float* x, int64_t m, const MatrixView& gate, const MatrixView& up,
+                       const MatrixView& down, float* y);
+
 // Flash attention's two products (fast.cc, bf16 products) on tiles, 32 query rows at a
 // time (two tiles of 16, so that four sums run side by side), float32 sums. Scores:
 // s[r * lds + 16 b + j] = sum_d q[r * ldq + d] k_bj[d] for r < 32, b < blocks, j < 16; dd

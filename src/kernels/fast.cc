@@ -780,10 +780,12 @@ void matmul_gelu_mul(const float* x, int64_t m, const MatrixView& gate, const Ma
 // hidden and the down projection from it.
 void mlp(const float* x, int64_t m, const MatrixView& gate, const MatrixView& up,
          const MatrixView& down, float* hidden, float* y) {
-  // (On AMX the two products below take the tiles, and the AVX-512 fusion is not used.)
-  if (m >= kOneDnnMinRows && gate.low_precision && up.low_precision && down.low_precision &&
-      !amx_products_run() && gemm_bf16_avx512_mlp(x, m, gate, up, down, hidden, y)) {
-    return;
+  // (bf16 on AMX: the tiles' own hand-off; the AVX-512 fusion is not used there.)
+  if (m >= kOneDnnMinRows && gate.low_precision && up.low_precision && down.low_precision) {
+    if (amx_products_run() ? gemm_bf16_amx_mlp(x, m, gate, up, down, y)
+                           : gemm_bf16_avx512_mlp(x, m, gate, up, down, hidden, y)) {
+      return;
+    }
   }
   matmul_gelu_mul(x, m, gate, up, hidden);
   matmul(hidden, m, down, nullptr, y);
