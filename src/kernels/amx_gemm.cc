@@ -163,18 +163,13 @@ void store_tile(const float* c, float* y, int64_t ldy, int64_t r0, int64_t rows,
     _mm512_mask_storeu_ps(y + (r0 + r) * ldy + n0, mask, _mm512_add_ps(t[r], b));
 }
 
-// y rows [r0, r0 + rows), columns [n0, n0 + cols) = gelu_tanh(gate tile) * up tile.
+// y rows [r0, r0 + rows), columns [n0, n0 + cols) = gelu_tanh(gate tile) * up tile (the
+// gating elementwise on the tiles as they are, then one transpose).
 void store_gated(const float* gate, const float* up, float* y, int64_t ldy, int64_t r0,
                  int64_t rows, int64_t n0, int64_t cols) {
-  __m512 g[16], u[16];
-  transposed(gate, g);
-  transposed(up, u);
-  alignas(64) float gr[16], ur[16];
-  for (int64_t r = 0; r < rows; ++r) {
-    _mm512_store_ps(gr, g[r]);
-    _mm512_store_ps(ur, u[r]);
-    gelu_tanh_mul_span(gr, ur, y + (r0 + r) * ldy + n0, cols);
-  }
+  alignas(64) float g[256];
+  gelu_tanh_mul_span(gate, up, g, 256);
+  store_tile(g, y, ldy, r0, rows, n0, cols, nullptr);
 }
 
 // The gated tile of gate's and up's C tiles (16 outputs n0.. by 16 rows of x, as the tiles
