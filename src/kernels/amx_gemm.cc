@@ -173,12 +173,14 @@ void store_gated(const float* gate, const float* up, float* y, int64_t ldy, int6
 }
 
 // The gated tile of gate's and up's C tiles (16 outputs n0.. by 16 rows of x, as the tiles
-// hold them: the gating is elementwise) straight into the next product's packed x
-// (pack_x's layout, `steps` steps of K): x block `block`, step n0 / 32, its pairs from
-// n0 % 32 / 2, rounded to bf16 as pack_x rounds them, so that the next product sees the
-// values that pack_x would have made of gelu_tanh_mul's, bit for bit.
+// hold them: the gating is elementwise) straight into the next product's packed x, x block
+// `block` of `steps` steps of K, rounded to bf16 as pack_x rounds them, so that the next
+// product sees the values that pack_x would have made of gelu_tanh_mul's, bit for bit.
+// pack_x's order: step n0 / 32, its pairs from n0 % 32 / 2. With `slots`, pack_x_slots'
+// for quantized weights (amx_dequant.h): output 32 (g0 + j) + 4v + c is slot
+// 32 g0 + 4n v + 4j + c of the row, each even one's pair two slots that follow.
 void store_gated_packed(const float* gate, const float* up, uint32_t* xp, int64_t steps,
-                        int64_t block, int64_t n0) {
+                        int64_t block, int64_t n0, bool slots) {
   alignas(64) float g[256];  // g[16 i + r]: output n0 + i of x's row r
   gelu_tanh_mul_span(gate, up, g, 256);
   // Word r of a pair: row r's two outputs, the even one low.
@@ -186,11 +188,15 @@ void store_gated_packed(const float* gate, const float* up, uint32_t* xp, int64_
       0, 16, 1, 17, 2,  18, 3,  19, 4,  20, 5,  21, 6,  22, 7,  23,
       8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
   const __m512i index = _mm512_load_si512(kInterleave);
-  uint32_t* dst = xp + (block * steps + n0 / kStep) * kWords + n0 % kStep / 2 * kT;
+  const int64_t b = n0 / kStep, g0 = b / kQuantGroup * kQuantGroup, j = b - g0;
+  const int64_t n = std::min<int64_t>(kQuantGroup, steps - g0);  // the group's blocks
   for (int q = 0; q < 8; ++q) {
     const __m512bh pair =
         _mm512_cvtne2ps_pbh(_mm512_load_ps(g + (2 * q + 1) * kT), _mm512_load_ps(g + 2 * q * kT));
-    _mm512_store_si512(dst + q * kT,
+    const int64_t within = n0 % kStep + 2 * q;  // 4v + c of the pair's first output
+    const int64_t slot = slots ? kStep * g0 + 4 * n * (within / 4) + 4 * j + within % 4
+                               : n0 / kStep * kStep + within;
+    _mm512_store_si512(xp + (block * steps + slot / kStep) * kWords + slot % kStep / 2 * kT,
                        _mm512_permutexvar_epi16(index, reinterpret_cast<__m512i>(pair)));
   }
 }
@@ -287,6 +293,7 @@ struct PendingStores {
   float* gated_y = nullptr;     // the gated product's output, or null
   uint32_t* handoff = nullptr;  // or its packed form for the next product (`steps` of K)
   int64_t handoff_steps = 0;
+  bool handoff_slots = false;  // in the slots' order of quantized weights
   int64_t m = 0;
   bool last = false;         // the last chunk of K: add the bias
   const float* c = nullptr;  // c[2i + j]: weight block i, x block j (16 x 16 each)
@@ -311,7 +318,7 @@ struct PendingStores {
     const int64_t row = r0 + j1 * kT, rows = std::min(kT, m - row);
     if (handoff != nullptr) {
       store_gated_packed(c + j1 * 256, c + 512 + j1 * 256, handoff, handoff_steps, row / kT,
-                         b[0].n0);
+                         b[0].n0, handoff_slots);
       return;
     }
     if (gated_y != nullptr) {
@@ -411,7 +418,8 @@ constexpr int64_t kPassXBytes = 1536 << 10;
 // them: no transposes between chunks), and the last stores into y and adds the bias, so
 // the sums are those of one pass over K, bit for bit.
 void run(const float* x, int64_t m, int64_t k, const MatmulOutput* out, int count, float* gated_y,
-         const uint32_t* packed_x = nullptr, uint32_t* handoff = nullptr) {
+         const uint32_t* packed_x = nullptr, uint32_t* handoff = nullptr,
+         bool handoff_slots = false) {
   const int64_t steps = (k + kStep - 1) / kStep, xblocks = (m + kT - 1) / kT;
   const bool quantized = out[0].w.quantized();
   const uint32_t* xp = packed_x;
@@ -426,11 +434,16 @@ void run(const float* x, int64_t m, int64_t k, const MatmulOutput* out, int coun
     xp = buffer;
   }
   // The gated product's packed outputs: a last step that its tiles fill only in part (n
-  // not a multiple of 32) starts as zeros.
+  // not a multiple of 32) starts as zeros; in the slots' order, the last group of steps,
+  // whose slots interleave its blocks.
   const int64_t handoff_steps = (out[0].w.rows + kStep - 1) / kStep;
   if (handoff != nullptr && out[0].w.rows % kStep != 0) {
-    for (int64_t b = 0; b < xblocks; ++b)
-      std::fill_n(handoff + (b * handoff_steps + handoff_steps - 1) * kWords, kWords, 0u);
+    const int64_t first =
+        handoff_slots ? (handoff_steps - 1) / kQuantGroup * kQuantGroup : handoff_steps - 1;
+    for (int64_t b = 0; b < xblocks; ++b) {
+      std::fill(handoff + (b * handoff_steps + first) * kWords,
+                handoff + (b + 1) * handoff_steps * kWords, 0u);
+    }
   }
   // Bytes of a weight row per step of K (32 columns).
   const int64_t step_bytes = out[0].w.dtype == DType::kU8   ? 16
@@ -498,6 +511,7 @@ void run(const float* x, int64_t m, int64_t k, const MatmulOutput* out, int coun
         int64_t pair_count = 0;  // the pairs run so far: their slots alternate
         pending.out = out, pending.gated_y = gated_y, pending.m = m, pending.last = last;
         pending.handoff = handoff, pending.handoff_steps = handoff_steps;
+        pending.handoff_slots = handoff_slots;
         for (int64_t j = begin; j < end; ++j) {
           const Block& b0 = blocks[2 * j];
           const bool has_b1 = 2 * j + 1 < nblocks;
@@ -617,16 +631,16 @@ bool gemm_bf16_amx_mlp(const float* x, int64_t m, const MatrixView& gate, const 
                        const MatrixView& down, float* y) {
   const MatmulOutput gated[2] = {{gate, nullptr, nullptr}, {up, nullptr, nullptr}};
   const MatmulOutput projected{down, nullptr, y};
-  if (m <= 0 || gate.cols <= 0 || up.rows != gate.rows || gate.quantized() || down.quantized() ||
-      !tile_formats(gated, 2, gate.cols) || !tile_formats(&projected, 1, gate.rows) ||
-      !amx_enabled()) {
+  if (m <= 0 || gate.cols <= 0 || up.rows != gate.rows || !tile_formats(gated, 2, gate.cols) ||
+      !tile_formats(&projected, 1, gate.rows) || !amx_enabled()) {
     return false;
   }
-  // The gated activations, packed as pack_x packs the down projection's x.
+  // The gated activations, packed as pack_x (or for quantized down weights pack_x_slots)
+  // packs the down projection's x.
   const int64_t xblocks = (m + kT - 1) / kT, steps = (gate.rows + kStep - 1) / kStep;
   thread_local LineAlignedVector<uint32_t> handoff_buffer;
   uint32_t* handoff = at_least(handoff_buffer, xblocks * steps * kWords);
-  run(x, m, gate.cols, gated, 2, nullptr, nullptr, handoff);
+  run(x, m, gate.cols, gated, 2, nullptr, nullptr, handoff, down.quantized());
   run(nullptr, m, gate.rows, &projected, 1, nullptr, handoff);
   return true;
 }

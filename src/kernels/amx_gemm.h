@@ -34,11 +34,11 @@ bool gemm_bf16_amx(const float* x, int64_t m, int64_t k, const MatmulOutput* out
 bool gemm_bf16_amx_gelu_mul(const float* x, int64_t m, const MatrixView& gate, const MatrixView& up,
                             float* y);
 
-// y[m, down.rows] = (gelu_tanh(x gate^T) * (x up^T)) down^T for bf16 gate, up and down: the
-// values of gemm_bf16_amx_gelu_mul followed by gemm_bf16_amx with down, bit for bit, the
-// gated activations going from one product to the next already rounded and packed (never
-// to memory as float32). Returns false, writing nothing, where those would or where the
-// weights are quantized (q8 / q4 pack x in their slots' order).
+// y[m, down.rows] = (gelu_tanh(x gate^T) * (x up^T)) down^T: the values of
+// gemm_bf16_amx_gelu_mul followed by gemm_bf16_amx with down, bit for bit, the gated
+// activations going from one product to the next already rounded and packed (in the order
+// of down's K, or of its slots where down is q8 / q4), never to memory as float32. Returns
+// false, writing nothing, where either of those would.
 bool gemm_bf16_amx_mlp(const float* x, int64_t m, const MatrixView& gate, const MatrixView& up,
                        const MatrixView& down, float* y);
 

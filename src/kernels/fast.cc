@@ -780,12 +780,15 @@ void matmul_gelu_mul(const float* x, int64_t m, const MatrixView& gate, const Ma
 // hidden and the down projection from it.
 void mlp(const float* x, int64_t m, const MatrixView& gate, const MatrixView& up,
          const MatrixView& down, float* hidden, float* y) {
-  // (bf16 on AMX: the tiles' own hand-off; the AVX-512 fusion is not used there.)
-  if (m >= kOneDnnMinRows && gate.low_precision && up.low_precision && down.low_precision) {
-    if (amx_products_run() ? gemm_bf16_amx_mlp(x, m, gate, up, down, y)
-                           : gemm_bf16_avx512_mlp(x, m, gate, up, down, hidden, y)) {
+  // On AMX the tiles' own hand-off, where both steps would take the tiles (as
+  // matmul_gelu_mul and matmul choose them); the AVX-512 fusion is not used there.
+  if (m >= kOneDnnMinRows && amx_products_run()) {
+    if ((gate.quantized() || (gate.low_precision && up.low_precision)) &&
+        (down.quantized() || down.low_precision) && gemm_bf16_amx_mlp(x, m, gate, up, down, y))
       return;
-    }
+  } else if (m >= kOneDnnMinRows && gate.low_precision && up.low_precision && down.low_precision &&
+             gemm_bf16_avx512_mlp(x, m, gate, up, down, hidden, y)) {
+    return;
   }
   matmul_gelu_mul(x, m, gate, up, hidden);
   matmul(hidden, m, down, nullptr, y);
