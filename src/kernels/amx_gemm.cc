@@ -20,7 +20,8 @@
 // L2; its products pass over every pair of x's blocks, each pair's stores into y
 // (transposes, bias, gating) running between the products of the pair after it.
 // Long K goes in chunks and many rows of x in groups (passes), so that a pass's packed x
-// stays in L2 (run()).
+// stays in L2 (run()). The MLP (gemm_bf16_amx_mlp) stores its gated tiles straight into
+// the down projection's packed x.
 #include "kernels/amx_gemm.h"
 
 #include <immintrin.h>
