@@ -754,6 +754,13 @@ void gelu_tanh_mul(const float* gate, const float* up, float* y, int64_t n) {
                [&](int64_t b, int64_t e) { gelu_tanh_mul_span(gate + b, up + b, y + b, e - b); });
 }
 
+// Whether the prefill products may take the AMX tiles for gate and up (amx_gemm.h): quantized
+// weights, or bf16 low-precision views (the tiles check the formats themselves). matmul
+// and matmul_many choose alike, so mlp's hand-off runs exactly where the two steps would.
+bool tiles_take_gated(const MatrixView& gate, const MatrixView& up) {
+  return gate.quantized() || (gate.low_precision && up.low_precision);
+}
+
 // The MLP's gating: fused into the AMX tiles' product (amx_gemm.h: quantized weights or
 // low-precision bf16 views), the bf16 product (low-precision views) or the quantized one
 // on VNNI (bf16_gemm.h, quant_gemm.h), else the two products (sharing x's packing where
@@ -761,9 +768,7 @@ void gelu_tanh_mul(const float* gate, const float* up, float* y, int64_t n) {
 void matmul_gelu_mul(const float* x, int64_t m, const MatrixView& gate, const MatrixView& up,
                      float* y) {
   if (m >= kOneDnnMinRows) {
-    if ((gate.quantized() || (gate.low_precision && up.low_precision)) &&
-        gemm_bf16_amx_gelu_mul(x, m, gate, up, y))
-      return;
+    if (tiles_take_gated(gate, up) && gemm_bf16_amx_gelu_mul(x, m, gate, up, y)) return;
     if (gate.low_precision && up.low_precision && gemm_bf16_avx512_gelu_mul(x, m, gate, up, y))
       return;
     if (gemm_quantized_vnni_gelu_mul(x, m, gate, up, y)) return;
@@ -783,8 +788,8 @@ void mlp(const float* x, int64_t m, const MatrixView& gate, const MatrixView& up
   // On AMX the tiles' own hand-off, where both steps would take the tiles (as
   // matmul_gelu_mul and matmul choose them); the AVX-512 fusion is not used there.
   if (m >= kOneDnnMinRows && amx_products_run()) {
-    if ((gate.quantized() || (gate.low_precision && up.low_precision)) &&
-        (down.quantized() || down.low_precision) && gemm_bf16_amx_mlp(x, m, gate, up, down, y))
+    if (tiles_take_gated(gate, up) && (down.quantized() || down.low_precision) &&
+        gemm_bf16_amx_mlp(x, m, gate, up, down, y))
       return;
   } else if (m >= kOneDnnMinRows && gate.low_precision && up.low_precision && down.low_precision &&
              gemm_bf16_avx512_mlp(x, m, gate, up, down, hidden, y)) {
@@ -1645,20 +1650,20 @@ void attention_flash(const AttentionParams& p, const float* q, const void* k_any
             auto vmax_of = [](f32x16 a, f32x16 b) { return a > b ? a : b; };
             f32x16 vm0 = splat(ninf), vm1 = vm0, vm2 = vm0, vm3 = vm0;
             const int64_t ncols = nblk * kKeyBlock;
-            int64_t c = 0;
-            for (; c + 4 * kLanes <= ncols; c += 4 * kLanes) {
-              vm0 = vmax_of(vm0, scaled(c));
-              vm1 = vmax_of(vm1, scaled(c + kLanes));
-              vm2 = vmax_of(vm2, scaled(c + 2 * kLanes));
-              vm3 = vmax_of(vm3, scaled(c + 3 * kLanes));
+            int64_t cm = 0;
+            for (; cm + 4 * kLanes <= ncols; cm += 4 * kLanes) {
+              vm0 = vmax_of(vm0, scaled(cm));
+              vm1 = vmax_of(vm1, scaled(cm + kLanes));
+              vm2 = vmax_of(vm2, scaled(cm + 2 * kLanes));
+              vm3 = vmax_of(vm3, scaled(cm + 3 * kLanes));
             }
-            for (; c < ncols; c += kLanes) vm0 = vmax_of(vm0, scaled(c));
+            for (; cm < ncols; cm += kLanes) vm0 = vmax_of(vm0, scaled(cm));
             const f32x16 vmax = vmax_of(vmax_of(vm0, vm1), vmax_of(vm2, vm3));
             const float m_new = std::max(m[r], plain ? hmax(vmax) * p.scale : hmax(vmax));
             const float corr = std::exp(m[r] - m_new);  // 0 on the row's first visible chunk
             m[r] = m_new;
             f32x16 vsum = {};
-            for (int64_t c = 0; c < nblk * kKeyBlock; c += kLanes) {
+            for (int64_t c = 0; c < ncols; c += kLanes) {
               const f32x16 x = load_f32(sr + c);
               // (bf16: the probabilities are rounded to 8 bits next, and exp_for_bf16 is
               // within 3.4e-6 and float32 rounding; BM_attention-shaped runs alternating in one
@@ -1691,11 +1696,11 @@ void attention_flash(const AttentionParams& p, const float* q, const void* k_any
             amx_attention_pv(pb.data(), kKeyChunk, vt16 + g * per_head_v + (j0 / 2) * dv * 2, dv,
                              dd, keys, o.data() + t0 * dv, dv);
           } else if (kBf16) {
-            pv_tile_bf16(pb.data(), vt16 + g * per_head_v + (j0 / 2) * dd * 2, (keys + 1) / 2, dd,
-                         o.data() + t0 * dd);
+            pv_tile_bf16(pb.data(), vt16 + g * per_head_v + (j0 / 2) * dv * 2, (keys + 1) / 2, dd,
+                         o.data() + t0 * dv);  // (dv == dd off the tiles)
           } else {
             pv_tile(sc.data(), v + j0 * p.kv_stride + g * dd, p.kv_stride, keys, dd,
-                    o.data() + t0 * dd);
+                    o.data() + t0 * dv);
           }
         }
       }
