@@ -73,13 +73,17 @@ int main(int argc, char** argv) {
   if (argc > 5) return fail("too many arguments, starting at", argv[5]);
   const std::string dtype = argc > 1 ? argv[1] : "bf16";
   const std::string model = argc > 2 ? argv[2] : "gemma";
-  if (dtype != "bf16" && dtype != "q8" && dtype != "q4") return fail("unknown dtype", argv[1]);
-  if (model != "gemma" && model != "gemma2") return fail("unknown model", argv[2]);
+  if (dtype != "bf16" && dtype != "q8" && dtype != "q4")
+    return fail("unknown dtype (bf16, q8 or q4)", argv[1]);
+  if (model != "gemma" && model != "gemma2")
+    return fail("unknown model (gemma or gemma2)", argv[2]);
   char* end = nullptr;
   const long m = argc > 3 ? std::strtol(argv[3], &end, 10) : 267;
-  if (argc > 3 && (*end != '\0' || m < 1 || m > 65536)) return fail("bad m", argv[3]);
+  if (argc > 3 && (*end != '\0' || m < 1 || m > 65536))
+    return fail("m must be a whole number from 1 to 65536, not", argv[3]);
   const long rounds = argc > 4 ? std::strtol(argv[4], &end, 10) : 10;
-  if (argc > 4 && (*end != '\0' || rounds < 1 || rounds > 1000)) return fail("bad rounds", argv[4]);
+  if (argc > 4 && (*end != '\0' || rounds < 1 || rounds > 1000))
+    return fail("rounds must be a whole number from 1 to 1000, not", argv[4]);
 
   const bool gemma2 = model == "gemma2";
   const int64_t d = gemma2 ? 2304 : 2048, q = 2048, kv = gemma2 ? 1024 : 256,
