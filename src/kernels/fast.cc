@@ -364,9 +364,8 @@ inline int64_t head_elements(const uint16_t* p) {
 // second access, and on a stream of them the read falls from ~58 to ~43 GB/s (checkpoint
 // tensors are often not 64-byte aligned). x's buffer is offset the same way, so its loads
 // are aligned too when rows are whole lines.
-// With Prefetch (decode_prefetch(), quant.h), each row's line kBf16Ahead bytes on is
-// fetched into L1 as a line is read.
-constexpr uintptr_t kBf16Ahead = 2048;
+// With Prefetch (decode_prefetch(), quant.h), each row's lines 2 KiB on (into L1) and 6 KiB
+// on (into L2) are fetched as a line is read (prefetch_decode_stream, quant.h).
 
 template <int MR, int NW, bool Prefetch>
 void dot_rows_bf16(const uint16_t* x, int64_t kp, int64_t k, const uint16_t* const* w, float* out) {
@@ -375,12 +374,7 @@ void dot_rows_bf16(const uint16_t* x, int64_t kp, int64_t k, const uint16_t* con
     for (int i = 0; i < MR; ++i) acc[j][i][0] = acc[j][i][1] = _mm512_setzero_ps();
   auto step = [&](int64_t p, int u, __mmask32 mask) {  // weights p .. p + 31 under mask
     if constexpr (Prefetch) {
-      // (As an integer: past a matrix's last row the address points beyond its buffer.)
-      for (int j = 0; j < NW; ++j) {
-        _mm_prefetch(reinterpret_cast<const char*>(  // NOLINT(performance-no-int-to-ptr)
-                         reinterpret_cast<uintptr_t>(w[j] + p) + kBf16Ahead),
-                     _MM_HINT_T0);
-      }
+      for (int j = 0; j < NW; ++j) prefetch_decode_stream(w[j] + p);
     }
     __m512bh wv[NW];
     for (int j = 0; j < NW; ++j) wv[j] = (__m512bh)_mm512_maskz_loadu_epi16(mask, w[j] + p);

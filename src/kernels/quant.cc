@@ -90,8 +90,9 @@ void quantize_activations(const float* x, int64_t cols, QuantizedRow& out) {
 
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
 // The decode products' software prefetch, in each weight row's two streams: its codes 2 KiB
-// ahead of the line being read (rows follow each other in a stream, so near a row's end
-// this is the next row's start), and its scales 512 bytes ahead, once per group of 16
+// ahead of the line being read into L1 and 6 KiB ahead into L2 (prefetch_decode_stream,
+// quant.h; rows follow each other in a stream, so near a row's end this is the next row's
+// start), and its scales 512 bytes ahead, once per group of 16
 // blocks (8 groups ahead in q4, as the codes are; the scales are a stream of their own,
 // a fifth of q4's bytes and a ninth of q8's). Measured on the decode products of
 // PaliGemma 2's layers (kernels_bench BM_decode_layers, 2 threads, 512 MiB; the CPU was not
@@ -112,7 +113,7 @@ void quantize_activations(const float* x, int64_t cols, QuantizedRow& out) {
 // L2 prefetch 4 KiB ahead alone was equal to none. There the products run without them.
 // (Addresses are formed as integers: past a matrix's last rows they point beyond the
 // buffer, which a prefetch may do but pointer arithmetic may not.)
-constexpr uintptr_t kCodesAhead = 2048, kScalesAhead = 512;
+constexpr uintptr_t kScalesAhead = 512;
 
 inline void prefetch_at(const void* p, uintptr_t ahead) {
   _mm_prefetch(reinterpret_cast<const char*>(  // NOLINT(performance-no-int-to-ptr): see above
@@ -171,7 +172,7 @@ void dot_grouped(const uint8_t* const* w, const float* const* ws, const Quantize
     for (int64_t t = 0; t < kRuns; ++t) {
       const int64_t at = g0 * kBlockBytes + t * 4 * n;
       if constexpr (Prefetch) {
-        for (int j = 0; j < NW; ++j) prefetch_at(w[j] + at, kCodesAhead);
+        for (int j = 0; j < NW; ++j) prefetch_decode_stream(w[j] + at);
       }
       if constexpr (Q4) {
         const __m512i xl = x_run(t), xh = x_run(4 + t);
