@@ -634,6 +634,14 @@ void matmul_typed(const float* x, int64_t m, const MatrixView& w, const float* b
 // Rows of x from which oneDNN runs the product.
 constexpr int64_t kOneDnnMinRows = 16;
 
+// Whether the prefill products may take the AMX tiles (amx_gemm.h) for w: quantized
+// weights, or bf16 low-precision views (the tiles check the formats themselves, and run
+// only where amx_products_run()). matmul, matmul_many, matmul_gelu_mul and mlp all ask it,
+// so that mlp's hand-off runs exactly where the separate steps would take the tiles.
+bool tiles_take(const MatrixView& w) {
+  return w.quantized() || (w.dtype == DType::kBF16 && w.low_precision);
+}
+
 // x: [m, k], w: [n, k] (F32, BF16 or F16), bias: [n] or null, y: [m, n].
 void matmul(const float* x, int64_t m, const MatrixView& w, const float* bias, float* y) {
   const int64_t n = w.rows, k = w.cols;
@@ -649,15 +657,14 @@ void matmul(const float* x, int64_t m, const MatrixView& w, const float* bias, f
     if (w.dtype == DType::kF32 &&
         onednn_matmul_f32(x, m, static_cast<const float*>(w.data), n, k, bias, y))
       return;
-    // Quantized weights on AMX tiles (dequantized to bf16), where they run.
+    // Quantized weights (dequantized to bf16) and bf16 weights in the low-precision modes
+    // on AMX tiles, where they run; else the latter on the own vdpbf16ps product, else
+    // oneDNN's.
     const auto* wb = static_cast<const uint16_t*>(w.data);
     const MatmulOutput out{w, bias, y};
-    if (w.quantized() && gemm_bf16_amx(x, m, k, &out, 1)) return;
-    // bf16 weights in the low-precision modes: AMX tiles, the own vdpbf16ps product, else
-    // oneDNN's.
+    if (tiles_take(w) && gemm_bf16_amx(x, m, k, &out, 1)) return;
     if (w.dtype == DType::kBF16 && w.low_precision &&
-        (gemm_bf16_amx(x, m, k, &out, 1) || gemm_bf16_avx512(x, m, k, &out, 1) ||
-         onednn_matmul_bf16(x, m, wb, n, k, bias, y)))
+        (gemm_bf16_avx512(x, m, k, &out, 1) || onednn_matmul_bf16(x, m, wb, n, k, bias, y)))
       return;
   }
   switch (w.dtype) {
@@ -681,7 +688,9 @@ void matmul_many(const float* x, int64_t m, const MatmulOutput* out, int count) 
     const bool low_precision =
         std::all_of(out, out + count, [](const MatmulOutput& o) { return o.w.low_precision; });
     const int64_t k = out[0].w.cols;
-    if ((low_precision || out[0].w.quantized()) && gemm_bf16_amx(x, m, k, out, count)) return;
+    if (std::all_of(out, out + count, [](const MatmulOutput& o) { return tiles_take(o.w); }) &&
+        gemm_bf16_amx(x, m, k, out, count))
+      return;
     if (low_precision && gemm_bf16_avx512(x, m, k, out, count)) return;
     if (gemm_quantized_vnni(x, m, out[0].w.cols, out, count)) return;
   }
@@ -748,13 +757,6 @@ void gelu_tanh_mul(const float* gate, const float* up, float* y, int64_t n) {
                [&](int64_t b, int64_t e) { gelu_tanh_mul_span(gate + b, up + b, y + b, e - b); });
 }
 
-// Whether the prefill products may take the AMX tiles for gate and up (amx_gemm.h): quantized
-// weights, or bf16 low-precision views (the tiles check the formats themselves). matmul
-// and matmul_many choose alike, so mlp's hand-off runs exactly where the two steps would.
-bool tiles_take_gated(const MatrixView& gate, const MatrixView& up) {
-  return gate.quantized() || (gate.low_precision && up.low_precision);
-}
-
 // The MLP's gating: fused into the AMX tiles' product (amx_gemm.h: quantized weights or
 // low-precision bf16 views), the bf16 product (low-precision views) or the quantized one
 // on VNNI (bf16_gemm.h, quant_gemm.h), else the two products (sharing x's packing where
@@ -762,7 +764,7 @@ bool tiles_take_gated(const MatrixView& gate, const MatrixView& up) {
 void matmul_gelu_mul(const float* x, int64_t m, const MatrixView& gate, const MatrixView& up,
                      float* y) {
   if (m >= kOneDnnMinRows) {
-    if (tiles_take_gated(gate, up) && gemm_bf16_amx_gelu_mul(x, m, gate, up, y)) return;
+    if (tiles_take(gate) && tiles_take(up) && gemm_bf16_amx_gelu_mul(x, m, gate, up, y)) return;
     if (gate.low_precision && up.low_precision && gemm_bf16_avx512_gelu_mul(x, m, gate, up, y))
       return;
     if (gemm_quantized_vnni_gelu_mul(x, m, gate, up, y)) return;
@@ -782,7 +784,7 @@ void mlp(const float* x, int64_t m, const MatrixView& gate, const MatrixView& up
   // On AMX the tiles' own hand-off, where both steps would take the tiles (as
   // matmul_gelu_mul and matmul choose them); the AVX-512 fusion is not used there.
   if (m >= kOneDnnMinRows && amx_products_run()) {
-    if (tiles_take_gated(gate, up) && (down.quantized() || down.low_precision) &&
+    if (tiles_take(gate) && tiles_take(up) && tiles_take(down) &&
         gemm_bf16_amx_mlp(x, m, gate, up, down, y))
       return;
   } else if (m >= kOneDnnMinRows && gate.low_precision && up.low_precision && down.low_precision &&
