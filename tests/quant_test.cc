@@ -124,6 +124,55 @@ TEST_P(QuantFormat, RoundTripWithinHalfAStep) {
   }
 }
 
+// quantize_q8 / quantize_q4 take whole blocks in vector registers; their scalar twin
+// (quantize_reference) must give the same codes and scales, bit for bit, over widths with
+// and without a short last block and groups of 16 blocks, rows of every source format, and
+// blocks holding ties of magnitude (q4 takes the first), zeros, -0, subnormals, infinities
+// and NaNs (each at a different place in its block).
+TEST_P(QuantFormat, VectorBlocksMatchTheScalarTwin) {
+  const float specials[] = {0.0f, -0.0f, 1e-40f, -1e-40f, INFINITY, -INFINITY, NAN,
+                            3.0f, -3.0f, 127.0f, -8.0f,   FLT_MAX,  -FLT_MAX,  0.4999999f};
+  for (const int64_t cols : {1, 31, 32, 33, 64, 100, 512, 513, 544, 2048}) {
+    const int64_t rows = 7;
+    auto w = random_matrix(rows, cols, static_cast<uint64_t>(1000 + cols));
+    std::mt19937 rng(static_cast<uint32_t>(cols));
+    // Row 0: one block of zeros then all -0; row 1: ties of magnitude; rows 2-4: specials
+    // scattered; rows 5-6 as drawn.
+    for (int64_t c = 0; c < cols; ++c) w[static_cast<size_t>(c)] = c < 32 ? 0.0f : -0.0f;
+    for (int64_t c = 0; c < cols; ++c)
+      w[static_cast<size_t>(cols + c)] = (c % 3 == 0 ? -2.0f : 2.0f);
+    for (int64_t r = 2; r < 5; ++r) {
+      for (int i = 0; i < 6; ++i) {
+        const auto c = static_cast<int64_t>(rng() % static_cast<uint32_t>(cols));
+        w[static_cast<size_t>(r * cols + c)] = specials[rng() % std::size(specials)];
+      }
+    }
+    for (const pg::DType source : {pg::DType::kF32, pg::DType::kBF16}) {
+      std::vector<uint16_t> bf(w.size());
+      for (size_t i = 0; i < w.size(); ++i) bf[i] = pg::f32_to_bf16(w[i]);
+      const pg::MatrixView src{source,
+                               source == pg::DType::kF32 ? static_cast<const void*>(w.data())
+                                                         : static_cast<const void*>(bf.data()),
+                               rows, cols, nullptr};
+      const auto fast = GetParam() == pg::DType::kI8 ? pg::kernels::quantize_q8(src)
+                                                     : pg::kernels::quantize_q4(src);
+      const auto ref = pg::kernels::quantize_reference(src, GetParam());
+      ASSERT_EQ(fast.data.size(), ref.data.size());
+      ASSERT_EQ(fast.scales.size(), ref.scales.size());
+      for (size_t i = 0; i < ref.data.size(); ++i) {
+        ASSERT_EQ(fast.data[i], ref.data[i])
+            << "cols " << cols << " byte " << i << " (row "
+            << i / static_cast<size_t>(fast.view().row_bytes()) << ")";
+      }
+      for (size_t i = 0; i < ref.scales.size(); ++i) {
+        ASSERT_EQ(std::bit_cast<uint32_t>(fast.scales[i]), std::bit_cast<uint32_t>(ref.scales[i]))
+            << "cols " << cols << " scale " << i << ": " << fast.scales[i] << " against "
+            << ref.scales[i];
+      }
+    }
+  }
+}
+
 TEST_P(QuantFormat, ProductMatchesTheDequantizedOne) {
   // The quantized product rounds the activations to int8 per block of 32 (error at most
   // half a step per element), so |y - y_ref| <= sum_c |w_c| * step_x(c) / 2 plus float

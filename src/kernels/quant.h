@@ -24,6 +24,9 @@ QuantizedMatrix quantize_q8(const MatrixView& w);
 // q4 (ggml Q4_0 style): per block, the element of largest magnitude m maps to code 0:
 // scale = m / -8, code = clamp(round(w / scale) + 8, 0, 15).
 QuantizedMatrix quantize_q4(const MatrixView& w);
+// The same (dtype kI8 or kU8) block by block in plain scalar code: the reference twin of
+// quantize_q8 / quantize_q4, whose whole blocks run in vector registers. For tests.
+QuantizedMatrix quantize_reference(const MatrixView& w, DType dtype);
 // q8 / q4 codes as folders before format_version 2 stored them (each block's bytes
 // together; q8 rows of cols bytes, q4 rows of nb * 16 with byte i = code i | code 16 + i)
 // in today's group layout (tensor.h): [rows, row_bytes].
