@@ -334,7 +334,7 @@ inline __m512 abs_max_ps(__m512 a, __m512 b) {
   const __m512 m = _mm512_max_ps(_mm512_abs_ps(a), _mm512_setzero_ps());
   return _mm512_max_ps(_mm512_abs_ps(b), m);
 }
-float q8_block_avx512(const float* x, uint8_t* bytes) {
+float q8_block_vector(const float* x, uint8_t* bytes) {
   const __m512 a = _mm512_loadu_ps(x), b = _mm512_loadu_ps(x + 16);
   const float amax = _mm512_reduce_max_ps(abs_max_ps(a, b));
   const float s = amax / 127.0f;
@@ -348,7 +348,7 @@ float q8_block_avx512(const float* x, uint8_t* bytes) {
   _mm_storeu_si128(reinterpret_cast<__m128i*>(bytes + 16), codes(b));
   return s;
 }
-float q4_block_avx512(const float* x, uint8_t* bytes) {
+float q4_block_vector(const float* x, uint8_t* bytes) {
   const __m512 a = _mm512_loadu_ps(x), b = _mm512_loadu_ps(x + 16);
   const float amax = _mm512_reduce_max_ps(abs_max_ps(a, b));
   float m = 0;
@@ -372,8 +372,8 @@ float q4_block_avx512(const float* x, uint8_t* bytes) {
 }
 constexpr bool kVectorBlocks = true;
 #else
-float q8_block_avx512(const float* x, uint8_t* bytes) { return q8_block_scalar(x, B, bytes); }
-float q4_block_avx512(const float* x, uint8_t* bytes) { return q4_block_scalar(x, B, bytes); }
+float q8_block_vector(const float* x, uint8_t* bytes) { return q8_block_scalar(x, B, bytes); }
+float q4_block_vector(const float* x, uint8_t* bytes) { return q4_block_scalar(x, B, bytes); }
 constexpr bool kVectorBlocks = false;
 #endif
 
@@ -399,7 +399,7 @@ QuantizedMatrix quantize(const MatrixView& w, DType dtype, bool vector) {
         const int64_t n = std::min(B, w.cols - b * B);
         const float* x = row.data() + b * B;
         const float s = vector && kVectorBlocks && n == B
-                            ? (q8 ? q8_block_avx512(x, bytes) : q4_block_avx512(x, bytes))
+                            ? (q8 ? q8_block_vector(x, bytes) : q4_block_vector(x, bytes))
                             : (q8 ? q8_block_scalar(x, n, bytes) : q4_block_scalar(x, n, bytes));
         q.scales[static_cast<size_t>(r * nb + b)] = s;
         for (int64_t t = 0; t < block_bytes; t += 4)  // (gather_block's inverse)
