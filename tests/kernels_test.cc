@@ -951,8 +951,9 @@ INSTANTIATE_TEST_SUITE_P(Tables, KernelsTest,
 // partial tiles of x's rows (m = 1, 17, 50), of weight rows (n = 5, 37) and of K's steps
 // of 32 (k = 1, 31, 33, 130), weight rows at odd addresses (shift 1), several outputs at
 // once, K in three chunks, each resuming from the sums the one before left (k = 4200), x's
-// rows in two passes (m = 400, k = 2048) and both (m = 800, k = 4200); and it declines f32 matrices
-// and K that differs from x's.
+// rows in two passes (m = 400, k = 2048) and both (m = 800, k = 4200), every matrix in whole
+// tiles (their tiles loaded from the weight rows); and it declines f32 matrices and K that
+// differs from x's.
 TEST(AmxGemm, MatchesTheExactProductOfRoundedX) {
   if (!amx_products_run()) GTEST_SKIP() << "no AMX tiles in this build or process";
   EXPECT_TRUE(amx_enabled());
@@ -973,11 +974,21 @@ TEST(AmxGemm, MatchesTheExactProductOfRoundedX) {
   shapes.push_back({17, 4200});
   shapes.push_back({50, 130});
   const size_t one_thread = shapes.size() - 1;
+  // Every matrix in whole tiles (rows a multiple of 16, K of 32): each job's first pair of
+  // x's blocks loads its tiles from the weight rows and stores them packed for the pairs
+  // after it (m = 50: two pairs; m = 400: 13 pairs in two passes, K in three chunks).
+  const size_t whole_from = shapes.size();
+  shapes.push_back({17, 64});
+  shapes.push_back({50, 2048});
+  shapes.push_back({400, 4224});
   const int threads = num_threads();
   for (size_t si = 0; si < shapes.size(); ++si) {
     const auto& [m, k] = shapes[si];
     const std::vector<int64_t> ns =
-        si >= many_from ? std::vector<int64_t>{1000, 250, 37} : std::vector<int64_t>{5, 37, 64};
+        si >= whole_from
+            ? (m == 400 ? std::vector<int64_t>{64, 32, 48} : std::vector<int64_t>{1008, 256, 48})
+        : si >= many_from ? std::vector<int64_t>{1000, 250, 37}
+                          : std::vector<int64_t>{5, 37, 64};
     set_num_threads(si == one_thread ? 1 : threads);
     const std::vector<float> x = uniform(m * k, -1, 1, rng);
     std::vector<float> xr(x.size());
