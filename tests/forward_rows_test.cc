@@ -10,9 +10,11 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "base/parallel.h"
+#include "model/gemma.h"
 #include "model/paligemma.h"
 #include "model/trace.h"
 #include "test_util.h"
@@ -125,6 +127,41 @@ TEST(ForwardRows, NoTokensGiveNoRows) {
   const Tensor h = (*m)->forward({}, nullptr, cache, 0, HiddenRows::kLast);
   EXPECT_EQ(h.dim(0), 0);
   EXPECT_EQ(cache.length(), 0);
+}
+
+// The MLP's runs of rows (gemma.h): they cover [0, T) in order, each within the buffer's
+// `most` rows and none below the stated least (no run of a few rows, which would go as
+// decode steps): 4107 rows at 512 as 448 and 464 alternating and a last 459.
+TEST(ForwardRows, MlpRunsCoverTheRowsInNearEqualWholeTiles) {
+  using Runs = std::vector<std::pair<int64_t, int64_t>>;
+  EXPECT_EQ(mlp_row_runs(4107, 512), (Runs{{0, 448},
+                                           {448, 464},
+                                           {912, 448},
+                                           {1360, 464},
+                                           {1824, 448},
+                                           {2272, 464},
+                                           {2736, 448},
+                                           {3184, 464},
+                                           {3648, 459}}));
+  EXPECT_EQ(mlp_row_runs(267, 512), (Runs{{0, 267}}));
+  EXPECT_EQ(mlp_row_runs(0, 512), Runs{});
+  EXPECT_EQ(mlp_row_runs(40, 15), (Runs{{0, 15}, {15, 15}, {30, 10}}));
+  for (const int64_t most : {16, 17, 32, 100, 512, 513}) {
+    for (int64_t T = 1; T <= 5000; T += T < 700 ? 1 : 37) {
+      const Runs runs = mlp_row_runs(T, most);
+      int64_t next = 0, least = T;
+      for (const auto& [first, count] : runs) {
+        ASSERT_EQ(first, next) << "T " << T << " most " << most;
+        ASSERT_GT(count, 0) << "T " << T << " most " << most;
+        ASSERT_LE(count, most) << "T " << T << " most " << most;
+        next += count, least = std::min(least, count);
+      }
+      ASSERT_EQ(next, T) << "T " << T << " most " << most;
+      if (T > most && most >= 32) {
+        EXPECT_GE(least, 16 * (most / 32) - 15) << "T " << T << " most " << most;
+      }
+    }
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(

@@ -88,20 +88,37 @@ void self_attention(const GemmaLayerWeights& l, const io::TextConfig& cfg, int64
   k.matmul(attn.data(), n, l.o_proj, nullptr, out.data());
 }
 
-// h: [T, H] -> out: [T, H] = down(gelu(gate(h)) * up(h)), kMlpRows rows at a time.
+// h: [T, H] -> out: [T, H] = down(gelu(gate(h)) * up(h)), at most kMlpRows rows at a time.
 void mlp(const GemmaLayerWeights& l, const float* h, int64_t T, int64_t H, LayerBuffers& buffers,
          Tensor& out) {
   const kernels::KernelTable& k = kernels::kernels();
   Tensor& gate = buffers.gate;  // [R, F] (F = intermediate_size), R = min(T, kMlpRows)
-  const int64_t R = gate.dim(0);
-  for (int64_t r0 = 0; r0 < T; r0 += R) {
-    const int64_t rows = std::min(R, T - r0);
+  for (const auto& [r0, rows] : mlp_row_runs(T, gate.dim(0))) {
     // down_proj(gelu_tanh(gate_proj(h)) * up_proj(h)): [rows, H], through `gate` [rows, F]
     k.mlp(h + r0 * H, rows, l.gate_proj, l.up_proj, l.down_proj, gate.data(), out.data() + r0 * H);
   }
 }
 
 }  // namespace
+
+std::vector<std::pair<int64_t, int64_t>> mlp_row_runs(int64_t T, int64_t most) {
+  std::vector<std::pair<int64_t, int64_t>> runs;
+  if (T <= 0 || most <= 0) return runs;
+  if (T <= most) return {{0, T}};
+  const int64_t whole = most / 16;  // tiles per run, at most
+  if (whole == 0) {                 // (buffers below a tile: runs of `most`)
+    for (int64_t first = 0; first < T; first += most)
+      runs.emplace_back(first, std::min(most, T - first));
+    return runs;
+  }
+  const int64_t tiles = (T + 15) / 16, count = (tiles + whole - 1) / whole;
+  for (int64_t run = 0; run < count; ++run) {
+    const int64_t first = tiles * run / count * 16;
+    const int64_t end = run + 1 == count ? T : tiles * (run + 1) / count * 16;
+    runs.emplace_back(first, end - first);
+  }
+  return runs;
+}
 
 Tensor gemma_embed(const GemmaWeights& w, const io::TextConfig& cfg, const std::vector<int>& ids,
                    int image_token, const Tensor* image_rows) {

@@ -7,7 +7,9 @@
 // score soft-capping and sliding window on even layers. MLP: down(gelu(gate(x)) * up(x)).
 #pragma once
 
+#include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "io/config.h"
@@ -34,6 +36,14 @@ enum class HiddenRows { kAll, kLast };
 // (the bidirectional prefix); later keys only causally.
 Tensor gemma_forward(const GemmaWeights& w, const io::TextConfig& cfg, Tensor x, KvCache& cache,
                      int64_t prefix_len, HiddenRows rows = HiddenRows::kAll);
+
+// The runs of rows [first, first + count) in which the MLP takes a pass over T rows, its
+// buffers holding at most `most`: one run where T <= most, else near-equal runs of whole
+// tiles of 16 rows (the last run ends at T), each at most `most` rows and, for most >= 32,
+// at least 16 * (most / 32) - 15 rows. So 4107 rows with most = 512 go as 9 runs of 448-464
+// rows, never as 8 of 512 and a last 11 that would run as decode steps, streaming all three
+// matrices for a few rows.
+std::vector<std::pair<int64_t, int64_t>> mlp_row_runs(int64_t T, int64_t most);
 
 // logits [m, V] = hidden [m, H] lm_head^T, soft-capped by final_logit_softcapping (Gemma 2).
 Tensor gemma_logits(const GemmaWeights& w, const io::TextConfig& cfg, const float* hidden,
