@@ -280,13 +280,19 @@ struct Prefetcher {
   const char* row0[2] = {};  // each block's first row, at step s0
   int64_t rows[2] = {};
   int64_t row_bytes = 0, lines_per_row = 0;  // bytes between rows; lines of steps [s0, s1)
-  int64_t next = 0, total = 0, per_step = 0;
+  int64_t left = 0, per_step = 0;            // lines still to fetch; lines per step
+  // The next line: block b's row `row`, its line `line`. (Counted rather than divided out
+  // of a running index: an integer division per line had been a tenth of the products'
+  // samples under perf.)
+  int b = 0;
+  int64_t row = 0, line = 0;
   void fetch() {
-    for (int64_t i = 0; i < per_step && next < total; ++i, ++next) {
-      const int b = next < rows[0] * lines_per_row ? 0 : 1;
-      const int64_t line = next - b * rows[0] * lines_per_row;
-      _mm_prefetch(row0[b] + line / lines_per_row * row_bytes + line % lines_per_row * 64,
-                   _MM_HINT_T1);
+    for (int64_t i = 0; i < per_step && left > 0; ++i, --left) {
+      _mm_prefetch(row0[b] + row * row_bytes + line * 64, _MM_HINT_T1);
+      if (++line < lines_per_row) continue;
+      line = 0;
+      if (++row < rows[b]) continue;
+      row = 0, ++b;
     }
   }
 };
@@ -561,8 +567,8 @@ void run(const float* x, int64_t m, int64_t k, const MatmulOutput* out, int coun
               pf.row_bytes = v.row_bytes();
             }
             pf.lines_per_row = ((s1 - s0) * step_bytes + 63) / 64;
-            pf.total = (pf.rows[0] + pf.rows[1]) * pf.lines_per_row;
-            pf.per_step = (pf.total + job_steps - 1) / job_steps;
+            pf.left = (pf.rows[0] + pf.rows[1]) * pf.lines_per_row;
+            pf.per_step = (pf.left + job_steps - 1) / job_steps;
           }
           for (int64_t xb = xb0; xb < xb1; xb += 2) {
             // The last chunk's sums go to slot `pair_count % 2` of c_slots, while the stores
