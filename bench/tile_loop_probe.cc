@@ -9,10 +9,11 @@
 //   l2:        the loop over a job's two weight blocks of 64 steps (128 KiB) and a pass of
 //              18 blocks of x (1.1 MiB), as the products walk them for PaliGemma's 267
 //              prompt rows (in L2), with each pair's four sums stored at its end.
-// Prints one JSON object: per case the median over rounds of its GFLOP/s and of its
-// efficiency against the probes around it. The l2 case's efficiency bounds the prefill
-// products from above, before any packing, stores or memory stalls; what the products reach
-// is build/bench/prefill_efficiency's.
+// Every tile holds pseudo-random values as the roofline's probe does (not zeros, which AMX
+// multiplies faster). Prints one JSON object: per case the median over rounds of its GFLOP/s and of
+// its efficiency against the probes around it. The l2 case's efficiency bounds the prefill products
+// from above, before any packing, stores or memory stalls; what the products reach is
+// build/bench/prefill_efficiency's.
 //   build/bench/tile_loop_probe [rounds >= 1]   (default 7)
 #include <algorithm>
 #include <chrono>
@@ -56,14 +57,14 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-// GFLOP/s of n rounds of four products on tiles held in registers.
-double registers(int64_t n) {
+// GFLOP/s of n rounds of four products on tiles held in registers (the first four tiles
+// of `operands`).
+double registers(const uint16_t* operands, int64_t n) {
   configure_tiles();
-  alignas(64) static const uint16_t zeros[512] = {};
-  _tile_loadd(4, zeros, 64);
-  _tile_loadd(5, zeros, 64);
-  _tile_loadd(6, zeros, 64);
-  _tile_loadd(7, zeros, 64);
+  _tile_loadd(4, operands, 64);
+  _tile_loadd(5, operands + 512, 64);
+  _tile_loadd(6, operands + 1024, 64);
+  _tile_loadd(7, operands + 1536, 64);
   _tile_zero(0);
   _tile_zero(1);
   _tile_zero(2);
@@ -136,18 +137,26 @@ int run(int64_t rounds) {
   };
   const Case cases[] = {{"l1", 8, 2, 100000}, {"l2", 64, 18, 1000}};
   pg::LineAlignedVector<uint16_t> w(2 * 64 * kTileBytes / 2), x(18 * 64 * kTileBytes / 2);
-  for (size_t i = 0; i < w.size(); ++i) w[i] = static_cast<uint16_t>(0x3c00 + i % 64);
-  for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<uint16_t>(0x3c00 + i % 128);
+  // Values as the roofline's probe takes them (amx_gemm.cc): bf16 of random sign and
+  // mantissa, magnitudes 2^-4 to 1 (AMX multiplies zeros faster than real values).
+  uint32_t state = 12345;
+  for (auto* buffer : {&w, &x}) {
+    for (uint16_t& e : *buffer) {
+      state = state * 1664525u + 1013904223u;
+      const uint32_t bits = state >> 16;
+      e = static_cast<uint16_t>((bits & 0x807f) | ((123 + (bits >> 7) % 4) << 7));
+    }
+  }
   alignas(64) static float c[1024];
   const int64_t probe_rounds = 400000;
   std::vector<double> probe_runs, gflops[3], efficiency[3];
   for (int64_t r = 0; r < rounds; ++r) {
     for (int i = 0; i < 3; ++i) {
-      const double before = registers(probe_rounds);
-      const double g = i == 0 ? registers(probe_rounds)
+      const double before = registers(w.data(), probe_rounds);
+      const double g = i == 0 ? registers(w.data(), probe_rounds)
                               : loop(w.data(), x.data(), cases[i - 1].steps, cases[i - 1].x_blocks,
                                      cases[i - 1].jobs, c);
-      const double after = registers(probe_rounds);
+      const double after = registers(w.data(), probe_rounds);
       probe_runs.push_back(before);
       probe_runs.push_back(after);
       gflops[i].push_back(g);
