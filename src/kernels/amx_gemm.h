@@ -60,8 +60,9 @@ void amx_attention_pv(const uint16_t* p, int64_t ldp, const uint16_t* vt, int64_
 
 // For the roofline's probes (roofline.cc), on the calling thread: n rounds of four tile
 // products on four accumulators from tiles that never change (2 x 2 blocks, as the
-// product's; pseudo-random values, as AMX multiplies zeros faster), tdpbf16ps (a round: 4 x 16 x 16 x 32 multiply-adds) or tdpbusd (4 x 16 x 16 x
-// 64). Return false, doing nothing, where AMX cannot run (see gemm_bf16_amx).
+// product's; pseudo-random values, as AMX multiplies zeros faster), tdpbf16ps (a round:
+// 4 x 16 x 16 x 32 multiply-adds) or tdpbusd (4 x 16 x 16 x 64). Return false, doing
+// nothing, where AMX cannot run (see gemm_bf16_amx).
 bool amx_bf16_loop(int64_t n);
 bool amx_int8_loop(int64_t n);
 
