@@ -615,7 +615,7 @@ void run(const float* x, int64_t m, int64_t k, const MatmulOutput* out, int coun
 
 // Four tiles of operands for the probes: bf16 in [-1, 1) (or, as int8 codes, any bytes)
 // from a fixed pseudo-random sequence. (Not zeros: AMX multiplies tiles of zeros faster,
-// 12-14% in session 32 on an Emerald Rapids, alternating in one process, 40 rounds each
+// 13-17% in session 32 on an Emerald Rapids, alternating in one process, 40 rounds each
 // twice: random / zeros 0.888 and 0.858, so a probe of zeros overstated the peak that
 // products of real values reach.)
 const uint16_t* probe_operands() {
