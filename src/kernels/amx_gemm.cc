@@ -485,10 +485,10 @@ void run(const float* x, int64_t m, int64_t k, const MatmulOutput* out, int coun
   // bf16 weights in whole tiles (every block 16 rows, K whole steps): a job's first pair of
   // x's blocks loads its tiles straight from the weight rows and stores them packed for the
   // pairs after it (BlockSource::capture), rather than a RowPacker copying them a row at a
-  // time beside the job before. The copy's vector loads and stores had run beside the tiles
-  // no more than the tiles' own loads do: one tile store per tile load of the first pair is
-  // less work. (In one process, alternating, 8 rounds of PaliGemma 3B's four products at
-  // 266 rows: 5-14% faster, session 32.)
+  // time beside the job before: the copy's vector loads and stores did not overlap the tile
+  // products, and one tile store per tile load of the first pair costs less. (In one
+  // process, alternating, 8 rounds of PaliGemma 3B's four products at 266 rows: 5-14%
+  // faster, session 32.)
   const bool capture =
       out[0].w.dtype == DType::kBF16 && k % kStep == 0 &&
       std::all_of(blocks.begin(), blocks.end(), [](const Block& b) { return b.rows == kT; });
