@@ -946,6 +946,27 @@ INSTANTIATE_TEST_SUITE_P(Tables, KernelsTest,
                          ::testing::Values(&reference_kernels(), &fast_kernels()),
                          [](const auto& info) { return std::string(info.param->name); });
 
+// The probes' tile values (amx_gemm.h): not zeros, every one finite with a magnitude from
+// 2^-4 to below 1, both signs; and the products' loop alone (bench/tile_loop_probe) runs
+// four products per step of each pair of x's blocks, and none where AMX cannot run.
+TEST(AmxGemm, ProbeValuesAndTheLoopAlone) {
+  std::vector<uint16_t> v(4096);
+  fill_probe_values(v.data(), static_cast<int64_t>(v.size()));
+  int negative = 0;
+  for (const uint16_t e : v) {
+    const float f = bf16_to_f32(e);
+    ASSERT_TRUE(std::abs(f) >= 0x1p-4f && std::abs(f) < 1.0f) << f;
+    negative += f < 0;
+  }
+  EXPECT_GT(negative, 1500);
+  EXPECT_LT(negative, 2600);
+  std::vector<uint16_t> w(2 * 3 * 512), x(4 * 3 * 512);
+  fill_probe_values(w.data(), static_cast<int64_t>(w.size()));
+  fill_probe_values(x.data(), static_cast<int64_t>(x.size()));
+  const int64_t products = amx_bf16_loop_loaded(w.data(), x.data(), 3, 4, 5);
+  EXPECT_EQ(products, amx_products_run() ? 5 * 2 * 4 * 3 : 0);
+}
+
 // The AMX tiles' product itself (amx_gemm.h), where it runs: each output within float32
 // summation error of the exact product of x rounded to bf16, over shapes that end in
 // partial tiles of x's rows (m = 1, 17, 50), of weight rows (n = 5, 37) and of K's steps

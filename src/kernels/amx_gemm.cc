@@ -42,6 +42,16 @@
 
 namespace pg::kernels {
 
+void fill_probe_values(uint16_t* out, int64_t n) {
+  uint32_t state = 12345;
+  for (int64_t i = 0; i < n; ++i) {
+    state = state * 1664525u + 1013904223u;  // (Numerical Recipes' LCG)
+    // Sign and 7 mantissa bits at random, exponent 2^-1 .. 2^-4: magnitudes up to 1.
+    const uint32_t bits = state >> 16;
+    out[i] = static_cast<uint16_t>((bits & 0x807f) | ((123 + (bits >> 7) % 4) << 7));
+  }
+}
+
 #if defined(__AMX_TILE__) && defined(__AMX_BF16__) && defined(__AMX_INT8__) && \
     defined(__AVX512BF16__)
 namespace {
@@ -619,21 +629,10 @@ void run(const float* x, int64_t m, int64_t k, const MatmulOutput* out, int coun
 // twice: random / zeros 0.888 and 0.858, so a probe of zeros overstated the peak that
 // products of real values reach.)
 const uint16_t* probe_operands() {
-  alignas(64) static uint16_t operands[4][kT * 32];
-  static const bool filled = [] {
-    uint32_t state = 12345;
-    for (auto& tile : operands) {
-      for (uint16_t& e : tile) {
-        state = state * 1664525u + 1013904223u;  // (Numerical Recipes' LCG)
-        // Sign and 7 mantissa bits at random, exponent 2^-1 .. 2^-4: magnitudes up to 1.
-        const uint32_t bits = state >> 16;
-        e = static_cast<uint16_t>((bits & 0x807f) | ((123 + (bits >> 7) % 4) << 7));
-      }
-    }
-    return true;
-  }();
+  alignas(64) static uint16_t operands[4 * kT * 32];
+  static const bool filled = (fill_probe_values(operands, 4 * kT * 32), true);
   (void)filled;
-  return operands[0];
+  return operands;
 }
 
 // n rounds of four tile products on four accumulators from register-resident tiles.
@@ -791,6 +790,28 @@ void amx_attention_pv(const uint16_t* p, int64_t ldp, const uint16_t* vt, int64_
 bool amx_bf16_loop(int64_t n) { return probe_loop<false>(n); }
 bool amx_int8_loop(int64_t n) { return probe_loop<true>(n); }
 
+int64_t amx_bf16_loop_loaded(const uint16_t* w, const uint16_t* x, int64_t steps, int64_t x_blocks,
+                             int64_t jobs) {
+  if (!amx_enabled() || steps <= 0 || x_blocks <= 0 || jobs <= 0) return 0;
+  configure_tiles();
+  // The products' own loop (tiles()), with nothing beside it: no packing, prefetch or stores.
+  PendingStores no_stores;
+  SideWork side;
+  side.stores = &no_stores;
+  const BlockSource a0{w, 0}, a1{w + steps * kT * kStep, 0};
+  const auto* xp = reinterpret_cast<const uint32_t*>(x);
+  alignas(64) float c[1024];
+  int64_t products = 0;
+  for (int64_t j = 0; j < jobs; ++j) {
+    for (int64_t b = 0; b + 1 < x_blocks; b += 2) {
+      tiles<true, true>(a0, a1, xp, b, steps, 0, steps, nullptr, c, side);
+      products += 4 * steps;
+    }
+  }
+  _tile_release();
+  return products;
+}
+
 #else
 
 bool amx_products_run() { return false; }
@@ -808,6 +829,9 @@ void amx_attention_pv(const uint16_t*, int64_t, const uint16_t*, int64_t, int64_
                       int64_t) {}
 bool amx_bf16_loop(int64_t) { return false; }
 bool amx_int8_loop(int64_t) { return false; }
+int64_t amx_bf16_loop_loaded(const uint16_t*, const uint16_t*, int64_t, int64_t, int64_t) {
+  return 0;
+}
 
 #endif
 

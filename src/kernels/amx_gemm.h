@@ -66,4 +66,17 @@ void amx_attention_pv(const uint16_t* p, int64_t ldp, const uint16_t* vt, int64_
 bool amx_bf16_loop(int64_t n);
 bool amx_int8_loop(int64_t n);
 
+// For bench/tile_loop_probe, on the calling thread: the bf16 products' own inner loop
+// alone (two weight tiles and two x tiles loaded per four tdpbf16ps, no packing, prefetch
+// or stores into y beside it), `jobs` times over two weight blocks of `steps` tiles (w:
+// block i's step s at tile i * steps + s) by x_blocks blocks of x in pairs (x: block b's
+// step s at tile b * steps + s, as the products pack it), each pair's sums stored at its
+// end. Tiles are 1 KiB (512 bf16) on whole cache lines. Returns the tile products run, 0
+// (doing nothing) where AMX cannot run.
+int64_t amx_bf16_loop_loaded(const uint16_t* w, const uint16_t* x, int64_t steps, int64_t x_blocks,
+                             int64_t jobs);
+// n bf16 values as the probes' tiles hold them: a fixed pseudo-random sequence, random sign
+// and mantissa, magnitudes 2^-4 to 1 (not zeros, which AMX multiplies faster).
+void fill_probe_values(uint16_t* out, int64_t n);
+
 }  // namespace pg::kernels
