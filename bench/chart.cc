@@ -232,7 +232,7 @@ Result<std::vector<BenchRun>> read_runs(const std::string& path) {
 double first_token_target(const std::string& dtype, int64_t image_tokens) {
   if (image_tokens == 256) {
     if (dtype == "bf16") return 1 / 1.2;
-    if (dtype == "int8" || dtype == "q4") return 1 / 1.4;
+    if (dtype == "int8" || dtype == "q4" || dtype == "w8a8") return 1 / 1.4;
   }
   if (image_tokens == 4096 && dtype == "bf16") return 1 / 1.4;
   return 0;
@@ -241,7 +241,7 @@ double first_token_target(const std::string& dtype, int64_t image_tokens) {
 double decode_target(const std::string& dtype, int64_t image_tokens) {
   if (image_tokens != 256) return 0;
   if (dtype == "bf16") return 0.90;
-  if (dtype == "int8") return 0.80;
+  if (dtype == "int8" || dtype == "w8a8") return 0.80;
   if (dtype == "q4") return 0.75;
   return 0;
 }

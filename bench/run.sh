@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The speed issue's table: PaliGemma 3B and PaliGemma 2 3B at 224 px in every mode, and
+# The speed issue's table: PaliGemma 3B and PaliGemma 2 3B at 224 px in every mode (w8a8
+# included), and
 # PaliGemma 3B at 896 px in bf16, on random weights of the real size, 2 threads, 64
 # decode tokens, one untimed warm-up pass before the timed first token (its time is the
 # cold column); at 224 px three timed passes, the first token their median (REPEAT_TTFT=N
@@ -26,8 +27,8 @@ run() {  # preset dtype [extra flags]
     python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)))' | tee -a "$out"
 }
 for ((pass = 0; pass < repeat; ++pass)); do
-  for dtype in f32 bf16 int8 q4; do run paligemma-3b-224 "$dtype" --repeat "$ttft_passes"; done
-  for dtype in bf16 int8 q4; do run paligemma2-3b-224 "$dtype" --repeat "$ttft_passes"; done
+  for dtype in f32 bf16 int8 q4 w8a8; do run paligemma-3b-224 "$dtype" --repeat "$ttft_passes"; done
+  for dtype in bf16 int8 q4 w8a8; do run paligemma2-3b-224 "$dtype" --repeat "$ttft_passes"; done
   run paligemma-3b-896 bf16 --decode-tokens 16
 done
 python3 - "$out" <<'PY'

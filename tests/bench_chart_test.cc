@@ -138,6 +138,9 @@ TEST(BenchChart, RowsTakeTheFastestUnwarnedRunsWithTheirOwnRooflines) {
 TEST(BenchChart, TargetsFollowTheIssue) {
   EXPECT_DOUBLE_EQ(first_token_target("q4", 256), 1 / 1.4);
   EXPECT_DOUBLE_EQ(decode_target("q4", 256), 0.75);
+  // w8a8 is int8 with other scales: int8's targets.
+  EXPECT_DOUBLE_EQ(first_token_target("w8a8", 256), 1 / 1.4);
+  EXPECT_DOUBLE_EQ(decode_target("w8a8", 256), 0.80);
   EXPECT_DOUBLE_EQ(first_token_target("bf16", 4096), 1 / 1.4);  // 896 px
   EXPECT_EQ(decode_target("bf16", 4096), 0.0);
   EXPECT_EQ(first_token_target("int8", 4096), 0.0);

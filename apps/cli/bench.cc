@@ -172,8 +172,8 @@ void register_bench(CLI::App& app, Runners& runners) {
   cmd->add_option("--model", f->options.model_dir,
                   "Benchmark a checkpoint folder instead of a preset");
   cmd->add_option("--dtype", f->options.dtype,
-                  "Weights while running: f32, bf16 (default), int8, q4, auto")
-      ->check(CLI::IsMember({"f32", "bf16", "int8", "q4", "auto"}));
+                  "Weights while running: f32, bf16 (default), int8, q4, w8a8, auto")
+      ->check(CLI::IsMember({"f32", "bf16", "int8", "q4", "w8a8", "auto"}));
   cmd->add_option("--threads", f->threads, "Threads (default: all cores)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--image-size", f->options.image_size,
@@ -209,9 +209,10 @@ void register_bench(CLI::App& app, Runners& runners) {
   quant->add_option("--model", q->model, "Checkpoint folder")->required();
   quant
       ->add_option("--dtype", q->dtype,
-                   "int8 (q8 blocks of 32) or q4 (4-bit blocks of 32); also bf16, f32")
+                   "int8 (q8 blocks of 32), q4 (4-bit blocks of 32) or w8a8 (int8, one scale "
+                   "per output channel); also bf16, f32")
       ->required()
-      ->check(CLI::IsMember({"int8", "q4", "bf16", "f32"}));
+      ->check(CLI::IsMember({"int8", "q4", "w8a8", "bf16", "f32"}));
   quant->add_option("--out", q->out, "Output folder")->required();
   quant->add_option("--threads", q->threads, "Threads (default: all cores)")
       ->check(CLI::NonNegativeNumber);

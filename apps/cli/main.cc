@@ -23,9 +23,10 @@ void add_model_flags(CLI::App* cmd, ModelFlags& f) {
   cmd->add_option("--threads", f.threads, "Threads (default: all cores)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--dtype", f.dtype,
-                  "Weights while running: auto (as stored, memory-mapped), f32, bf16, int8 or q4 "
-                  "(int8/q4: decoder quantized in blocks of 32, vision in int8)")
-      ->check(CLI::IsMember({"auto", "f32", "bf16", "int8", "q4"}));
+                  "Weights while running: auto (as stored, memory-mapped), f32, bf16, int8, q4 "
+                  "or w8a8 (int8/q4: decoder quantized in blocks of 32, vision in int8; w8a8: "
+                  "int8 with one scale per output channel, prefill as int8 x int8 on AMX)")
+      ->check(CLI::IsMember({"auto", "f32", "bf16", "int8", "q4", "w8a8"}));
 }
 
 paligemma::Result<paligemma::Model> load_model(const ModelFlags& f, double* load_s) {

@@ -66,8 +66,9 @@ using TextCallback = std::function<bool(std::string_view)>;
 
 struct LoadOptions {
   // How matrices are held while running: "auto" (as stored, memory-mapped), "f32",
-  // "bf16", "int8" (q8 blocks of 32, int8 x int8 products) or "q4" (4-bit blocks of 32
-  // for the decoder, the vision tower in q8).
+  // "bf16", "int8" (q8 blocks of 32, int8 x int8 products), "q4" (4-bit blocks of 32
+  // for the decoder, the vision tower in q8) or "w8a8" (as int8 with one scale per output
+  // channel; on AMX the prefill multiplies int8 tiles, x quantized per row).
   std::string dtype = "auto";
 };
 
@@ -116,7 +117,7 @@ class Model {
 };
 
 // Writes a copy of checkpoint `dir` into `out_dir` with its weights in `dtype` ("int8",
-// "q4", "bf16" or "f32"): config.json (with a "paligemma_cpp" entry naming the format),
+// "q4", "w8a8", "bf16" or "f32"): config.json (with a "paligemma_cpp" entry naming the format),
 // tokenizer.model, and model.pgq.safetensors, which loads without re-quantising.
 Status quantize(const std::string& dir, const std::string& dtype, const std::string& out_dir);
 

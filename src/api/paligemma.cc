@@ -146,7 +146,7 @@ std::string Model::decode(const std::vector<int>& ids) const {
 Status quantize(const std::string& dir, const std::string& dtype, const std::string& out_dir) {
   PG_ASSIGN_OR_RETURN(pg::model::WeightType type, pg::model::parse_weight_type(dtype));
   if (type == pg::model::WeightType::kAsStored)
-    return pg::invalid_argument("quantize needs a dtype: int8, q4, bf16 or f32");
+    return pg::invalid_argument("quantize needs a dtype: int8, q4, w8a8, bf16 or f32");
   PG_ASSIGN_OR_RETURN(auto model, pg::model::PaliGemma::load(dir, nullptr, type));
   std::error_code ec;
   std::filesystem::create_directories(out_dir, ec);
@@ -179,7 +179,8 @@ Status quantize(const std::string& dir, const std::string& dtype, const std::str
        "I8: codes [rows, blocks*32], w = code * scale; U8: 4-bit codes [rows, blocks*16], byte "
        "i of a block = code i | code 16+i << 4, w = (code - 8) * scale; in both, a row's blocks "
        "in groups of 16 (the last of n <= 16) stored as runs of 4n bytes, bytes 4j..4j+3 of run t "
-       "= bytes 4t..4t+3 of the group's block j; NAME.scales: F32 [rows, blocks]"},
+       "= bytes 4t..4t+3 of the group's block j; NAME.scales: F32 [rows, blocks] (weights w8a8: "
+       "every block of a row holds the row's scale)"},
       {"block_layout", pg::model::kGroupLayout}};
   return pg::io::write_safetensors(out_dir + "/" + pg::model::kQuantizedWeightsFile, tensors,
                                    metadata);

@@ -36,6 +36,7 @@
 #include "base/memory.h"
 #include "base/parallel.h"
 #include "kernels/amx_dequant.h"
+#include "kernels/amx_tiles.h"
 #include "kernels/elementwise.h"
 #include "kernels/lane_masks.h"
 #include "kernels/transpose.h"
@@ -56,38 +57,11 @@ void fill_probe_values(uint16_t* out, int64_t n) {
     defined(__AVX512BF16__)
 namespace {
 
-constexpr int64_t kT = 16;       // rows of a tile: weight rows of A, pairs of B, rows of C
+using amx::at_least;
+using amx::configure_tiles;
+using amx::kT;                   // rows of a tile: weight rows of A, pairs of B, rows of C
 constexpr int64_t kStep = 32;    // columns of K per tile product
 constexpr int64_t kWords = 256;  // uint32 words of packed x per block and step (a tile)
-
-struct alignas(64) TileConfig {
-  uint8_t palette = 1;
-  uint8_t start_row = 0;
-  uint8_t reserved[14] = {};
-  uint16_t colsb[16] = {};  // bytes per row of each tile
-  uint8_t rows[16] = {};
-};
-
-// Eight tiles of 16 rows of 64 bytes, on the calling thread.
-void configure_tiles() {
-  TileConfig config;
-  for (int t = 0; t < 8; ++t) {
-    config.colsb[t] = 64;
-    config.rows[t] = kT;
-  }
-  // (Through asm with the config as its memory operand: GCC 12 treats _tile_loadconfig as
-  // not reading its argument and drops the stores that fill it, leaving every tile
-  // unconfigured, whose first load then faults.)
-  asm volatile("ldtilecfg %0" : : "m"(config));
-}
-
-// A thread's growing buffer (on whole cache lines, as tiles and vector stores want it),
-// holding at least `count` elements.
-template <class T>
-T* at_least(LineAlignedVector<T>& buffer, int64_t count) {
-  if (buffer.size() < static_cast<size_t>(count)) buffer.resize(static_cast<size_t>(count));
-  return buffer.data();
-}
 
 // xp (blocks x steps x kWords) from x [m, k]: block b, step s is rows 16b.., columns 32s...
 void pack_x(const float* x, int64_t m, int64_t k, int64_t blocks, int64_t steps, uint32_t* xp) {

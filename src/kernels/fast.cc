@@ -20,6 +20,7 @@
 
 #include "base/parallel.h"
 #include "kernels/amx_gemm.h"
+#include "kernels/amx_w8a8.h"
 #include "kernels/bf16_gemm.h"
 #include "kernels/elementwise.h"
 #include "kernels/in_register.h"
@@ -642,6 +643,14 @@ bool tiles_take(const MatrixView& w) {
   return w.quantized() || (w.dtype == DType::kBF16 && w.low_precision);
 }
 
+// Whether the w8a8 products (amx_w8a8.h: row-scaled q8, x quantized per row, int8 tiles)
+// run these matrices: they come before every other product of them at prefill sizes, and
+// the fused gating and MLP then run as their steps.
+bool w8a8_take(const MatmulOutput* out, int count) {
+  return count > 0 && out[0].w.row_scales && amx_products_run() &&
+         w8a8_formats(out, count, out[0].w.cols);
+}
+
 // x: [m, k], w: [n, k] (F32, BF16 or F16), bias: [n] or null, y: [m, n].
 void matmul(const float* x, int64_t m, const MatrixView& w, const float* bias, float* y) {
   const int64_t n = w.rows, k = w.cols;
@@ -662,6 +671,7 @@ void matmul(const float* x, int64_t m, const MatrixView& w, const float* bias, f
     // oneDNN's.
     const auto* wb = static_cast<const uint16_t*>(w.data);
     const MatmulOutput out{w, bias, y};
+    if (w8a8_take(&out, 1) && gemm_w8a8_amx(x, m, k, &out, 1)) return;
     if (tiles_take(w) && gemm_bf16_amx(x, m, k, &out, 1)) return;
     if (w.dtype == DType::kBF16 && w.low_precision &&
         (gemm_bf16_avx512(x, m, k, &out, 1) || onednn_matmul_bf16(x, m, wb, n, k, bias, y)))
@@ -688,6 +698,7 @@ void matmul_many(const float* x, int64_t m, const MatmulOutput* out, int count) 
     const bool low_precision =
         std::all_of(out, out + count, [](const MatmulOutput& o) { return o.w.low_precision; });
     const int64_t k = out[0].w.cols;
+    if (w8a8_take(out, count) && gemm_w8a8_amx(x, m, k, out, count)) return;
     if (std::all_of(out, out + count, [](const MatmulOutput& o) { return tiles_take(o.w); }) &&
         gemm_bf16_amx(x, m, k, out, count))
       return;
@@ -763,7 +774,8 @@ void gelu_tanh_mul(const float* gate, const float* up, float* y, int64_t n) {
 // they pack it), up's into the calling thread's buffer, and then gelu_tanh_mul.
 void matmul_gelu_mul(const float* x, int64_t m, const MatrixView& gate, const MatrixView& up,
                      float* y) {
-  if (m >= kOneDnnMinRows) {
+  const MatmulOutput pair[2] = {{gate, nullptr, nullptr}, {up, nullptr, nullptr}};
+  if (m >= kOneDnnMinRows && !w8a8_take(pair, 2)) {
     if (tiles_take(gate) && tiles_take(up) && gemm_bf16_amx_gelu_mul(x, m, gate, up, y)) return;
     if (gate.low_precision && up.low_precision && gemm_bf16_avx512_gelu_mul(x, m, gate, up, y))
       return;
@@ -783,7 +795,11 @@ void mlp(const float* x, int64_t m, const MatrixView& gate, const MatrixView& up
          const MatrixView& down, float* hidden, float* y) {
   // On AMX the tiles' own hand-off, where both steps would take the tiles (as
   // matmul_gelu_mul and matmul choose them); the AVX-512 fusion is not used there.
-  if (m >= kOneDnnMinRows && amx_products_run()) {
+  const MatmulOutput steps[3] = {
+      {gate, nullptr, nullptr}, {up, nullptr, nullptr}, {down, nullptr, nullptr}};
+  if (m >= kOneDnnMinRows && (w8a8_take(steps, 2) || w8a8_take(steps + 2, 1))) {
+    // (w8a8: the gating's products and the down projection's, each on the int8 tiles.)
+  } else if (m >= kOneDnnMinRows && amx_products_run()) {
     if (tiles_take(gate) && tiles_take(up) && tiles_take(down) &&
         gemm_bf16_amx_mlp(x, m, gate, up, down, y))
       return;

@@ -60,7 +60,9 @@ struct KernelTable {
   // prefill-sized m on AVX512-VNNI steps a power of two apart within a row, at most twice
   // amax / 127 for blocks within 2^-12 of the row's largest (quant_gemm.h); without VNNI,
   // prefill activations rounded to bf16; on AMX tiles (m >= 16, amx_gemm.h) activations
-  // rounded to bf16 times the weights dequantized to bf16)
+  // rounded to bf16 times the weights dequantized to bf16, but q8 with one scale per row
+  // (row_scales, the w8a8 mode; amx_w8a8.h) on int8 tiles with activations quantized to
+  // int8 per row, step amax / 127)
   // and views marked low_precision (activations rounded to bf16 for prefill-sized m).
   void (*matmul)(const float* x, int64_t m, const MatrixView& w, const float* bias, float* y);
 

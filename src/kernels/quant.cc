@@ -295,15 +295,20 @@ namespace {
 // blocks below. Values past n are code 0 (q8) or 8 (q4). Returns the block's scale.
 // q8: s = max|x| / 127, code = clamp(round(x / s), -127, 127) (NaN ignored by the maximum,
 // and code -127).
-float q8_block_scalar(const float* x, int64_t n, uint8_t* bytes) {
-  float amax = 0;
-  for (int64_t i = 0; i < n; ++i) amax = std::max(amax, std::fabs(x[i]));
-  const float s = amax / 127.0f;
+// The q8 codes of n <= 32 values with scale s (q8_block_scalar's; per-row scales pass the
+// row's).
+void q8_codes_scalar(const float* x, int64_t n, float s, uint8_t* bytes) {
   const float inv = s > 0 ? 1.0f / s : 0.0f;
   for (int64_t i = 0; i < B; ++i) {
     const long code = i < n ? std::clamp<long>(std::lrintf(x[i] * inv), -127, 127) : 0;
     bytes[i] = static_cast<uint8_t>(static_cast<int8_t>(code));
   }
+}
+float q8_block_scalar(const float* x, int64_t n, uint8_t* bytes) {
+  float amax = 0;
+  for (int64_t i = 0; i < n; ++i) amax = std::max(amax, std::fabs(x[i]));
+  const float s = amax / 127.0f;
+  q8_codes_scalar(x, n, s, bytes);
   return s;
 }
 // q4: m = the first value of largest magnitude, s = m / -8, code = clamp(round(x / s) + 8,
@@ -334,10 +339,9 @@ inline __m512 abs_max_ps(__m512 a, __m512 b) {
   const __m512 m = _mm512_max_ps(_mm512_abs_ps(a), _mm512_setzero_ps());
   return _mm512_max_ps(_mm512_abs_ps(b), m);
 }
-float q8_block_vector(const float* x, uint8_t* bytes) {
+// The codes of a whole block with scale s, as q8_codes_scalar's.
+void q8_codes_vector(const float* x, float s, uint8_t* bytes) {
   const __m512 a = _mm512_loadu_ps(x), b = _mm512_loadu_ps(x + 16);
-  const float amax = _mm512_reduce_max_ps(abs_max_ps(a, b));
-  const float s = amax / 127.0f;
   const __m512 inv = _mm512_set1_ps(s > 0 ? 1.0f / s : 0.0f);
   auto codes = [&](__m512 v) {
     const __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(v, inv));
@@ -346,6 +350,11 @@ float q8_block_vector(const float* x, uint8_t* bytes) {
   };
   _mm_storeu_si128(reinterpret_cast<__m128i*>(bytes), codes(a));
   _mm_storeu_si128(reinterpret_cast<__m128i*>(bytes + 16), codes(b));
+}
+float q8_block_vector(const float* x, uint8_t* bytes) {
+  const __m512 a = _mm512_loadu_ps(x), b = _mm512_loadu_ps(x + 16);
+  const float s = _mm512_reduce_max_ps(abs_max_ps(a, b)) / 127.0f;
+  q8_codes_vector(x, s, bytes);
   return s;
 }
 float q4_block_vector(const float* x, uint8_t* bytes) {
@@ -372,18 +381,20 @@ float q4_block_vector(const float* x, uint8_t* bytes) {
 }
 constexpr bool kVectorBlocks = true;
 #else
+void q8_codes_vector(const float* x, float s, uint8_t* bytes) { q8_codes_scalar(x, B, s, bytes); }
 float q8_block_vector(const float* x, uint8_t* bytes) { return q8_block_scalar(x, B, bytes); }
 float q4_block_vector(const float* x, uint8_t* bytes) { return q4_block_scalar(x, B, bytes); }
 constexpr bool kVectorBlocks = false;
 #endif
 
 // w (any format) quantized to q8 (I8) or q4 (U8), whole blocks in vector registers where
-// `vector` and the build has them.
-QuantizedMatrix quantize(const MatrixView& w, DType dtype, bool vector) {
+// `vector` and the build has them; q8 with one scale per row where `row_scales`.
+QuantizedMatrix quantize(const MatrixView& w, DType dtype, bool vector, bool row_scales = false) {
   const bool q8 = dtype == DType::kI8;
   const int64_t block_bytes = q8 ? B : B / 2;
   QuantizedMatrix q;
   q.dtype = dtype;
+  q.row_scales = q8 && row_scales;
   q.rows = w.rows;
   q.cols = w.cols;
   const int64_t nb = quant_blocks(w.cols);
@@ -395,12 +406,23 @@ QuantizedMatrix quantize(const MatrixView& w, DType dtype, bool vector) {
     for (int64_t r = r0; r < r1; ++r) {
       dequantize_row(w, r, row.data());
       uint8_t* dst = q.data.data() + r * nb * block_bytes;
+      float row_scale = 0;  // (per row: max|w| / 127, NaN ignored, as a block's)
+      if (q.row_scales) {
+        for (const float v : row) row_scale = std::max(row_scale, std::fabs(v));
+        row_scale /= 127.0f;
+      }
       for (int64_t b = 0; b < nb; ++b) {
         const int64_t n = std::min(B, w.cols - b * B);
         const float* x = row.data() + b * B;
-        const float s = vector && kVectorBlocks && n == B
-                            ? (q8 ? q8_block_vector(x, bytes) : q4_block_vector(x, bytes))
-                            : (q8 ? q8_block_scalar(x, n, bytes) : q4_block_scalar(x, n, bytes));
+        const bool whole = vector && kVectorBlocks && n == B;
+        float s = row_scale;
+        if (q.row_scales && whole)
+          q8_codes_vector(x, s, bytes);
+        else if (q.row_scales)
+          q8_codes_scalar(x, n, s, bytes);
+        else
+          s = whole ? (q8 ? q8_block_vector(x, bytes) : q4_block_vector(x, bytes))
+                    : (q8 ? q8_block_scalar(x, n, bytes) : q4_block_scalar(x, n, bytes));
         q.scales[static_cast<size_t>(r * nb + b)] = s;
         for (int64_t t = 0; t < block_bytes; t += 4)  // (gather_block's inverse)
           std::memcpy(dst + group_byte(nb, block_bytes, b, t), bytes + t, 4);
@@ -414,8 +436,21 @@ QuantizedMatrix quantize(const MatrixView& w, DType dtype, bool vector) {
 
 QuantizedMatrix quantize_q8(const MatrixView& w) { return quantize(w, DType::kI8, true); }
 QuantizedMatrix quantize_q4(const MatrixView& w) { return quantize(w, DType::kU8, true); }
-QuantizedMatrix quantize_reference(const MatrixView& w, DType dtype) {
-  return quantize(w, dtype, false);
+QuantizedMatrix quantize_q8_rows(const MatrixView& w) {
+  return quantize(w, DType::kI8, true, true);
+}
+QuantizedMatrix quantize_reference(const MatrixView& w, DType dtype, bool row_scales) {
+  return quantize(w, dtype, false, row_scales);
+}
+
+bool has_row_scales(const MatrixView& w) {
+  if (w.dtype != DType::kI8 || w.scales == nullptr) return false;
+  const int64_t nb = quant_blocks(w.cols);
+  for (int64_t r = 0; r < w.rows; ++r) {
+    const float* s = w.scales + r * nb;
+    if (!std::all_of(s, s + nb, [&](float v) { return v == s[0]; })) return false;
+  }
+  return true;
 }
 
 LineAlignedVector<uint8_t> from_block_layout(DType dtype, const uint8_t* data, int64_t rows,

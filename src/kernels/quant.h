@@ -16,7 +16,12 @@ struct QuantizedMatrix {
   int64_t rows = 0, cols = 0;
   LineAlignedVector<uint8_t> data;
   LineAlignedVector<float> scales;  // [rows, quant_blocks(cols)]
-  MatrixView view() const { return {dtype, data.data(), rows, cols, scales.data()}; }
+  bool row_scales = false;          // q8 with one scale per row (quantize_q8_rows)
+  MatrixView view() const {
+    MatrixView v{dtype, data.data(), rows, cols, scales.data()};
+    v.row_scales = row_scales;
+    return v;
+  }
 };
 
 // q8: per block of 32, scale = max|w| / 127, q = round(w / scale).
@@ -24,9 +29,17 @@ QuantizedMatrix quantize_q8(const MatrixView& w);
 // q4 (ggml Q4_0 style): per block, the element of largest magnitude m maps to code 0:
 // scale = m / -8, code = clamp(round(w / scale) + 8, 0, 15).
 QuantizedMatrix quantize_q4(const MatrixView& w);
-// The same (dtype kI8 or kU8) block by block in plain scalar code: the reference twin of
-// quantize_q8 / quantize_q4, whose whole blocks run in vector registers. For tests.
-QuantizedMatrix quantize_reference(const MatrixView& w, DType dtype);
+// q8 with one scale per row (per output channel, the w8a8 mode): scale = max|w_row| / 127,
+// q = round(w / scale), stored as q8 whose blocks of a row all carry the row's scale (so
+// every q8 product reads it), with row_scales set.
+QuantizedMatrix quantize_q8_rows(const MatrixView& w);
+// The same (dtype kI8 or kU8; row_scales for quantize_q8_rows) block by block in plain
+// scalar code: the reference twin of quantize_q8 / quantize_q4 / quantize_q8_rows, whose
+// whole blocks run in vector registers. For tests.
+QuantizedMatrix quantize_reference(const MatrixView& w, DType dtype, bool row_scales = false);
+// Whether w is q8 whose blocks of each row share one scale (a folder's row-scaled weights,
+// recognized at load).
+bool has_row_scales(const MatrixView& w);
 // q8 / q4 codes as folders before format_version 2 stored them (each block's bytes
 // together; q8 rows of cols bytes, q4 rows of nb * 16 with byte i = code i | code 16 + i)
 // in today's group layout (tensor.h): [rows, row_bytes].

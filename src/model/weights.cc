@@ -151,6 +151,16 @@ Status bind_quantized(Slot& slot, const std::string& stored, const TensorView& v
     w.owned.push_back(copy);
   }
   *slot.matrix = MatrixView{view.dtype, codes, rows, cols, scales};
+  // A w8a8 folder's q8 matrices carry one scale per row (in every block of it).
+  auto weights = store.metadata().find("weights");
+  if (view.dtype == DType::kI8 && weights != store.metadata().end() &&
+      weights->second == weight_type_name(WeightType::kW8A8)) {
+    if (!kernels::has_row_scales(*slot.matrix)) {
+      return invalid_argument(where + ": the folder's weights are w8a8, but the scales of '" +
+                              slot.name + ".scales' differ within a row");
+    }
+    slot.matrix->row_scales = true;
+  }
   return Status::Ok();
 }
 
@@ -251,8 +261,9 @@ Result<WeightType> parse_weight_type(const std::string& name) {
   if (name == "bf16") return WeightType::kBF16;
   if (name == "int8") return WeightType::kInt8;
   if (name == "q4") return WeightType::kQ4;
+  if (name == "w8a8") return WeightType::kW8A8;
   return invalid_argument("unknown weight type \"" + name +
-                          "\" (expected f32, bf16, int8, q4 or auto)");
+                          "\" (expected f32, bf16, int8, q4, w8a8 or auto)");
 }
 
 const char* weight_type_name(WeightType type) {
@@ -262,6 +273,7 @@ const char* weight_type_name(WeightType type) {
     case WeightType::kBF16: return "bf16";
     case WeightType::kInt8: return "int8";
     case WeightType::kQ4: return "q4";
+    case WeightType::kW8A8: return "w8a8";
   }
   return "?";
 }
@@ -278,9 +290,10 @@ void for_each_matrix(const io::PaliGemmaConfig& config, PaliGemmaWeights& w,
 
 namespace {
 
-// Replaces `m` by a copy in `type`, kept alive by w.owned.
-void convert_matrix(MatrixView& m, DType target, PaliGemmaWeights& w) {
-  if (m.dtype == target) return;
+// Replaces `m` by a copy in `type` (I8 with one scale per row where `row_scales`), kept
+// alive by w.owned.
+void convert_matrix(MatrixView& m, DType target, PaliGemmaWeights& w, bool row_scales = false) {
+  if (m.dtype == target && m.row_scales == (target == DType::kI8 && row_scales)) return;
   if (target == DType::kF32) {
     auto buf = std::make_shared<LineAlignedVector<float>>(static_cast<size_t>(m.rows * m.cols));
     const MatrixView src = m;
@@ -294,8 +307,10 @@ void convert_matrix(MatrixView& m, DType target, PaliGemmaWeights& w) {
     m = MatrixView{DType::kBF16, buf->data(), m.rows, m.cols, nullptr};
     w.owned.push_back(buf);
   } else {
-    auto q = std::make_shared<kernels::QuantizedMatrix>(
-        target == DType::kI8 ? kernels::quantize_q8(m) : kernels::quantize_q4(m));
+    auto q =
+        std::make_shared<kernels::QuantizedMatrix>(target == DType::kU8 ? kernels::quantize_q4(m)
+                                                   : row_scales ? kernels::quantize_q8_rows(m)
+                                                                : kernels::quantize_q8(m));
     m = q->view();
     w.owned.push_back(q);
   }
@@ -305,7 +320,8 @@ DType decoder_dtype(WeightType type) {
   switch (type) {
     case WeightType::kF32: return DType::kF32;
     case WeightType::kBF16: return DType::kBF16;
-    case WeightType::kInt8: return DType::kI8;
+    case WeightType::kInt8:
+    case WeightType::kW8A8: return DType::kI8;
     case WeightType::kQ4: return DType::kU8;
     case WeightType::kAsStored: break;
   }
@@ -315,21 +331,24 @@ DType decoder_dtype(WeightType type) {
 // The vision tower of the quantized modes is q8 (int8 x int8 products) in both: 4-bit
 // weights would cost the image features more accuracy than the decoder loses.
 DType vision_dtype(WeightType type) {
-  return type == WeightType::kInt8 || type == WeightType::kQ4 ? DType::kI8 : decoder_dtype(type);
+  return type == WeightType::kInt8 || type == WeightType::kQ4 || type == WeightType::kW8A8
+             ? DType::kI8
+             : decoder_dtype(type);
 }
 
 }  // namespace
 
 void convert_weights(const io::PaliGemmaConfig& config, PaliGemmaWeights& w, WeightType type) {
   if (type == WeightType::kAsStored) return;
+  const bool rows = type == WeightType::kW8A8;
   // A tied head gets its own copy so that lookups keep reading the embedding.
   if (w.text.lm_head.data == w.text.embed_tokens.data &&
       decoder_dtype(type) != w.text.embed_tokens.dtype) {
-    convert_matrix(w.text.lm_head, decoder_dtype(type), w);
+    convert_matrix(w.text.lm_head, decoder_dtype(type), w, rows);
   }
   for_each_matrix(config, w, [&](const std::string& name, MatrixView& m, bool vision) {
     if (&m == &w.text.embed_tokens) return;  // lookups read single rows: leave it mapped
-    convert_matrix(m, vision ? vision_dtype(type) : decoder_dtype(type), w);
+    convert_matrix(m, vision ? vision_dtype(type) : decoder_dtype(type), w, rows);
     m.low_precision = type != WeightType::kF32;
   });
   w.text.lm_head.low_precision = type != WeightType::kF32;
@@ -414,12 +433,13 @@ PaliGemmaWeights random_weights(const io::PaliGemmaConfig& config, WeightType ty
     }
     m.data = data->data();
     m.low_precision = type != WeightType::kF32;
+    m.row_scales = dt == DType::kI8 && type == WeightType::kW8A8;
     w.owned.push_back(data);
     *slot.matrix = m;
   }
   w.text.lm_head = w.text.embed_tokens;
-  if (type == WeightType::kInt8 || type == WeightType::kQ4) {
-    convert_matrix(w.text.lm_head, decoder_dtype(type), w);
+  if (type == WeightType::kInt8 || type == WeightType::kQ4 || type == WeightType::kW8A8) {
+    convert_matrix(w.text.lm_head, decoder_dtype(type), w, type == WeightType::kW8A8);
     w.text.lm_head.low_precision = true;
   }
   return w;

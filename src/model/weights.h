@@ -77,8 +77,10 @@ enum class WeightType {
   kBF16,
   kInt8,  // q8 blocks everywhere (decoder, LM head, vision tower, projector)
   kQ4,    // q4 blocks for the decoder and LM head; the vision tower in q8
+  kW8A8,  // where kInt8 has q8: q8 with one scale per row (per output channel), whose
+          // prefill products run as int8 x int8 on AMX tiles (x quantized per row)
 };
-// "f32", "bf16", "int8", "q4" (and "auto" for kAsStored).
+// "f32", "bf16", "int8", "q4", "w8a8" (and "auto" for kAsStored).
 Result<WeightType> parse_weight_type(const std::string& name);
 const char* weight_type_name(WeightType type);
 

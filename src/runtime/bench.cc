@@ -125,8 +125,9 @@ FirstTokenRoofline first_token_roofline(const FirstTokenWork& work, model::Weigh
                                         const kernels::Roofline& peaks) {
   using model::WeightType;
   const bool float32 = type == WeightType::kF32 || type == WeightType::kAsStored;
-  const bool low_bit = type == WeightType::kInt8 || type == WeightType::kQ4;
-  // Products run at the mode's peak (int8 and q4: every product as int8 x int8, the vision
+  const bool low_bit =
+      type == WeightType::kInt8 || type == WeightType::kQ4 || type == WeightType::kW8A8;
+  // Products run at the mode's peak (int8, q4, w8a8: every product as int8 x int8, the vision
   // tower's q8 too); attention multiplies activations by activations: in float32 with f32
   // and as-stored weights, with bf16 products otherwise. The bf16 and int8 peaks are the
   // machine's fastest units': AMX tiles where they run (Roofline::bf16_peak, int8_peak).

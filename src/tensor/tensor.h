@@ -60,6 +60,9 @@ struct MatrixView {
   // Products may round the activations to bf16 (set for --dtype bf16, int8, q4; never
   // for weights merely stored in bf16, which stay exact against the float32 reference).
   bool low_precision = false;
+  // I8 only: every block of a row has the same scale (per-output-channel int8, the w8a8
+  // mode), so that a product may sum a row's codes in int32 across blocks and scale once.
+  bool row_scales = false;
 
   bool quantized() const { return dtype == DType::kI8 || dtype == DType::kU8; }
   // Bytes of one stored row (without scales).

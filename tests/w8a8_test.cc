@@ -1,0 +1,162 @@
+// The w8a8 mode's kernels: per-row q8 quantization (quantize_q8_rows) matches its scalar
+// twin and round-trips within half a step of the row's scale; the AMX int8 product
+// (gemm_w8a8_amx) matches its scalar twin bit for bit over odd shapes, chunks of K and
+// passes over x; and that twin is within the derived quantization bound of the float
+// product, so it defines what it says.
+#include <gtest/gtest.h>
+
+#include <cfloat>
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "kernels/amx_gemm.h"
+#include "kernels/amx_w8a8.h"
+#include "kernels/quant.h"
+
+namespace {
+
+std::vector<float> random_matrix(int64_t rows, int64_t cols, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  std::vector<float> w(static_cast<size_t>(rows * cols));
+  for (float& v : w) v = d(rng);
+  return w;
+}
+
+pg::kernels::QuantizedMatrix row_scaled(const std::vector<float>& w, int64_t n, int64_t k) {
+  return pg::kernels::quantize_q8_rows({pg::DType::kF32, w.data(), n, k, nullptr});
+}
+
+TEST(W8a8Quantize, RowsMatchTheScalarTwinAndRoundTripWithinHalfAStep) {
+  for (const int64_t k : {5, 32, 100, 2112}) {
+    const int64_t n = 7, nb = pg::quant_blocks(k);
+    auto w = random_matrix(n, k, 3);
+    w[static_cast<size_t>(k / 2)] = 40.0f;  // an outlier sets row 0's scale
+    const pg::MatrixView src{pg::DType::kF32, w.data(), n, k, nullptr};
+    const auto q = pg::kernels::quantize_q8_rows(src);
+    const auto twin = pg::kernels::quantize_reference(src, pg::DType::kI8, /*row_scales=*/true);
+    ASSERT_TRUE(q.row_scales && q.view().row_scales);
+    ASSERT_EQ(q.data.size(), twin.data.size());
+    EXPECT_EQ(std::memcmp(q.data.data(), twin.data.data(), q.data.size()), 0) << "k " << k;
+    EXPECT_EQ(std::memcmp(q.scales.data(), twin.scales.data(), q.scales.size() * 4), 0);
+    EXPECT_TRUE(pg::kernels::has_row_scales(q.view()));
+    // (A row of one block has one scale either way.)
+    EXPECT_EQ(pg::kernels::has_row_scales(pg::kernels::quantize_q8(src).view()), nb == 1);
+    std::vector<float> back(static_cast<size_t>(nb * 32));
+    for (int64_t r = 0; r < n; ++r) {
+      float amax = 0;
+      for (int64_t c = 0; c < k; ++c) amax = std::max(amax, std::fabs(w[r * k + c]));
+      for (int64_t b = 0; b < nb; ++b) EXPECT_EQ(q.scales[r * nb + b], amax / 127.0f);
+      pg::dequantize_row(q.view(), r, back.data());
+      for (int64_t c = 0; c < k; ++c) {
+        const float step = amax / 127.0f;
+        ASSERT_LE(std::fabs(back[c] - w[r * k + c]), 0.5f * step * (1 + 4 * FLT_EPSILON))
+            << "k " << k << " row " << r << " col " << c;
+      }
+    }
+  }
+}
+
+TEST(W8a8Product, FormatsAreCheckedBeforeAnythingRuns) {
+  const auto w = random_matrix(32, 64, 1);
+  const auto rows = row_scaled(w, 32, 64);
+  const pg::MatrixView src{pg::DType::kF32, w.data(), 32, 64, nullptr};
+  const auto blocks = pg::kernels::quantize_q8(src);
+  std::vector<float> y(32 * 32);
+  const pg::kernels::MatmulOutput good{rows.view(), nullptr, y.data()};
+  const pg::kernels::MatmulOutput block_scaled{blocks.view(), nullptr, y.data()};
+  EXPECT_TRUE(pg::kernels::w8a8_formats(&good, 1, 64));
+  EXPECT_FALSE(pg::kernels::w8a8_formats(&good, 1, 65));          // k differs
+  EXPECT_FALSE(pg::kernels::w8a8_formats(&block_scaled, 1, 64));  // scales per block
+  const auto odd = row_scaled(w, 32, 32);  // one block: half a tile row, taken
+  const pg::kernels::MatmulOutput half{odd.view(), nullptr, y.data()};
+  EXPECT_TRUE(pg::kernels::w8a8_formats(&half, 1, 32));
+  const auto few = row_scaled(w, 24, 64);  // 24 rows: not whole tiles
+  const pg::kernels::MatmulOutput partial{few.view(), nullptr, y.data()};
+  EXPECT_FALSE(pg::kernels::w8a8_formats(&partial, 1, 64));
+  EXPECT_FALSE(pg::kernels::gemm_w8a8_amx(w.data(), 16, 64, &partial, 1));
+}
+
+// The scalar twin against the product of x and the dequantized weights in double, for x
+// of whole numbers with 127 in each row (so the row's scale is 1 and its codes are x):
+// each output within float32 rounding (the weights' dequantization, the sum's conversion,
+// the scale and the fma). Sharp enough for a code of x paired with another column's weight.
+TEST(W8a8Product, TwinIsTheProductOfTheCodes) {
+  const int64_t m = 5, n = 16, k = 2112, nb = pg::quant_blocks(k);
+  const auto w = random_matrix(n, k, 11);
+  std::mt19937_64 rng(12);
+  std::uniform_int_distribution<int> code(-127, 127);
+  std::vector<float> x(static_cast<size_t>(m * k));
+  for (float& v : x) v = static_cast<float>(code(rng));
+  for (int64_t i = 0; i < m; ++i) x[static_cast<size_t>(i * k + 7 * i)] = i % 2 ? 127 : -127;
+  const auto q = row_scaled(w, n, k);
+  std::vector<float> y(static_cast<size_t>(m * n));
+  const pg::kernels::MatmulOutput out{q.view(), nullptr, y.data()};
+  pg::kernels::gemm_w8a8_reference(x.data(), m, k, &out, 1);
+  std::vector<float> wrow(static_cast<size_t>(nb * 32));
+  for (int64_t j = 0; j < n; ++j) {
+    pg::dequantize_row(q.view(), j, wrow.data());
+    for (int64_t i = 0; i < m; ++i) {
+      double want = 0, mag = 0;
+      for (int64_t c = 0; c < k; ++c) {
+        want += double{x[i * k + c]} * wrow[c];
+        mag += std::fabs(double{x[i * k + c]} * wrow[c]);
+      }
+      const double bound = mag * FLT_EPSILON + std::fabs(want) * 4 * FLT_EPSILON;
+      EXPECT_LE(std::fabs(y[i * n + j] - want), bound) << "row " << i << " output " << j;
+    }
+  }
+}
+
+// gemm_w8a8_amx against its twin, bit for bit: m from 1 to 400 (partial blocks of x, an odd
+// last block, two passes at 400), k from 32 to 8256 (a partial last block at 100 and 2090,
+// partial last groups, an odd number of blocks at 32, 96 and 4304, SigLIP's MLP width, whose
+// last step is half a tile row; chunks of K at 4304 and 8256), n of 16 (one block: a job
+// alone) to 640 (many jobs in turn), one output or three with biases (jobs across outputs).
+TEST(W8a8Product, AmxMatchesTheTwinBitForBit) {
+  if (!pg::kernels::amx_products_run()) GTEST_SKIP() << "no AMX tiles in this build or process";
+  struct Case {
+    int64_t m, k;
+    std::vector<int64_t> ns;
+  };
+  const Case cases[] = {
+      {1, 64, {16}},        {16, 100, {48}},   {17, 2090, {16, 32, 48}},  {50, 2112, {640}},
+      {33, 8256, {32, 16}}, {400, 4096, {48}}, {267, 2048, {64, 16, 16}}, {20, 32, {16}},
+      {17, 96, {32}},       {256, 4304, {48}}};
+  for (const Case& c : cases) {
+    const auto x = random_matrix(c.m, c.k, 21);
+    std::vector<pg::kernels::QuantizedMatrix> qs;
+    std::vector<std::vector<float>> biases, got, want;
+    std::vector<pg::kernels::MatmulOutput> out_got, out_want;
+    for (size_t i = 0; i < c.ns.size(); ++i) {
+      const int64_t n = c.ns[i];
+      qs.push_back(row_scaled(random_matrix(n, c.k, 30 + i), n, c.k));
+      biases.push_back(i == 1 ? std::vector<float>() : random_matrix(1, n, 40 + i));
+      got.emplace_back(static_cast<size_t>(c.m * n), NAN);
+      want.emplace_back(static_cast<size_t>(c.m * n), NAN);
+    }
+    for (size_t i = 0; i < c.ns.size(); ++i) {
+      const float* bias = biases[i].empty() ? nullptr : biases[i].data();
+      out_got.push_back({qs[i].view(), bias, got[i].data()});
+      out_want.push_back({qs[i].view(), bias, want[i].data()});
+    }
+    const int count = static_cast<int>(c.ns.size());
+    ASSERT_TRUE(pg::kernels::gemm_w8a8_amx(x.data(), c.m, c.k, out_got.data(), count));
+    pg::kernels::gemm_w8a8_reference(x.data(), c.m, c.k, out_want.data(), count);
+    for (size_t i = 0; i < c.ns.size(); ++i) {
+      int64_t bad = 0, first = -1;
+      for (size_t e = 0; e < got[i].size(); ++e) {
+        if (std::memcmp(&got[i][e], &want[i][e], 4) != 0 && bad++ == 0)
+          first = static_cast<int64_t>(e);
+      }
+      EXPECT_EQ(bad, 0) << "m " << c.m << " k " << c.k << " output " << i << ": first at row "
+                        << first / c.ns[i] << " column " << first % c.ns[i] << ", got "
+                        << got[i][static_cast<size_t>(std::max<int64_t>(first, 0))] << " want "
+                        << want[i][static_cast<size_t>(std::max<int64_t>(first, 0))];
+    }
+  }
+}
+
+}  // namespace
