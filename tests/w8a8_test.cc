@@ -13,6 +13,7 @@
 
 #include "kernels/amx_gemm.h"
 #include "kernels/amx_w8a8.h"
+#include "kernels/kernels.h"
 #include "kernels/quant.h"
 
 namespace {
@@ -108,6 +109,35 @@ TEST(W8a8Product, TwinIsTheProductOfTheCodes) {
       EXPECT_LE(std::fabs(y[i * n + j] - want), bound) << "row " << i << " output " << j;
     }
   }
+}
+
+// The decode products (m <= 8) read a row-scaled matrix's first scale per row instead of
+// every block's: the same values, bit for bit, as the q8 product of the same matrix read
+// without the flag. Odd rows (pairs and a single), a partial last group (2112) and a short
+// last block (100).
+TEST(W8a8Decode, RowScalesGiveTheBlockProductsValues) {
+  for (const int64_t k : {100, 2112}) {
+    const int64_t n = 37;
+    const auto w = random_matrix(n, k, 51), bias = random_matrix(1, n, 52);
+    const auto q = row_scaled(w, n, k);
+    pg::MatrixView as_blocks = q.view();
+    as_blocks.row_scales = false;
+    for (const int64_t m : {1, 3, 8}) {
+      const auto x = random_matrix(m, k, 53);
+      std::vector<float> got(static_cast<size_t>(m * n), NAN), want(got.size(), NAN);
+      pg::kernels::fast_kernels().matmul(x.data(), m, q.view(), bias.data(), got.data());
+      pg::kernels::fast_kernels().matmul(x.data(), m, as_blocks, bias.data(), want.data());
+      for (size_t e = 0; e < got.size(); ++e) {
+        ASSERT_EQ(std::memcmp(&got[e], &want[e], 4), 0)
+            << "k " << k << " m " << m << " row " << e / n << " output " << e % n << ": got "
+            << got[e] << ", want " << want[e];
+      }
+    }
+  }
+  // What a decode pass reads: the codes and one scale per row.
+  const auto q = row_scaled(random_matrix(16, 2112, 54), 16, 2112);
+  EXPECT_EQ(q.view().stream_bytes(), 16 * (2112 + 4));
+  EXPECT_EQ(q.view().total_bytes(), 16 * (2112 + 66 * 4));
 }
 
 // gemm_w8a8_amx against its twin, bit for bit: m from 1 to 400 (partial blocks of x, an odd

@@ -468,11 +468,11 @@ std::vector<io::TensorToWrite> export_weights(const io::PaliGemmaConfig& config,
 }
 
 int64_t decoder_bytes_per_token(const PaliGemmaWeights& w) {
-  int64_t bytes = w.text.lm_head.total_bytes();
+  int64_t bytes = w.text.lm_head.stream_bytes();
   for (const GemmaLayerWeights& l : w.text.layers) {
     for (const MatrixView* m :
          {&l.q_proj, &l.k_proj, &l.v_proj, &l.o_proj, &l.gate_proj, &l.up_proj, &l.down_proj}) {
-      bytes += m->total_bytes();
+      bytes += m->stream_bytes();
     }
   }
   return bytes;

@@ -103,7 +103,7 @@ FirstTokenWork first_token_work(const io::PaliGemmaConfig& c, model::PaliGemmaWe
   FirstTokenWork work;
   auto add = [&](double rows, const MatrixView& m) {
     work.products.push_back({rows, static_cast<double>(m.rows), static_cast<double>(m.cols),
-                             static_cast<double>(m.total_bytes())});
+                             static_cast<double>(m.stream_bytes())});
   };
   const model::GemmaLayerWeights* last = w.text.layers.empty() ? nullptr : &w.text.layers.back();
   model::for_each_matrix(c, w, [&](const std::string& name, MatrixView& m, bool vision) {

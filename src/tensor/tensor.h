@@ -71,9 +71,14 @@ struct MatrixView {
     if (dtype == DType::kI8) return quant_blocks(cols) * kQuantBlock;
     return cols * static_cast<int64_t>(dtype_size(dtype));
   }
-  // Bytes read by one pass over the matrix, scales included.
+  // Bytes held: the codes and every block's scale.
   int64_t total_bytes() const {
     return rows * row_bytes() + (quantized() ? rows * quant_blocks(cols) * 4 : 0);
+  }
+  // Bytes read by one pass of the decode products over the matrix: with row_scales, one
+  // scale per row (its first block's) rather than every block's.
+  int64_t stream_bytes() const {
+    return row_scales ? rows * row_bytes() + rows * 4 : total_bytes();
   }
 };
 
