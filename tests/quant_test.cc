@@ -22,6 +22,7 @@
 #include "kernels/amx_dequant.h"
 #include "kernels/amx_gemm.h"
 #include "kernels/kernels.h"
+#include "model/paligemma.h"
 #include "paligemma/paligemma.h"
 #include "test_util.h"
 
@@ -558,7 +559,7 @@ TEST(QuantQuality, GoldenLogitErrorsWithinDocumentedBounds) {
           EXPECT_EQ(a->ids, b->ids) << name << " " << mode.dtype << " prompt " << p["prompt"];
         }
       }
-      // Greedy ids are only required to match for bf16 and int8.
+      // Greedy ids are only required to match for bf16, int8 and w8a8.
       std::printf("[quality] %-9s %-5s max |err| / max|logit| = %.2e, relative RMS error = %.2e\n",
                   name.c_str(), mode.dtype, worst_rel, std::sqrt(sum_sq / sum_ref_sq));
       EXPECT_LE(worst_rel, mode.max_rel_error) << name << " " << mode.dtype;
@@ -597,7 +598,54 @@ TEST(QuantFolder, LoadsToTheSameNumbersWithoutRequantising) {
     expect_same_caption(*in_memory, *from_file, dir, dtype);
     // No Hugging Face loader mistakes the folder for a checkpoint of its own.
     EXPECT_FALSE(std::filesystem::exists(out + "/model.safetensors"));
+    // The folder's q8 matrices come back flagged as w8a8 (and as plain q8 for int8), and
+    // a w8a8 folder loaded as int8 is its codes read as q8 (no second rounding).
+    auto as_stored = pg::model::PaliGemma::load(out, nullptr);
+    ASSERT_TRUE(as_stored.ok());
+    const bool w8a8 = std::string(dtype) == "w8a8";
+    const pg::model::PaliGemmaWeights& w = (*as_stored)->weights();
+    EXPECT_EQ(w.text.layers[0].gate_proj.row_scales, w8a8) << dtype;
+    EXPECT_EQ(w.vision.layers[0].fc1.row_scales, w8a8) << dtype;
+    if (w8a8) {
+      auto as_int8 = pg::model::PaliGemma::load(out, nullptr, pg::model::WeightType::kInt8);
+      ASSERT_TRUE(as_int8.ok());
+      const pg::MatrixView& g = (*as_int8)->weights().text.layers[0].gate_proj;
+      const pg::MatrixView& stored = w.text.layers[0].gate_proj;
+      EXPECT_FALSE(g.row_scales);
+      EXPECT_EQ(std::memcmp(g.data, stored.data, static_cast<size_t>(g.rows * g.row_bytes())), 0);
+    }
   }
+}
+
+// A w8a8 folder whose scales differ within a row (a damaged or hand-made file) is an error
+// that names the tensor, not a product with the wrong scales.
+TEST(QuantFolder, W8a8FolderWithUnequalScalesIsAnError) {
+  pg::testing::TempDir tmp;
+  const std::string dir = testdata("golden/tiny-pg1"), out = tmp.file("w8a8");
+  ASSERT_TRUE(paligemma::quantize(dir, "w8a8", out).ok());
+  const std::string file = out + "/model.pgq.safetensors";
+  std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+  uint64_t header_size = 0;
+  f.read(reinterpret_cast<char*>(&header_size), 8);
+  std::string header(header_size, ' ');
+  f.read(header.data(), static_cast<std::streamsize>(header_size));
+  const auto j = nlohmann::json::parse(header);
+  const std::string name = "language_model.model.layers.0.mlp.gate_proj.weight.scales";
+  ASSERT_TRUE(j.contains(name));
+  const auto begin = j[name]["data_offsets"][0].get<uint64_t>();
+  float second = 0;  // row 0's second block
+  f.seekg(static_cast<std::streamoff>(8 + header_size + begin + 4));
+  f.read(reinterpret_cast<char*>(&second), 4);
+  second *= 2;
+  f.seekp(static_cast<std::streamoff>(8 + header_size + begin + 4));
+  f.write(reinterpret_cast<const char*>(&second), 4);
+  f.close();
+  auto loaded = paligemma::Model::load(out);
+  ASSERT_FALSE(loaded.ok());
+  EXPECT_NE(loaded.status().message().find("language_model.model.layers.0.mlp.gate_proj.weight"),
+            std::string::npos)
+      << loaded.status().message();
+  EXPECT_NE(loaded.status().message().find("differ within a row"), std::string::npos);
 }
 
 // The layout of folders before format_version 2: each block's bytes together (q8 rows of

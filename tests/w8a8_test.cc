@@ -60,6 +60,34 @@ TEST(W8a8Quantize, RowsMatchTheScalarTwinAndRoundTripWithinHalfAStep) {
   }
 }
 
+// quantize_rows_int8 on rows with exact codes, a row of zeros, a row too small to scale, and
+// rows holding a NaN or an infinity (scale NaN, codes 0: the row's outputs become NaN).
+TEST(W8a8Quantize, ActivationRowsIncludingZerosTinyAndNonFinite) {
+  const int64_t k = 37, ldq = 64;
+  std::vector<float> x(static_cast<size_t>(5 * k), 0.0f);
+  for (int64_t c = 0; c < k; ++c) x[static_cast<size_t>(c)] = static_cast<float>(c % 2 ? -c : c);
+  x[3] = 254.0f;  // row 0: scale 2, codes c / 2 rounded to even, 127 at column 3
+  for (int64_t c = 0; c < k; ++c) x[static_cast<size_t>(2 * k + c)] = 1e-37f;  // row 2: tiny
+  x[static_cast<size_t>(3 * k + 20)] = NAN;
+  x[static_cast<size_t>(4 * k + 36)] = -INFINITY;  // (the last, masked, column)
+  std::vector<int8_t> q(static_cast<size_t>(5 * ldq), 99);
+  std::vector<float> scale(5, -1.0f);
+  pg::kernels::quantize_rows_int8(x.data(), 5, k, q.data(), ldq, scale.data());
+  EXPECT_EQ(scale[0], 2.0f);
+  for (int64_t c = 0; c < k; ++c) {
+    const float want = c == 3 ? 127.0f : std::nearbyint(x[static_cast<size_t>(c)] / 2.0f);
+    EXPECT_EQ(q[static_cast<size_t>(c)], static_cast<int8_t>(want)) << "column " << c;
+  }
+  EXPECT_EQ(scale[1], 0.0f);
+  EXPECT_EQ(scale[2], 0.0f);
+  EXPECT_TRUE(std::isnan(scale[3]));
+  EXPECT_TRUE(std::isnan(scale[4]));
+  for (int64_t r = 0; r < 5; ++r) {
+    for (int64_t c = r == 0 ? k : 0; c < ldq; ++c)
+      EXPECT_EQ(q[static_cast<size_t>(r * ldq + c)], 0) << "row " << r << " column " << c;
+  }
+}
+
 TEST(W8a8Product, FormatsAreCheckedBeforeAnythingRuns) {
   const auto w = random_matrix(32, 64, 1);
   const auto rows = row_scaled(w, 32, 64);
@@ -74,7 +102,8 @@ TEST(W8a8Product, FormatsAreCheckedBeforeAnythingRuns) {
   const auto odd = row_scaled(w, 32, 32);  // one block: half a tile row, taken
   const pg::kernels::MatmulOutput half{odd.view(), nullptr, y.data()};
   EXPECT_TRUE(pg::kernels::w8a8_formats(&half, 1, 32));
-  const auto few = row_scaled(w, 24, 64);  // 24 rows: not whole tiles
+  EXPECT_FALSE(pg::kernels::w8a8_formats(&good, 1, 1 << 17));  // int32 sums could overflow
+  const auto few = row_scaled(w, 24, 64);                      // 24 rows: not whole tiles
   const pg::kernels::MatmulOutput partial{few.view(), nullptr, y.data()};
   EXPECT_FALSE(pg::kernels::w8a8_formats(&partial, 1, 64));
   EXPECT_FALSE(pg::kernels::gemm_w8a8_amx(w.data(), 16, 64, &partial, 1));
@@ -122,10 +151,18 @@ TEST(W8a8Decode, RowScalesGiveTheBlockProductsValues) {
     const auto q = row_scaled(w, n, k);
     pg::MatrixView as_blocks = q.view();
     as_blocks.row_scales = false;
+    // The flagged view reads each row's first scale alone: the other blocks' may hold
+    // anything.
+    std::vector<float> first_only(q.scales.begin(), q.scales.end());
+    const int64_t nb = pg::quant_blocks(k);
+    for (int64_t r = 0; r < n; ++r)
+      for (int64_t b = 1; b < nb; ++b) first_only[static_cast<size_t>(r * nb + b)] = -1e30f;
+    pg::MatrixView flagged = q.view();
+    flagged.scales = first_only.data();
     for (const int64_t m : {1, 3, 8}) {
       const auto x = random_matrix(m, k, 53);
       std::vector<float> got(static_cast<size_t>(m * n), NAN), want(got.size(), NAN);
-      pg::kernels::fast_kernels().matmul(x.data(), m, q.view(), bias.data(), got.data());
+      pg::kernels::fast_kernels().matmul(x.data(), m, flagged, bias.data(), got.data());
       pg::kernels::fast_kernels().matmul(x.data(), m, as_blocks, bias.data(), want.data());
       for (size_t e = 0; e < got.size(); ++e) {
         ASSERT_EQ(std::memcmp(&got[e], &want[e], 4), 0)
@@ -146,7 +183,7 @@ TEST(W8a8Decode, RowScalesGiveTheBlockProductsValues) {
 // last step is half a tile row; chunks of K at 4304 and 8256), n of 16 (one block: a job
 // alone) to 640 (many jobs in turn), one output or three with biases (jobs across outputs).
 TEST(W8a8Product, AmxMatchesTheTwinBitForBit) {
-  if (!pg::kernels::amx_products_run()) GTEST_SKIP() << "no AMX tiles in this build or process";
+  if (!pg::kernels::w8a8_products_run()) GTEST_SKIP() << "no AMX-INT8 in this build or process";
   struct Case {
     int64_t m, k;
     std::vector<int64_t> ns;
@@ -156,7 +193,8 @@ TEST(W8a8Product, AmxMatchesTheTwinBitForBit) {
       {33, 8256, {32, 16}}, {400, 4096, {48}}, {267, 2048, {64, 16, 16}}, {20, 32, {16}},
       {17, 96, {32}},       {256, 4304, {48}}};
   for (const Case& c : cases) {
-    const auto x = random_matrix(c.m, c.k, 21);
+    auto x = random_matrix(c.m, c.k, 21);
+    if (c.m > 2) x[static_cast<size_t>(c.k + 5)] = NAN;  // row 1's outputs: NaN
     std::vector<pg::kernels::QuantizedMatrix> qs;
     std::vector<std::vector<float>> biases, got, want;
     std::vector<pg::kernels::MatmulOutput> out_got, out_want;
@@ -178,8 +216,10 @@ TEST(W8a8Product, AmxMatchesTheTwinBitForBit) {
     for (size_t i = 0; i < c.ns.size(); ++i) {
       int64_t bad = 0, first = -1;
       for (size_t e = 0; e < got[i].size(); ++e) {
-        if (std::memcmp(&got[i][e], &want[i][e], 4) != 0 && bad++ == 0)
-          first = static_cast<int64_t>(e);
+        const bool nan_row = c.m > 2 && static_cast<int64_t>(e) / c.ns[i] == 1;
+        const bool same = nan_row ? std::isnan(got[i][e]) && std::isnan(want[i][e])
+                                  : std::memcmp(&got[i][e], &want[i][e], 4) == 0;
+        if (!same && bad++ == 0) first = static_cast<int64_t>(e);
       }
       EXPECT_EQ(bad, 0) << "m " << c.m << " k " << c.k << " output " << i << ": first at row "
                         << first / c.ns[i] << " column " << first % c.ns[i] << ", got "

@@ -16,15 +16,16 @@
 // Work: jobs of two weight blocks (16 rows each), claimed by the threads; a job first
 // copies its blocks' tiles for the chunk of K into a packed buffer (a tile load from the
 // rows and a tile store), then passes over every pair of x's blocks. While it runs, it
-// fetches the next job's rows into L2. Long K goes in chunks and many rows of x in passes,
-// as in amx_gemm.cc, so that a pass's packed x stays in L2; the sums between chunks wait
-// in int32, as the tiles hold them.
+// fetches the next job's rows into L2 (the next of the thread's claimed run). Long K goes in chunks
+// and many rows of x in passes, as in amx_gemm.cc, so that a pass's packed x stays in L2; the sums
+// between chunks wait in int32, as the tiles hold them.
 #include "kernels/amx_w8a8.h"
 
 #include <immintrin.h>
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include "base/cpu.h"
@@ -47,15 +48,34 @@ int8_t code_at(const MatrixView& w, int64_t n, int64_t c) {
 }
 
 // quantize_rows_int8 in plain scalar code.
+// A row's scale and the factor its values are multiplied by before rounding, from its
+// largest magnitude a and whether it holds a NaN or an infinity (quantize_rows_int8).
+struct RowScale {
+  float scale, inv;
+};
+RowScale row_scale(float a, bool nonfinite) {
+  if (nonfinite) return {std::numeric_limits<float>::quiet_NaN(), 0.0f};
+  if (!(a >= kSmallestRowMax)) return {0.0f, 0.0f};
+  return {a / 127.0f, 127.0f / a};
+}
+
+// quantize_rows_int8 in plain scalar code.
 void quantize_rows_scalar(const float* x, int64_t m, int64_t k, int8_t* q, int64_t ldq,
                           float* scale) {
   for (int64_t r = 0; r < m; ++r) {
     float amax = 0.0f;
-    for (int64_t c = 0; c < k; ++c) amax = std::max(amax, std::fabs(x[r * k + c]));
-    scale[r] = amax / 127.0f;
-    const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
-    for (int64_t c = 0; c < k; ++c)
-      q[r * ldq + c] = static_cast<int8_t>(std::nearbyint(x[r * k + c] * inv));
+    bool nonfinite = false;
+    for (int64_t c = 0; c < k; ++c) {
+      const float v = std::fabs(x[r * k + c]);
+      nonfinite |= !(v <= std::numeric_limits<float>::max());
+      amax = std::max(amax, v);
+    }
+    const RowScale s = row_scale(amax, nonfinite);
+    scale[r] = s.scale;
+    for (int64_t c = 0; c < k; ++c) {
+      q[r * ldq + c] =
+          nonfinite ? int8_t{0} : static_cast<int8_t>(std::nearbyint(x[r * k + c] * s.inv));
+    }
     std::fill(q + r * ldq + k, q + (r + 1) * ldq, int8_t{0});
   }
 }
@@ -63,7 +83,7 @@ void quantize_rows_scalar(const float* x, int64_t m, int64_t k, int8_t* q, int64
 }  // namespace
 
 bool w8a8_formats(const MatmulOutput* out, int count, int64_t k) {
-  if (count <= 0 || k <= 0) return false;
+  if (count <= 0 || k <= 0 || k >= (int64_t{1} << 17)) return false;
   for (int i = 0; i < count; ++i) {
     const MatrixView& w = out[i].w;
     if (w.dtype != DType::kI8 || !w.row_scales || w.cols != k || w.rows % 16 != 0 ||
@@ -100,13 +120,21 @@ void quantize_rows_int8(const float* x, int64_t m, int64_t k, int8_t* q, int64_t
     for (int64_t r = r0; r < r1; ++r) {
       const float* xr = x + r * k;
       __m512 amax = _mm512_setzero_ps();
+      const __m512 largest = _mm512_set1_ps(std::numeric_limits<float>::max());
+      __mmask16 nonfinite = 0;
       for (int64_t c = 0; c < k; c += 16) {
         const __mmask16 mask = first_n16(k - c);
-        amax = _mm512_max_ps(amax, _mm512_abs_ps(_mm512_maskz_loadu_ps(mask, xr + c)));
+        const __m512 v = _mm512_abs_ps(_mm512_maskz_loadu_ps(mask, xr + c));
+        nonfinite |= _mm512_cmp_ps_mask(v, largest, _CMP_NLE_UQ);  // NaN or infinite
+        amax = _mm512_max_ps(v, amax);  // (a NaN passed over, as std::max does)
       }
-      const float a = _mm512_reduce_max_ps(amax);
-      scale[r] = a / 127.0f;
-      const __m512 inv = _mm512_set1_ps(a > 0.0f ? 127.0f / a : 0.0f);
+      const RowScale s = row_scale(_mm512_reduce_max_ps(amax), nonfinite != 0);
+      scale[r] = s.scale;
+      const __m512 inv = _mm512_set1_ps(s.inv);
+      if (nonfinite != 0) {  // (codes 0, as x * 0 would not give for a NaN)
+        std::fill(q + r * ldq, q + (r + 1) * ldq, int8_t{0});
+        continue;
+      }
       for (int64_t c = 0; c < k; c += 16) {
         const __mmask16 mask = first_n16(k - c);
         const __m512i v =
@@ -242,6 +270,8 @@ void store_tile(const int32_t* c, const float* w_scale, const float* bias, const
 
 }  // namespace
 
+bool w8a8_products_run() { return amx_enabled(); }
+
 bool gemm_w8a8_amx(const float* x, int64_t m, int64_t k, const MatmulOutput* out, int count) {
   if (m <= 0 || !w8a8_formats(out, count, k) || !amx_enabled()) return false;
   const int64_t row_bytes = out[0].w.row_bytes(), nb = quant_blocks(k);
@@ -371,6 +401,7 @@ void quantize_rows_int8(const float* x, int64_t m, int64_t k, int8_t* q, int64_t
   quantize_rows_scalar(x, m, k, q, ldq, scale);
 }
 
+bool w8a8_products_run() { return false; }
 bool gemm_w8a8_amx(const float*, int64_t, int64_t, const MatmulOutput*, int) { return false; }
 
 #endif

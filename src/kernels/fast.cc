@@ -647,7 +647,7 @@ bool tiles_take(const MatrixView& w) {
 // run these matrices: they come before every other product of them at prefill sizes, and
 // the fused gating and MLP then run as their steps.
 bool w8a8_take(const MatmulOutput* out, int count) {
-  return count > 0 && out[0].w.row_scales && amx_products_run() &&
+  return count > 0 && out[0].w.row_scales && w8a8_products_run() &&
          w8a8_formats(out, count, out[0].w.cols);
 }
 

@@ -60,9 +60,9 @@ void quantize_activations(const float* x, int64_t cols, QuantizedRow& out) {
 
 // One weight row's product with x, block by block in scalar code: each block's exact
 // integer sum (q4: codes 0..15, less 8 times x's block sum), then its two scales. Rows
-// without VNNI.
-[[maybe_unused]] float q8_row(const uint8_t* w, const float* ws, const QuantizedRow& x,
-                              int64_t nb) {
+// without VNNI. (q8 with row scales: the row's first scale for every block.)
+[[maybe_unused]] float q8_row(const uint8_t* w, const float* ws, const QuantizedRow& x, int64_t nb,
+                              bool row_scale = false) {
   float total = 0;
   for (int64_t b = 0; b < nb; ++b) {
     uint8_t blk[B];
@@ -70,7 +70,7 @@ void quantize_activations(const float* x, int64_t cols, QuantizedRow& out) {
     const int8_t* xq = x.q.data() + b * B;
     int32_t s = 0;
     for (int64_t i = 0; i < B; ++i) s += static_cast<int8_t>(blk[i]) * xq[i];
-    total += static_cast<float>(s) * ws[b] * x.scale[b];
+    total += static_cast<float>(s) * ws[row_scale ? 0 : b] * x.scale[b];
   }
   return total;
 }
@@ -216,7 +216,7 @@ template <bool Q4, int NW, bool Prefetch, bool RowScale = false>
 void dot_grouped(const uint8_t* const* w, const float* const* ws, const QuantizedRow& x, int64_t nb,
                  float* out) {
   for (int j = 0; j < NW; ++j)
-    out[j] = Q4 ? q4_row(w[j], ws[j], x, nb) : q8_row(w[j], ws[j], x, nb);
+    out[j] = Q4 ? q4_row(w[j], ws[j], x, nb) : q8_row(w[j], ws[j], x, nb, RowScale);
 }
 #endif
 

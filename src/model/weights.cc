@@ -294,6 +294,10 @@ namespace {
 // alive by w.owned.
 void convert_matrix(MatrixView& m, DType target, PaliGemmaWeights& w, bool row_scales = false) {
   if (m.dtype == target && m.row_scales == (target == DType::kI8 && row_scales)) return;
+  if (m.dtype == DType::kI8 && target == DType::kI8 && !row_scales) {
+    m.row_scales = false;  // (w8a8 codes are q8 with equal block scales: exact as q8)
+    return;
+  }
   if (target == DType::kF32) {
     auto buf = std::make_shared<LineAlignedVector<float>>(static_cast<size_t>(m.rows * m.cols));
     const MatrixView src = m;
