@@ -13,6 +13,7 @@
 
 #include "kernels/amx_gemm.h"
 #include "kernels/amx_w8a8.h"
+#include "kernels/elementwise.h"
 #include "kernels/kernels.h"
 #include "kernels/quant.h"
 
@@ -225,6 +226,32 @@ TEST(W8a8Product, AmxMatchesTheTwinBitForBit) {
                         << first / c.ns[i] << " column " << first % c.ns[i] << ", got "
                         << got[i][static_cast<size_t>(std::max<int64_t>(first, 0))] << " want "
                         << want[i][static_cast<size_t>(std::max<int64_t>(first, 0))];
+    }
+  }
+}
+
+// The gated product: gemm_w8a8_amx over gate and up followed by the gating, bit for bit
+// (odd m, gate's rows in 3 blocks so that jobs pair gate's and up's same rows, K in chunks).
+TEST(W8a8Product, GeluMulIsTheProductsThenTheGating) {
+  if (!pg::kernels::w8a8_products_run()) GTEST_SKIP() << "no AMX-INT8 in this build or process";
+  for (const int64_t m : {17, 70}) {
+    for (const int64_t k : {96, 4400}) {
+      const int64_t n = 48;
+      const auto x = random_matrix(m, k, 61);
+      const auto gate = row_scaled(random_matrix(n, k, 62), n, k);
+      const auto up = row_scaled(random_matrix(n, k, 63), n, k);
+      std::vector<float> got(static_cast<size_t>(m * n), NAN), g(got.size()), u(got.size());
+      ASSERT_TRUE(
+          pg::kernels::gemm_w8a8_amx_gelu_mul(x.data(), m, gate.view(), up.view(), got.data()));
+      const pg::kernels::MatmulOutput out[2] = {{gate.view(), nullptr, g.data()},
+                                                {up.view(), nullptr, u.data()}};
+      ASSERT_TRUE(pg::kernels::gemm_w8a8_amx(x.data(), m, k, out, 2));
+      pg::kernels::gelu_tanh_mul_span(g.data(), u.data(), g.data(), m * n);
+      for (size_t e = 0; e < got.size(); ++e) {
+        ASSERT_EQ(std::memcmp(&got[e], &g[e], 4), 0)
+            << "m " << m << " k " << k << " row " << e / n << " output " << e % n << ": got "
+            << got[e] << ", want " << g[e];
+      }
     }
   }
 }

@@ -33,6 +33,7 @@
 #include "base/parallel.h"
 #include "kernels/amx_dequant.h"
 #include "kernels/amx_tiles.h"
+#include "kernels/elementwise.h"
 #include "kernels/lane_masks.h"
 #include "kernels/transpose.h"
 
@@ -268,12 +269,10 @@ void store_tile(const int32_t* c, const float* w_scale, const float* bias, const
   }
 }
 
-}  // namespace
-
-bool w8a8_products_run() { return amx_enabled(); }
-
-bool gemm_w8a8_amx(const float* x, int64_t m, int64_t k, const MatmulOutput* out, int count) {
-  if (m <= 0 || !w8a8_formats(out, count, k) || !amx_enabled()) return false;
+// The product over out[0..count), or with gated_y the gating's (out[0] = gate, out[1] = up:
+// each job gate's and up's same 16 rows, whose tiles become gelu_tanh(gate) * up in
+// gated_y, [m, gate rows], as they are stored).
+void run(const float* x, int64_t m, int64_t k, const MatmulOutput* out, int count, float* gated_y) {
   const int64_t row_bytes = out[0].w.row_bytes(), nb = quant_blocks(k);
   const int64_t steps = (row_bytes + kStepBytes - 1) / kStepBytes, xblocks = (m + kT - 1) / kT;
   thread_local LineAlignedVector<int32_t> xp_buffer;
@@ -282,12 +281,18 @@ bool gemm_w8a8_amx(const float* x, int64_t m, int64_t k, const MatmulOutput* out
   float* x_scale = at_least(x_scale_buffer, m);
   pack_x(x, m, k, nb, xblocks, steps, xp, x_scale);
 
-  // The weights' 16-row blocks, output after output, and their row scales.
+  // The weights' 16-row blocks, output after output (gated: gate's and up's in turn), and
+  // their row scales.
   std::vector<Block> blocks;
   std::vector<float> w_scale;
   for (int o = 0; o < count; ++o) {
-    for (int64_t n0 = 0; n0 < out[o].w.rows; n0 += kT) blocks.push_back({o, n0});
+    for (int64_t n0 = 0; gated_y == nullptr && n0 < out[o].w.rows; n0 += kT)
+      blocks.push_back({o, n0});
     for (int64_t n = 0; n < out[o].w.rows; ++n) w_scale.push_back(out[o].w.scales[n * nb]);
+  }
+  for (int64_t n0 = 0; gated_y != nullptr && n0 < out[0].w.rows; n0 += kT) {
+    blocks.push_back({0, n0});
+    blocks.push_back({1, n0});
   }
   std::vector<int64_t> scale_at(static_cast<size_t>(count) + 1, 0);  // first scale per output
   for (int o = 0; o < count; ++o)
@@ -374,6 +379,23 @@ bool gemm_w8a8_amx(const float* x, int64_t m, int64_t k, const MatmulOutput* out
             else
               tiles<false, false>(w0, w1, x0, x1, cs, from, to, pf);
             if (!last) continue;
+            if (gated_y != nullptr) {  // gelu_tanh(gate) * up, a tile at a time
+              const int64_t n0 = blocks[static_cast<size_t>(2 * j)].n0, n = out[0].w.rows;
+              alignas(64) float stage[2][kT * kT];
+              for (int jj = 0; jj < (two ? 2 : 1); ++jj) {
+                const int64_t row0 = (xb + jj) * kT, rows = std::min<int64_t>(kT, m - row0);
+                for (int i = 0; i < 2; ++i) {
+                  const float* ws = w_scale.data() + scale_at[static_cast<size_t>(i)] + n0;
+                  store_tile(c + (2 * i + jj) * kWords, ws, nullptr, x_scale + row0, 0, rows,
+                             stage[i], kT);
+                }
+                gelu_tanh_mul_span(stage[0], stage[1], stage[0], rows * kT);
+                for (int64_t r = 0; r < rows; ++r)
+                  std::copy(stage[0] + r * kT, stage[0] + (r + 1) * kT,
+                            gated_y + (row0 + r) * n + n0);
+              }
+              continue;
+            }
             for (int i = 0; i < nw; ++i) {
               const Block& b = blocks[static_cast<size_t>(2 * j + i)];
               const MatmulOutput& o = out[b.o];
@@ -391,6 +413,24 @@ bool gemm_w8a8_amx(const float* x, int64_t m, int64_t k, const MatmulOutput* out
       parallel_claims(jobs, jobs, 2, jobs, job_fn);
     }
   }
+}
+
+}  // namespace
+
+bool w8a8_products_run() { return amx_enabled(); }
+
+bool gemm_w8a8_amx(const float* x, int64_t m, int64_t k, const MatmulOutput* out, int count) {
+  if (m <= 0 || !w8a8_formats(out, count, k) || !amx_enabled()) return false;
+  run(x, m, k, out, count, nullptr);
+  return true;
+}
+
+bool gemm_w8a8_amx_gelu_mul(const float* x, int64_t m, const MatrixView& gate, const MatrixView& up,
+                            float* y) {
+  const MatmulOutput out[2] = {{gate, nullptr, nullptr}, {up, nullptr, nullptr}};
+  if (m <= 0 || up.rows != gate.rows || !w8a8_formats(out, 2, gate.cols) || !amx_enabled())
+    return false;
+  run(x, m, gate.cols, out, 2, y);
   return true;
 }
 
@@ -403,6 +443,9 @@ void quantize_rows_int8(const float* x, int64_t m, int64_t k, int8_t* q, int64_t
 
 bool w8a8_products_run() { return false; }
 bool gemm_w8a8_amx(const float*, int64_t, int64_t, const MatmulOutput*, int) { return false; }
+bool gemm_w8a8_amx_gelu_mul(const float*, int64_t, const MatrixView&, const MatrixView&, float*) {
+  return false;
+}
 
 #endif
 

@@ -39,6 +39,14 @@ bool w8a8_formats(const MatmulOutput* out, int count, int64_t k);
 // w8a8_formats refuses.
 bool gemm_w8a8_amx(const float* x, int64_t m, int64_t k, const MatmulOutput* out, int count);
 
+// y[m, n] = gelu_tanh(x gate^T) * (x up^T), gate and up [n, k] that w8a8_formats takes:
+// the values of gemm_w8a8_amx over both followed by gelu_tanh_mul, bit for bit, each job
+// running gate's and up's same 16 rows, so that the two products' tiles are gated while in
+// cache and neither [m, n] product reaches memory. Returns false, writing nothing, where
+// gemm_w8a8_amx would or where up's rows differ from gate's.
+bool gemm_w8a8_amx_gelu_mul(const float* x, int64_t m, const MatrixView& gate, const MatrixView& up,
+                            float* y);
+
 // The same in plain scalar code, on any CPU (for matrices that w8a8_formats takes): the
 // twin that tests compare gemm_w8a8_amx with, bit for bit.
 void gemm_w8a8_reference(const float* x, int64_t m, int64_t k, const MatmulOutput* out, int count);

@@ -768,14 +768,16 @@ void gelu_tanh_mul(const float* gate, const float* up, float* y, int64_t n) {
                [&](int64_t b, int64_t e) { gelu_tanh_mul_span(gate + b, up + b, y + b, e - b); });
 }
 
-// The MLP's gating: fused into the AMX tiles' product (amx_gemm.h: quantized weights or
-// low-precision bf16 views), the bf16 product (low-precision views) or the quantized one
-// on VNNI (bf16_gemm.h, quant_gemm.h), else the two products (sharing x's packing where
-// they pack it), up's into the calling thread's buffer, and then gelu_tanh_mul.
+// The MLP's gating: fused into the AMX tiles' product (amx_w8a8.h for row-scaled q8;
+// amx_gemm.h: quantized weights or low-precision bf16 views), the bf16 product (low-precision
+// views) or the quantized one on VNNI (bf16_gemm.h, quant_gemm.h), else the two products (sharing
+// x's packing where they pack it), up's into the calling thread's buffer, and then gelu_tanh_mul.
 void matmul_gelu_mul(const float* x, int64_t m, const MatrixView& gate, const MatrixView& up,
                      float* y) {
   const MatmulOutput pair[2] = {{gate, nullptr, nullptr}, {up, nullptr, nullptr}};
-  if (m >= kOneDnnMinRows && !w8a8_take(pair, 2)) {
+  if (m >= kOneDnnMinRows && w8a8_take(pair, 2)) {
+    if (gemm_w8a8_amx_gelu_mul(x, m, gate, up, y)) return;
+  } else if (m >= kOneDnnMinRows) {
     if (tiles_take(gate) && tiles_take(up) && gemm_bf16_amx_gelu_mul(x, m, gate, up, y)) return;
     if (gate.low_precision && up.low_precision && gemm_bf16_avx512_gelu_mul(x, m, gate, up, y))
       return;
