@@ -5,6 +5,7 @@
 // product, so it defines what it says.
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cfloat>
 #include <cmath>
 #include <cstring>
@@ -25,6 +26,11 @@ std::vector<float> random_matrix(int64_t rows, int64_t cols, uint64_t seed) {
   std::vector<float> w(static_cast<size_t>(rows * cols));
   for (float& v : w) v = d(rng);
   return w;
+}
+
+// Whether two floats are the same bit pattern.
+bool same_bits(float a, float b) {
+  return std::bit_cast<uint32_t>(a) == std::bit_cast<uint32_t>(b);
 }
 
 pg::kernels::QuantizedMatrix row_scaled(const std::vector<float>& w, int64_t n, int64_t k) {
@@ -166,7 +172,7 @@ TEST(W8a8Decode, RowScalesGiveTheBlockProductsValues) {
       pg::kernels::fast_kernels().matmul(x.data(), m, flagged, bias.data(), got.data());
       pg::kernels::fast_kernels().matmul(x.data(), m, as_blocks, bias.data(), want.data());
       for (size_t e = 0; e < got.size(); ++e) {
-        ASSERT_EQ(std::memcmp(&got[e], &want[e], 4), 0)
+        ASSERT_TRUE(same_bits(got[e], want[e]))
             << "k " << k << " m " << m << " row " << e / n << " output " << e % n << ": got "
             << got[e] << ", want " << want[e];
       }
@@ -219,7 +225,7 @@ TEST(W8a8Product, AmxMatchesTheTwinBitForBit) {
       for (size_t e = 0; e < got[i].size(); ++e) {
         const bool nan_row = c.m > 2 && static_cast<int64_t>(e) / c.ns[i] == 1;
         const bool same = nan_row ? std::isnan(got[i][e]) && std::isnan(want[i][e])
-                                  : std::memcmp(&got[i][e], &want[i][e], 4) == 0;
+                                  : same_bits(got[i][e], want[i][e]);
         if (!same && bad++ == 0) first = static_cast<int64_t>(e);
       }
       EXPECT_EQ(bad, 0) << "m " << c.m << " k " << c.k << " output " << i << ": first at row "
@@ -248,7 +254,7 @@ TEST(W8a8Product, GeluMulIsTheProductsThenTheGating) {
       ASSERT_TRUE(pg::kernels::gemm_w8a8_amx(x.data(), m, k, out, 2));
       pg::kernels::gelu_tanh_mul_span(g.data(), u.data(), g.data(), m * n);
       for (size_t e = 0; e < got.size(); ++e) {
-        ASSERT_EQ(std::memcmp(&got[e], &g[e], 4), 0)
+        ASSERT_TRUE(same_bits(got[e], g[e]))
             << "m " << m << " k " << k << " row " << e / n << " output " << e % n << ": got "
             << got[e] << ", want " << g[e];
       }
