@@ -28,15 +28,8 @@
 
 namespace {
 
+using pg::testing::random_matrix;
 using pg::testing::testdata;
-
-std::vector<float> random_matrix(int64_t rows, int64_t cols, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> d(0.0f, 1.0f);
-  std::vector<float> w(static_cast<size_t>(rows * cols));
-  for (float& v : w) v = d(rng);
-  return w;
-}
 
 class QuantFormat : public ::testing::TestWithParam<pg::DType> {};
 

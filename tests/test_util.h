@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,15 @@ inline std::vector<std::string> golden_model_cases() {
   }
   std::sort(out.begin(), out.end());
   return out;
+}
+
+// [rows, cols] of standard normal values from a seeded generator.
+inline std::vector<float> random_matrix(int64_t rows, int64_t cols, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  std::vector<float> w(static_cast<size_t>(rows * cols));
+  for (float& v : w) v = d(rng);
+  return w;
 }
 
 // A fresh temporary folder, removed with the object.

@@ -17,16 +17,11 @@
 #include "kernels/elementwise.h"
 #include "kernels/kernels.h"
 #include "kernels/quant.h"
+#include "test_util.h"
 
 namespace {
 
-std::vector<float> random_matrix(int64_t rows, int64_t cols, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> d(0.0f, 1.0f);
-  std::vector<float> w(static_cast<size_t>(rows * cols));
-  for (float& v : w) v = d(rng);
-  return w;
-}
+using pg::testing::random_matrix;
 
 // Whether two floats are the same bit pattern.
 bool same_bits(float a, float b) {

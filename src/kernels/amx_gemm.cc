@@ -117,16 +117,9 @@ void pack_x_slots(const float* x, int64_t m, int64_t k, int64_t blocks, int64_t 
   parallel_for(blocks * steps, 16, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       const int64_t b = i / steps, s = i % steps;
-      const __m512i index = _mm512_loadu_si512(columns + s * 16);
-      __m512i v[16];
-      for (int r = 0; r < 16; ++r) {
-        const int64_t row = b * kT + r;
-        v[r] = row < m ? _mm512_i32gather_epi32(index, rounded + row * pairs, 4)
-                       : _mm512_setzero_si512();
-      }
-      transpose16(v);  // v[p] lane r = row r's pair p
-      uint32_t* dst = xp + i * kWords;
-      for (int p = 0; p < 16; ++p) _mm512_store_si512(dst + p * 16, v[p]);
+      // (tile row p: pair p of the step, for each of the block's rows)
+      amx::gather_tile(rounded, pairs * 4, b * kT, m, _mm512_loadu_si512(columns + s * 16),
+                       xp + i * kWords);
     }
   });
 }

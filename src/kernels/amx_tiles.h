@@ -3,9 +3,12 @@
 // AMX (see the #if there).
 #pragma once
 
+#include <immintrin.h>
+
 #include <cstdint>
 
 #include "base/memory.h"
+#include "kernels/transpose.h"
 
 namespace pg::kernels::amx {
 
@@ -39,5 +42,25 @@ T* at_least(LineAlignedVector<T>& buffer, int64_t count) {
   if (buffer.size() < static_cast<size_t>(count)) buffer.resize(static_cast<size_t>(count));
   return buffer.data();
 }
+
+#if defined(__AVX512F__)
+// One packed tile of x from 16 rows: rows row0..row0+15 of a matrix of 32-bit words whose
+// rows lie row_bytes apart (zeros from row m on), word index[j] of each, transposed so
+// that the tile's row j holds word index[j] of the 16 rows (lane r: row row0 + r). The
+// products' packing of x: bf16 pairs (amx_gemm.cc) or int8 quads (amx_w8a8.cc).
+inline void gather_tile(const void* rows, int64_t row_bytes, int64_t row0, int64_t m, __m512i index,
+                        void* tile) {
+  __m512i v[16];
+  for (int r = 0; r < 16; ++r) {
+    const int64_t row = row0 + r;
+    v[r] = row < m
+               ? _mm512_i32gather_epi32(index, static_cast<const char*>(rows) + row * row_bytes, 4)
+               : _mm512_setzero_si512();
+  }
+  transpose16(v);  // v[j] lane r = row r's word index[j]
+  auto* out = static_cast<int32_t*>(tile);
+  for (int j = 0; j < 16; ++j) _mm512_store_si512(out + 16 * j, v[j]);
+}
+#endif
 
 }  // namespace pg::kernels::amx

@@ -186,16 +186,9 @@ void pack_x(const float* x, int64_t m, int64_t k, int64_t nb, int64_t blocks, in
   parallel_for(blocks * steps, 16, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       const int64_t b = i / steps, s = i % steps;
-      const __m512i index = _mm512_loadu_si512(words + 16 * s);
-      __m512i v[16];
-      for (int r = 0; r < 16; ++r) {
-        const int64_t row = b * kT + r;
-        v[r] = row < m ? _mm512_i32gather_epi32(index, q + row * row_bytes, 4)
-                       : _mm512_setzero_si512();
-      }
-      transpose16(v);  // v[j] lane r = row r's quad j
-      int32_t* tile = xp + i * kWords;
-      for (int j = 0; j < 16; ++j) _mm512_store_si512(tile + 16 * j, v[j]);
+      // (tile row j: quad j of the step, for each of the block's rows)
+      amx::gather_tile(q, row_bytes, b * kT, m, _mm512_loadu_si512(words + 16 * s),
+                       xp + i * kWords);
     }
   });
 }
