@@ -5,14 +5,14 @@
 // over rounds of its GFLOP/s, of the probes' peak and of the efficiency (and the best
 // efficiency). Comparing two builds: run each a few times, alternating, and compare the
 // efficiencies rather than the times.
-//   build/bench/prefill_efficiency [bf16|q8|q4] [gemma|gemma2] [m >= 1] [rounds >= 1]
+//   build/bench/prefill_efficiency [bf16|q8|q4|w8a8] [gemma|gemma2] [m >= 1] [rounds >= 1]
 //   (defaults bf16 gemma 267 10)
 // gemma: PaliGemma 3B's decoder (width 2048, q 2048, k and v 256, MLP 16384); gemma2:
 // PaliGemma 2 3B's (width 2304, q 2048, k and v 1024, MLP 9216). The products are the
 // fast kernel table's: qkv (matmul_many), o (matmul), gate_up (matmul_gelu_mul) and down
 // (matmul). The peak is AMX's bf16 tile product where AMX runs (the bf16 mode's tiles,
-// and q8 / q4 dequantized to bf16 for them), else AVX-512's bf16 (bf16) or int8 (q8, q4)
-// dot products.
+// and q8 / q4 dequantized to bf16 for them) or its int8 one (w8a8: q8 with one scale per
+// row), else AVX-512's bf16 (bf16) or int8 (q8, q4, w8a8) dot products.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -55,7 +55,9 @@ struct Matrices {
     std::vector<float> w(static_cast<size_t>(n * k));
     for (auto& e : w) e = u(rng);
     const MatrixView f{pg::DType::kF32, w.data(), n, k, nullptr};
-    quant.push_back(dtype == "q8" ? pg::kernels::quantize_q8(f) : pg::kernels::quantize_q4(f));
+    quant.push_back(dtype == "q8"     ? pg::kernels::quantize_q8(f)
+                    : dtype == "w8a8" ? pg::kernels::quantize_q8_rows(f)
+                                      : pg::kernels::quantize_q4(f));
     return quant.back().view();
   }
 };
@@ -65,7 +67,7 @@ struct Matrices {
 int main(int argc, char** argv) {
   auto fail = [](const char* what, const char* got) {
     std::fprintf(stderr,
-                 "prefill_efficiency: %s '%s'\nusage: prefill_efficiency [bf16|q8|q4] "
+                 "prefill_efficiency: %s '%s'\nusage: prefill_efficiency [bf16|q8|q4|w8a8] "
                  "[gemma|gemma2] [m >= 1] [rounds >= 1]\n",
                  what, got);
     return 2;
@@ -73,8 +75,8 @@ int main(int argc, char** argv) {
   if (argc > 5) return fail("too many arguments, starting at", argv[5]);
   const std::string dtype = argc > 1 ? argv[1] : "bf16";
   const std::string model = argc > 2 ? argv[2] : "gemma";
-  if (dtype != "bf16" && dtype != "q8" && dtype != "q4")
-    return fail("unknown dtype (bf16, q8 or q4)", argv[1]);
+  if (dtype != "bf16" && dtype != "q8" && dtype != "q4" && dtype != "w8a8")
+    return fail("unknown dtype (bf16, q8, q4 or w8a8)", argv[1]);
   if (model != "gemma" && model != "gemma2")
     return fail("unknown model (gemma or gemma2)", argv[2]);
   char* end = nullptr;
@@ -128,7 +130,7 @@ int main(int argc, char** argv) {
   const bool amx = pg::amx_enabled();
   auto peak = [&]() {
     const pg::kernels::Roofline r = pg::kernels::measure_roofline(0.03, 0);
-    if (amx) return r.amx_bf16_gflops;
+    if (amx) return dtype == "w8a8" ? r.amx_int8_gops : r.amx_bf16_gflops;
     return dtype == "bf16" ? r.bf16_gflops : r.int8_gops;
   };
   std::vector<double> gflops[4], peaks[4], eff[4];
@@ -150,7 +152,8 @@ int main(int argc, char** argv) {
       "{\"dtype\": \"%s\", \"model\": \"%s\", \"m\": %ld, \"rounds\": %ld, \"threads\": %d, "
       "\"peak_unit\": \"%s\", \"products\": [",
       dtype.c_str(), model.c_str(), m, rounds, pg::num_threads(),
-      amx ? "amx_bf16" : (dtype == "bf16" ? "avx512_bf16" : "avx512_int8"));
+      amx ? (dtype == "w8a8" ? "amx_int8" : "amx_bf16")
+          : (dtype == "bf16" ? "avx512_bf16" : "avx512_int8"));
   for (int i = 0; i < 4; ++i) {
     std::printf(
         "%s\n  {\"name\": \"%s\", \"n\": %ld, \"k\": %ld, \"gflops\": %.1f, "

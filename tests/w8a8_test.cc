@@ -1,8 +1,9 @@
 // The w8a8 mode's kernels: per-row q8 quantization (quantize_q8_rows) matches its scalar
-// twin and round-trips within half a step of the row's scale; the AMX int8 product
-// (gemm_w8a8_amx) matches its scalar twin bit for bit over odd shapes, chunks of K and
-// passes over x; and that twin is within the derived quantization bound of the float
-// product, so it defines what it says.
+// twin and round-trips within half a step of the row's scale; each library's product (AMX
+// int8 tiles, gemm_w8a8_amx; AVX512-VNNI, gemm_w8a8_vnni: one test body run on both)
+// matches the scalar twin bit for bit over odd shapes, chunks of K and passes over x; and
+// that twin is within the derived quantization bound of the float product, so it defines
+// what it says.
 #include <gtest/gtest.h>
 
 #include <bit>
@@ -10,6 +11,7 @@
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "kernels/amx_gemm.h"
@@ -17,6 +19,7 @@
 #include "kernels/elementwise.h"
 #include "kernels/kernels.h"
 #include "kernels/quant.h"
+#include "kernels/quant_gemm.h"
 #include "test_util.h"
 
 namespace {
@@ -184,8 +187,18 @@ TEST(W8a8Decode, RowScalesGiveTheBlockProductsValues) {
 // partial last groups, an odd number of blocks at 32, 96 and 4304, SigLIP's MLP width, whose
 // last step is half a tile row; chunks of K at 4304 and 8256), n of 16 (one block: a job
 // alone) to 640 (many jobs in turn), one output or three with biases (jobs across outputs).
-TEST(W8a8Product, AmxMatchesTheTwinBitForBit) {
-  if (!pg::kernels::w8a8_products_run()) GTEST_SKIP() << "no AMX-INT8 in this build or process";
+// The libraries that run the w8a8 products: each test body below runs on every one.
+struct Library {
+  const char* name;
+  bool (*runs)();
+  bool (*product)(const float*, int64_t, int64_t, const pg::kernels::MatmulOutput*, int);
+  bool (*gated)(const float*, int64_t, const pg::MatrixView&, const pg::MatrixView&, float*);
+};
+class W8a8Products : public ::testing::TestWithParam<Library> {};
+
+TEST_P(W8a8Products, MatchTheTwinBitForBit) {
+  const Library& lib = GetParam();
+  if (!lib.runs()) GTEST_SKIP() << "no " << lib.name << " in this build or process";
   struct Case {
     int64_t m, k;
     std::vector<int64_t> ns;
@@ -213,7 +226,7 @@ TEST(W8a8Product, AmxMatchesTheTwinBitForBit) {
       out_want.push_back({qs[i].view(), bias, want[i].data()});
     }
     const int count = static_cast<int>(c.ns.size());
-    ASSERT_TRUE(pg::kernels::gemm_w8a8_amx(x.data(), c.m, c.k, out_got.data(), count));
+    ASSERT_TRUE(lib.product(x.data(), c.m, c.k, out_got.data(), count));
     pg::kernels::gemm_w8a8_reference(x.data(), c.m, c.k, out_want.data(), count);
     for (size_t i = 0; i < c.ns.size(); ++i) {
       int64_t bad = 0, first = -1;
@@ -233,8 +246,9 @@ TEST(W8a8Product, AmxMatchesTheTwinBitForBit) {
 
 // The gated product: gemm_w8a8_amx over gate and up followed by the gating, bit for bit
 // (odd m, gate's rows in 3 blocks so that jobs pair gate's and up's same rows, K in chunks).
-TEST(W8a8Product, GeluMulIsTheProductsThenTheGating) {
-  if (!pg::kernels::w8a8_products_run()) GTEST_SKIP() << "no AMX-INT8 in this build or process";
+TEST_P(W8a8Products, GeluMulIsTheProductsThenTheGating) {
+  const Library& lib = GetParam();
+  if (!lib.runs()) GTEST_SKIP() << "no " << lib.name << " in this build or process";
   for (const int64_t m : {17, 70}) {
     for (const int64_t k : {96, 4400}) {
       const int64_t n = 48;
@@ -242,11 +256,10 @@ TEST(W8a8Product, GeluMulIsTheProductsThenTheGating) {
       const auto gate = row_scaled(random_matrix(n, k, 62), n, k);
       const auto up = row_scaled(random_matrix(n, k, 63), n, k);
       std::vector<float> got(static_cast<size_t>(m * n), NAN), g(got.size()), u(got.size());
-      ASSERT_TRUE(
-          pg::kernels::gemm_w8a8_amx_gelu_mul(x.data(), m, gate.view(), up.view(), got.data()));
+      ASSERT_TRUE(lib.gated(x.data(), m, gate.view(), up.view(), got.data()));
       const pg::kernels::MatmulOutput out[2] = {{gate.view(), nullptr, g.data()},
                                                 {up.view(), nullptr, u.data()}};
-      ASSERT_TRUE(pg::kernels::gemm_w8a8_amx(x.data(), m, k, out, 2));
+      ASSERT_TRUE(lib.product(x.data(), m, k, out, 2));
       pg::kernels::gelu_tanh_mul_span(g.data(), u.data(), g.data(), m * n);
       for (size_t e = 0; e < got.size(); ++e) {
         ASSERT_TRUE(same_bits(got[e], g[e]))
@@ -256,5 +269,13 @@ TEST(W8a8Product, GeluMulIsTheProductsThenTheGating) {
     }
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(
+    Libraries, W8a8Products,
+    ::testing::Values(Library{"amx", pg::kernels::w8a8_products_run, pg::kernels::gemm_w8a8_amx,
+                              pg::kernels::gemm_w8a8_amx_gelu_mul},
+                      Library{"vnni", pg::kernels::w8a8_vnni_run, pg::kernels::gemm_w8a8_vnni,
+                              pg::kernels::gemm_w8a8_vnni_gelu_mul}),
+    [](const ::testing::TestParamInfo<Library>& info) { return std::string(info.param.name); });
 
 }  // namespace

@@ -115,7 +115,7 @@ void gemm_w8a8_reference(const float* x, int64_t m, int64_t k, const MatmulOutpu
   }
 }
 
-#if defined(__AMX_TILE__) && defined(__AMX_INT8__) && defined(__AVX512BW__)
+#if defined(__AVX512BW__)
 
 void quantize_rows_int8(const float* x, int64_t m, int64_t k, int8_t* q, int64_t ldq,
                         float* scale) {
@@ -148,6 +148,17 @@ void quantize_rows_int8(const float* x, int64_t m, int64_t k, int8_t* q, int64_t
     }
   });
 }
+
+#else
+
+void quantize_rows_int8(const float* x, int64_t m, int64_t k, int8_t* q, int64_t ldq,
+                        float* scale) {
+  quantize_rows_scalar(x, m, k, q, ldq, scale);
+}
+
+#endif
+
+#if defined(__AMX_TILE__) && defined(__AMX_INT8__) && defined(__AVX512BW__)
 
 namespace {
 
@@ -459,11 +470,6 @@ bool gemm_w8a8_amx_gelu_mul(const float* x, int64_t m, const MatrixView& gate, c
 }
 
 #else
-
-void quantize_rows_int8(const float* x, int64_t m, int64_t k, int8_t* q, int64_t ldq,
-                        float* scale) {
-  quantize_rows_scalar(x, m, k, q, ldq, scale);
-}
 
 bool w8a8_products_run() { return false; }
 bool gemm_w8a8_amx(const float*, int64_t, int64_t, const MatmulOutput*, int) { return false; }

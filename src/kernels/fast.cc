@@ -643,12 +643,17 @@ bool tiles_take(const MatrixView& w) {
   return w.quantized() || (w.dtype == DType::kBF16 && w.low_precision);
 }
 
-// Whether the w8a8 products (amx_w8a8.h: row-scaled q8, x quantized per row, int8 tiles)
-// run these matrices: they come before every other product of them at prefill sizes, and
-// the fused gating and MLP then run as their steps.
+// Whether the w8a8 products (amx_w8a8.h: row-scaled q8, x quantized per row, on int8
+// tiles, else on VNNI: quant_gemm.h) run these matrices: they come before every other
+// product of them at prefill sizes, and the fused gating and MLP then run as their steps.
 bool w8a8_take(const MatmulOutput* out, int count) {
-  return count > 0 && out[0].w.row_scales && w8a8_products_run() &&
+  return count > 0 && out[0].w.row_scales && (w8a8_products_run() || w8a8_vnni_run()) &&
          w8a8_formats(out, count, out[0].w.cols);
+}
+
+// The w8a8 products of x [m, k] on AMX where they run, else on VNNI.
+bool gemm_w8a8(const float* x, int64_t m, int64_t k, const MatmulOutput* out, int count) {
+  return gemm_w8a8_amx(x, m, k, out, count) || gemm_w8a8_vnni(x, m, k, out, count);
 }
 
 // x: [m, k], w: [n, k] (F32, BF16 or F16), bias: [n] or null, y: [m, n].
@@ -671,7 +676,7 @@ void matmul(const float* x, int64_t m, const MatrixView& w, const float* bias, f
     // oneDNN's.
     const auto* wb = static_cast<const uint16_t*>(w.data);
     const MatmulOutput out{w, bias, y};
-    if (w8a8_take(&out, 1) && gemm_w8a8_amx(x, m, k, &out, 1)) return;
+    if (w8a8_take(&out, 1) && gemm_w8a8(x, m, k, &out, 1)) return;
     if (tiles_take(w) && gemm_bf16_amx(x, m, k, &out, 1)) return;
     if (w.dtype == DType::kBF16 && w.low_precision &&
         (gemm_bf16_avx512(x, m, k, &out, 1) || onednn_matmul_bf16(x, m, wb, n, k, bias, y)))
@@ -698,7 +703,7 @@ void matmul_many(const float* x, int64_t m, const MatmulOutput* out, int count) 
     const bool low_precision =
         std::all_of(out, out + count, [](const MatmulOutput& o) { return o.w.low_precision; });
     const int64_t k = out[0].w.cols;
-    if (w8a8_take(out, count) && gemm_w8a8_amx(x, m, k, out, count)) return;
+    if (w8a8_take(out, count) && gemm_w8a8(x, m, k, out, count)) return;
     if (std::all_of(out, out + count, [](const MatmulOutput& o) { return tiles_take(o.w); }) &&
         gemm_bf16_amx(x, m, k, out, count))
       return;
@@ -768,7 +773,8 @@ void gelu_tanh_mul(const float* gate, const float* up, float* y, int64_t n) {
                [&](int64_t b, int64_t e) { gelu_tanh_mul_span(gate + b, up + b, y + b, e - b); });
 }
 
-// The MLP's gating: fused into the AMX tiles' product (amx_w8a8.h for row-scaled q8;
+// The MLP's gating: fused into the AMX tiles' product (amx_w8a8.h for row-scaled q8, or
+// its VNNI twin;
 // amx_gemm.h: quantized weights or low-precision bf16 views), the bf16 product (low-precision
 // views) or the quantized one on VNNI (bf16_gemm.h, quant_gemm.h), else the two products (sharing
 // x's packing where they pack it), up's into the calling thread's buffer, and then gelu_tanh_mul.
@@ -776,7 +782,8 @@ void matmul_gelu_mul(const float* x, int64_t m, const MatrixView& gate, const Ma
                      float* y) {
   const MatmulOutput pair[2] = {{gate, nullptr, nullptr}, {up, nullptr, nullptr}};
   if (m >= kOneDnnMinRows && w8a8_take(pair, 2)) {
-    if (gemm_w8a8_amx_gelu_mul(x, m, gate, up, y)) return;
+    if (gemm_w8a8_amx_gelu_mul(x, m, gate, up, y) || gemm_w8a8_vnni_gelu_mul(x, m, gate, up, y))
+      return;
   } else if (m >= kOneDnnMinRows) {
     if (tiles_take(gate) && tiles_take(up) && gemm_bf16_amx_gelu_mul(x, m, gate, up, y)) return;
     if (gate.low_precision && up.low_precision && gemm_bf16_avx512_gelu_mul(x, m, gate, up, y))
@@ -800,7 +807,8 @@ void mlp(const float* x, int64_t m, const MatrixView& gate, const MatrixView& up
   const MatmulOutput steps[3] = {
       {gate, nullptr, nullptr}, {up, nullptr, nullptr}, {down, nullptr, nullptr}};
   if (m >= kOneDnnMinRows && (w8a8_take(steps, 2) || w8a8_take(steps + 2, 1))) {
-    // (w8a8: the gating's products and the down projection's, each on the int8 tiles.)
+    // (w8a8: the gating's products and the down projection's, each on the int8 tiles or
+    // VNNI.)
   } else if (m >= kOneDnnMinRows && amx_products_run()) {
     if (tiles_take(gate) && tiles_take(up) && tiles_take(down) &&
         gemm_bf16_amx_mlp(x, m, gate, up, down, y))

@@ -41,7 +41,9 @@
 #include <cstring>
 #include <vector>
 
+#include "base/memory.h"
 #include "base/parallel.h"
+#include "kernels/amx_w8a8.h"
 #include "kernels/elementwise.h"
 #include "kernels/lane_masks.h"
 #include "kernels/segments.h"
@@ -73,7 +75,7 @@ struct PackedX {
   int64_t vecs = 0, nb = 0;
   std::vector<uint8_t> q;       // [vecs][nb][8][16][4]
   std::vector<int32_t> shift;   // [vecs][nb][16]
-  std::vector<float> unit;      // [vecs * 16]: each row's
+  std::vector<float> unit;      // [vecs * 16]: each row's (row-scaled products: its scale)
   std::vector<float> inv_unit;  // [vecs * 16]: 1 / unit
   std::vector<float> amax;      // [vecs][nb][16]: each block's max |x|
 };
@@ -192,6 +194,25 @@ void pack_group(const float* x, int64_t m, int64_t k, int64_t r0, int64_t b, Pac
   for (int64_t step = 0; step < B / 4; ++step)
     _mm512_storeu_si512(dst + step * 64, _mm512_xor_si512(q[step], offset));
   _mm512_storeu_si512(p.shift.data() + blk * kLanes, shift);
+}
+
+// Rows [16 i, 16 i + 16) of x's codes (q [m][kp], per row, from quantize_rows_int8; rows
+// at or past m count as zeros), steps [16 c, 16 c + 16) (fewer in a last chunk of an odd
+// nb), into their vector of the packed tile as unsigned q + 128: a 16 x 16 transpose of
+// dwords per chunk, row r's 4 bytes of a step in lane r.
+void pack_row_codes(const int8_t* q, int64_t m, int64_t kp, int64_t i, int64_t c, PackedX& p) {
+  const int64_t steps = std::min<int64_t>(16, kp / 4 - 16 * c);
+  const auto mask = static_cast<__mmask16>(steps == 16 ? 0xffff : (1u << steps) - 1);
+  __m512i v[16];
+  for (int64_t r = 0; r < 16; ++r) {
+    const int64_t row = 16 * i + r;
+    v[r] = row < m ? _mm512_maskz_loadu_epi32(mask, q + row * kp + 64 * c) : _mm512_setzero_si512();
+  }
+  transpose16(v);
+  uint8_t* dst = p.q.data() + i * p.nb * kBlockBytes + c * 16 * 64;
+  const __m512i offset = _mm512_set1_epi8(static_cast<char>(0x80));  // q + 128, mod 256
+  for (int64_t s = 0; s < steps; ++s)
+    _mm512_storeu_si512(dst + s * 64, _mm512_xor_si512(v[s], offset));
 }
 
 // Weight rows [r0, r0 + rows) as signed codes, each block's 32 in order ([rows][nb * 32];
@@ -344,6 +365,57 @@ void tile(const PackedX& p, int64_t t, const int8_t* wp, int64_t ldw, const int3
   }
 }
 
+// The same tile for row-scaled weights (w8a8: every block of weight row j has the scale
+// ws[j * nb]) and x packed per row (p.unit: each row's scale, no shifts): the sums run
+// exactly in int32 over the whole row, from -128 times the row's codes' sum, and each
+// output is scaled once, y = fma(float(s), w_scale * x_scale, bias), as
+// gemm_w8a8_reference computes it. (|s| <= 127^2 K < 2^31 for the K that w8a8_formats
+// takes; the partial sums wrap in vpdpbusd and come back.)
+template <int NR, int MV>
+void tile_row_scaled(const PackedX& p, int64_t t, const int8_t* wp, int64_t ldw, const int32_t* cw,
+                     const float* ws, float* y, int64_t N, int64_t rows, const float* bias) {
+  static_assert(MV >= 1 && MV <= kMaxTileVecs);
+  const int64_t nb = p.nb, steps = nb * (B / 4);
+  const uint8_t* xq = p.q.data() + t * nb * kBlockBytes;  // vector t + v: + v * nb * kBlockBytes
+  __m512i a[NR][MV];
+  for (int j = 0; j < NR; ++j) {
+    uint32_t start = 0;  // (modulo 2^32, as the tile sums)
+    for (int64_t b = 0; b < nb; ++b) start += static_cast<uint32_t>(cw[j * nb + b]);
+    const __m512i c = _mm512_set1_epi32(static_cast<int32_t>(start));
+    for (int v = 0; v < MV; ++v) a[j][v] = c;
+  }
+#pragma GCC unroll 8
+  for (int64_t step = 0; step < steps; ++step) {
+    __m512i xv[MV];
+    for (int v = 0; v < MV; ++v) xv[v] = _mm512_loadu_si512(xq + v * nb * kBlockBytes + step * 64);
+    for (int j = 0; j < NR; ++j) {
+      int32_t four;
+      std::memcpy(&four, wp + j * ldw + step * 4, 4);
+      const __m512i wv = _mm512_set1_epi32(four);
+      for (int v = 0; v < MV; ++v) a[j][v] = _mm512_dpbusd_epi32(a[j][v], xv[v], wv);
+    }
+  }
+  constexpr int kLo = NR > 8 ? NR / 2 : NR, kHi = NR - kLo;  // store_columns takes <= 8
+  for (int v = 0; v < MV && 16 * v < rows; ++v) {
+    const __m512 x_scale = _mm512_loadu_ps(p.unit.data() + (t + v) * kLanes);
+    __m512 f[NR];
+    for (int j = 0; j < NR; ++j) {
+      const __m512 scale = _mm512_mul_ps(_mm512_set1_ps(ws[j * nb]), x_scale);
+      const __m512 b = bias != nullptr ? _mm512_set1_ps(bias[j]) : _mm512_setzero_ps();
+      f[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a[j][v]), scale, b);
+    }
+    const int64_t lanes = std::min<int64_t>(16, rows - 16 * v);
+    __m512 lo[kLo];
+    for (int j = 0; j < kLo; ++j) lo[j] = f[j];
+    store_columns<kLo>(lo, y + 16 * v * N, N, lanes, nullptr);
+    if constexpr (kHi > 0) {
+      __m512 hi[kHi];
+      for (int j = 0; j < kHi; ++j) hi[j] = f[kLo + j];
+      store_columns<kHi>(hi, y + 16 * v * N + kLo, N, lanes, nullptr);
+    }
+  }
+}
+
 using TileFn = void (*)(const PackedX&, int64_t, const int8_t*, int64_t, const int32_t*,
                         const float*, float*, int64_t, int64_t, const float*);
 // kTiles[vecs][columns]
@@ -353,6 +425,16 @@ constexpr TileFn kTiles[kMaxTileVecs + 1][kTileCols[1] + 1] = {
      tile<8, 1>, tile<9, 1>, tile<10, 1>, tile<11, 1>, tile<12, 1>},
     {nullptr, tile<1, 2>, tile<2, 2>, tile<3, 2>, tile<4, 2>, tile<5, 2>, tile<6, 2>},
     {nullptr, tile<1, 3>, tile<2, 3>, tile<3, 3>, tile<4, 3>}};
+constexpr TileFn kRowScaledTiles[kMaxTileVecs + 1][kTileCols[1] + 1] = {
+    {},
+    {nullptr, tile_row_scaled<1, 1>, tile_row_scaled<2, 1>, tile_row_scaled<3, 1>,
+     tile_row_scaled<4, 1>, tile_row_scaled<5, 1>, tile_row_scaled<6, 1>, tile_row_scaled<7, 1>,
+     tile_row_scaled<8, 1>, tile_row_scaled<9, 1>, tile_row_scaled<10, 1>, tile_row_scaled<11, 1>,
+     tile_row_scaled<12, 1>},
+    {nullptr, tile_row_scaled<1, 2>, tile_row_scaled<2, 2>, tile_row_scaled<3, 2>,
+     tile_row_scaled<4, 2>, tile_row_scaled<5, 2>, tile_row_scaled<6, 2>},
+    {nullptr, tile_row_scaled<1, 3>, tile_row_scaled<2, 3>, tile_row_scaled<3, 3>,
+     tile_row_scaled<4, 3>}};
 
 // The register tiles covering `vecs` vectors of rows: as many of 3 vectors as leave a
 // rest that tiles of 2 cover (a single vector only when that is all there is), so no
@@ -372,10 +454,16 @@ std::vector<TilePlan> plan_tiles(int64_t vecs) {
 }
 
 // The products of x with out[0..count) (gelu_up null), or with out[0].w (the MLP's gate,
-// count 1) and *gelu_up side by side, out[0].y = gelu_tanh(gate) * up.
+// count 1) and *gelu_up side by side, out[0].y = gelu_tanh(gate) * up. Row-scaled: the
+// w8a8 products (x quantized per row, tile_row_scaled), for matrices w8a8_formats takes.
 bool run(const float* x, int64_t m, int64_t K, const MatmulOutput* out, int count,
-         const MatrixView* gelu_up) {
+         const MatrixView* gelu_up, bool row_scaled) {
   if (m <= 0 || K <= 0 || count <= 0) return false;
+  if (row_scaled) {
+    if (!w8a8_formats(out, count, K)) return false;
+    const MatmulOutput up{gelu_up != nullptr ? *gelu_up : out[0].w, nullptr, nullptr};
+    if (!w8a8_formats(&up, 1, K)) return false;
+  }
   for (int i = 0; i < count; ++i) {
     if (out[i].w.dtype != out[0].w.dtype || out[i].w.cols != K) return false;
   }
@@ -401,7 +489,19 @@ bool run(const float* x, int64_t m, int64_t K, const MatmulOutput* out, int coun
   if (p.amax.size() < static_cast<size_t>(p.vecs * nb * 16))
     p.amax.resize(static_cast<size_t>(p.vecs * nb * 16));
   PackedX& packed = p;
-  if (p.vecs >= 4 * num_threads()) {
+  if (row_scaled) {
+    // x's codes per row, [m][kp] (zeros past K), its scales into p.unit (rows past m: 0),
+    // then into vectors of rows, 16 steps at a time.
+    thread_local LineAlignedVector<int8_t> codes;
+    if (codes.size() < static_cast<size_t>(m * kp)) codes.resize(static_cast<size_t>(m * kp));
+    quantize_rows_int8(x, m, K, codes.data(), kp, p.unit.data());
+    std::fill(p.unit.begin() + m, p.unit.begin() + p.vecs * kLanes, 0.0f);
+    const int64_t chunks = (nb + 1) / 2;  // of 16 steps
+    const int8_t* q = codes.data();
+    parallel_for(p.vecs * chunks, 4, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) pack_row_codes(q, m, kp, i / chunks, i % chunks, packed);
+    });
+  } else if (p.vecs >= 4 * num_threads()) {
     // A vector of rows at a time, its units and then its blocks, so that the second pass
     // over its rows reads them from L2. (Two Gemma layers' products, alternating in one
     // process, four runs: -0.2% to +1.0% as fast (+0.4% over 32 passes) as a pass over all
@@ -478,7 +578,7 @@ bool run(const float* x, int64_t m, int64_t K, const MatmulOutput* out, int coun
         const int64_t row0 = plan[t].first_vec * kLanes;
         const int64_t rows_t = std::min(vecs * kLanes, m - row0);
         const int64_t cols = kTileCols[vecs];
-        const TileFn* row_fns = kTiles[vecs];
+        const TileFn* row_fns = row_scaled ? kRowScaledTiles[vecs] : kTiles[vecs];
         // The next panel's share [s0, s1): its lines, spread over this tile's calls.
         const int64_t s0 = std::min(next_rows, t * share), s1 = std::min(next_rows, s0 + share);
         const int64_t lines = (s1 - s0) * row_bytes / 64, calls = (rows + cols - 1) / cols;
@@ -529,19 +629,37 @@ bool run(const float* x, int64_t m, int64_t K, const MatmulOutput* out, int coun
 }  // namespace
 
 bool gemm_quantized_vnni(const float* x, int64_t m, int64_t K, const MatmulOutput* out, int count) {
-  return run(x, m, K, out, count, nullptr);
+  return run(x, m, K, out, count, nullptr, false);
 }
 
 bool gemm_quantized_vnni_gelu_mul(const float* x, int64_t m, const MatrixView& gate,
                                   const MatrixView& up, float* y) {
   const MatmulOutput out{gate, nullptr, y};
-  return run(x, m, gate.cols, &out, 1, &up);
+  return run(x, m, gate.cols, &out, 1, &up, false);
+}
+
+bool w8a8_vnni_run() { return true; }
+
+bool gemm_w8a8_vnni(const float* x, int64_t m, int64_t K, const MatmulOutput* out, int count) {
+  return run(x, m, K, out, count, nullptr, true);
+}
+
+bool gemm_w8a8_vnni_gelu_mul(const float* x, int64_t m, const MatrixView& gate,
+                             const MatrixView& up, float* y) {
+  if (up.rows != gate.rows) return false;
+  const MatmulOutput out{gate, nullptr, y};
+  return run(x, m, gate.cols, &out, 1, &up, true);
 }
 
 #else
 bool gemm_quantized_vnni(const float*, int64_t, int64_t, const MatmulOutput*, int) { return false; }
 bool gemm_quantized_vnni_gelu_mul(const float*, int64_t, const MatrixView&, const MatrixView&,
                                   float*) {
+  return false;
+}
+bool w8a8_vnni_run() { return false; }
+bool gemm_w8a8_vnni(const float*, int64_t, int64_t, const MatmulOutput*, int) { return false; }
+bool gemm_w8a8_vnni_gelu_mul(const float*, int64_t, const MatrixView&, const MatrixView&, float*) {
   return false;
 }
 #endif

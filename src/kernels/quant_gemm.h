@@ -31,4 +31,18 @@ bool gemm_quantized_vnni(const float* x, int64_t m, int64_t K, const MatmulOutpu
 bool gemm_quantized_vnni_gelu_mul(const float* x, int64_t m, const MatrixView& gate,
                                   const MatrixView& up, float* y);
 
+// The w8a8 products (amx_w8a8.h) on AVX512-VNNI, for CPUs without AMX: x quantized per
+// row by quantize_rows_int8, weights that w8a8_formats takes (q8 whose blocks of a row
+// share one scale), the int32 sums over whole rows, each output scaled once:
+// out[i].y[r, n] = fma(float(s), w_scale[n] * x_scale[r], bias[n] or 0), the values of
+// gemm_w8a8_reference bit for bit. Returns false, writing nothing, where it cannot run
+// (no AVX512-VNNI in this build; matrices that w8a8_formats refuses).
+bool w8a8_vnni_run();
+bool gemm_w8a8_vnni(const float* x, int64_t m, int64_t K, const MatmulOutput* out, int count);
+
+// y[m, n] = gelu_tanh(x gate^T) * (x up^T): gemm_w8a8_vnni over both followed by
+// gelu_tanh_mul, bit for bit, without the two [m, n] products in memory.
+bool gemm_w8a8_vnni_gelu_mul(const float* x, int64_t m, const MatrixView& gate,
+                             const MatrixView& up, float* y);
+
 }  // namespace pg::kernels
