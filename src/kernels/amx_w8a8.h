@@ -9,28 +9,13 @@
 #include <cstdint>
 
 #include "kernels/kernels.h"
+#include "kernels/w8a8.h"
 
 namespace pg::kernels {
-
-// Rows of x whose largest magnitude is below this count as zeros (127 / amax would
-// overflow float32).
-inline constexpr float kSmallestRowMax = 0x1p-120f;
-
-// x's rows as the w8a8 products take them: amax_r = max_c |x[r, c]|, scale[r] = amax_r /
-// 127, q[r, c] = nearbyint(x[r, c] * (127 / amax_r)) (nearest even, |q| <= 127). A row
-// below kSmallestRowMax gets codes 0 and scale 0; a row holding a NaN or an infinity codes
-// 0 and scale NaN, so that its outputs are NaN. x [m, k]; q [m, ldq], zeros from column k
-// to ldq >= k; scale [m].
-void quantize_rows_int8(const float* x, int64_t m, int64_t k, int8_t* q, int64_t ldq, float* scale);
 
 // Whether gemm_w8a8_amx runs at all: this build has AMX-INT8 and the process may use the
 // tiles (pg::amx_enabled()).
 bool w8a8_products_run();
-
-// Whether the w8a8 products take these matrices, on any CPU: every one q8 (I8) with
-// row_scales, k columns (k < 2^17, so that the int32 sums cannot overflow: |s| <= 128^2 k),
-// rows a multiple of 16 (whole tiles), data and scales set.
-bool w8a8_formats(const MatmulOutput* out, int count, int64_t k);
 
 // out[i].y[r, n] = fma(float(s), w_scale[n] * x_scale[r], bias[n] or 0) for i < count,
 // where s = sum_c q[r, c] code_i[n, c] in int32 (exact), q and x_scale
@@ -47,8 +32,7 @@ bool gemm_w8a8_amx(const float* x, int64_t m, int64_t k, const MatmulOutput* out
 bool gemm_w8a8_amx_gelu_mul(const float* x, int64_t m, const MatrixView& gate, const MatrixView& up,
                             float* y);
 
-// The same in plain scalar code, on any CPU (for matrices that w8a8_formats takes): the
-// twin that tests compare gemm_w8a8_amx with, bit for bit.
-void gemm_w8a8_reference(const float* x, int64_t m, int64_t k, const MatmulOutput* out, int count);
+// (quantize_rows_int8, w8a8_formats and gemm_w8a8_reference, the scalar twin that tests
+// compare this product with bit for bit: w8a8.h.)
 
 }  // namespace pg::kernels

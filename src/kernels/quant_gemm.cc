@@ -41,14 +41,13 @@
 #include <cstring>
 #include <vector>
 
-#include "base/memory.h"
 #include "base/parallel.h"
-#include "kernels/amx_w8a8.h"
 #include "kernels/elementwise.h"
 #include "kernels/lane_masks.h"
 #include "kernels/segments.h"
 #include "kernels/tile_store.h"
 #include "kernels/transpose.h"
+#include "kernels/w8a8.h"
 
 namespace pg::kernels {
 
@@ -196,23 +195,41 @@ void pack_group(const float* x, int64_t m, int64_t k, int64_t r0, int64_t b, Pac
   _mm512_storeu_si512(p.shift.data() + blk * kLanes, shift);
 }
 
-// Rows [16 i, 16 i + 16) of x's codes (q [m][kp], per row, from quantize_rows_int8; rows
-// at or past m count as zeros), steps [16 c, 16 c + 16) (fewer in a last chunk of an odd
-// nb), into their vector of the packed tile as unsigned q + 128: a 16 x 16 transpose of
-// dwords per chunk, row r's 4 bytes of a step in lane r.
-void pack_row_codes(const int8_t* q, int64_t m, int64_t kp, int64_t i, int64_t c, PackedX& p) {
-  const int64_t steps = std::min<int64_t>(16, kp / 4 - 16 * c);
-  const auto mask = static_cast<__mmask16>(steps == 16 ? 0xffff : (1u << steps) - 1);
-  __m512i v[16];
-  for (int64_t r = 0; r < 16; ++r) {
-    const int64_t row = 16 * i + r;
-    v[r] = row < m ? _mm512_maskz_loadu_epi32(mask, q + row * kp + 64 * c) : _mm512_setzero_si512();
-  }
-  transpose16(v);
-  uint8_t* dst = p.q.data() + i * p.nb * kBlockBytes + c * 16 * 64;
+// Rows [16 i, 16 i + 16) of x (rows at or past m count as zeros) quantized per row, as
+// quantize_rows_int8 does it (their scales already in p.unit, the factors in inv), into
+// their vector of the packed tile as unsigned q + 128: per 64 columns, each row's codes
+// as one 64-byte register (4 conversions of 16), a 16 x 16 transpose of dwords, row r's 4
+// bytes of a step in lane r. (Straight from x: quantizing into rows of codes first and
+// transposing them, the two took 7-8% of a product's time at 267 rows of x.)
+void pack_rows_quantized(const float* x, int64_t m, int64_t k, int64_t i, const float* inv,
+                         PackedX& p) {
+  const int64_t kp = p.nb * B, rows = std::min<int64_t>(16, m - 16 * i);
+  uint8_t* dst = p.q.data() + i * p.nb * kBlockBytes;
   const __m512i offset = _mm512_set1_epi8(static_cast<char>(0x80));  // q + 128, mod 256
-  for (int64_t s = 0; s < steps; ++s)
-    _mm512_storeu_si512(dst + s * 64, _mm512_xor_si512(v[s], offset));
+  for (int64_t c0 = 0; c0 < kp; c0 += 64) {
+    __m512i v[16];
+    for (int64_t r = 0; r < 16; ++r) {
+      if (r >= rows || inv[r] == 0.0f) {  // (codes 0: a NaN times 0 would not give them)
+        v[r] = _mm512_setzero_si512();
+        continue;
+      }
+      const float* row = x + (16 * i + r) * k + c0;
+      const __m512 s = _mm512_set1_ps(inv[r]);
+      __m128i q[4];
+      for (int64_t j = 0; j < 4; ++j) {
+        const __mmask16 mask = first_n16(k - c0 - 16 * j);
+        const __m512 f = _mm512_mul_ps(_mm512_maskz_loadu_ps(mask, row + 16 * j), s);
+        q[j] = _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(f));
+      }
+      const __m256i lo = _mm256_inserti128_si256(_mm256_castsi128_si256(q[0]), q[1], 1);
+      const __m256i hi = _mm256_inserti128_si256(_mm256_castsi128_si256(q[2]), q[3], 1);
+      v[r] = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+    }
+    transpose16(v);
+    const int64_t steps = std::min<int64_t>(16, (kp - c0) / 4);  // (8 in an odd nb's last)
+    for (int64_t s = 0; s < steps; ++s)
+      _mm512_storeu_si512(dst + (c0 / 4 + s) * 64, _mm512_xor_si512(v[s], offset));
+  }
 }
 
 // Weight rows [r0, r0 + rows) as signed codes, each block's 32 in order ([rows][nb * 32];
@@ -490,17 +507,34 @@ bool run(const float* x, int64_t m, int64_t K, const MatmulOutput* out, int coun
     p.amax.resize(static_cast<size_t>(p.vecs * nb * 16));
   PackedX& packed = p;
   if (row_scaled) {
-    // x's codes per row, [m][kp] (zeros past K), its scales into p.unit (rows past m: 0),
-    // then into vectors of rows, 16 steps at a time.
-    thread_local LineAlignedVector<int8_t> codes;
-    if (codes.size() < static_cast<size_t>(m * kp)) codes.resize(static_cast<size_t>(m * kp));
-    quantize_rows_int8(x, m, K, codes.data(), kp, p.unit.data());
-    std::fill(p.unit.begin() + m, p.unit.begin() + p.vecs * kLanes, 0.0f);
-    const int64_t chunks = (nb + 1) / 2;  // of 16 steps
-    const int8_t* q = codes.data();
-    parallel_for(p.vecs * chunks, 4, [&](int64_t i0, int64_t i1) {
-      for (int64_t i = i0; i < i1; ++i) pack_row_codes(q, m, kp, i / chunks, i % chunks, packed);
-    });
+    // Each row's scale (into p.unit; rows past m: 0) and factor, then its codes into the
+    // packed vectors: a vector at a time where there are a few per thread, each quantized
+    // right after its rows' scales (their rows then read again from L2), else the scales
+    // over rows and the vectors spread over the threads.
+    thread_local std::vector<float> inv;
+    if (inv.size() < static_cast<size_t>(p.vecs * kLanes))
+      inv.resize(static_cast<size_t>(p.vecs * kLanes));
+    float* factors = inv.data();
+    auto scales = [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const RowQuantization rq = r < m ? quantize_row(x + r * K, K) : RowQuantization{0.0f, 0.0f};
+        packed.unit[static_cast<size_t>(r)] = rq.scale;
+        factors[r] = rq.inv;
+      }
+    };
+    if (p.vecs >= 4 * num_threads()) {
+      parallel_for(p.vecs, 1, [&](int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1; ++i) {
+          scales(16 * i, 16 * i + 16);
+          pack_rows_quantized(x, m, K, i, factors + 16 * i, packed);
+        }
+      });
+    } else {
+      parallel_for(p.vecs * kLanes, 8, scales);
+      parallel_for(p.vecs, 1, [&](int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1; ++i) pack_rows_quantized(x, m, K, i, factors + 16 * i, packed);
+      });
+    }
   } else if (p.vecs >= 4 * num_threads()) {
     // A vector of rows at a time, its units and then its blocks, so that the second pass
     // over its rows reads them from L2. (Two Gemma layers' products, alternating in one
