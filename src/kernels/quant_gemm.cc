@@ -199,8 +199,10 @@ void pack_group(const float* x, int64_t m, int64_t k, int64_t r0, int64_t b, Pac
 // quantize_rows_int8 does it (their scales already in p.unit, the factors in inv), into
 // their vector of the packed tile as unsigned q + 128: per 64 columns, each row's codes
 // as one 64-byte register (4 conversions of 16), a 16 x 16 transpose of dwords, row r's 4
-// bytes of a step in lane r. (Straight from x: quantizing into rows of codes first and
-// transposing them, the two took 7-8% of a product's time at 267 rows of x.)
+// bytes of a step in lane r. The steps go in the order of the weights' stored words (the
+// q8 groups, tensor.h), so that the tiles read weight rows in place: a row's sum is the
+// same in any order of K that both sides share. (Straight from x: quantizing into rows of
+// codes first and transposing them, the two took 7-8% of a product's time at 267 rows.)
 void pack_rows_quantized(const float* x, int64_t m, int64_t k, int64_t i, const float* inv,
                          PackedX& p) {
   const int64_t kp = p.nb * B, rows = std::min<int64_t>(16, m - 16 * i);
@@ -227,8 +229,11 @@ void pack_rows_quantized(const float* x, int64_t m, int64_t k, int64_t i, const 
     }
     transpose16(v);
     const int64_t steps = std::min<int64_t>(16, (kp - c0) / 4);  // (8 in an odd nb's last)
-    for (int64_t s = 0; s < steps; ++s)
-      _mm512_storeu_si512(dst + (c0 / 4 + s) * 64, _mm512_xor_si512(v[s], offset));
+    for (int64_t s = 0; s < steps; ++s) {
+      const int64_t word = c0 / 4 + s;  // of the row: block word / 8, its bytes 4 (word % 8)..
+      const int64_t slot = group_byte(p.nb, B, word / 8, 4 * (word % 8)) / 4;
+      _mm512_storeu_si512(dst + slot * 64, _mm512_xor_si512(v[s], offset));
+    }
   }
 }
 
@@ -308,6 +313,22 @@ void copy_rows_of_panel(const uint8_t* base, int64_t row_bytes, int64_t nb, int6
   }
 }
 
+// Row-scaled weight rows [r0, r0 + rows) of w (q8): the start of each row's sum in the
+// tile, -128 times the sum of its codes (cw [rows]; the padding past K is code 0).
+void row_starts(const MatrixView& w, int64_t r0, int64_t rows, int32_t* cw) {
+  const int64_t row_bytes = w.row_bytes();  // a multiple of 32
+  const __m512i ones = _mm512_set1_epi8(1);
+  for (int64_t r = 0; r < rows; ++r) {
+    const auto* row = static_cast<const uint8_t*>(w.data) + (r0 + r) * row_bytes;
+    __m512i sum = _mm512_setzero_si512();
+    for (int64_t c = 0; c < row_bytes; c += 64) {
+      const __mmask64 mask = row_bytes - c >= 64 ? ~__mmask64{0} : (__mmask64{1} << 32) - 1;
+      sum = _mm512_dpbusd_epi32(sum, ones, _mm512_maskz_loadu_epi8(mask, row + c));
+    }
+    cw[r] = -128 * _mm512_reduce_add_epi32(sum);
+  }
+}
+
 void copy_panel(const MatrixView& w, int64_t r0, int64_t rows, int8_t* out, int32_t* cw) {
   const int64_t nb = quant_blocks(w.cols), row_bytes = w.row_bytes();
   const auto* base = static_cast<const uint8_t*>(w.data) + r0 * row_bytes;
@@ -383,8 +404,9 @@ void tile(const PackedX& p, int64_t t, const int8_t* wp, int64_t ldw, const int3
 }
 
 // The same tile for row-scaled weights (w8a8: every block of weight row j has the scale
-// ws[j * nb]) and x packed per row (p.unit: each row's scale, no shifts): the sums run
-// exactly in int32 over the whole row, from -128 times the row's codes' sum, and each
+// ws[j * nb]), read in place (rows ldw bytes apart, their words as stored) with x packed
+// per row in the same order (p.unit: each row's scale, no shifts): the sums run exactly
+// in int32 over the whole row, from cw[j] (-128 times the row's codes' sum), and each
 // output is scaled once, y = fma(float(s), w_scale * x_scale, bias), as
 // gemm_w8a8_reference computes it. (|s| <= 127^2 K < 2^31 for the K that w8a8_formats
 // takes; the partial sums wrap in vpdpbusd and come back.)
@@ -396,9 +418,7 @@ void tile_row_scaled(const PackedX& p, int64_t t, const int8_t* wp, int64_t ldw,
   const uint8_t* xq = p.q.data() + t * nb * kBlockBytes;  // vector t + v: + v * nb * kBlockBytes
   __m512i a[NR][MV];
   for (int j = 0; j < NR; ++j) {
-    uint32_t start = 0;  // (modulo 2^32, as the tile sums)
-    for (int64_t b = 0; b < nb; ++b) start += static_cast<uint32_t>(cw[j * nb + b]);
-    const __m512i c = _mm512_set1_epi32(static_cast<int32_t>(start));
+    const __m512i c = _mm512_set1_epi32(cw[j]);
     for (int v = 0; v < MV; ++v) a[j][v] = c;
   }
 #pragma GCC unroll 8
@@ -573,12 +593,13 @@ bool run(const float* x, int64_t m, int64_t K, const MatmulOutput* out, int coun
                      int64_t g1) {
     const int64_t N = ws[0]->rows, row_bytes = ws[0]->row_bytes();
     const int64_t max_rows = panel_groups * kColGroup;
-    // Weight rows, blocks in order, [this, the next][matrix], and their blocks' starting sums.
+    // Weight rows, blocks in order, [this, the next][matrix], and their blocks' starting sums
+    // (row-scaled: no copy, and one start per row).
     thread_local std::vector<int8_t> panel[2][2];
     thread_local std::vector<int32_t> cw[2][2];
     for (int b = 0; b < 2; ++b) {
       for (int i = 0; i < mats; ++i) {
-        if (panel[b][i].size() < static_cast<size_t>(max_rows * kp))
+        if (!row_scaled && panel[b][i].size() < static_cast<size_t>(max_rows * kp))
           panel[b][i].resize(static_cast<size_t>(max_rows * kp));
         if (cw[b][i].size() < static_cast<size_t>(max_rows * nb))
           cw[b][i].resize(static_cast<size_t>(max_rows * nb));
@@ -598,7 +619,11 @@ bool run(const float* x, int64_t m, int64_t K, const MatmulOutput* out, int coun
       for (int i = 0; i < mats; ++i) {
         if (stage[i].size() < static_cast<size_t>(kMaxTileVecs * kLanes * lds))
           stage[i].resize(static_cast<size_t>(kMaxTileVecs * kLanes * lds));
-        if (!copied) copy_panel(*ws[i], r0, rows, panel[cur][i].data(), cw[cur][i].data());
+        if (copied) continue;
+        if (row_scaled)
+          row_starts(*ws[i], r0, rows, cw[cur][i].data());
+        else
+          copy_panel(*ws[i], r0, rows, panel[cur][i].data(), cw[cur][i].data());
       }
       const int64_t next_r0 = r0 + rows;
       const int64_t next_rows =
@@ -623,9 +648,13 @@ bool run(const float* x, int64_t m, int64_t K, const MatmulOutput* out, int coun
             for (const int64_t l1 = std::min(lines, l + lines_per_call); l < l1; ++l)
               _mm_prefetch(src + l * 64, _MM_HINT_T1);
             const int64_t nr = std::min(cols, rows - j0);
-            row_fns[nr](packed, plan[t].first_vec, panel[cur][i].data() + j0 * kp, kp,
-                        cw[cur][i].data() + j0 * nb, ws[i]->scales + (r0 + j0) * nb,
-                        stage[i].data() + j0, lds, rows_t,
+            // (Row-scaled: the weight rows in place, one start per row.)
+            const int8_t* wp = row_scaled
+                                   ? static_cast<const int8_t*>(ws[i]->data) + (r0 + j0) * row_bytes
+                                   : panel[cur][i].data() + j0 * kp;
+            row_fns[nr](packed, plan[t].first_vec, wp, row_scaled ? row_bytes : kp,
+                        cw[cur][i].data() + j0 * (row_scaled ? 1 : nb),
+                        ws[i]->scales + (r0 + j0) * nb, stage[i].data() + j0, lds, rows_t,
                         bias != nullptr ? bias + r0 + j0 : nullptr);
           }
         }
@@ -639,8 +668,11 @@ bool run(const float* x, int64_t m, int64_t K, const MatmulOutput* out, int coun
         }
         if (s1 > s0) {
           for (int i = 0; i < mats; ++i) {
-            copy_panel(*ws[i], next_r0 + s0, s1 - s0, panel[next][i].data() + s0 * kp,
-                       cw[next][i].data() + s0 * nb);
+            if (row_scaled)
+              row_starts(*ws[i], next_r0 + s0, s1 - s0, cw[next][i].data() + s0);
+            else
+              copy_panel(*ws[i], next_r0 + s0, s1 - s0, panel[next][i].data() + s0 * kp,
+                         cw[next][i].data() + s0 * nb);
           }
         }
       }
