@@ -95,7 +95,16 @@ TEST_P(FirstTokenRooflineTest, EachOpAtItsPeakOrTheBandwidth) {
   EXPECT_GT(with_memory.ops_s, compute.ops_s);
   EXPECT_EQ(with_memory.compute_s, compute.compute_s);
 
-  // A peak the mode needs is missing (no probe, or the CPU lacks the instructions): none.
+  // The mode's unit is missing (the CPU or build lacks the instructions): its products
+  // are held to the float32 peak, attention too.
+  kernels::Roofline f32_only;
+  f32_only.f32_gflops = 100;
+  const FirstTokenRoofline fallback = first_token_roofline(work, type, f32_only);
+  EXPECT_NEAR(fallback.compute_s, work.flops / 100e9, 1e-12 * fallback.compute_s);
+  const double f32_ops = (product_flops(work) + work.attention_flops) / 100e9;
+  EXPECT_NEAR(fallback.ops_s, f32_ops, 1e-12 * f32_ops);
+
+  // No probe ran: none.
   kernels::Roofline none;
   EXPECT_EQ(first_token_roofline(work, type, none).ops_s, 0.0);
   EXPECT_EQ(first_token_roofline(work, type, none).compute_s, 0.0);

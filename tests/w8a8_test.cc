@@ -10,6 +10,7 @@
 #include <cfloat>
 #include <cmath>
 #include <cstring>
+#include <ostream>
 #include <random>
 #include <string>
 #include <vector>
@@ -195,6 +196,7 @@ struct Library {
   bool (*gated)(const float*, int64_t, const pg::MatrixView&, const pg::MatrixView&, float*);
 };
 class W8a8Products : public ::testing::TestWithParam<Library> {};
+void PrintTo(const Library& lib, std::ostream* os) { *os << lib.name; }
 
 TEST_P(W8a8Products, MatchTheTwinBitForBit) {
   const Library& lib = GetParam();

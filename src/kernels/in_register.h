@@ -4,11 +4,24 @@
 // vector become bound by load ports instead of arithmetic.
 #pragma once
 
+#include <cstddef>
+
 namespace pg::kernels {
+
+// The widest vector register this build targets: a wider vector (a 64-byte vector type
+// without AVX-512, in a build for a generic x86-64) lives in several registers or in
+// memory, and the asm below could not name it.
+#if defined(__AVX512F__)
+inline constexpr std::size_t kVectorRegisterBytes = 64;
+#elif defined(__AVX__)
+inline constexpr std::size_t kVectorRegisterBytes = 32;
+#else
+inline constexpr std::size_t kVectorRegisterBytes = 16;
+#endif
 
 template <class V>
 inline void in_register(V& v) {
-  asm("" : "+v"(v));
+  if constexpr (sizeof(V) <= kVectorRegisterBytes) asm("" : "+v"(v));
 }
 
 }  // namespace pg::kernels

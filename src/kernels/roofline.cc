@@ -100,6 +100,33 @@ __attribute__((noinline)) void int8_loop(int64_t n) {
 }
 #endif
 
+#if !defined(PG_AVX512_PROBES)
+// Builds without AVX-512 (PG_NATIVE=OFF, or a CPU without it): the float32 peak from a
+// loop of 12 independent multiply-add chains on the build's widest vectors (fused where it
+// has FMA), each accumulator held in a register by an empty asm every iteration.
+#if defined(__AVX__)
+constexpr int kProbeLanes = 8;
+#else
+constexpr int kProbeLanes = 4;
+#endif
+using ProbeVector = float __attribute__((vector_size(4 * kProbeLanes)));
+constexpr double kPortableChains = 12;
+__attribute__((noinline)) void fma_loop_portable(int64_t n) {
+  ProbeVector x, y;
+  for (int i = 0; i < kProbeLanes; ++i) x[i] = 1.0f, y[i] = 0x1p-30f;
+  asm("" : "+x"(x), "+x"(y));
+  ProbeVector a0 = y, a1 = y, a2 = y, a3 = y, a4 = y, a5 = y, a6 = y, a7 = y, a8 = y, a9 = y,
+              a10 = y, a11 = y;
+  for (int64_t i = 0; i < n; ++i) {
+    a0 = a0 * x + y, a1 = a1 * x + y, a2 = a2 * x + y, a3 = a3 * x + y;
+    a4 = a4 * x + y, a5 = a5 * x + y, a6 = a6 * x + y, a7 = a7 * x + y;
+    a8 = a8 * x + y, a9 = a9 * x + y, a10 = a10 * x + y, a11 = a11 * x + y;
+    asm volatile("" : "+x"(a0), "+x"(a1), "+x"(a2), "+x"(a3), "+x"(a4), "+x"(a5));
+    asm volatile("" : "+x"(a6), "+x"(a7), "+x"(a8), "+x"(a9), "+x"(a10), "+x"(a11));
+  }
+}
+#endif
+
 volatile int64_t g_sink_i;
 
 }  // namespace
@@ -108,6 +135,8 @@ Roofline measure_roofline(double seconds_each, int64_t bandwidth_bytes) {
   Roofline r;
 #if defined(PG_AVX512_PROBES)
   r.f32_gflops = rate(seconds_each, kChains * 16 * 2, fma_loop) / 1e9;
+#else
+  r.f32_gflops = rate(seconds_each, kPortableChains * kProbeLanes * 2, fma_loop_portable) / 1e9;
 #endif
 #if defined(PG_AVX512_PROBES) && defined(__AVX512BF16__)
   r.bf16_gflops = rate(seconds_each, kChains * 64, bf16_loop) / 1e9;

@@ -134,10 +134,13 @@ FirstTokenRoofline first_token_roofline(const FirstTokenWork& work, model::Weigh
   // There int8 and q4 keep the int8 tiles' peak (tdpbusd, twice tdpbf16ps's) although
   // their prefill runs as bf16 tiles on dequantized weights: the machine's limit for the
   // work, and the stricter bound.
-  const double product_peak = (float32   ? peaks.f32_gflops
-                               : low_bit ? peaks.int8_peak()
-                                         : peaks.bf16_peak()) *
-                              1e9;
+  // A CPU or build without the mode's unit (no AVX512-BF16 or VNNI) runs its products as
+  // float32 arithmetic: they are held to the float32 peak.
+  double product_peak = (float32   ? peaks.f32_gflops
+                         : low_bit ? peaks.int8_peak()
+                                   : peaks.bf16_peak()) *
+                        1e9;
+  if (product_peak <= 0) product_peak = peaks.f32_gflops * 1e9;
   const double attention_peak =
       (float32 || peaks.bf16_peak() <= 0 ? peaks.f32_gflops : peaks.bf16_peak()) * 1e9;
   const double bandwidth = peaks.bandwidth_gbs * 1e9;

@@ -91,7 +91,8 @@ FirstTokenWork first_token_work(const io::PaliGemmaConfig& c, model::PaliGemmaWe
 //     was figured before session 23, now over the same work; it leaves out the LM head's
 //     memory time and charges bf16 attention at the int8 peak: 2.3% below ops_s for
 //     PaliGemma 3B int8 at 224 px).
-// Both 0 where a peak they need is 0 (the CPU lacks the instructions, or no probe ran).
+// A mode whose unit the CPU or build lacks (bf16 or int8 peak 0) is held to the float32
+// peak, as its products then run; both 0 where that is 0 too (no probe ran).
 struct FirstTokenRoofline {
   double ops_s = 0, compute_s = 0;
 };
