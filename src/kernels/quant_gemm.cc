@@ -33,6 +33,13 @@
 //   xq [nb][8 steps][16 lanes][4 bytes]   (u8, q_x + 128; rows past m are 128)
 //   xs [nb][16]  s_ib
 // and per row: u_i and 1 / u_i.
+//
+// The w8a8 products (row-scaled q8: every block of a row has the row's scale) take the
+// same tiles without the per-block scaling (tile_row_scaled): x is quantized per row (one
+// scale, no shifts) and packed in the order of the weights' stored words, the weight rows
+// are read in place (no panel copy; a pass over each row's codes gives its start, -128
+// times their sum), each accumulator sums its whole row in int32, and each output is
+// scaled once, as gemm_w8a8_reference (w8a8.h) computes it, bit for bit.
 #include "kernels/quant_gemm.h"
 
 #include <immintrin.h>
@@ -518,13 +525,15 @@ bool run(const float* x, int64_t m, int64_t K, const MatmulOutput* out, int coun
   p.vecs = (m + kLanes - 1) / kLanes;
   const auto blocks = static_cast<size_t>(p.vecs * nb);
   if (p.q.size() < blocks * kBlockBytes) p.q.resize(blocks * kBlockBytes);
-  if (p.shift.size() < blocks * kLanes) p.shift.resize(blocks * kLanes);
-  if (p.unit.size() < static_cast<size_t>(p.vecs * kLanes)) {
+  if (p.unit.size() < static_cast<size_t>(p.vecs * kLanes))
     p.unit.resize(static_cast<size_t>(p.vecs * kLanes));
-    p.inv_unit.resize(static_cast<size_t>(p.vecs * kLanes));
+  if (!row_scaled) {  // (the block-scaled packing's shifts, factors and block maxima)
+    if (p.shift.size() < blocks * kLanes) p.shift.resize(blocks * kLanes);
+    if (p.inv_unit.size() < static_cast<size_t>(p.vecs * kLanes))
+      p.inv_unit.resize(static_cast<size_t>(p.vecs * kLanes));
+    if (p.amax.size() < static_cast<size_t>(p.vecs * nb * 16))
+      p.amax.resize(static_cast<size_t>(p.vecs * nb * 16));
   }
-  if (p.amax.size() < static_cast<size_t>(p.vecs * nb * 16))
-    p.amax.resize(static_cast<size_t>(p.vecs * nb * 16));
   PackedX& packed = p;
   if (row_scaled) {
     // Each row's scale (into p.unit; rows past m: 0) and factor, then its codes into the
