@@ -246,6 +246,31 @@ TEST_P(W8a8Products, MatchTheTwinBitForBit) {
   }
 }
 
+// Each library refuses what w8a8_formats refuses (block scales, rows not whole tiles, k
+// past 2^17) and a gated pair whose up differs from gate, returning false and writing
+// nothing.
+TEST_P(W8a8Products, RefuseOtherFormatsWritingNothing) {
+  const Library& lib = GetParam();
+  if (!lib.runs()) GTEST_SKIP() << "no " << lib.name << " in this build or process";
+  const int64_t m = 20, k = 64;
+  const auto x = random_matrix(m, k, 71);
+  const auto w = random_matrix(48, k, 72);
+  const pg::MatrixView src{pg::DType::kF32, w.data(), 48, k, nullptr};
+  const auto blocks = pg::kernels::quantize_q8(src);
+  const auto few = row_scaled(w, 24, k);
+  const auto gate = row_scaled(w, 48, k), up = row_scaled(w, 32, k);
+  std::vector<float> y(static_cast<size_t>(m * 48), 7.0f);
+  const pg::kernels::MatmulOutput block_scaled{blocks.view(), nullptr, y.data()};
+  const pg::kernels::MatmulOutput partial{few.view(), nullptr, y.data()};
+  const pg::kernels::MatmulOutput good{gate.view(), nullptr, y.data()};
+  EXPECT_FALSE(lib.product(x.data(), m, k, &block_scaled, 1));
+  EXPECT_FALSE(lib.product(x.data(), m, k, &partial, 1));
+  EXPECT_FALSE(lib.product(x.data(), m, k + 1, &good, 1));  // k differs from the matrix's
+  EXPECT_FALSE(lib.gated(x.data(), m, gate.view(), up.view(), y.data()));
+  EXPECT_FALSE(lib.gated(x.data(), m, gate.view(), blocks.view(), y.data()));
+  for (size_t e = 0; e < y.size(); ++e) ASSERT_EQ(y[e], 7.0f) << "written at " << e;
+}
+
 // The gated product: gemm_w8a8_amx over gate and up followed by the gating, bit for bit
 // (odd m, gate's rows in 3 blocks so that jobs pair gate's and up's same rows, K in chunks).
 TEST_P(W8a8Products, GeluMulIsTheProductsThenTheGating) {

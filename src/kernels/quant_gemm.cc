@@ -227,8 +227,7 @@ void pack_rows_quantized(const float* x, int64_t m, int64_t k, int64_t i, const 
       __m128i q[4];
       for (int64_t j = 0; j < 4; ++j) {
         const __mmask16 mask = first_n16(k - c0 - 16 * j);
-        const __m512 f = _mm512_mul_ps(_mm512_maskz_loadu_ps(mask, row + 16 * j), s);
-        q[j] = _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(f));
+        q[j] = quantize16(_mm512_maskz_loadu_ps(mask, row + 16 * j), s);
       }
       const __m256i lo = _mm256_inserti128_si256(_mm256_castsi128_si256(q[0]), q[1], 1);
       const __m256i hi = _mm256_inserti128_si256(_mm256_castsi128_si256(q[2]), q[3], 1);
@@ -503,9 +502,9 @@ std::vector<TilePlan> plan_tiles(int64_t vecs) {
 bool run(const float* x, int64_t m, int64_t K, const MatmulOutput* out, int count,
          const MatrixView* gelu_up, bool row_scaled) {
   if (m <= 0 || K <= 0 || count <= 0) return false;
-  if (row_scaled) {
-    if (!w8a8_formats(out, count, K)) return false;
-    const MatmulOutput up{gelu_up != nullptr ? *gelu_up : out[0].w, nullptr, nullptr};
+  if (row_scaled && !w8a8_formats(out, count, K)) return false;
+  if (row_scaled && gelu_up != nullptr) {
+    const MatmulOutput up{*gelu_up, nullptr, nullptr};
     if (!w8a8_formats(&up, 1, K)) return false;
   }
   for (int i = 0; i < count; ++i) {

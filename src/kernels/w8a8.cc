@@ -118,9 +118,8 @@ void quantize_rows_int8(const float* x, int64_t m, int64_t k, int8_t* q, int64_t
       const __m512 inv = _mm512_set1_ps(s.inv);
       for (int64_t c = 0; c < k; c += 16) {
         const __mmask16 mask = first_n16(k - c);
-        const __m512i v =
-            _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_maskz_loadu_ps(mask, xr + c), inv));
-        _mm_mask_storeu_epi8(q + r * ldq + c, mask, _mm512_cvtsepi32_epi8(v));
+        _mm_mask_storeu_epi8(q + r * ldq + c, mask,
+                             quantize16(_mm512_maskz_loadu_ps(mask, xr + c), inv));
       }
       std::fill(q + r * ldq + k, q + (r + 1) * ldq, int8_t{0});
     }

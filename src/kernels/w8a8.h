@@ -5,6 +5,8 @@
 // kernels layer.
 #pragma once
 
+#include <immintrin.h>
+
 #include <cstdint>
 
 #include "kernels/kernels.h"
@@ -29,6 +31,15 @@ struct RowQuantization {
   float scale, inv;
 };
 RowQuantization quantize_row(const float* x, int64_t k);
+
+#if defined(__AVX512BW__)
+// 16 values' codes with a row's factor (RowQuantization::inv, not 0): nearest even,
+// saturated to int8 (|x * inv| <= 127 up to rounding). Every vector path that quantizes
+// x for the w8a8 products goes through this, so that they give the same codes.
+inline __m128i quantize16(__m512 x, __m512 inv) {
+  return _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(x, inv)));
+}
+#endif
 
 // Whether the w8a8 products take these matrices, on any CPU: every one q8 (I8) with
 // row_scales, k columns (k < 2^17, so that the int32 sums cannot overflow: |s| <= 128^2 k),
